@@ -1,0 +1,1 @@
+int main() { return 0; }  // anchor for the executables precompiled header

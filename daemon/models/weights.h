@@ -1,0 +1,35 @@
+// Loads checkpoint tensors into torch::nn::Module parameters by name.
+// Module code registers its submodules/parameters with the checkpoint's key names, so loading is a
+// lookup: module.named_parameters() (and named_buffers() that are persistent) <-> TensorStore keys.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+
+namespace qwen::models {
+
+struct LoadReport {
+  std::vector<std::string> missing;     // parameters the module has, the checkpoint lacks
+  std::vector<std::string> unexpected;  // checkpoint tensors the module does not have
+};
+
+// Copies (or, when dtype/device allow, maps without a second host copy) every parameter of `module`
+// from `store`. Shape mismatches and missing tensors throw io::CheckpointError naming the component,
+// the tensor, the expected and the found shape, and listing all missing/unexpected names.
+// `ignore_unexpected`: key prefixes that may be present without a parameter (e.g. "visual." when
+// the vision tower is not loaded, "lm_head.").
+LoadReport load_module(torch::nn::Module& module, const io::TensorStore& store,
+                       const std::string& component, torch::Dtype dtype, torch::Device device,
+                       const std::vector<std::string>& ignore_unexpected = {});
+
+// One tensor from the store, converted to `dtype` on `device` (F32/F16/BF16/F8*/I64/I32/U8/BOOL).
+torch::Tensor to_tensor(const io::TensorRef& ref, torch::Dtype dtype,
+                        torch::Device device = torch::kCPU);
+// As stored (no conversion); zero-copy over the mapping when aligned, else a copy.
+torch::Tensor to_tensor_raw(const io::TensorRef& ref);
+
+}  // namespace qwen::models

@@ -1,0 +1,1 @@
+// Keeps the library non-empty while the area is being built up.

@@ -1,0 +1,96 @@
+// The engine: loads one model folder once and runs generation / editing jobs on it.
+// This header is torch-free so that the CLI front-end, the daemon and the tests can include it cheaply.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "image/image.h"
+
+namespace qwen {
+
+// Every user-facing failure (bad input, broken checkpoint, cancelled job) is an EngineError with a
+// message a person can act on.
+struct EngineError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct CancelledError : EngineError {
+  CancelledError() : EngineError("job cancelled") {}
+};
+
+enum class PipelineKind { Generate, Img2Img, Inpaint, Edit, EditPlus, EditInpaint };
+const char* to_string(PipelineKind);
+std::optional<PipelineKind> pipeline_from_string(const std::string&);
+
+// How edit inputs are mapped onto the model's sizes.
+//  Reference: resize with a changed aspect ratio and stretch the result back (what diffusers does).
+//  Exact: keep the aspect ratio (pad to the model's size, crop the padding off afterwards) and return
+//         the result on the input's exact pixel grid. Default when results go back to an editor.
+enum class GeometryMode { Reference, Exact };
+
+struct RunParams {
+  PipelineKind pipeline = PipelineKind::Generate;
+  std::vector<std::string> prompts;           // one per batch entry (>= 1)
+  std::vector<std::string> negative_prompts;  // empty, one (shared) or one per prompt
+  int width = 0;                              // 0: the pipeline's default
+  int height = 0;
+  int steps = 50;
+  std::optional<float> true_cfg_scale;  // unset: 4.0 (only active with a negative prompt)
+  int64_t seed = 0;
+  int num_images_per_prompt = 1;
+  float strength = 0.6f;          // img2img / inpaint / edit-inpaint
+  std::vector<ImageU8> images;    // inputs for img2img / inpaint / edit (RGB or RGBA)
+  std::optional<ImageU8> mask;    // 1 channel, white (255) = repaint
+  GeometryMode geometry = GeometryMode::Reference;
+  int max_sequence_length = 512;
+};
+
+struct ProgressInfo {
+  int step = 0;   // steps done
+  int total = 0;  // steps to run
+  // Optional small RGB preview of the current estimate (empty most steps).
+  ImageU8 preview;
+};
+// Called after every denoising step. Return false to cancel the job (the engine then throws
+// CancelledError at the next step boundary).
+using ProgressFn = std::function<bool(const ProgressInfo&)>;
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string device;  // "cpu", "cuda", "cuda:N"; empty = cuda when available, else cpu
+  std::string dtype;   // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
+  int threads = 0;     // CPU threads for torch; 0 = all hardware threads
+  bool preview = false;
+};
+
+struct ModelInfo {
+  std::string model_dir;
+  std::string pipeline_class;  // from model_index.json
+  std::string device;
+  std::string dtype;
+  PipelineKind default_pipeline = PipelineKind::Generate;
+  bool can_edit = false;  // has a vision tower + processor
+  int64_t parameters = 0;
+  int64_t bytes = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Loads the model folder (diffusers layout) or throws EngineError.
+  static std::unique_ptr<Engine> open(const EngineOptions& options);
+
+  virtual const ModelInfo& info() const = 0;
+  // Runs one job. Returns prompts.size() * num_images_per_prompt RGB images in batch order.
+  virtual std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress = {}) = 0;
+};
+
+// Sets the torch CPU thread count (torch defaults to 1 here). 0 = hardware concurrency.
+void set_torch_threads(int threads);
+
+}  // namespace qwen

@@ -1,0 +1,6 @@
+#include <cstdio>
+
+int main() {
+  std::fprintf(stderr, "qwen-imaged: not built yet\n");
+  return 2;
+}

@@ -1,0 +1,117 @@
+// Client side of the daemon protocol: what the GIMP plug-in and `qwen-image --daemon` use.
+// Pixels travel through POSIX shared memory (Boost.Interprocess), never encoded.
+// This header is the contract between shared/ (owner: transport) and plugin/. Changes must stay
+// source-compatible for the plug-in (add fields, do not rename).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace qwen::ipc {
+
+enum class PixelFormat : uint32_t {
+  RGBA8 = 1,
+  RGB8 = 2,
+  RGBA_F32 = 3,
+  RGB_F32 = 4,
+  GRAY8 = 5,     // single channel: masks
+  GRAY_F32 = 6,  // single channel: masks, 0..1
+};
+int channels(PixelFormat);
+int bytes_per_channel(PixelFormat);
+
+// A view of caller-owned pixels (rows may be padded: stride >= width * bytes per pixel).
+struct ImageView {
+  int width = 0;
+  int height = 0;
+  PixelFormat format = PixelFormat::RGBA8;
+  size_t stride = 0;  // bytes per row; 0 = tightly packed
+  const void* data = nullptr;
+};
+
+// Pixels owned by the client after a job (tightly packed).
+struct Image {
+  int width = 0;
+  int height = 0;
+  PixelFormat format = PixelFormat::RGBA8;
+  std::vector<uint8_t> bytes;
+};
+
+struct JobRequest {
+  std::string pipeline = "generate";  // generate | img2img | inpaint | edit | edit-plus | edit-inpaint
+  std::string model;                  // "" = the daemon's default model
+  std::vector<std::string> prompts;   // >= 1
+  std::vector<std::string> negative_prompts;
+  int width = 0;  // 0 = pipeline default
+  int height = 0;
+  int steps = 50;
+  float true_cfg_scale = 4.0f;
+  int64_t seed = 0;
+  int num_images_per_prompt = 1;
+  float strength = 0.6f;
+  bool exact_geometry = true;  // keep the input's pixel grid (editor round trips)
+  std::vector<ImageView> images;
+  std::optional<ImageView> mask;  // white = repaint
+  PixelFormat result_format = PixelFormat::RGBA8;
+};
+
+struct JobProgress {
+  int step = 0;
+  int total = 0;
+  std::optional<Image> preview;  // small RGB8 preview, present every few steps
+};
+
+struct DaemonStatus {
+  int64_t pid = 0;
+  std::string version;
+  std::string device;
+  std::vector<std::string> models;  // loaded or configured model names, default first
+  int queued_jobs = 0;
+  bool busy = false;
+  int64_t memory_bytes = 0;  // resident memory (host) and device memory in use
+  int64_t device_memory_bytes = 0;
+};
+
+struct ClientError : std::runtime_error {
+  enum class Kind {
+    NoDaemon,          // nothing serves this instance
+    DaemonDied,        // the daemon went away during the job
+    ProtocolMismatch,  // plug-in and daemon versions disagree
+    Rejected,          // the daemon refused the request (message says why)
+    JobFailed,         // the job ran and failed (out of memory, model error...)
+    Cancelled,
+    Timeout,
+    SharedMemory,      // cannot create/open shared memory (e.g. Flatpak's private /dev/shm)
+  };
+  ClientError(Kind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
+  Kind kind;
+};
+
+// Instance name: explicit, else $QWEN_IMAGE_INSTANCE, else "default".
+std::string resolve_instance(const std::string& explicit_name = "");
+
+class Client {
+ public:
+  // Throws ClientError(NoDaemon) within `timeout_ms` when no daemon serves the instance.
+  static Client connect(const std::string& instance = "", int timeout_ms = 3000);
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  DaemonStatus status();
+  // Runs one job and blocks until it ends. `progress` is called from this thread; returning false
+  // cancels the job. Throws ClientError on any failure (daemon death is noticed within seconds).
+  std::vector<Image> run(const JobRequest& request,
+                         const std::function<bool(const JobProgress&)>& progress = {});
+
+ private:
+  Client() = default;
+  struct Impl;
+  Impl* impl_ = nullptr;
+};
+
+}  // namespace qwen::ipc
