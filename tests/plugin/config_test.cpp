@@ -1,0 +1,85 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using namespace qwen::plugin;
+
+TEST(Config, SplitArgs) {
+  EXPECT_EQ(split_args(R"(--model "/data/my models/Qwen" --device  cuda 'a b' c\ d)"),
+            (std::vector<std::string>{"--model", "/data/my models/Qwen", "--device", "cuda", "a b",
+                                      "c d"}));
+  EXPECT_EQ(split_args("  "), std::vector<std::string>{});
+  EXPECT_EQ(split_args("\"\""), std::vector<std::string>{""});
+}
+
+TEST(Config, ParseKeysAndWarnings) {
+  auto c = parse_config(
+      "# comment\n daemon = /opt/q/qwen-imaged\n"
+      "daemon_args = --model /m --device cpu\ninstance=test\nstart_timeout = 30\n"
+      "min_pixels = 1024\nmax_pixels=4096\nautostart = no\nbogus = 1\nnot a pair\nmax_pixels = "
+      "x\n");
+  EXPECT_EQ(c.daemon, "/opt/q/qwen-imaged");
+  EXPECT_EQ(c.daemon_args, (std::vector<std::string>{"--model", "/m", "--device", "cpu"}));
+  EXPECT_EQ(c.instance, "test");
+  EXPECT_EQ(c.start_timeout_s, 30);
+  EXPECT_EQ(c.limits.min_pixels, 1024);
+  EXPECT_EQ(c.limits.max_pixels, 4096);
+  EXPECT_FALSE(c.autostart);
+  EXPECT_EQ(c.warnings.size(), 3u);
+}
+
+TEST(Config, DaemonArgvAddsInstanceOnce) {
+  PluginConfig c;
+  c.daemon = "/bin/qwen-imaged";
+  c.daemon_args = {"--model", "/m"};
+  EXPECT_EQ(daemon_argv(c, "abc"),
+            (std::vector<std::string>{"/bin/qwen-imaged", "--model", "/m", "--instance", "abc"}));
+  c.daemon_args.push_back("--instance=x");
+  EXPECT_EQ(daemon_argv(c, "abc").size(), 4u);
+}
+
+TEST(Config, LoadFromFileAndMissingFile) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("qwen-plugin-config-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "qwen-image.conf").string();
+  std::ofstream(path) << "daemon = ~/bin/qd\n";
+  setenv("HOME", "/home/someone", 1);
+  auto c = load_config(path);
+  EXPECT_EQ(c.path, path);
+  EXPECT_EQ(c.daemon, "/home/someone/bin/qd");
+  auto d = load_config((dir / "missing.conf").string());
+  EXPECT_EQ(d.path, "");
+  EXPECT_EQ(d.daemon, "qwen-imaged");
+  setenv("QWEN_IMAGE_GIMP_CONFIG", path.c_str(), 1);
+  EXPECT_EQ(default_config_path(), path);
+  unsetenv("QWEN_IMAGE_GIMP_CONFIG");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Config, EditModelNames) {
+  EXPECT_TRUE(is_edit_model("qwen-image-edit-2509-tiny"));
+  EXPECT_TRUE(is_edit_model("Qwen-Image-Edit"));
+  EXPECT_FALSE(is_edit_model("qwen-image-tiny"));
+}
+
+TEST(Config, MessagesSayWhatToDo) {
+  PluginConfig c;
+  c.daemon = "/x/qwen-imaged";
+  auto m = user_message(ErrorKind::NoDaemon, "instance 'default'", c);
+  EXPECT_NE(m.find("no daemon is running"), std::string::npos);
+  EXPECT_NE(m.find("systemctl --user start qwen-imaged"), std::string::npos);
+  EXPECT_NE(m.find("/x/qwen-imaged"), std::string::npos);
+  EXPECT_NE(user_message(ErrorKind::JobFailed, "CUDA out of memory. Tried to allocate", c)
+                .find("GPU ran out of memory"),
+            std::string::npos);
+  EXPECT_NE(user_message(ErrorKind::Rejected, "unknown model 'foo'", c).find("Qwen/Qwen-Image"),
+            std::string::npos);
+  EXPECT_NE(user_message(ErrorKind::ProtocolMismatch, "v1 vs v2", c).find("different versions"),
+            std::string::npos);
+  EXPECT_NE(user_message(ErrorKind::JobFailed, "boom", c).find("boom"), std::string::npos);
+}
