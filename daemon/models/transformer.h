@@ -1,0 +1,77 @@
+// QwenImageTransformer2DModel: the 20B MMDiT denoiser of the Qwen-Image family (spec
+// transformer-and-pipelines.md §2). Registered parameter names are the diffusers checkpoint keys,
+// so models::load_module() fills it straight from transformer/*.safetensors.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/transformer_block.h"
+#include "models/transformer_layers.h"
+#include "models/transformer_rope.h"
+
+namespace qwen::models {
+
+// transformer/config.json. Unknown keys are ignored; missing keys take the diffusers defaults.
+struct TransformerConfig {
+  int64_t patch_size = 2;
+  int64_t in_channels = 64;
+  int64_t out_channels = 16;
+  int64_t num_layers = 60;
+  int64_t attention_head_dim = 128;
+  int64_t num_attention_heads = 24;
+  int64_t joint_attention_dim = 3584;
+  std::array<int64_t, 3> axes_dims_rope{16, 56, 56};
+  bool guidance_embeds = false;
+  bool zero_cond_t = false;
+  bool use_additional_t_cond = false;
+  bool use_layer3d_rope = false;
+
+  int64_t inner_dim() const { return num_attention_heads * attention_head_dim; }
+  // Throws std::runtime_error naming the file and the bad key.
+  static TransformerConfig from_json_file(const std::string& path);
+  static TransformerConfig from_json_text(const std::string& text, const std::string& label);
+  // Checks internal consistency (head dim = sum of RoPE axes, ...). Throws std::invalid_argument.
+  void validate() const;
+  // Number of parameters this configuration has.
+  int64_t parameter_count() const;
+};
+
+class QwenImageTransformer2DModelImpl : public torch::nn::Module {
+ public:
+  explicit QwenImageTransformer2DModelImpl(const TransformerConfig& config);
+
+  // hidden_states: packed latents [B, S_img, in_channels] (all image segments concatenated);
+  // encoder_hidden_states: [B, S_txt, joint_attention_dim];
+  // encoder_hidden_states_mask: [B, S_txt] (1/true = valid) or undefined for "all valid";
+  // timestep: [B], already divided by 1000; img_shapes: the segments of one sample (every sample
+  // shares them); additional_t_cond: [B] int64 (Layered models only).
+  // Returns [B, S_img, patch^2 * out_channels].
+  torch::Tensor forward(const torch::Tensor& hidden_states,
+                        const torch::Tensor& encoder_hidden_states,
+                        const torch::Tensor& encoder_hidden_states_mask,
+                        const torch::Tensor& timestep, const std::vector<ImageShape>& img_shapes,
+                        const torch::Tensor& additional_t_cond = {});
+
+  const TransformerConfig& config() const { return config_; }
+
+  torch::nn::Linear img_in{nullptr}, txt_in{nullptr}, proj_out{nullptr};
+  dit::RMSNorm txt_norm{nullptr};
+  dit::TimestepProjEmbeddings time_text_embed{nullptr};
+  torch::nn::ModuleList transformer_blocks{nullptr};
+  // `norm_out` (AdaLayerNormContinuous): only `norm_out.linear` carries weights.
+  std::shared_ptr<torch::nn::Module> norm_out;
+  torch::nn::Linear norm_out_linear{nullptr};
+
+ private:
+  TransformerConfig config_;
+  std::vector<dit::TransformerBlock> blocks_;
+  dit::MultiAxisRope rope_;
+};
+TORCH_MODULE(QwenImageTransformer2DModel);
+
+}  // namespace qwen::models
