@@ -1,0 +1,181 @@
+// The three procedures: which pixels go to the daemon, and how results come back as layers.
+#include <algorithm>
+
+#include "plugin.h"
+
+namespace qwen::plugin {
+
+namespace ipc = qwen::ipc;
+
+namespace {
+
+std::optional<Rect> selection_bounds(gint32 image) {
+  gboolean non_empty = FALSE;
+  gint x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  if (!gimp_selection_bounds(image, &non_empty, &x1, &y1, &x2, &y2) || !non_empty)
+    return std::nullopt;
+  return Rect{x1, y1, x2 - x1, y2 - y1};
+}
+
+Rect layer_rect(gint32 drawable) {
+  gint ox = 0, oy = 0;
+  gimp_drawable_offsets(drawable, &ox, &oy);
+  return Rect{ox, oy, gimp_drawable_width(drawable), gimp_drawable_height(drawable)};
+}
+
+std::string layer_name(const Settings& s, int variant, int variants) {
+  gchar* head = g_utf8_substring(s.prompt, 0, std::min<glong>(g_utf8_strlen(s.prompt, -1), 60));
+  std::string name = *head ? head : "Qwen-Image";
+  g_free(head);
+  if (variants > 1) name += " #" + std::to_string(variant + 1);
+  return name;
+}
+
+ipc::ImageView view_of(const Pixels& p) {
+  ipc::ImageView v;
+  v.width = p.width;
+  v.height = p.height;
+  v.format = p.channels == 1   ? ipc::PixelFormat::GRAY8
+             : p.channels == 3 ? ipc::PixelFormat::RGB8
+                               : ipc::PixelFormat::RGBA8;
+  v.data = p.data.data();
+  return v;
+}
+
+// The daemon's default model name (first listed), "" when it lists none.
+std::string default_model(ipc::Client& client) {
+  auto st = client.status();
+  return st.models.empty() ? "" : st.models.front();
+}
+
+}  // namespace
+
+std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, const Settings& s,
+                                  const PluginConfig& config) {
+  if (gimp_image_base_type(image) == GIMP_INDEXED)
+    throw UserError(
+        "Qwen-Image works on RGB and grayscale images; convert this indexed image "
+        "with Image → Mode → RGB first.");
+  if (gimp_item_is_layer_mask(drawable)) drawable = gimp_layer_from_mask(drawable);
+  if (!gimp_item_is_layer(drawable))
+    throw UserError("Qwen-Image: select a layer (not a channel or path) and run it again.");
+  if (!*s.prompt) throw UserError("Qwen-Image: the prompt is empty; describe what you want.");
+
+  const Rect canvas{0, 0, gimp_image_width(image), gimp_image_height(image)};
+  const Rect layer = layer_rect(drawable);
+  const auto sel = selection_bounds(image);
+
+  // Work out the region and the inputs before anything is started.
+  Rect region;         // image coordinates of the result layer
+  Pixels input, mask;  // at region size (edit procedures)
+  Pixels layer_mask;   // edit-selection: feathered selection
+  bool whole_layer = false;
+  switch (proc) {
+    case Proc::Generate:
+      region = generate_region(canvas, sel);
+      break;
+    case Proc::EditSelection: {
+      auto er = edit_region(layer, canvas, sel);
+      if (!er)
+        throw UserError(
+            "Qwen-Image: the selection does not touch the active layer inside the "
+            "canvas; select part of the layer or choose another layer.");
+      region = er->crop;
+      whole_layer = er->whole_layer;
+      input = flatten_alpha(
+          read_drawable(drawable, {region.x - layer.x, region.y - layer.y, region.w, region.h}));
+      if (whole_layer) {
+        mask = Pixels(region.w, region.h, 1, 255);
+        layer_mask = mask;
+      } else {
+        Pixels selection = read_selection(image, region);
+        mask = binary_mask(selection);
+        layer_mask = feathered_mask(selection, feather_radius(er->selection));
+      }
+      break;
+    }
+    case Proc::EditLayer:
+      region = layer;
+      input = read_drawable(drawable, {0, 0, layer.w, layer.h});
+      break;
+  }
+  const Size model = model_size_for({region.w, region.h}, config.limits);
+
+  gimp_progress_init("Qwen-Image: connecting to the daemon…");
+  ipc::Client client = connect_or_start(config);
+
+  ipc::JobRequest req;
+  req.model = s.model;
+  req.prompts = {s.prompt};
+  if (*s.negative) req.negative_prompts = {s.negative};
+  req.width = model.w;
+  req.height = model.h;
+  req.steps = s.steps;
+  req.true_cfg_scale = float(s.true_cfg_scale);
+  req.strength = float(s.strength);
+  req.exact_geometry = true;
+  req.result_format = ipc::PixelFormat::RGB8;
+
+  std::string model_name = s.model;
+  try {
+    if (model_name.empty()) model_name = default_model(client);
+  } catch (const ipc::ClientError& e) {
+    throw to_user_error(e, config);
+  }
+  Pixels model_input, model_mask;
+  switch (proc) {
+    case Proc::Generate:
+      req.pipeline = "generate";
+      break;
+    case Proc::EditSelection:
+      req.pipeline = is_edit_model(model_name) ? "edit-inpaint" : "inpaint";
+      model_input = resize(input, model.w, model.h);
+      model_mask = binary_mask(resize(mask, model.w, model.h));
+      req.images = {view_of(model_input)};
+      req.mask = view_of(model_mask);
+      break;
+    case Proc::EditLayer:
+      if (!is_edit_model(model_name))
+        throw UserError("Qwen-Image: Edit Layer needs an edit model (Qwen-Image-Edit-2509), but " +
+                        (model_name.empty() ? std::string("the daemon lists no model")
+                                            : "the model is '" + model_name + "'") +
+                        ". Choose an edit model in the dialog or load one in the daemon.");
+      req.pipeline = "edit";
+      model_input = resize(flatten_alpha(input), model.w, model.h);
+      req.images = {view_of(model_input)};
+      break;
+  }
+
+  const int variants = std::max(1, int(s.variants));
+  gint32 seed = s.seed >= 0 ? s.seed : g_random_int_range(0, G_MAXINT32);
+  std::vector<Pixels> results;
+  for (int v = 0; v < variants; ++v) {
+    req.seed = int64_t(seed) + v;
+    gimp_progress_set_text_printf("Qwen-Image: %s (%d of %d)", req.pipeline.c_str(), v + 1,
+                                  variants);
+    auto images = run_job(client, req, config, double(v) / variants, 1.0 / variants);
+    if (images.empty()) throw UserError("Qwen-Image: the daemon returned no image.");
+    results.push_back(resize(to_rgb(images.front()), region.w, region.h));
+  }
+
+  // All results are in: one undo step adds every layer.
+  std::vector<gint32> layers;
+  gimp_image_undo_group_start(image);
+  for (int v = 0; v < variants; ++v) {
+    const std::string name = layer_name(s, v, variants);
+    gint32 id = -1;
+    if (proc == Proc::EditLayer)
+      id = add_result_layer(image, drawable, name, region, with_alpha_of(results[v], input),
+                            nullptr);
+    else if (proc == Proc::EditSelection)
+      id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), &layer_mask);
+    else
+      id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
+    layers.push_back(id);
+  }
+  gimp_image_undo_group_end(image);
+  gimp_progress_update(1.0);
+  return layers;
+}
+
+}  // namespace qwen::plugin

@@ -1,0 +1,169 @@
+// Plug-in entry: registers the three procedures and dispatches runs (interactive, non-interactive,
+// with last values).
+#include <cstring>
+
+#include "plugin.h"
+
+using namespace qwen::plugin;
+
+namespace {
+
+void query();
+void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_vals,
+         GimpParam** return_vals);
+
+const GimpPlugInInfo PLUG_IN_INFO = {nullptr, nullptr, query, run};
+
+constexpr const char* kMenu = "<Image>/Filters/Generative/Qwen-Image";
+constexpr const char* kAuthor = "qwen-image-gimp contributors";
+
+GimpParamDef param(GimpPDBArgType type, const char* name, const char* desc) {
+  return GimpParamDef{type, const_cast<gchar*>(name), const_cast<gchar*>(desc)};
+}
+
+std::vector<GimpParamDef> params_of(Proc proc) {
+  std::vector<GimpParamDef> p = {
+      param(GIMP_PDB_INT32, "run-mode",
+            "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
+      param(GIMP_PDB_IMAGE, "image", "Input image"),
+      param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable"),
+      param(GIMP_PDB_STRING, "prompt", proc == Proc::EditLayer ? "Edit instruction" : "Prompt"),
+      param(GIMP_PDB_STRING, "negative-prompt", "Negative prompt (\"\" for none)"),
+      param(GIMP_PDB_INT32, "steps", "Denoising steps (1..200)"),
+      param(GIMP_PDB_FLOAT, "true-cfg-scale", "True CFG scale (active with a negative prompt)"),
+      param(GIMP_PDB_INT32, "seed", "Seed (-1 for random)"),
+  };
+  if (proc == Proc::EditSelection)
+    p.push_back(param(GIMP_PDB_FLOAT, "strength", "How much of the selection is repainted (0..1)"));
+  p.push_back(param(GIMP_PDB_STRING, "model", "Model name (\"\" for the daemon's default)"));
+  return p;
+}
+
+void install(Proc proc, const char* name, const char* blurb, const char* help, const char* label) {
+  static GimpParamDef returns[] = {
+      {GIMP_PDB_LAYER, const_cast<gchar*>("layer"), const_cast<gchar*>("The (first) new layer")}};
+  auto p = params_of(proc);
+  gimp_install_procedure(name, blurb, help, kAuthor, kAuthor, "2026", label, "RGB*, GRAY*",
+                         GIMP_PLUGIN, int(p.size()), 1, p.data(), returns);
+  gimp_plugin_menu_register(name, kMenu);
+}
+
+void query() {
+  install(Proc::Generate, kProcGenerate, "Generate a new layer from a text prompt with Qwen-Image",
+          "Generates an image for the prompt at the size of the selection (or the canvas) and adds "
+          "it as a new layer above the active one. Needs the qwen-imaged daemon.",
+          "_Generate Layer from Text…");
+  install(Proc::EditSelection, kProcEditSelection,
+          "Repaint the selection from a prompt with Qwen-Image",
+          "Inpaints the selected part of the active layer (with some context around it) and adds "
+          "the result as a new layer masked by the selection; the original layer is untouched.",
+          "Edit _Selection with Prompt…");
+  install(Proc::EditLayer, kProcEditLayer, "Edit the active layer with an instruction",
+          "Applies an instruction edit (Qwen-Image-Edit) to the whole active layer and adds the "
+          "result as a new layer with the same size and offsets.",
+          "Edit _Layer with Instruction…");
+}
+
+bool parse_args(Proc proc, gint nparams, const GimpParam* param, Settings& s) {
+  const int expected = proc == Proc::EditSelection ? 10 : 9;
+  if (nparams != expected) return false;
+  auto str = [](const GimpParam& p) { return p.data.d_string ? p.data.d_string : ""; };
+  g_strlcpy(s.prompt, str(param[3]), sizeof s.prompt);
+  g_strlcpy(s.negative, str(param[4]), sizeof s.negative);
+  s.steps = param[5].data.d_int32;
+  s.true_cfg_scale = param[6].data.d_float;
+  s.seed = param[7].data.d_int32;
+  s.random_seed = s.seed < 0;
+  int next = 8;
+  if (proc == Proc::EditSelection) s.strength = param[next++].data.d_float;
+  g_strlcpy(s.model, str(param[next]), sizeof s.model);
+  s.variants = 1;
+  return true;
+}
+
+std::string validate(const Settings& s) {
+  if (s.steps < 1 || s.steps > 1000) return "steps must be between 1 and 1000";
+  if (s.true_cfg_scale < 0 || s.true_cfg_scale > 100) return "true-cfg-scale must be in 0..100";
+  if (s.strength <= 0 || s.strength > 1) return "strength must be in (0, 1]";
+  return "";
+}
+
+void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_vals,
+         GimpParam** return_vals) {
+  static GimpParam values[2];
+  static std::string error;
+  *nreturn_vals = 1;
+  *return_vals = values;
+  values[0].type = GIMP_PDB_STATUS;
+  values[0].data.d_status = GIMP_PDB_SUCCESS;
+  auto fail = [&](GimpPDBStatusType status, const std::string& message) {
+    values[0].data.d_status = status;
+    if (!message.empty()) {
+      error = message;
+      g_printerr("%s\n", message.c_str());
+      *nreturn_vals = 2;
+      values[1].type = GIMP_PDB_STRING;
+      values[1].data.d_string = const_cast<gchar*>(error.c_str());
+    }
+  };
+
+  Proc proc;
+  if (!strcmp(name, kProcGenerate))
+    proc = Proc::Generate;
+  else if (!strcmp(name, kProcEditSelection))
+    proc = Proc::EditSelection;
+  else if (!strcmp(name, kProcEditLayer))
+    proc = Proc::EditLayer;
+  else
+    return fail(GIMP_PDB_CALLING_ERROR, "unknown procedure");
+  if (nparams < 3) return fail(GIMP_PDB_CALLING_ERROR, "");
+
+  gegl_init(nullptr, nullptr);
+  const auto run_mode = GimpRunMode(param[0].data.d_int32);
+  const gint32 image = param[1].data.d_image;
+  const gint32 drawable = param[2].data.d_drawable;
+  const PluginConfig config = load_config();
+  for (auto& w : config.warnings)
+    g_printerr("qwen-image-gimp: %s: %s\n", config.path.c_str(), w.c_str());
+
+  Settings s;
+  switch (run_mode) {
+    case GIMP_RUN_INTERACTIVE: {
+      gimp_get_data(name, &s);
+      s.prompt[sizeof s.prompt - 1] = s.negative[sizeof s.negative - 1] = 0;
+      s.model[sizeof s.model - 1] = 0;
+      DaemonInfo info = probe_daemon(config);
+      if (!run_dialog(proc, s, info, config)) return fail(GIMP_PDB_CANCEL, "");
+      break;
+    }
+    case GIMP_RUN_NONINTERACTIVE:
+      if (!parse_args(proc, nparams, param, s))
+        return fail(GIMP_PDB_CALLING_ERROR, "Qwen-Image: wrong number of arguments");
+      break;
+    case GIMP_RUN_WITH_LAST_VALS:
+      if (gimp_get_data_size(name) != sizeof s)
+        return fail(GIMP_PDB_CALLING_ERROR,
+                    "Qwen-Image: no last values yet; run it once from the menu first.");
+      gimp_get_data(name, &s);
+      break;
+  }
+  if (auto bad = validate(s); !bad.empty())
+    return fail(GIMP_PDB_CALLING_ERROR, "Qwen-Image: " + bad);
+
+  try {
+    auto layers = run_procedure(proc, image, drawable, s, config);
+    if (run_mode != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
+    gimp_set_data(name, &s, sizeof s);
+    *nreturn_vals = 2;
+    values[1].type = GIMP_PDB_LAYER;
+    values[1].data.d_layer = layers.empty() ? -1 : layers.front();
+  } catch (const UserError& e) {
+    fail(GIMP_PDB_EXECUTION_ERROR, e.what());
+  } catch (const std::exception& e) {
+    fail(GIMP_PDB_EXECUTION_ERROR, std::string("Qwen-Image: unexpected error: ") + e.what());
+  }
+}
+
+}  // namespace
+
+MAIN()
