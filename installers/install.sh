@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Builds and installs Qwen-Image for GIMP for the current user:
+#   $PREFIX/bin/qwen-imaged, $PREFIX/bin/qwen-image         (daemon + command-line client)
+#   ~/.config/systemd/user/qwen-imaged.service               (systemd user unit)
+#   ~/.config/qwen-image/daemon.conf                         (daemon config template, if none yet)
+#   ~/.config/qwen-image/qwen-image.conf                     (plug-in config, if none yet)
+#   $GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp       (the GIMP 2.10 plug-in)
+# GIMP_DIR is $GIMP2_DIRECTORY when set, else ~/.config/GIMP/2.10.
+# Every file it creates is listed in a manifest; --uninstall removes exactly those files (configs
+# you edited since are kept) and the folders it created when they are empty.
+#
+#   installers/install.sh [--prefix DIR] [--build-dir DIR] [--no-build] [--plugin-only]
+#                         [--enable] [--uninstall]
+#     --prefix DIR     where bin/ goes (default ~/.local)
+#     --build-dir DIR  CMake build folder (default build-install)
+#     --no-build       install from an existing build folder
+#     --plugin-only    only the plug-in (no libtorch needed; the daemon runs elsewhere or later)
+#     --enable         also `systemctl --user enable --now qwen-imaged`
+#     --uninstall      remove what the last install put in place
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+T=$'\t'
+
+PREFIX="$HOME/.local"
+BUILD="$SRC/build-install"
+DO_BUILD=1
+PLUGIN_ONLY=0
+ENABLE=0
+UNINSTALL=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX=$2; shift 2 ;;
+    --prefix=*) PREFIX=${1#*=}; shift ;;
+    --build-dir) BUILD=$2; shift 2 ;;
+    --build-dir=*) BUILD=${1#*=}; shift ;;
+    --no-build) DO_BUILD=0; shift ;;
+    --plugin-only) PLUGIN_ONLY=1; shift ;;
+    --enable) ENABLE=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+CONFIG_HOME=${XDG_CONFIG_HOME:-$HOME/.config}
+DATA_HOME=${XDG_DATA_HOME:-$HOME/.local/share}
+GIMP_DIR=${GIMP2_DIRECTORY:-$CONFIG_HOME/GIMP/2.10}
+MANIFEST_DIR="$DATA_HOME/qwen-image"
+MANIFEST="$MANIFEST_DIR/install-manifest.txt"
+have_systemctl() { [ -z "${QWEN_INSTALL_NO_SYSTEMD:-}" ] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl --user show-environment >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------------------------- uninstall
+if [ "$UNINSTALL" = 1 ]; then
+  if [ ! -f "$MANIFEST" ]; then
+    echo "install.sh: nothing to uninstall ($MANIFEST not found)" >&2
+    exit 1
+  fi
+  if have_systemctl && grep -q "^file${T}.*/qwen-imaged.service${T}" "$MANIFEST"; then
+    systemctl --user disable --now qwen-imaged.service >/dev/null 2>&1 || true
+  fi
+  # Files first (kept when the user changed them since), then folders we created, deepest first.
+  while IFS=$'\t' read -r kind path sum; do
+    [ "$kind" = file ] || continue
+    if [ -f "$path" ]; then
+      if [ -n "$sum" ] && [ "$(sha256sum "$path" | cut -d' ' -f1)" != "$sum" ]; then
+        echo "kept (changed since install): $path"
+      else
+        rm -f "$path" && echo "removed $path"
+      fi
+    fi
+  done <"$MANIFEST"
+  DIRS=$(grep "^dir${T}" "$MANIFEST" | cut -f2 | sort -r)
+  rm -f "$MANIFEST"
+  while read -r d; do
+    if [ -n "$d" ] && rmdir "$d" 2>/dev/null; then echo "removed $d/"; fi
+  done <<<"$DIRS"
+  if have_systemctl; then systemctl --user daemon-reload || true; fi
+  echo "Qwen-Image for GIMP uninstalled."
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------- build
+TARGETS=(qwen-image-gimp)
+[ "$PLUGIN_ONLY" = 1 ] || TARGETS+=(qwen-imaged qwen-image)
+if [ "$DO_BUILD" = 1 ]; then
+  ARGS=(-DCMAKE_BUILD_TYPE=Release -DQWEN_IMAGE_BUILD_TESTS=OFF)
+  [ "$PLUGIN_ONLY" = 1 ] && ARGS+=(-DQWEN_IMAGE_PLUGIN_ONLY=ON)
+  cmake -S "$SRC" -B "$BUILD" "${ARGS[@]}"
+  cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}"
+fi
+find_built() {  # target name -> path in the build folder
+  local f
+  f=$(find "$BUILD" -type f -name "$1" -perm -u+x -not -path '*/CMakeFiles/*' | head -n1)
+  [ -n "$f" ] || { echo "install.sh: $1 is not built in $BUILD" >&2; exit 1; }
+  echo "$f"
+}
+
+# ---------------------------------------------------------------------------------- install
+if [ -f "$MANIFEST" ]; then
+  echo "install.sh: updating the previous install (manifest $MANIFEST)"
+  OLD=$(cat "$MANIFEST")
+else
+  OLD=""
+fi
+NEW=$(mktemp)
+trap 'rm -f "$NEW"' EXIT
+record() { printf '%s\t%s\t%s\n' "$@" >>"$NEW"; }
+make_dir() {  # creates a folder, recording every level it had to create
+  local d=$1 missing=()
+  while [ ! -d "$d" ]; do missing+=("$d"); d=$(dirname "$d"); done
+  mkdir -p "$1"
+  for d in "${missing[@]}"; do record dir "$d" ""; done
+}
+was_ours() { printf '%s\n' "$OLD" | grep -q "^$1${T}$2${T}"; }
+# install_file SRC DEST MODE: always replaces program files.
+install_file() {
+  make_dir "$(dirname "$2")"
+  install -m "$3" "$1" "$2"
+  record file "$2" "$(sha256sum "$2" | cut -d' ' -f1)"
+  echo "installed $2"
+}
+# install_config TEXT DEST: writes a config only when the user has none (never overwrites).
+install_config() {
+  make_dir "$(dirname "$2")"
+  if [ -e "$2" ]; then
+    if was_ours file "$2"; then printf '%s\n' "$OLD" | grep "^file${T}$2${T}" >>"$NEW"; fi
+    echo "kept existing $2"
+  else
+    printf '%s\n' "$1" >"$2"
+    chmod 600 "$2"
+    record file "$2" "$(sha256sum "$2" | cut -d' ' -f1)"
+    echo "wrote $2"
+  fi
+}
+make_dir "$MANIFEST_DIR"
+# Folders recorded by the previous install stay recorded.
+printf '%s\n' "$OLD" | grep "^dir${T}" >>"$NEW" || true
+
+BIN="$PREFIX/bin"
+if [ "$PLUGIN_ONLY" = 0 ]; then
+  install_file "$(find_built qwen-imaged)" "$BIN/qwen-imaged" 755
+  install_file "$(find_built qwen-image)" "$BIN/qwen-image" 755
+  UNIT_SRC="$SRC/installers/qwen-imaged.service"
+  if [ -f "$UNIT_SRC" ]; then
+    UNIT_TMP=$(mktemp)
+    sed -e "s|@BINDIR@|$BIN|g" -e "s|%h/.local/bin|$BIN|g" "$UNIT_SRC" >"$UNIT_TMP"
+    install_file "$UNIT_TMP" "$CONFIG_HOME/systemd/user/qwen-imaged.service" 644
+    rm -f "$UNIT_TMP"
+  else
+    echo "install.sh: $UNIT_SRC not found; no systemd unit installed" >&2
+  fi
+  if [ -f "$SRC/installers/daemon.conf.example" ]; then
+    DAEMON_CONF=$(cat "$SRC/installers/daemon.conf.example")
+  else
+    DAEMON_CONF="# qwen-imaged settings (see docs/user-guide.md). One 'key = value' per line.
+# The first model is the default. Download the weights first (see the user guide):
+#model = $HOME/models/Qwen-Image
+#model = $HOME/models/Qwen-Image-Edit-2509
+device = cuda
+#dtype = bfloat16
+#lazy = true"
+  fi
+  install_config "$DAEMON_CONF" "$CONFIG_HOME/qwen-image/daemon.conf"
+fi
+PLUGIN_CONF=$(sed -e "s|@BINDIR@|$BIN|g" "$SRC/installers/qwen-image.conf.example")
+install_config "$PLUGIN_CONF" "$CONFIG_HOME/qwen-image/qwen-image.conf"
+install_file "$(find_built qwen-image-gimp)" "$GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp" 755
+
+sort -u "$NEW" >"$MANIFEST"
+if [ "$PLUGIN_ONLY" = 0 ] && have_systemctl; then
+  systemctl --user daemon-reload || true
+  if [ "$ENABLE" = 1 ]; then systemctl --user enable --now qwen-imaged.service; fi
+fi
+
+cat <<EOF
+
+Qwen-Image for GIMP is installed (manifest: $MANIFEST).
+Next steps:
+  1. Download the weights (Qwen/Qwen-Image and/or Qwen/Qwen-Image-Edit-2509, see
+     docs/user-guide.md) and set 'model = /path/to/folder' in $CONFIG_HOME/qwen-image/daemon.conf.
+  2. Start the daemon: systemctl --user enable --now qwen-imaged  (or just use the plug-in:
+     it starts $BIN/qwen-imaged on demand).
+  3. Restart GIMP: Filters > Generative > Qwen-Image.
+Uninstall with: $0 --uninstall
+EOF

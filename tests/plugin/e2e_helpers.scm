@@ -1,0 +1,60 @@
+; Script-Fu helpers for the plug-in's end-to-end tests (loaded by e2e_test.cpp under gimp-console).
+
+; A new image of `type` (RGB or GRAY) w x h with one layer "base" of lw x lh at (ox, oy), filled
+; with a horizontal gradient from (40 80 160) to (220 180 60). Returns (image layer).
+(define (qw-make-image type w h lw lh ox oy)
+  (let* ((img (car (gimp-image-new w h type)))
+         (ltype (if (= type RGB) RGB-IMAGE GRAY-IMAGE))
+         (layer (car (gimp-layer-new img lw lh ltype "base" 100 LAYER-MODE-NORMAL))))
+    (gimp-image-insert-layer img layer 0 0)
+    (gimp-layer-set-offsets layer ox oy)
+    (gimp-context-set-foreground '(40 80 160))
+    (gimp-context-set-background '(220 180 60))
+    (gimp-drawable-edit-gradient-fill layer GRADIENT-LINEAR 0 FALSE 1 0 TRUE 0 0 lw 0)
+    (list img layer)))
+
+; Saves the flattened image (a duplicate) as raw PNM.
+(define (qw-save-flat img path)
+  (let* ((dup (car (gimp-image-duplicate img)))
+         (flat (car (gimp-image-flatten dup))))
+    (file-pnm-save RUN-NONINTERACTIVE dup flat path path 1)
+    (gimp-image-delete dup)))
+
+; Saves one layer's pixels (alpha dropped) as raw PNM.
+(define (qw-save-layer img layer path)
+  (let* ((dup (car (gimp-image-duplicate img)))
+         (pos (car (gimp-image-get-item-position img layer)))
+         (dl (vector-ref (cadr (gimp-image-get-layers dup)) pos))
+         (w (car (gimp-drawable-width dl)))
+         (h (car (gimp-drawable-height dl)))
+         (one (car (gimp-image-new w h (car (gimp-image-base-type img)))))
+         (copy (car (gimp-layer-new-from-drawable dl one))))
+    (gimp-image-insert-layer one copy 0 0)
+    (gimp-layer-set-offsets copy 0 0)
+    (gimp-image-flatten one)
+    (file-pnm-save RUN-NONINTERACTIVE one (car (gimp-image-get-active-drawable one)) path path 1)
+    (gimp-image-delete one)
+    (gimp-image-delete dup)))
+
+; One line per layer, top first: name<TAB>x<TAB>y<TAB>w<TAB>h<TAB>has-mask
+(define (qw-write-layers img path)
+  (let* ((port (open-output-file path))
+         (layers (cadr (gimp-image-get-layers img)))
+         (n (vector-length layers)))
+    (do ((i 0 (+ i 1))) ((= i n))
+      (let* ((l (vector-ref layers i))
+             (off (gimp-drawable-offsets l)))
+        (display (car (gimp-item-get-name l)) port) (display "\t" port)
+        (display (car off) port) (display "\t" port)
+        (display (cadr off) port) (display "\t" port)
+        (display (car (gimp-drawable-width l)) port) (display "\t" port)
+        (display (car (gimp-drawable-height l)) port) (display "\t" port)
+        (display (if (> (car (gimp-layer-get-mask l)) 0) 1 0) port)
+        (newline port)))
+    (close-output-port port)))
+
+; Writes "done" into path (the test checks that the script got past the procedure call).
+(define (qw-mark path text)
+  (let ((port (open-output-file path)))
+    (display text port)
+    (close-output-port port)))

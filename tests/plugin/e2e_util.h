@@ -1,0 +1,84 @@
+// Helpers of the plug-in's end-to-end tests: child processes with bounded waits, a fresh GIMP
+// profile with the plug-in installed, a daemon on a unique instance, PNM images.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qwen::plugin::test {
+
+std::string plugin_binary();  // the built plug-in (empty when not built)
+std::string daemon_binary();  // the built qwen-imaged (empty when not built)
+std::string tiny_model();
+std::string tiny_edit_model();
+std::string unique_name(const std::string& prefix);  // unique across processes and calls
+
+// A child process. The destructor kills it (SIGTERM, then SIGKILL) and reaps it.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+        const std::string& output_file);
+  Child(Child&&) = delete;
+  ~Child();
+  pid_t pid() const { return pid_; }
+  // Waits up to `seconds`; returns the exit status (or -1 on timeout, -2 when killed by a signal).
+  int wait(double seconds);
+  bool running();
+  void stop();  // SIGTERM, 10 s, SIGKILL
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// A temporary folder removed on destruction.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  std::string path;
+};
+
+// Pids of the direct children of `parent` whose command name is `comm`.
+std::vector<pid_t> children_named(pid_t parent, const std::string& comm);
+
+std::string read_file(const std::string& path);
+
+struct Pnm {
+  int width = 0, height = 0, channels = 0;
+  std::vector<unsigned char> data;
+  const unsigned char* px(int x, int y) const { return &data[(size_t(y) * width + x) * channels]; }
+};
+Pnm read_pnm(const std::string& path);  // P5 / P6, 8 bit; width 0 when unreadable
+
+struct LayerInfo {
+  std::string name;
+  int x = 0, y = 0, w = 0, h = 0;
+  bool has_mask = false;
+};
+std::vector<LayerInfo> read_layers(const std::string& path);  // written by qw-write-layers
+
+// A GIMP profile with the plug-in installed, a plug-in config and a unique daemon instance.
+struct GimpEnv {
+  explicit GimpEnv(const std::string& config_text = "");
+  TempDir dir;
+  std::string instance;
+  std::string config_path;
+  std::map<std::string, std::string> env() const;
+  std::string file(const std::string& name) const { return dir.path + "/" + name; }
+  // Runs gimp-console-2.10 with `script` (Script-Fu, e2e_helpers.scm loaded); returns its output.
+  std::string run_console(const std::string& script, double timeout_s = 600);
+};
+
+// qwen-imaged on the env's instance; the destructor stops it.
+struct Daemon {
+  Daemon(const GimpEnv& env, const std::vector<std::string>& extra_args);
+  bool ready(double timeout_s);  // true once a client can connect
+  std::string instance;
+  Child child;
+};
+
+}  // namespace qwen::plugin::test
