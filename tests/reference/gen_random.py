@@ -78,8 +78,8 @@ def even_split(rng, total, parts=3):
 
 def make_configs(rng, size):
     if size == "mid":
-        heads, head_dim, layers = 4, 64, 4
-        txt_hidden, txt_layers, txt_heads, txt_kv = 128, 2, 4, 2
+        heads, head_dim, layers = 8, 64, 6
+        txt_hidden, txt_layers, txt_heads, txt_kv = 256, 2, 4, 2
         base_dim = 16
     else:
         heads = rng.randint(1, 3)
