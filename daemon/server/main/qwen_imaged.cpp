@@ -1,6 +1,6 @@
-#include <cstdio>
+// qwen-imaged: the persistent daemon (see docs/daemon.md). The server lives in qwen_server; this
+// file only injects the real engine.
+#include "pipelines/engine.h"
+#include "server/server.h"
 
-int main() {
-  std::fprintf(stderr, "qwen-imaged: not built yet\n");
-  return 2;
-}
+int main(int argc, char** argv) { return qwen::server::daemon_main(argc, argv, nullptr); }

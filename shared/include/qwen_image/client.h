@@ -42,9 +42,10 @@ struct Image {
 };
 
 struct JobRequest {
-  std::string pipeline = "generate";  // generate | img2img | inpaint | edit | edit-plus | edit-inpaint
-  std::string model;                  // "" = the daemon's default model
-  std::vector<std::string> prompts;   // >= 1
+  std::string pipeline =
+      "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint
+  std::string model;  // "" = the daemon's default model
+  std::vector<std::string> prompts;  // >= 1
   std::vector<std::string> negative_prompts;
   int width = 0;  // 0 = pipeline default
   int height = 0;
@@ -55,8 +56,9 @@ struct JobRequest {
   float strength = 0.6f;
   bool exact_geometry = true;  // keep the input's pixel grid (editor round trips)
   std::vector<ImageView> images;
-  std::optional<ImageView> mask;  // white = repaint
-  PixelFormat result_format = PixelFormat::RGBA8;
+  std::optional<ImageView> mask;                   // white = repaint
+  PixelFormat result_format = PixelFormat::RGBA8;  // RGBA8, RGB8, RGBA_F32 or RGB_F32 (alpha = 1)
+  int max_sequence_length = 512;
 };
 
 struct JobProgress {
@@ -72,8 +74,16 @@ struct DaemonStatus {
   std::vector<std::string> models;  // loaded or configured model names, default first
   int queued_jobs = 0;
   bool busy = false;
-  int64_t memory_bytes = 0;  // resident memory (host) and device memory in use
-  int64_t device_memory_bytes = 0;
+  int64_t memory_bytes = 0;         // resident memory (host) and device memory in use
+  int64_t device_memory_bytes = 0;  // weights of the loaded models
+  // Added by the transport: details for `qwen-image status`.
+  std::string instance;
+  int protocol_version = 0;
+  std::vector<std::string> model_states;  // "name<TAB>state<TAB>dir" per model, same order
+  int step = 0;                           // progress of the running job
+  int total = 0;
+  int64_t jobs_done = 0;
+  double heartbeat_age_s = 0;  // seconds since the daemon's last heartbeat
 };
 
 struct ClientError : std::runtime_error {
@@ -85,7 +95,7 @@ struct ClientError : std::runtime_error {
     JobFailed,         // the job ran and failed (out of memory, model error...)
     Cancelled,
     Timeout,
-    SharedMemory,      // cannot create/open shared memory (e.g. Flatpak's private /dev/shm)
+    SharedMemory,  // cannot create/open shared memory (e.g. Flatpak's private /dev/shm)
   };
   ClientError(Kind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
   Kind kind;

@@ -1,0 +1,42 @@
+// Daemon configuration: command line and ~/.config/qwen-image/daemon.conf (see docs/daemon.md).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "qwen_image/protocol.h"
+
+namespace qwen::server {
+
+struct ModelSpec {
+  std::string name;  // what requests name; default: the folder's base name
+  std::string dir;
+};
+
+struct DaemonConfig {
+  std::vector<ModelSpec> models;  // the first one is the default
+  std::string device;             // "" = engine default
+  std::string dtype;
+  std::string instance;  // "" = $QWEN_IMAGE_INSTANCE or "default"
+  int threads = 0;
+  bool lazy = false;  // load models on first use instead of at start
+  std::string log_file;
+  int max_queue = 32;
+  int max_resident_models = 0;  // 0 = no limit; otherwise least recently used models are unloaded
+  int preview_every = 5;        // steps between previews (0 = none)
+  ipc::proto::Limits limits;
+  // Test aid (hidden): run a deterministic fake engine instead of loading models.
+  bool fake_engine = false;
+  int fake_step_ms = 20;
+};
+
+// Default config path: $XDG_CONFIG_HOME/qwen-image/daemon.conf or ~/.config/qwen-image/daemon.conf.
+std::string default_config_path();
+// Reads `key = value` lines into cfg. Returns "" or an error naming the file and line.
+std::string load_config_file(const std::string& path, DaemonConfig* cfg);
+// Parses the command line (after loading the config file it names, if any). Returns "" on success,
+// "help"/"version" when those were asked for, or an error message.
+std::string parse_args(int argc, char** argv, DaemonConfig* cfg);
+const char* usage_text();
+
+}  // namespace qwen::server

@@ -1,0 +1,262 @@
+#include "server/job.h"
+
+#include <cstring>
+#include <new>
+
+#include "qwen_image/pixels.h"
+#include "server/log.h"
+
+namespace qwen::server {
+
+using namespace ipc::proto;
+using ipc::PixelFormat;
+using ipc::shm::atom;
+namespace shm = ipc::shm;
+
+void Job::release() {
+  if (!result_name.empty()) shm::remove(result_name);
+  result_name.clear();
+  seg.unlink();
+}
+
+void publish(Job& j) {
+  atom(j.h()->seq).fetch_add(1, std::memory_order_release);
+  shm::futex_wake(&j.h()->seq);
+}
+
+void finish(Job& j, JobState state, ErrorKind kind, const std::string& msg) {
+  JobHeader* h = j.h();
+  const size_t n = std::min(msg.size(), kErrorBytes - 1);
+  std::memcpy(h->error, msg.data(), n);
+  h->error[n] = '\0';
+  h->error_kind = uint32_t(kind);
+  atom(h->queue_position).store(0);
+  atom(h->state).store(uint32_t(state), std::memory_order_release);
+  publish(j);
+}
+
+void Models::init(const DaemonConfig& cfg, EngineFactory factory) {
+  cfg_ = cfg;
+  factory_ = std::move(factory);
+  for (const auto& m : cfg.models) entries_.push_back(Entry{m, nullptr, "configured", 0});
+  if (entries_.empty() && cfg.fake_engine)
+    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)"}, nullptr, "configured", 0});
+}
+
+int Models::find(const std::string& name, std::string* known) const {
+  if (name.empty()) return entries_.empty() ? -1 : 0;
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].spec.name == name || entries_[i].spec.dir == name) return int(i);
+  known->clear();
+  for (const auto& e : entries_) *known += (known->empty() ? "" : ", ") + e.spec.name;
+  return -1;
+}
+
+std::string Models::describe() const {
+  std::string s;
+  for (const auto& e : entries_) s += e.spec.name + "\t" + e.state + "\t" + e.spec.dir + "\n";
+  return s;
+}
+
+int64_t Models::resident_bytes() const {
+  int64_t b = 0;
+  for (const auto& e : entries_)
+    if (e.engine) b += e.engine->info().bytes;
+  return b;
+}
+
+Engine* Models::get(int index, std::mutex& mu, std::string* error) {
+  Entry& e = entries_[size_t(index)];
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    e.last_used = ++clock_;
+    if (e.engine) return e.engine.get();
+  }
+  if (cfg_.max_resident_models > 0) {
+    for (;;) {
+      int loaded = 0, lru = -1;
+      for (size_t i = 0; i < entries_.size(); ++i)
+        if (entries_[i].engine) {
+          ++loaded;
+          if (lru < 0 || entries_[i].last_used < entries_[size_t(lru)].last_used) lru = int(i);
+        }
+      if (loaded < cfg_.max_resident_models || lru < 0) break;
+      std::unique_ptr<Engine> old;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        old = std::move(entries_[size_t(lru)].engine);
+        entries_[size_t(lru)].state = "unloaded";
+      }
+      log_info("unloaded model " + entries_[size_t(lru)].spec.name + " (max_resident_models)");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    e.state = "loading";
+  }
+  log_info("loading model " + e.spec.name + " from " + e.spec.dir);
+  EngineOptions o;
+  o.model_dir = e.spec.dir;
+  o.device = cfg_.device;
+  o.dtype = cfg_.dtype;
+  o.threads = cfg_.threads;
+  o.preview = cfg_.preview_every > 0;
+  try {
+    auto eng = factory_(o);
+    if (!eng) throw EngineError("the engine factory returned nothing");
+    std::lock_guard<std::mutex> lk(mu);
+    e.engine = std::move(eng);
+    e.state = "loaded";
+    log_info("model " + e.spec.name + " loaded (" + e.engine->info().device + ", " +
+             e.engine->info().dtype + ")");
+    return e.engine.get();
+  } catch (const std::exception& ex) {
+    *error = "cannot load model " + e.spec.name + " from " + e.spec.dir + ": " + ex.what();
+    std::lock_guard<std::mutex> lk(mu);
+    e.state = "failed";
+    return nullptr;
+  }
+}
+
+namespace {
+
+std::optional<PipelineKind> kind_of(const std::string& n) {
+  if (n == "generate") return PipelineKind::Generate;
+  if (n == "img2img") return PipelineKind::Img2Img;
+  if (n == "inpaint") return PipelineKind::Inpaint;
+  if (n == "edit") return PipelineKind::Edit;
+  if (n == "edit-plus") return PipelineKind::EditPlus;
+  if (n == "edit-inpaint") return PipelineKind::EditInpaint;
+  return std::nullopt;
+}
+
+ImageU8 read_image(const Job& j, const ImageDesc& d) {
+  ImageU8 img;
+  img.width = d.width;
+  img.height = d.height;
+  img.channels =
+      ipc::channels(PixelFormat(d.format)) == 1 ? 1 : ipc::channels(PixelFormat(d.format));
+  img.pixels.resize(img.size_bytes());
+  ipc::pixels::to_u8(static_cast<const uint8_t*>(j.seg.data()), d, img.channels, img.pixels.data());
+  return img;
+}
+
+void write_results(Job& j, const std::vector<ImageU8>& images, const DaemonConfig& cfg) {
+  if (images.empty() || images.size() > size_t(kMaxResults))
+    throw EngineError("the engine returned " + std::to_string(images.size()) + " images");
+  const PixelFormat f = j.req.result_format;
+  ResultHeader rh{};
+  size_t off = align_up(sizeof(ResultHeader));
+  for (size_t i = 0; i < images.size(); ++i) {
+    const ImageU8& im = images[i];
+    if (im.empty() || im.pixels.size() != im.size_bytes() ||
+        (im.channels != 1 && im.channels != 3 && im.channels != 4))
+      throw EngineError("the engine returned a malformed image");
+    ImageDesc& d = rh.images[i];
+    d.width = im.width;
+    d.height = im.height;
+    d.format = uint32_t(f);
+    d.stride = size_t(im.width) * bytes_per_pixel(f);
+    d.offset = off;
+    d.size = d.stride * size_t(im.height);
+    off = align_up(off + d.size);
+  }
+  rh.count = uint32_t(images.size());
+  rh.prefix = {kMagicResult, kProtocolVersion, uint32_t(sizeof(ResultHeader)), 0, off};
+  const std::string name = shm::result_name(cfg.instance, j.req.client_pid, j.req.job_id);
+  shm::remove(name);
+  shm::Segment res = shm::Segment::create(name, off);
+  j.result_name = name;
+  auto* base = static_cast<uint8_t*>(res.data());
+  for (size_t i = 0; i < images.size(); ++i)
+    ipc::pixels::from_u8(images[i].pixels.data(), images[i].width, images[i].height,
+                         images[i].channels, f, base + rh.images[i].offset);
+  std::memcpy(base, &rh, sizeof rh);
+  atom(j.h()->num_results).store(rh.count);
+  j.h()->result_size = off;
+}
+
+}  // namespace
+
+void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
+             const std::atomic<bool>& stop) {
+  JobHeader* h = j.h();
+  const std::string tag = "job " + std::to_string(j.req.job_id);
+  if (atom(h->cancel).load() || j.client_gone()) {
+    log_info(tag + ": client cancelled or gone before it started");
+    finish(j, JobState::Cancelled, ErrorKind::Cancelled, "job cancelled");
+    return;
+  }
+  atom(h->step).store(0);
+  atom(h->total).store(j.req.steps);
+  atom(h->queue_position).store(0);
+  atom(h->state).store(uint32_t(JobState::Running), std::memory_order_release);
+  publish(j);
+  bool client_died = false;
+  try {
+    std::string err;
+    Engine* engine = models.get(j.model, mu, &err);
+    if (!engine) {
+      log_error(err);
+      finish(j, JobState::Failed, ErrorKind::JobFailed, err);
+      return;
+    }
+    RunParams p;
+    p.pipeline = *kind_of(j.req.pipeline);
+    p.prompts = j.req.prompts;
+    p.negative_prompts = j.req.negative_prompts;
+    p.width = j.req.width;
+    p.height = j.req.height;
+    p.steps = j.req.steps;
+    p.true_cfg_scale = j.req.true_cfg_scale;
+    p.seed = j.req.seed;
+    p.num_images_per_prompt = j.req.num_images_per_prompt;
+    p.strength = j.req.strength;
+    p.geometry = j.req.exact_geometry ? GeometryMode::Exact : GeometryMode::Reference;
+    p.max_sequence_length = j.req.max_sequence_length;
+    for (const auto& d : j.req.images) p.images.push_back(read_image(j, d));
+    if (j.req.mask) p.mask = read_image(j, *j.req.mask);
+
+    int last_preview = -1000000;
+    auto progress = [&](const ProgressInfo& info) {
+      atom(h->step).store(info.step);
+      atom(h->total).store(info.total);
+      if (!info.preview.empty() && info.preview.channels == 3 && h->preview_size > 0 &&
+          cfg.preview_every > 0 &&
+          (info.step - last_preview >= cfg.preview_every || info.step == info.total)) {
+        // Seqlock: odd while the preview is being written.
+        atom(h->preview_seq).fetch_add(1, std::memory_order_acq_rel);
+        int w = 0, ph = 0;
+        ipc::pixels::downscale_rgb8(
+            info.preview.pixels.data(), info.preview.width, info.preview.height, kPreviewMax,
+            static_cast<uint8_t*>(j.seg.data()) + h->preview_offset, &w, &ph);
+        h->preview_width = w;
+        h->preview_height = ph;
+        atom(h->preview_seq).fetch_add(1, std::memory_order_release);
+        last_preview = info.step;
+      }
+      publish(j);
+      if (j.client_gone()) client_died = true;
+      return !(stop.load() || client_died || atom(h->cancel).load() != 0);
+    };
+    auto images = engine->run(p, progress);
+    write_results(j, images, cfg);
+    finish(j, JobState::Done, ErrorKind::None, "");
+    log_info(tag + ": done, " + std::to_string(images.size()) + " image(s)");
+  } catch (const CancelledError&) {
+    const std::string why = stop.load()   ? "qwen-imaged is shutting down"
+                            : client_died ? "the client went away"
+                                          : "job cancelled";
+    log_info(tag + ": cancelled (" + why + ")");
+    finish(j, JobState::Cancelled, stop.load() ? ErrorKind::ShuttingDown : ErrorKind::Cancelled,
+           why);
+  } catch (const std::bad_alloc&) {
+    log_error(tag + ": out of memory");
+    finish(j, JobState::Failed, ErrorKind::JobFailed, "out of memory");
+  } catch (const std::exception& e) {
+    log_error(tag + ": " + e.what());
+    finish(j, JobState::Failed, ErrorKind::JobFailed, e.what());
+  }
+}
+
+}  // namespace qwen::server

@@ -1,0 +1,71 @@
+// One job as the daemon holds it, the resident models, and running a job on an engine.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pipelines/engine.h"
+#include "qwen_image/protocol.h"
+#include "qwen_image/shm.h"
+#include "server/config.h"
+
+namespace qwen::server {
+
+using EngineFactory = std::function<std::unique_ptr<Engine>(const EngineOptions&)>;
+
+// The daemon keeps the client's segment mapped (so its memory stays valid) until the client has
+// released its lock on it: it finished reading the result, cancelled, or died.
+struct Job {
+  ipc::shm::Segment seg;
+  std::string name;
+  ipc::proto::Request req;
+  int model = -1;
+  std::string result_name;  // set once a result segment exists
+
+  ipc::proto::JobHeader* h() const { return static_cast<ipc::proto::JobHeader*>(seg.data()); }
+  bool client_gone() const { return ipc::shm::unlocked(seg.fd()); }
+  void release();  // removes the result and job names
+};
+using JobPtr = std::shared_ptr<Job>;
+
+// Bumps the job's futex word and wakes the client.
+void publish(Job& j);
+// Stores a final state with its message.
+void finish(Job& j, ipc::proto::JobState state, ipc::proto::ErrorKind kind, const std::string& msg);
+
+// The configured models; engines load once (at start or on first use) and stay resident, except
+// that with max_resident_models the least recently used one is unloaded to make room.
+class Models {
+ public:
+  void init(const DaemonConfig& cfg, EngineFactory factory);
+  size_t size() const { return entries_.size(); }
+  // Index of the model a request names ("" = the default, else its name or folder); -1 when
+  // unknown, with the served names in *known. Caller holds the mutex.
+  int find(const std::string& name, std::string* known) const;
+  std::string describe() const;  // caller holds the mutex
+  int64_t resident_bytes() const;
+  // Loads if needed (worker thread only). nullptr with *error when the model cannot load.
+  Engine* get(int index, std::mutex& mu, std::string* error);
+
+ private:
+  struct Entry {
+    ModelSpec spec;
+    std::unique_ptr<Engine> engine;
+    std::string state = "configured";
+    int64_t last_used = 0;
+  };
+  std::vector<Entry> entries_;
+  EngineFactory factory_;
+  DaemonConfig cfg_;
+  int64_t clock_ = 0;
+};
+
+// Runs a job to its final state (Done, Failed or Cancelled); never throws.
+void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
+             const std::atomic<bool>& stop);
+
+}  // namespace qwen::server

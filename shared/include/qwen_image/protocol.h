@@ -1,0 +1,240 @@
+// Wire layout of the daemon protocol (internal to shared/ and daemon/server; the plug-in uses
+// client.h). Everything here is torch-free and Boost-free so that the request validation can be
+// fuzzed on its own.
+//
+// Three kinds of POSIX shared-memory objects, all 0600 and named per uid and per instance:
+//   <prefix>.lock                 empty; the daemon holds flock(LOCK_EX) on it while it lives
+//   <prefix>.ctl                  daemon-owned control block: status, heartbeat, submission slots
+//   <prefix>.job.<pid>.<id>       client-owned, one per job: request, input pixels, progress
+//   <prefix>.res.<pid>.<id>       daemon-owned, one per finished job: the result pixels
+// with <prefix> = "qwen-image.<uid>.<instance>". Each segment starts with a SegmentPrefix whose
+// layout never changes, so a mismatched client and daemon can always read each other's version.
+// No pointers: every location is an offset from the segment start.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qwen_image/client.h"
+
+namespace qwen::ipc::proto {
+
+constexpr uint32_t kMagicControl = 0x43494D51;  // "QMIC"
+constexpr uint32_t kMagicJob = 0x4A494D51;      // "QMIJ"
+constexpr uint32_t kMagicResult = 0x52494D51;   // "QMIR"
+constexpr uint32_t kProtocolVersion = 1;
+
+constexpr int kMaxImages = 8;
+constexpr int kMaxResults = 16;
+constexpr int kSlots = 64;
+constexpr int kPreviewMax = 256;  // previews are at most kPreviewMax x kPreviewMax RGB8
+constexpr size_t kAlign = 64;
+
+struct SegmentPrefix {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t header_size;
+  uint32_t reserved;
+  uint64_t segment_size;
+};
+static_assert(sizeof(SegmentPrefix) == 24);
+
+struct ImageDesc {
+  int32_t width;
+  int32_t height;
+  uint32_t format;  // PixelFormat
+  uint32_t reserved;
+  uint64_t stride;
+  uint64_t offset;  // from the segment start
+  uint64_t size;    // bytes reserved at offset (>= stride * (height - 1) + width * bpp)
+};
+static_assert(sizeof(ImageDesc) == 40);
+
+enum class JobState : uint32_t {
+  Submitted = 0,  // written by the client, not yet seen by the daemon
+  Queued = 1,
+  Running = 2,
+  Done = 3,
+  Failed = 4,
+  Rejected = 5,
+  Cancelled = 6,
+};
+inline bool is_final(JobState s) { return s >= JobState::Done; }
+
+// Kind of a failure, stored next to the message (mirrors ClientError::Kind where it can).
+enum class ErrorKind : uint32_t {
+  None = 0,
+  Rejected = 1,
+  JobFailed = 2,
+  Cancelled = 3,
+  ProtocolMismatch = 4,
+  ShuttingDown = 5,
+};
+
+constexpr size_t kErrorBytes = 1024;
+
+// Job segment header. Fields marked [D] are written by the daemon only, [C] by the client only.
+// The daemon copies the whole header into private memory before validating it.
+struct JobHeader {
+  SegmentPrefix prefix;     // [C] offset 0 (version-stable)
+  uint32_t seq;             // [D] offset 24: futex word, bumped on every daemon-side change
+  uint32_t state;           // [D] offset 28: JobState
+  uint32_t cancel;          // [C] offset 32: 1 = cancel requested
+  uint32_t collected;       // [C] offset 36: 1 = result copied out
+  uint32_t error_kind;      // [D] offset 40: ErrorKind
+  uint32_t reserved0;       //     offset 44
+  char error[kErrorBytes];  // [D] offset 48: UTF-8, NUL-terminated
+  // ---- request [C] ----
+  int64_t client_pid;
+  uint64_t job_id;
+  char pipeline[32];
+  char model[256];
+  int32_t width;
+  int32_t height;
+  int32_t steps;
+  int32_t num_images_per_prompt;
+  int32_t max_sequence_length;
+  float true_cfg_scale;
+  float strength;
+  uint32_t exact_geometry;
+  int64_t seed;
+  uint32_t result_format;
+  uint32_t num_prompts;
+  uint32_t num_negative_prompts;
+  uint32_t num_images;
+  uint64_t text_offset;  // strings: u32 byte length + bytes, prompts then negative prompts
+  uint64_t text_size;
+  ImageDesc images[kMaxImages];
+  uint32_t has_mask;
+  uint32_t reserved1;
+  ImageDesc mask;
+  uint64_t preview_offset;  // room for kPreviewMax^2 * 3 bytes
+  uint64_t preview_size;
+  // ---- progress [D] ----
+  int32_t step;
+  int32_t total;
+  int32_t queue_position;  // 0 = running or not queued
+  uint32_t preview_seq;
+  int32_t preview_width;
+  int32_t preview_height;
+  // ---- result [D] ----
+  uint64_t result_size;
+  uint32_t num_results;
+  uint32_t reserved2;
+};
+static_assert(offsetof(JobHeader, seq) == 24 && offsetof(JobHeader, state) == 28 &&
+              offsetof(JobHeader, error) == 48);
+
+struct ResultHeader {
+  SegmentPrefix prefix;
+  uint32_t count;
+  uint32_t reserved;
+  ImageDesc images[kMaxResults];
+};
+
+// Daemon status, published under a seqlock in the control block.
+struct StatusBlock {
+  char version[32];
+  char device[64];
+  char instance[64];
+  char models[2048];  // one line per model: "name<TAB>state<TAB>dir"
+  int32_t queued;
+  int32_t busy;
+  int32_t step;
+  int32_t total;
+  int64_t rss_bytes;
+  int64_t model_bytes;
+  int64_t jobs_done;
+};
+
+enum class SlotState : uint32_t { Free = 0, Claimed = 1, Submitted = 2 };
+struct Slot {
+  uint64_t word;  // (generation << 8) | SlotState
+  int64_t pid;
+  uint64_t job_id;
+  int64_t claim_ns;  // CLOCK_MONOTONIC
+};
+
+struct ControlHeader {
+  SegmentPrefix prefix;
+  int64_t daemon_pid;
+  int64_t started_unix;
+  uint32_t doorbell;  // futex word: clients bump it after submitting
+  uint32_t status_seq;
+  int64_t heartbeat_ns;  // CLOCK_MONOTONIC, refreshed every ~100 ms
+  StatusBlock status;
+  Slot slots[kSlots];
+};
+
+// ---- limits and validation (daemon side) ----
+
+struct Limits {
+  int max_output_dim = 8192;  // width / height asked for
+  int max_input_dim = 16384;  // input images and mask
+  int64_t max_input_pixels = 16384LL * 16384LL;
+  int max_steps = 1000;
+  size_t max_prompt_bytes = 16384;
+  int max_prompts = 16;
+  int max_images_per_prompt = 16;
+  int max_sequence_length = 4096;
+  uint64_t max_segment_bytes = 8ULL << 30;
+};
+
+// A validated request: strings copied out, image descriptors checked against the segment.
+struct Request {
+  std::string pipeline;
+  std::string model;
+  std::vector<std::string> prompts;
+  std::vector<std::string> negative_prompts;
+  int width = 0, height = 0, steps = 0, num_images_per_prompt = 1, max_sequence_length = 512;
+  float true_cfg_scale = 4.0f, strength = 0.6f;
+  bool exact_geometry = true;
+  int64_t seed = 0;
+  PixelFormat result_format = PixelFormat::RGBA8;
+  std::vector<ImageDesc> images;
+  std::optional<ImageDesc> mask;
+  int64_t client_pid = 0;
+  uint64_t job_id = 0;
+};
+
+// Validates a job segment of `size` bytes (the size of the mapping, not what the header claims).
+// Returns "" and fills *out when the request is well-formed; otherwise a specific message.
+// `kind` receives ProtocolMismatch for a foreign magic/version and Rejected otherwise.
+std::string validate_job(const void* segment, size_t size, const Limits& limits, Request* out,
+                         ErrorKind* kind);
+
+// Pipeline names and the inputs each takes.
+bool known_pipeline(const std::string& name);
+struct PipelineInputs {
+  int min_images;
+  int max_images;
+  bool mask;
+};
+PipelineInputs pipeline_inputs(const std::string& name);
+
+bool valid_utf8(const std::string& s);
+bool valid_pixel_format(uint32_t f);
+size_t bytes_per_pixel(PixelFormat f);
+
+// ---- client side: layout and encoding ----
+
+struct JobLayout {
+  size_t text_offset = 0, text_size = 0;
+  std::vector<size_t> image_offsets;
+  size_t mask_offset = 0;
+  size_t preview_offset = 0, preview_size = 0;
+  size_t total = 0;
+};
+// Computes where everything goes; throws ClientError(Rejected) for requests that cannot be laid
+// out.
+JobLayout plan_job(const JobRequest& request);
+// Writes the header, the strings and the pixels into `segment` (of layout.total bytes).
+void encode_job(const JobRequest& request, const JobLayout& layout, int64_t pid, uint64_t job_id,
+                void* segment);
+
+inline size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace qwen::ipc::proto

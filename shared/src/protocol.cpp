@@ -1,0 +1,394 @@
+// Request layout, encoding (client) and validation (daemon). Torch-free and Boost-free: this file
+// is compiled into the libFuzzer target of tests/transport.
+#include "qwen_image/protocol.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace qwen::ipc::proto {
+
+namespace {
+
+std::string fixed_string(const char* p, size_t cap, bool* ok) {
+  const void* nul = std::memchr(p, 0, cap);
+  *ok = nul != nullptr;
+  if (!nul) return {};
+  return std::string(p, static_cast<const char*>(nul));
+}
+
+bool is_color(uint32_t f) {
+  auto p = static_cast<PixelFormat>(f);
+  return p == PixelFormat::RGBA8 || p == PixelFormat::RGB8 || p == PixelFormat::RGBA_F32 ||
+         p == PixelFormat::RGB_F32;
+}
+bool is_gray(uint32_t f) {
+  auto p = static_cast<PixelFormat>(f);
+  return p == PixelFormat::GRAY8 || p == PixelFormat::GRAY_F32;
+}
+
+// Checks one image descriptor against the segment. Returns "" when it is usable.
+std::string check_image(const ImageDesc& d, size_t seg_size, const Limits& lim, const char* what) {
+  const std::string w = what;
+  if (!valid_pixel_format(d.format))
+    return w + ": unknown pixel format " + std::to_string(d.format);
+  if (d.width <= 0 || d.height <= 0)
+    return w + ": bad size " + std::to_string(d.width) + "x" + std::to_string(d.height);
+  if (d.width > lim.max_input_dim || d.height > lim.max_input_dim ||
+      int64_t(d.width) * d.height > lim.max_input_pixels)
+    return w + ": " + std::to_string(d.width) + "x" + std::to_string(d.height) +
+           " is larger than the daemon accepts (" + std::to_string(lim.max_input_dim) +
+           " pixels a side)";
+  const uint64_t row = uint64_t(d.width) * bytes_per_pixel(static_cast<PixelFormat>(d.format));
+  if (d.stride < row)
+    return w + ": stride " + std::to_string(d.stride) + " is smaller than a row (" +
+           std::to_string(row) + " bytes)";
+  if (d.stride > (uint64_t(1) << 32)) return w + ": absurd stride " + std::to_string(d.stride);
+  const uint64_t need = d.stride * uint64_t(d.height - 1) + row;
+  if (d.size < need)
+    return w + ": " + std::to_string(d.size) + " bytes reserved but the pixels need " +
+           std::to_string(need);
+  if (d.offset < sizeof(JobHeader) || d.offset > seg_size || d.size > seg_size - d.offset)
+    return w + ": pixels at offset " + std::to_string(d.offset) + " (+" + std::to_string(d.size) +
+           " bytes) lie outside the " + std::to_string(seg_size) + "-byte segment";
+  return {};
+}
+
+}  // namespace
+
+bool valid_pixel_format(uint32_t f) { return f >= 1 && f <= 6; }
+
+size_t bytes_per_pixel(PixelFormat f) { return size_t(channels(f)) * size_t(bytes_per_channel(f)); }
+
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + size_t(len) > n) return false;
+    for (int k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+      return false;  // overlong
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += size_t(len);
+  }
+  return true;
+}
+
+bool known_pipeline(const std::string& n) {
+  return n == "generate" || n == "img2img" || n == "inpaint" || n == "edit" || n == "edit-plus" ||
+         n == "edit-inpaint";
+}
+
+PipelineInputs pipeline_inputs(const std::string& n) {
+  if (n == "img2img") return {1, 1, false};
+  if (n == "inpaint") return {1, 1, true};
+  if (n == "edit" || n == "edit-plus") return {1, kMaxImages, false};
+  if (n == "edit-inpaint") return {1, 1, true};
+  return {0, 0, false};
+}
+
+std::string validate_job(const void* segment, size_t size, const Limits& lim, Request* out,
+                         ErrorKind* kind) {
+  *kind = ErrorKind::ProtocolMismatch;
+  if (segment == nullptr || size < sizeof(SegmentPrefix))
+    return "job segment too small (" + std::to_string(size) + " bytes) to hold a header";
+  SegmentPrefix pre;
+  std::memcpy(&pre, segment, sizeof pre);
+  if (pre.magic != kMagicJob) return "not a qwen-image job segment (bad magic number)";
+  if (pre.version != kProtocolVersion)
+    return "protocol version mismatch: the client speaks version " + std::to_string(pre.version) +
+           ", this daemon version " + std::to_string(kProtocolVersion) +
+           "; install the plug-in and the daemon from the same release";
+  if (pre.header_size != sizeof(JobHeader))
+    return "job header size " + std::to_string(pre.header_size) + " differs from the daemon's " +
+           std::to_string(sizeof(JobHeader)) + " (mismatched builds)";
+  *kind = ErrorKind::Rejected;
+  if (size < sizeof(JobHeader)) return "job segment smaller than its header";
+  if (pre.segment_size != size)
+    return "segment size disagrees: the header says " + std::to_string(pre.segment_size) +
+           " bytes, the segment has " + std::to_string(size);
+  if (size > lim.max_segment_bytes)
+    return "job segment of " + std::to_string(size) + " bytes exceeds the daemon's limit of " +
+           std::to_string(lim.max_segment_bytes);
+
+  // Work on a private copy: the client can still write to the shared header.
+  JobHeader h;
+  std::memcpy(&h, segment, sizeof h);
+  Request r;
+  bool ok = false;
+  r.pipeline = fixed_string(h.pipeline, sizeof h.pipeline, &ok);
+  if (!ok) return "pipeline name is not NUL-terminated";
+  if (!known_pipeline(r.pipeline))
+    return "unknown pipeline '" + (valid_utf8(r.pipeline) ? r.pipeline : std::string("?")) +
+           "' (expected generate, img2img, inpaint, edit, edit-plus or edit-inpaint)";
+  r.model = fixed_string(h.model, sizeof h.model, &ok);
+  if (!ok) return "model name is not NUL-terminated";
+  if (!valid_utf8(r.model)) return "model name is not valid UTF-8";
+
+  if (h.width < 0 || h.height < 0 || h.width > lim.max_output_dim || h.height > lim.max_output_dim)
+    return "requested size " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+           " is out of range (0 = default, at most " + std::to_string(lim.max_output_dim) + ")";
+  if (h.steps < 1 || h.steps > lim.max_steps)
+    return "steps must be 1.." + std::to_string(lim.max_steps) + ", got " + std::to_string(h.steps);
+  if (h.num_images_per_prompt < 1 || h.num_images_per_prompt > lim.max_images_per_prompt)
+    return "num_images_per_prompt must be 1.." + std::to_string(lim.max_images_per_prompt);
+  if (h.max_sequence_length < 1 || h.max_sequence_length > lim.max_sequence_length)
+    return "max_sequence_length must be 1.." + std::to_string(lim.max_sequence_length);
+  if (!std::isfinite(h.true_cfg_scale) || h.true_cfg_scale < 0.0f || h.true_cfg_scale > 100.0f)
+    return "true_cfg_scale must be a number in 0..100";
+  if (!std::isfinite(h.strength) || h.strength < 0.0f || h.strength > 1.0f)
+    return "strength must be a number in 0..1";
+  if (h.exact_geometry > 1) return "exact_geometry must be 0 or 1";
+  if (!is_color(h.result_format))
+    return "result format " + std::to_string(h.result_format) +
+           " is not one of RGBA8, RGB8, RGBA_F32, RGB_F32";
+
+  if (h.num_prompts < 1 || h.num_prompts > uint32_t(lim.max_prompts))
+    return "a job needs 1.." + std::to_string(lim.max_prompts) + " prompts, got " +
+           std::to_string(h.num_prompts);
+  if (h.num_negative_prompts != 0 && h.num_negative_prompts != 1 &&
+      h.num_negative_prompts != h.num_prompts)
+    return "negative prompts: give none, one, or one per prompt";
+  if (uint64_t(h.num_prompts) * uint64_t(h.num_images_per_prompt) > uint64_t(kMaxResults))
+    return "too many result images (at most " + std::to_string(kMaxResults) + " per job)";
+  if (h.text_offset < sizeof(JobHeader) || h.text_offset > size ||
+      h.text_size > size - h.text_offset)
+    return "prompt text lies outside the segment";
+  {
+    const char* t = static_cast<const char*>(segment) + h.text_offset;
+    uint64_t pos = 0;
+    const uint32_t count = h.num_prompts + h.num_negative_prompts;
+    for (uint32_t i = 0; i < count; ++i) {
+      uint32_t len;
+      if (h.text_size - pos < sizeof len) return "prompt text is truncated";
+      std::memcpy(&len, t + pos, sizeof len);
+      pos += sizeof len;
+      if (len > lim.max_prompt_bytes)
+        return "prompt " + std::to_string(i + 1) + " is " + std::to_string(len) +
+               " bytes long (at most " + std::to_string(lim.max_prompt_bytes) + ")";
+      if (h.text_size - pos < len) return "prompt text is truncated";
+      std::string s(t + pos, len);
+      pos += len;
+      if (!valid_utf8(s)) return "prompt " + std::to_string(i + 1) + " is not valid UTF-8";
+      if (s.find('\0') != std::string::npos)
+        return "prompt " + std::to_string(i + 1) + " contains a NUL character";
+      (i < h.num_prompts ? r.prompts : r.negative_prompts).push_back(std::move(s));
+    }
+  }
+
+  const PipelineInputs need = pipeline_inputs(r.pipeline);
+  if (h.num_images < uint32_t(need.min_images) || h.num_images > uint32_t(need.max_images))
+    return "pipeline " + r.pipeline + " takes " +
+           (need.min_images == need.max_images
+                ? std::to_string(need.min_images)
+                : std::to_string(need.min_images) + ".." + std::to_string(need.max_images)) +
+           " input image(s), got " + std::to_string(h.num_images);
+  for (uint32_t i = 0; i < h.num_images; ++i) {
+    const std::string what = "input image " + std::to_string(i + 1);
+    std::string e = check_image(h.images[i], size, lim, what.c_str());
+    if (!e.empty()) return e;
+    if (!is_color(h.images[i].format)) return what + ": must be RGB or RGBA";
+    r.images.push_back(h.images[i]);
+  }
+  if (h.has_mask > 1) return "has_mask must be 0 or 1";
+  if (need.mask && !h.has_mask) return "pipeline " + r.pipeline + " needs a mask";
+  if (!need.mask && h.has_mask) return "pipeline " + r.pipeline + " takes no mask";
+  if (h.has_mask) {
+    std::string e = check_image(h.mask, size, lim, "mask");
+    if (!e.empty()) return e;
+    if (!is_gray(h.mask.format)) return "mask: must be single-channel (GRAY8 or GRAY_F32)";
+    if (h.mask.width != h.images[0].width || h.mask.height != h.images[0].height)
+      return "mask is " + std::to_string(h.mask.width) + "x" + std::to_string(h.mask.height) +
+             " but the image is " + std::to_string(h.images[0].width) + "x" +
+             std::to_string(h.images[0].height);
+    r.mask = h.mask;
+  }
+  const uint64_t preview_need = uint64_t(kPreviewMax) * kPreviewMax * 3;
+  if (h.preview_size != 0 &&
+      (h.preview_size < preview_need || h.preview_offset < sizeof(JobHeader) ||
+       h.preview_offset > size || h.preview_size > size - h.preview_offset))
+    return "preview area lies outside the segment or is too small";
+
+  r.width = h.width;
+  r.height = h.height;
+  r.steps = h.steps;
+  r.num_images_per_prompt = h.num_images_per_prompt;
+  r.max_sequence_length = h.max_sequence_length;
+  r.true_cfg_scale = h.true_cfg_scale;
+  r.strength = h.strength;
+  r.exact_geometry = h.exact_geometry != 0;
+  r.seed = h.seed;
+  r.result_format = static_cast<PixelFormat>(h.result_format);
+  r.client_pid = h.client_pid;
+  r.job_id = h.job_id;
+  *kind = ErrorKind::None;
+  if (out) *out = std::move(r);
+  return {};
+}
+
+// ---- client side ----
+
+namespace {
+size_t view_stride(const ImageView& v) {
+  return v.stride ? v.stride : size_t(v.width) * bytes_per_pixel(v.format);
+}
+size_t view_bytes(const ImageView& v) {
+  return view_stride(v) * size_t(v.height - 1) + size_t(v.width) * bytes_per_pixel(v.format);
+}
+void check_view(const ImageView& v, const std::string& what) {
+  auto bad = [&](const std::string& m) {
+    throw ClientError(ClientError::Kind::Rejected, what + m);
+  };
+  if (!valid_pixel_format(uint32_t(v.format))) bad(": unknown pixel format");
+  if (v.width <= 0 || v.height <= 0) bad(": empty image");
+  if (v.data == nullptr) bad(": no pixel data");
+  if (v.stride != 0 && v.stride < size_t(v.width) * bytes_per_pixel(v.format))
+    bad(": stride smaller than a row");
+}
+}  // namespace
+
+JobLayout plan_job(const JobRequest& req) {
+  JobLayout L;
+  if (req.images.size() > size_t(kMaxImages))
+    throw ClientError(ClientError::Kind::Rejected,
+                      "at most " + std::to_string(kMaxImages) + " input images per job");
+  if (req.pipeline.size() >= sizeof(JobHeader::pipeline))
+    throw ClientError(ClientError::Kind::Rejected, "pipeline name too long");
+  if (req.model.size() >= sizeof(JobHeader::model))
+    throw ClientError(ClientError::Kind::Rejected, "model name too long");
+  size_t off = align_up(sizeof(JobHeader));
+  L.text_offset = off;
+  for (const auto* list : {&req.prompts, &req.negative_prompts})
+    for (const auto& s : *list) {
+      if (s.size() > std::numeric_limits<uint32_t>::max())
+        throw ClientError(ClientError::Kind::Rejected, "prompt too long");
+      L.text_size += sizeof(uint32_t) + s.size();
+    }
+  off = align_up(off + L.text_size);
+  for (size_t i = 0; i < req.images.size(); ++i) {
+    check_view(req.images[i], "input image " + std::to_string(i + 1));
+    L.image_offsets.push_back(off);
+    off = align_up(off + view_bytes(req.images[i]));
+  }
+  if (req.mask) {
+    check_view(*req.mask, "mask");
+    L.mask_offset = off;
+    off = align_up(off + view_bytes(*req.mask));
+  }
+  L.preview_offset = off;
+  L.preview_size = size_t(kPreviewMax) * kPreviewMax * 3;
+  L.total = align_up(off + L.preview_size);
+  return L;
+}
+
+void encode_job(const JobRequest& req, const JobLayout& L, int64_t pid, uint64_t job_id,
+                void* segment) {
+  auto* base = static_cast<uint8_t*>(segment);
+  JobHeader h;
+  std::memset(&h, 0, sizeof h);
+  h.prefix = {kMagicJob, kProtocolVersion, uint32_t(sizeof(JobHeader)), 0, uint64_t(L.total)};
+  h.state = uint32_t(JobState::Submitted);
+  h.client_pid = pid;
+  h.job_id = job_id;
+  std::memcpy(h.pipeline, req.pipeline.data(), req.pipeline.size());
+  std::memcpy(h.model, req.model.data(), req.model.size());
+  h.width = req.width;
+  h.height = req.height;
+  h.steps = req.steps;
+  h.num_images_per_prompt = req.num_images_per_prompt;
+  h.max_sequence_length = req.max_sequence_length;
+  h.true_cfg_scale = req.true_cfg_scale;
+  h.strength = req.strength;
+  h.exact_geometry = req.exact_geometry ? 1 : 0;
+  h.seed = req.seed;
+  h.result_format = uint32_t(req.result_format);
+  h.num_prompts = uint32_t(req.prompts.size());
+  h.num_negative_prompts = uint32_t(req.negative_prompts.size());
+  h.text_offset = L.text_offset;
+  h.text_size = L.text_size;
+  uint8_t* t = base + L.text_offset;
+  for (const auto* list : {&req.prompts, &req.negative_prompts})
+    for (const auto& s : *list) {
+      const uint32_t n = uint32_t(s.size());
+      std::memcpy(t, &n, sizeof n);
+      std::memcpy(t + sizeof n, s.data(), s.size());
+      t += sizeof n + s.size();
+    }
+  auto put = [&](const ImageView& v, size_t off, ImageDesc* d) {
+    d->width = v.width;
+    d->height = v.height;
+    d->format = uint32_t(v.format);
+    d->stride = view_stride(v);
+    d->offset = off;
+    d->size = view_bytes(v);
+    std::memcpy(base + off, v.data, d->size);
+  };
+  h.num_images = uint32_t(req.images.size());
+  for (size_t i = 0; i < req.images.size(); ++i)
+    put(req.images[i], L.image_offsets[i], &h.images[i]);
+  if (req.mask) {
+    h.has_mask = 1;
+    put(*req.mask, L.mask_offset, &h.mask);
+  }
+  h.preview_offset = L.preview_offset;
+  h.preview_size = L.preview_size;
+  std::memcpy(base, &h, sizeof h);
+}
+
+}  // namespace qwen::ipc::proto
+
+namespace qwen::ipc {
+
+int channels(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::RGBA8:
+    case PixelFormat::RGBA_F32:
+      return 4;
+    case PixelFormat::RGB8:
+    case PixelFormat::RGB_F32:
+      return 3;
+    case PixelFormat::GRAY8:
+    case PixelFormat::GRAY_F32:
+      return 1;
+  }
+  return 0;
+}
+
+int bytes_per_channel(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::RGBA8:
+    case PixelFormat::RGB8:
+    case PixelFormat::GRAY8:
+      return 1;
+    case PixelFormat::RGBA_F32:
+    case PixelFormat::RGB_F32:
+    case PixelFormat::GRAY_F32:
+      return 4;
+  }
+  return 0;
+}
+
+}  // namespace qwen::ipc
