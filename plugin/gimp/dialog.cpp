@@ -42,16 +42,19 @@ void on_random_toggled(GtkToggleButton* button, gpointer seed_spin) {
   gtk_widget_set_sensitive(GTK_WIDGET(seed_spin), !gtk_toggle_button_get_active(button));
 }
 
-// Test hook: QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<file.png> saves the rendered dialog and cancels it.
+// Test hook: QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered dialog as
+// <folder>/<procedure>.png and cancels it.
 gboolean snapshot_and_close(gpointer dialog) {
-  const char* path = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
+  const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
+  const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
   GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
-  if (path && window) {
+  if (dir && proc && window) {
+    std::string path = std::string(dir) + "/" + proc + ".png";
     gint w = 0, h = 0;
     gdk_drawable_get_size(window, &w, &h);
     GdkPixbuf* pb = gdk_pixbuf_get_from_drawable(nullptr, window, nullptr, 0, 0, 0, 0, w, h);
     if (pb) {
-      gdk_pixbuf_save(pb, path, "png", nullptr, nullptr);
+      gdk_pixbuf_save(pb, path.c_str(), "png", nullptr, nullptr);
       g_object_unref(pb);
     }
   }
@@ -154,6 +157,10 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   gtk_box_pack_start(GTK_BOX(vbox), slabel, FALSE, FALSE, 0);
 
   gtk_widget_show_all(dialog);
+  g_object_set_data(G_OBJECT(dialog), "qwen-proc",
+                    const_cast<char*>(proc == Proc::Generate        ? kProcGenerate
+                                      : proc == Proc::EditSelection ? kProcEditSelection
+                                                                    : kProcEditLayer));
   if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
     g_timeout_add(1500, snapshot_and_close, dialog);
   bool ok = gimp_dialog_run(GIMP_DIALOG(dialog)) == GTK_RESPONSE_OK;

@@ -132,6 +132,11 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
       gimp_get_data(name, &s);
       s.prompt[sizeof s.prompt - 1] = s.negative[sizeof s.negative - 1] = 0;
       s.model[sizeof s.model - 1] = 0;
+      // A script that calls it interactively with a prompt presets the dialog with its values.
+      if (Settings preset; parse_args(proc, nparams, param, preset) && *preset.prompt) {
+        preset.variants = s.variants;
+        s = preset;
+      }
       DaemonInfo info = probe_daemon(config);
       if (!run_dialog(proc, s, info, config)) return fail(GIMP_PDB_CANCEL, "");
       break;

@@ -64,7 +64,13 @@ Child::Child(const std::vector<std::string>& argv, const std::map<std::string, s
   posix_spawn_file_actions_addopen(&fa, 1, output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                    0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  if (posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), cenv.data()) != 0) pid_ = -1;
+  // Its own process group, so that stop() also ends what it started (GIMP's plug-ins, Xvfb).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  if (posix_spawn(&pid_, cargv[0], &fa, &attr, cargv.data(), cenv.data()) != 0) pid_ = -1;
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
 }
 
@@ -89,11 +95,18 @@ bool Child::running() { return pid_ > 0 && wait(0) == -1; }
 
 void Child::stop() {
   if (pid_ <= 0 || reaped_) return;
-  kill(pid_, SIGTERM);
-  if (wait(10) == -1) {
-    kill(pid_, SIGKILL);
-    wait(10);
+  // Signal the whole group while the leader is alive or a zombie (its pid cannot be reused yet).
+  kill(-pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    siginfo_t info{};
+    if (waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  kill(-pid_, SIGKILL);
+  waitpid(pid_, &status_, 0);
+  reaped_ = true;
 }
 
 TempDir::TempDir() {
