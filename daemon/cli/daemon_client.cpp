@@ -1,0 +1,113 @@
+#include "cli/daemon_client.h"
+
+#include "qwen_image/client.h"
+
+namespace qwen::cli {
+
+namespace {
+
+const char* pipeline_name(PipelineKind k) {
+  switch (k) {
+    case PipelineKind::Generate:
+      return "generate";
+    case PipelineKind::Img2Img:
+      return "img2img";
+    case PipelineKind::Inpaint:
+      return "inpaint";
+    case PipelineKind::Edit:
+      return "edit";
+    case PipelineKind::EditPlus:
+      return "edit-plus";
+    case PipelineKind::EditInpaint:
+      return "edit-inpaint";
+  }
+  return "generate";
+}
+
+ipc::ImageView view_of(const ImageU8& img, const char* what) {
+  ipc::ImageView v;
+  v.width = img.width;
+  v.height = img.height;
+  switch (img.channels) {
+    case 1:
+      v.format = ipc::PixelFormat::GRAY8;
+      break;
+    case 3:
+      v.format = ipc::PixelFormat::RGB8;
+      break;
+    case 4:
+      v.format = ipc::PixelFormat::RGBA8;
+      break;
+    default:
+      throw EngineError(std::string(what) + " has " + std::to_string(img.channels) +
+                        " channels (expected 1, 3 or 4)");
+  }
+  if (img.empty() || img.pixels.size() != img.size_bytes())
+    throw EngineError(std::string(what) + " is empty or its pixel buffer has the wrong size");
+  v.data = img.pixels.data();
+  return v;
+}
+
+}  // namespace
+
+std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& instance,
+                                    const ProgressFn& progress, const std::string& model) {
+  ipc::JobRequest r;
+  r.pipeline = pipeline_name(p.pipeline);
+  r.model = model;
+  r.prompts = p.prompts;
+  r.negative_prompts = p.negative_prompts;
+  r.width = p.width;
+  r.height = p.height;
+  r.steps = p.steps;
+  r.true_cfg_scale = p.true_cfg_scale.value_or(4.0f);
+  r.seed = p.seed;
+  r.num_images_per_prompt = p.num_images_per_prompt;
+  r.strength = p.strength;
+  r.exact_geometry = p.geometry == GeometryMode::Exact;
+  r.max_sequence_length = p.max_sequence_length;
+  r.result_format = ipc::PixelFormat::RGB8;
+  for (size_t i = 0; i < p.images.size(); ++i)
+    r.images.push_back(view_of(p.images[i], ("input image " + std::to_string(i + 1)).c_str()));
+  if (p.mask) {
+    if (p.mask->channels != 1) throw EngineError("the mask must have one channel");
+    r.mask = view_of(*p.mask, "the mask");
+  }
+  std::function<bool(const ipc::JobProgress&)> cb;
+  if (progress) {
+    cb = [&](const ipc::JobProgress& jp) {
+      ProgressInfo info;
+      info.step = jp.step;
+      info.total = jp.total;
+      if (jp.preview) {
+        info.preview.width = jp.preview->width;
+        info.preview.height = jp.preview->height;
+        info.preview.channels = 3;
+        info.preview.pixels = jp.preview->bytes;
+      }
+      return progress(info);
+    };
+  }
+  std::vector<ipc::Image> out;
+  try {
+    ipc::Client client = ipc::Client::connect(instance);
+    out = client.run(r, cb);
+  } catch (const ipc::ClientError& e) {
+    if (e.kind == ipc::ClientError::Kind::Cancelled) throw CancelledError();
+    throw EngineError(std::string("daemon: ") + e.what());
+  }
+  std::vector<ImageU8> images;
+  for (auto& img : out) {
+    if (img.format != ipc::PixelFormat::RGB8)
+      throw EngineError("daemon: result in an unexpected pixel format");
+    ImageU8 u;
+    u.width = img.width;
+    u.height = img.height;
+    u.channels = 3;
+    u.pixels = std::move(img.bytes);
+    images.push_back(std::move(u));
+  }
+  return images;
+}
+
+}  // namespace qwen::cli
