@@ -306,3 +306,50 @@ TEST_F(PluginE2E, KillingThePluginMidJobLeavesTheDaemonReady) {
   EXPECT_GT(images[0].width, 0);
   gimp.stop();
 }
+
+// The real tiny model (CPU): inpainting an elliptical selection changes the inside and leaves the
+// flattened image bit-identical 4 px or more outside the ellipse; the original layer is untouched.
+TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, {"--device", "cpu", "--model", tiny_model(), "--model", tiny_edit_model()});
+  if (!daemon.ready(300)) {
+    std::string log = read_file(env.file("daemon.log"));
+    if (log.find("no inference engine") != std::string::npos)
+      GTEST_SKIP() << "this qwen-imaged has no inference engine yet";
+    FAIL() << "the daemon did not come up with the tiny model:\n" << log;
+  }
+  const double cx = 48, cy = 32, rx = 24, ry = 16;
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 96 64 96 64 0 0)) (img (car r)) (l (cadr r)))"
+      " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 24 16 48 32)"
+      " (qw-save-flat img " +
+      q(env.file("before.pnm")) +
+      ")"
+      " (plug-in-qwen-image-edit-selection RUN-NONINTERACTIVE img l \"a red apple\" \"\" 4 1.0 5"
+      " 1.0 \"qwen-image-tiny\")"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) +
+      ")"
+      " (qw-save-layer img l " +
+      q(env.file("base-after.pnm")) +
+      ")"
+      " (qw-save-flat img " +
+      q(env.file("after.pnm")) + "))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out << read_file(env.file("daemon.log"));
+  EXPECT_TRUE(layers[0].has_mask);
+  Pnm before = read_pnm(env.file("before.pnm")), after = read_pnm(env.file("after.pnm"));
+  ASSERT_EQ(before.width, 96);
+  ASSERT_EQ(after.width, 96);
+  auto ellipse = [&](int x, int y, double grow) {
+    double dx = (x + 0.5 - cx) / (rx + grow), dy = (y + 0.5 - cy) / (ry + grow);
+    return dx * dx + dy * dy;
+  };
+  auto outside = compare(before, after, [&](int x, int y) { return ellipse(x, y, 4) > 1; });
+  EXPECT_EQ(outside.differing, 0) << "of " << outside.total;
+  auto inside = compare(before, after, [&](int x, int y) { return ellipse(x, y, -4) < 1; });
+  EXPECT_GT(inside.differing, inside.total / 2);
+  EXPECT_GT(inside.mean_abs, 2.0);
+  Pnm base_after = read_pnm(env.file("base-after.pnm"));
+  EXPECT_EQ(base_after.data, before.data);  // the original layer is the whole canvas here
+}
