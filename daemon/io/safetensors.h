@@ -20,6 +20,14 @@ struct CheckpointError : std::runtime_error {
 enum class DType { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U8, BOOL };
 size_t dtype_size(DType);
 const char* dtype_name(DType);  // "F32", "BF16", ... as in the file format
+// Parses a file-format dtype name ("F32", ...); false when unknown.
+bool parse_dtype(const std::string& name, DType* out);
+// "[2, 3]"
+std::string shape_to_string(const std::vector<int64_t>& shape);
+
+// Limits enforced on every file.
+inline constexpr uint64_t kMaxHeaderBytes = 100ull * 1024 * 1024;  // 100 MB of JSON header
+inline constexpr size_t kMaxRank = 16;                             // dimensions per tensor
 
 struct TensorInfo {
   std::string name;
@@ -52,7 +60,8 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorInfo* find(const std::string& name) const;
-  // Pointer to the first byte of a tensor's data inside the mapping (valid while this object lives).
+  // Pointer to the first byte of a tensor's data inside the mapping (valid while this object
+  // lives).
   const uint8_t* data(const TensorInfo& t) const;
   uint64_t file_size() const { return size_; }
 
@@ -83,6 +92,11 @@ class TensorStore {
   void strip_prefix(const std::string& prefix);
   void rename(const std::string& from, const std::string& to);
   void erase(const std::string& name);
+  // Adds a tensor under `name` (throws when the name is taken).
+  void add(const std::string& name, const TensorRef& ref);
+  size_t size() const { return tensors_.size(); }
+  uint64_t total_bytes() const;  // bytes of tensor data
+  void set_source(const std::string& s) { source_ = s; }
   const std::string& source() const { return source_; }
 
  private:

@@ -18,10 +18,16 @@ struct LoadReport {
 };
 
 // Copies (or, when dtype/device allow, maps without a second host copy) every parameter of `module`
-// from `store`. Shape mismatches and missing tensors throw io::CheckpointError naming the component,
-// the tensor, the expected and the found shape, and listing all missing/unexpected names.
-// `ignore_unexpected`: key prefixes that may be present without a parameter (e.g. "visual." when
-// the vision tower is not loaded, "lm_head.").
+// from `store`. Shape mismatches and missing tensors throw io::CheckpointError naming the
+// component, the tensor, the expected and the found shape, and listing all missing/unexpected
+// names. Floating-point parameters/buffers are converted to `dtype`, integer ones keep their type.
+// Buffers the checkpoint lacks are treated as computed by the module: kept (moved to `device`,
+// dtype kept). On CPU, a tensor stored in `dtype` aliases the file mapping (copy-on-write pages:
+// in-place updates are private to the process). On CUDA the stored bytes go from the mapping
+// straight to the device and are converted there (no second host copy). Returned report:
+// `unexpected` lists the ignored (prefix-matched) names; `missing` is empty. `ignore_unexpected`:
+// key prefixes that may be present without a parameter (e.g. "visual." when the vision tower is not
+// loaded, "lm_head.").
 LoadReport load_module(torch::nn::Module& module, const io::TensorStore& store,
                        const std::string& component, torch::Dtype dtype, torch::Device device,
                        const std::vector<std::string>& ignore_unexpected = {});

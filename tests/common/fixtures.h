@@ -1,16 +1,16 @@
 // Test helpers: golden tensors from tests/fixtures/qwen-tiny (the project's own copy).
 #pragma once
 
-#include <torch/torch.h>
-
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <map>
 #include <string>
 
 namespace qwen::test {
 
-// Absolute path inside tests/fixtures/qwen-tiny, e.g. fixture_path("cases/vae/tensors.safetensors").
+// Absolute path inside tests/fixtures/qwen-tiny, e.g.
+// fixture_path("cases/vae/tensors.safetensors").
 std::string fixture_path(const std::string& relative);
 std::string tiny_model_dir();       // models/qwen-image-tiny
 std::string tiny_edit_model_dir();  // models/qwen-image-edit-2509-tiny
