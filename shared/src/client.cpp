@@ -61,25 +61,32 @@ struct Client::Impl {
       const bool daemon_holds_lock = lock_fd >= 0 && !shm::unlocked(lock_fd);
       if (!daemon_holds_lock) throw ClientError(ClientError::Kind::NoDaemon, who);
       bool missing = false;
-      shm::Segment seg = shm::Segment::open(shm::control_name(instance), true, &missing);
-      if (!missing) {
-        if (seg.size() < sizeof(SegmentPrefix))
-          throw ClientError(ClientError::Kind::ProtocolMismatch, "daemon control block too small");
+      shm::Segment seg;
+      try {
+        seg = shm::Segment::open(shm::control_name(instance), true, &missing);
+      } catch (const ClientError&) {
+        missing = true;  // being created right now (still empty): retry
+        if (shm::now_ns() > deadline) throw;
+      }
+      if (!missing && seg.size() >= sizeof(SegmentPrefix)) {
         SegmentPrefix pre;
         std::memcpy(&pre, seg.data(), sizeof pre);
-        if (pre.magic != kMagicControl)
-          throw ClientError(ClientError::Kind::ProtocolMismatch,
-                            "the daemon's control block has a foreign format (bad magic)");
-        if (pre.version != kProtocolVersion || pre.header_size != sizeof(ControlHeader) ||
-            seg.size() < sizeof(ControlHeader))
-          throw ClientError(ClientError::Kind::ProtocolMismatch,
-                            "protocol version mismatch: qwen-imaged speaks version " +
-                                std::to_string(pre.version) + ", this client version " +
-                                std::to_string(kProtocolVersion) +
-                                "; install the plug-in and the daemon from the same release");
-        control = std::move(seg);
-        daemon_pid = atom(ctl()->daemon_pid).load();
-        if (daemon_pid != 0) return;
+        pre.magic = atom(static_cast<SegmentPrefix*>(seg.data())->magic).load();
+        if (pre.magic != 0) {  // 0: the daemon is still initialising it
+          if (pre.magic != kMagicControl)
+            throw ClientError(ClientError::Kind::ProtocolMismatch,
+                              "the daemon's control block has a foreign format (bad magic)");
+          if (pre.version != kProtocolVersion || pre.header_size != sizeof(ControlHeader) ||
+              seg.size() < sizeof(ControlHeader))
+            throw ClientError(ClientError::Kind::ProtocolMismatch,
+                              "protocol version mismatch: qwen-imaged speaks version " +
+                                  std::to_string(pre.version) + ", this client version " +
+                                  std::to_string(kProtocolVersion) +
+                                  "; install the plug-in and the daemon from the same release");
+          control = std::move(seg);
+          daemon_pid = atom(ctl()->daemon_pid).load();
+          if (daemon_pid != 0) return;
+        }
       }
       if (shm::now_ns() > deadline)
         throw ClientError(ClientError::Kind::NoDaemon,
@@ -190,9 +197,9 @@ DaemonStatus Client::status() {
   st.device_memory_bytes = b.model_bytes;
   st.jobs_done = b.jobs_done;
   st.heartbeat_age_s = double(shm::now_ns() - atom(c->heartbeat_ns).load()) / 1e9;
-  if (std::string p = impl_->daemon_problem();
-      !p.empty() && impl_->lock_fd >= 0 && shm::unlocked(impl_->lock_fd))
-    throw ClientError(ClientError::Kind::NoDaemon, "qwen-imaged is gone");
+  if (impl_->lock_fd < 0 || shm::unlocked(impl_->lock_fd))
+    throw ClientError(ClientError::Kind::NoDaemon,
+                      "qwen-imaged for instance '" + impl_->instance + "' is gone");
   return st;
 }
 

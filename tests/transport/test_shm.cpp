@@ -127,3 +127,26 @@ TEST(Client, NoDaemonFailsFastWithAClearMessage) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
 }
+
+TEST(Client, RefusesADaemonOfAnotherProtocolVersion) {
+  const std::string inst = unique_instance("oldproto");
+  const int lock = shm::open_lock(shm::lock_name(inst), true);
+  ASSERT_EQ(::flock(lock, LOCK_EX | LOCK_NB), 0);  // pose as a live daemon
+  {
+    shm::Segment ctl = shm::Segment::create(shm::control_name(inst), 4096);
+    auto* pre = static_cast<uint32_t*>(ctl.data());
+    pre[0] = 0x43494D51;  // control magic
+    pre[1] = 999;         // a future protocol
+    try {
+      Client::connect(inst, 1000);
+      FAIL() << "connected";
+    } catch (const ClientError& e) {
+      EXPECT_EQ(e.kind, ClientError::Kind::ProtocolMismatch);
+      EXPECT_NE(std::string(e.what()).find("protocol version mismatch"), std::string::npos)
+          << e.what();
+    }
+    ctl.unlink();
+  }
+  ::close(lock);
+  shm::remove(shm::lock_name(inst));
+}
