@@ -4,6 +4,7 @@
 #   ~/.config/systemd/user/qwen-imaged.service               (systemd user unit)
 #   ~/.config/qwen-image/daemon.conf                         (daemon config template, if none yet)
 #   ~/.config/qwen-image/qwen-image.conf                     (plug-in config, if none yet)
+#   ~/.local/share/doc/qwen-image/                           (daemon.md, user-guide.md)
 #   $GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp       (the GIMP 2.10 plug-in)
 # GIMP_DIR is $GIMP2_DIRECTORY when set, else ~/.config/GIMP/2.10.
 # Every file it creates is listed in a manifest; --uninstall removes exactly those files (configs
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --plugin-only) PLUGIN_ONLY=1; shift ;;
     --enable) ENABLE=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -150,8 +151,9 @@ if [ "$PLUGIN_ONLY" = 0 ]; then
   else
     echo "install.sh: $UNIT_SRC not found; no systemd unit installed" >&2
   fi
-  if [ -f "$SRC/installers/daemon.conf.example" ]; then
-    DAEMON_CONF=$(cat "$SRC/installers/daemon.conf.example")
+  if [ -f "$SRC/installers/qwen-imaged.conf.example" ]; then
+    DAEMON_CONF=$(sed -e "s|^# qwen-imaged configuration: copy to .*|# qwen-imaged configuration (written by install.sh)|" \
+      -e "s|^model = |#model = |" "$SRC/installers/qwen-imaged.conf.example")
   else
     DAEMON_CONF="# qwen-imaged settings (see docs/user-guide.md). One 'key = value' per line.
 # The first model is the default. Download the weights first (see the user guide):
@@ -163,6 +165,9 @@ device = cuda
   fi
   install_config "$DAEMON_CONF" "$CONFIG_HOME/qwen-image/daemon.conf"
 fi
+for doc in daemon.md user-guide.md; do
+  if [ -f "$SRC/docs/$doc" ]; then install_file "$SRC/docs/$doc" "$DATA_HOME/doc/qwen-image/$doc" 644; fi
+done
 PLUGIN_CONF=$(sed -e "s|@BINDIR@|$BIN|g" "$SRC/installers/qwen-image.conf.example")
 install_config "$PLUGIN_CONF" "$CONFIG_HOME/qwen-image/qwen-image.conf"
 install_file "$(find_built qwen-image-gimp)" "$GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp" 755

@@ -162,7 +162,12 @@ std::vector<std::string> daemon_argv(const PluginConfig& config, const std::stri
   return argv;
 }
 
-bool is_edit_model(const std::string& name) { return contains(name, "edit"); }
+bool is_edit_model(const std::string& name, const std::string& dir) {
+  std::string base = dir;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  if (auto slash = base.rfind('/'); slash != std::string::npos) base = base.substr(slash + 1);
+  return contains(name, "edit") || contains(base, "edit");
+}
 
 std::string how_to_start(const PluginConfig& config) {
   std::string where = config.path.empty() ? default_config_path() : config.path;

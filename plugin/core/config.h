@@ -46,8 +46,9 @@ std::vector<std::string> split_args(const std::string& line);
 // unless daemon_args already names one.
 std::vector<std::string> daemon_argv(const PluginConfig& config, const std::string& instance);
 
-// Whether a model name (as the daemon lists it) is an instruction-edit model (Qwen-Image-Edit*).
-bool is_edit_model(const std::string& name);
+// Whether a model (its name as the daemon lists it, and its folder when known) is an
+// instruction-edit model (Qwen-Image-Edit*): "edit" in the name or in the folder's base name.
+bool is_edit_model(const std::string& name, const std::string& dir = "");
 
 // Error kinds as the plug-in reports them (mirrors qwen::ipc::ClientError::Kind plus plug-in
 // side failures), so that the wording can be tested without a daemon.

@@ -42,10 +42,26 @@ ipc::ImageView view_of(const Pixels& p) {
   return v;
 }
 
-// The daemon's default model name (first listed), "" when it lists none.
-std::string default_model(ipc::Client& client) {
+// The daemon's models: name -> folder (from its status), and the default (first) name.
+struct Models {
+  std::string default_name;
+  std::vector<std::pair<std::string, std::string>> dirs;
+  std::string dir_of(const std::string& name) const {
+    for (auto& [n, d] : dirs)
+      if (n == name) return d;
+    return "";
+  }
+};
+Models daemon_models(ipc::Client& client) {
   auto st = client.status();
-  return st.models.empty() ? "" : st.models.front();
+  Models m;
+  if (!st.models.empty()) m.default_name = st.models.front();
+  for (auto& line : st.model_states) {  // name<TAB>state<TAB>dir
+    auto a = line.find('\t'), b = line.rfind('\t');
+    if (a != std::string::npos && b != std::string::npos && b > a)
+      m.dirs.emplace_back(line.substr(0, a), line.substr(b + 1));
+  }
+  return m;
 }
 
 }  // namespace
@@ -117,25 +133,28 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
   req.result_format = ipc::PixelFormat::RGB8;
 
   std::string model_name = s.model;
+  Models models;
   try {
-    if (model_name.empty()) model_name = default_model(client);
+    models = daemon_models(client);
   } catch (const ipc::ClientError& e) {
     throw to_user_error(e, config);
   }
+  if (model_name.empty()) model_name = models.default_name;
+  const bool edit_model = is_edit_model(model_name, models.dir_of(model_name));
   Pixels model_input, model_mask;
   switch (proc) {
     case Proc::Generate:
       req.pipeline = "generate";
       break;
     case Proc::EditSelection:
-      req.pipeline = is_edit_model(model_name) ? "edit-inpaint" : "inpaint";
+      req.pipeline = edit_model ? "edit-inpaint" : "inpaint";
       model_input = resize(input, model.w, model.h);
       model_mask = binary_mask(resize(mask, model.w, model.h));
       req.images = {view_of(model_input)};
       req.mask = view_of(model_mask);
       break;
     case Proc::EditLayer:
-      if (!is_edit_model(model_name))
+      if (!edit_model)
         throw UserError("Qwen-Image: Edit Layer needs an edit model (Qwen-Image-Edit-2509), but " +
                         (model_name.empty() ? std::string("the daemon lists no model")
                                             : "the model is '" + model_name + "'") +

@@ -65,6 +65,8 @@ TEST(Config, EditModelNames) {
   EXPECT_TRUE(is_edit_model("qwen-image-edit-2509-tiny"));
   EXPECT_TRUE(is_edit_model("Qwen-Image-Edit"));
   EXPECT_FALSE(is_edit_model("qwen-image-tiny"));
+  EXPECT_TRUE(is_edit_model("qie", "/data/models/Qwen-Image-Edit-2509/"));
+  EXPECT_FALSE(is_edit_model("qwen", "/data/editors/Qwen-Image"));
 }
 
 TEST(Config, MessagesSayWhatToDo) {
