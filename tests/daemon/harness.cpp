@@ -18,9 +18,8 @@ std::string unique_instance(const std::string& tag) {
 }
 
 namespace {
-pid_t spawn(const std::vector<std::string>& args, int out_fd) {
+pid_t spawn(const std::vector<std::string>& args, int out_fd, std::string bin = QWEN_FAKE_DAEMON) {
   std::vector<char*> argv;
-  std::string bin = QWEN_FAKE_DAEMON;
   argv.push_back(bin.data());
   std::vector<std::string> copy = args;
   for (auto& a : copy) argv.push_back(a.data());

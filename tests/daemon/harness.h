@@ -17,6 +17,8 @@ class Daemon {
  public:
   // Starts the fake-engine daemon and waits (at most 10 s) until it accepts clients.
   Daemon(const std::string& instance, std::vector<std::string> extra_args = {});
+  // Any daemon binary with exactly `args` (plus --no-config --instance).
+  Daemon(const std::string& binary, const std::string& instance, std::vector<std::string> args);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -29,6 +31,7 @@ class Daemon {
   bool running() const { return pid_ > 0; }
 
  private:
+  void start(const std::string& binary, std::vector<std::string> args);
   std::string instance_;
   pid_t pid_ = -1;
 };
