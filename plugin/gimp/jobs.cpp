@@ -190,6 +190,18 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
       id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), &layer_mask);
     else
       id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
+    // What made it, for reproducing it later (scripts read the "qwen-image-params" parasite).
+    std::string params = "pipeline=" + req.pipeline + "\nmodel=" + model_name +
+                         "\nseed=" + std::to_string(int64_t(seed) + v) +
+                         "\nsteps=" + std::to_string(req.steps) +
+                         "\ntrue_cfg_scale=" + std::to_string(req.true_cfg_scale) +
+                         "\nstrength=" + std::to_string(req.strength) + "\nprompt=" + s.prompt +
+                         "\nnegative_prompt=" + s.negative;
+    GimpParasite* parasite =
+        gimp_parasite_new("qwen-image-params", GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
+                          params.size() + 1, params.c_str());
+    gimp_item_attach_parasite(id, parasite);
+    gimp_parasite_free(parasite);
     layers.push_back(id);
   }
   gimp_image_undo_group_end(image);

@@ -154,11 +154,11 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
   }
   if (auto bad = validate(s); !bad.empty())
     return fail(GIMP_PDB_CALLING_ERROR, "Qwen-Image: " + bad);
+  gimp_set_data(name, &s, sizeof s);  // remembered even when the job fails (fix and retry)
 
   try {
     auto layers = run_procedure(proc, image, drawable, s, config);
     if (run_mode != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
-    gimp_set_data(name, &s, sizeof s);
     *nreturn_vals = 2;
     values[1].type = GIMP_PDB_LAYER;
     values[1].data.d_layer = layers.empty() ? -1 : layers.front();

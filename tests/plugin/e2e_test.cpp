@@ -81,7 +81,11 @@ TEST_F(PluginE2E, GenerateWithoutSelectionAddsCanvasSizedLayerAboveActive) {
       " (qw-save-layer img l " +
       q(env.file("base-before.pnm")) +
       ")"
-      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img l \"a red fox\" \"\" 3 4.0 42 \"\")"
+      " (let ((nl (car (plug-in-qwen-image-generate RUN-NONINTERACTIVE img l \"a red fox\" \"\" 3"
+      " 4.0 42 \"\"))))"
+      "  (qw-mark " +
+      q(env.file("params.txt")) +
+      "   (caddr (car (gimp-item-get-parasite nl \"qwen-image-params\")))))"
       " (qw-write-layers img " +
       q(env.file("layers1.txt")) +
       ")"
@@ -100,6 +104,11 @@ TEST_F(PluginE2E, GenerateWithoutSelectionAddsCanvasSizedLayerAboveActive) {
   EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{0, 0, 64, 48}));
   EXPECT_FALSE(layers[0].has_mask);
   EXPECT_EQ(layers[1].name, "base");
+  // The returned layer carries what made it.
+  std::string params = read_file(env.file("params.txt"));
+  EXPECT_NE(params.find("pipeline=generate\n"), std::string::npos) << params << out;
+  EXPECT_NE(params.find("seed=42\n"), std::string::npos) << params;
+  EXPECT_NE(params.find("prompt=a red fox\n"), std::string::npos) << params;
   // With last values: a second identical layer.
   auto again = read_layers(env.file("layers.txt"));
   ASSERT_EQ(again.size(), 3u) << out;
@@ -181,6 +190,56 @@ TEST_F(PluginE2E, EditSelectionKeepsEverythingOutsideTheSelection) {
   });
   EXPECT_EQ(outside.differing, 0);
   EXPECT_GT(outside.total, 0);
+}
+
+TEST_F(PluginE2E, EditSelectionOnLargeLayerComesBackAtFullSizeInsideTheEllipseOnly) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  // 400x300 is far above max_pixels (16384): the crop goes to the model downscaled and comes back.
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 400 300 400 300 0 0)) (img (car r)) (l (cadr r)))"
+      " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 100 60 200 150)"
+      " (qw-save-flat img " +
+      q(env.file("before.pnm")) +
+      ")"
+      " (plug-in-qwen-image-edit-selection RUN-NONINTERACTIVE img l \"a cat\" \"\" 2 4.0 3 0.9 "
+      "\"\")"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) +
+      ")"
+      " (qw-save-flat img " +
+      q(env.file("after.pnm")) + "))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out;
+  EXPECT_TRUE(layers[0].has_mask);
+  // Selection 200x150 padded by 50 px on each side.
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{50, 10, 300, 250}));
+  Pnm before = read_pnm(env.file("before.pnm")), after = read_pnm(env.file("after.pnm"));
+  ASSERT_EQ(after.width, 400);
+  auto outside = compare(before, after, [](int x, int y) {
+    double dx = (x + 0.5 - 200) / 101, dy = (y + 0.5 - 135) / 76;
+    return dx * dx + dy * dy > 1;
+  });
+  EXPECT_EQ(outside.differing, 0) << "of " << outside.total;
+  // Inside, the fake engine's copy went through a 4x downscale and back: blurred, not identical.
+  auto inside = compare(before, after, [](int x, int y) {
+    double dx = (x + 0.5 - 200) / 90, dy = (y + 0.5 - 135) / 65;
+    return dx * dx + dy * dy < 1;
+  });
+  EXPECT_LT(inside.mean_abs, 8.0);
+}
+
+TEST_F(PluginE2E, UnknownModelIsReported) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img l \"x\" \"\" 2 4.0 1 "
+      "\"no-such-model\"))");
+  EXPECT_NE(out.find("the model is not available"), std::string::npos) << out;
+  EXPECT_NE(out.find("no-such-model"), std::string::npos) << out;
 }
 
 TEST_F(PluginE2E, EditSelectionWithoutSelectionCoversTheGrayLayer) {
