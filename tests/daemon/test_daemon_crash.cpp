@@ -270,3 +270,26 @@ TEST(DaemonCrash, QueuedJobOfADeadClientIsDropped) {
   ::waitpid(busy, nullptr, 0);
   EXPECT_EQ(c.run(generate(6, 1)).size(), 1u);
 }
+
+TEST(DaemonCrash, AHungDaemonIsNoticedByItsHeartbeat) {
+  Daemon d(unique_instance("hung"), {"--fake-step-ms", "20"});
+  Client c = Client::connect(d.instance());
+  Clock::time_point stopped{};
+  try {
+    c.run(generate(1, 1000), [&](const JobProgress& p) {
+      if (p.step >= 2 && stopped == Clock::time_point{}) {
+        d.signal(SIGSTOP);
+        stopped = Clock::now();
+      }
+      return true;
+    });
+    FAIL() << "the job finished";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.kind, ClientError::Kind::DaemonDied);
+    EXPECT_NE(std::string(e.what()).find("stopped responding"), std::string::npos) << e.what();
+  }
+  const auto waited = Clock::now() - stopped;
+  EXPECT_GE(waited, std::chrono::seconds(4));
+  EXPECT_LT(waited, std::chrono::seconds(8));
+  d.signal(SIGCONT);
+}
