@@ -274,6 +274,28 @@ TEST_F(PluginE2E, EditLayerKeepsSizeAndOffsets) {
   EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{5, 7, 40, 30}));
 }
 
+TEST_F(PluginE2E, EditLayerKeepsTheLayersTransparency) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  // RGBA layer with a transparent hole at (0..9, 0..9).
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (gimp-layer-add-alpha l)"
+      " (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 0 0 10 10)"
+      " (gimp-drawable-edit-clear l)"
+      " (gimp-selection-none img)"
+      " (let* ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img l \"x\" \"\" 2 4.0 1"
+      " \"qwen-image-edit-2509-tiny\")))"
+      "        (hole (cadr (gimp-drawable-get-pixel nl 3 3)))"
+      "        (solid (cadr (gimp-drawable-get-pixel nl 30 30))))"
+      "  (qw-mark " +
+      q(env.file("alpha.txt")) +
+      "   (string-append (number->string (vector-ref hole 3)) \" \""
+      "                  (number->string (vector-ref solid 3))))))");
+  EXPECT_EQ(read_file(env.file("alpha.txt")), "0 255") << out;
+}
+
 TEST_F(PluginE2E, EditLayerWithTextToImageModelSaysWhy) {
   GimpEnv env(test_config());
   Daemon daemon(env, fake_args());
