@@ -208,9 +208,13 @@ def main():
     if args.storage:
         cfg["storage"] = args.storage
     storage = cfg["storage"]
-    te = build_text_encoder(cfg, gen, storage, os.path.join(mdir, "text_encoder"))
-    tr = build_transformer(cfg, gen, storage, os.path.join(mdir, "transformer"))
-    vae = build_vae(cfg, gen, storage, os.path.join(mdir, "vae"))
+    # Components are drawn in a fixed order (same seed -> same weights); only those a part needs are built.
+    need_all = args.model_only or "t2i" in parts
+    te = build_text_encoder(cfg, gen, storage, os.path.join(mdir, "text_encoder")) \
+        if need_all or "text_encoder" in parts else None
+    tr = build_transformer(cfg, gen, storage, os.path.join(mdir, "transformer")) \
+        if need_all or "transformer" in parts else None
+    vae = build_vae(cfg, gen, storage, os.path.join(mdir, "vae")) if need_all or "vae" in parts else None
     shutil.copytree(os.path.join(FIXTURE_MODEL, "tokenizer"), os.path.join(mdir, "tokenizer"), dirs_exist_ok=True)
     shutil.copytree(os.path.join(FIXTURE_MODEL, "scheduler"), os.path.join(mdir, "scheduler"), dirs_exist_ok=True)
     shutil.copy(os.path.join(FIXTURE_MODEL, "model_index.json"), os.path.join(mdir, "model_index.json"))
