@@ -174,10 +174,9 @@ std::string how_to_start(const PluginConfig& config) {
   return "Start it with `systemctl --user start qwen-imaged` (after installers/install.sh) or run "
          "`" +
          config.daemon +
-         " --model /path/to/Qwen-Image` in a terminal; the plug-in starts it by itself when "
-         "`daemon` "
-         "and `daemon_args` are set in " +
-         where + ".";
+         "` in a terminal (models come from ~/.config/qwen-image/daemon.conf or --model DIR). "
+         "The plug-in starts it by itself when `daemon` in " +
+         where + " names the program.";
 }
 
 std::string user_message(ErrorKind kind, const std::string& detail, const PluginConfig& config) {

@@ -139,7 +139,17 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
   } catch (const ipc::ClientError& e) {
     throw to_user_error(e, config);
   }
-  if (model_name.empty()) model_name = models.default_name;
+  if (model_name.empty()) {
+    model_name = models.default_name;
+    // Edit Layer with the daemon's default: the first edit model it serves, if the default is not.
+    if (proc == Proc::EditLayer && !is_edit_model(model_name, models.dir_of(model_name)))
+      for (auto& [name, dir] : models.dirs)
+        if (is_edit_model(name, dir)) {
+          model_name = name;
+          req.model = name;
+          break;
+        }
+  }
   const bool edit_model = is_edit_model(model_name, models.dir_of(model_name));
   Pixels model_input, model_mask;
   switch (proc) {

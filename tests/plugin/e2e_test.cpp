@@ -264,14 +264,21 @@ TEST_F(PluginE2E, EditLayerKeepsSizeAndOffsets) {
   std::string out = env.run_console(
       "(let* ((r (qw-make-image RGB 64 48 40 30 5 7)) (img (car r)) (l (cadr r)))"
       " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 0 0 10 10)"  // ignored by edit-layer
-      " (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img l \"make it night\" \"\" 2 4.0 1 "
-      "\"qwen-image-edit-2509-tiny\")"
+      // Model "": the daemon's default (qwen-image-tiny) cannot edit, so its edit model is used.
+      " (let ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img l \"make it night\""
+      " \"\" 2 4.0 1 \"\"))))"
+      "  (qw-mark " +
+      q(env.file("params.txt")) +
+      "   (caddr (car (gimp-item-get-parasite nl \"qwen-image-params\")))))"
       " (qw-write-layers img " +
       q(env.file("layers.txt")) + "))");
   auto layers = read_layers(env.file("layers.txt"));
   ASSERT_EQ(layers.size(), 2u) << out;
   EXPECT_EQ(layers[0].name, "make it night");
   EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{5, 7, 40, 30}));
+  std::string params = read_file(env.file("params.txt"));
+  EXPECT_NE(params.find("pipeline=edit\nmodel=qwen-image-edit-2509-tiny\n"), std::string::npos)
+      << params;
 }
 
 TEST_F(PluginE2E, EditLayerKeepsTheLayersTransparency) {
