@@ -330,6 +330,17 @@ TEST_F(PluginE2E, MissingDaemonGivesActionableMessageQuickly) {
   EXPECT_LT(s, 60.0);
 }
 
+TEST_F(PluginE2E, DaemonThatFailsToStartIsReportedWithHowToStartIt) {
+  GimpEnv env(test_config("daemon = /bin/false\n"));
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img l \"x\" \"\" 2 4.0 1 \"\"))",
+      120);
+  EXPECT_NE(out.find("started it"), std::string::npos) << out;
+  EXPECT_NE(out.find("exited (status 1)"), std::string::npos) << out;
+  EXPECT_NE(out.find("systemctl --user start qwen-imaged"), std::string::npos) << out;
+}
+
 TEST_F(PluginE2E, StartsTheDaemonOnDemandAndSaysSo) {
   GimpEnv env(test_config("daemon = " + daemon_binary() +
                           "\ndaemon_args = --no-config --fake-engine --model " + tiny_model() +
