@@ -1,0 +1,52 @@
+#include "models/text_encoder_blocks.h"
+
+#include <cmath>
+#include <optional>
+
+namespace qwen::models::qwenvl {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", torch::empty({out, in}), /*requires_grad=*/false);
+  if (has_bias) bias = register_parameter("bias", torch::empty({out}), /*requires_grad=*/false);
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return at::linear(x, weight, bias); }
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}), /*requires_grad=*/false);
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  auto xf = x.to(torch::kFloat32);
+  auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * torch::rsqrt(var + eps_);
+  return weight * xf.to(dtype);
+}
+
+GatedMLPImpl::GatedMLPImpl(int64_t dim, int64_t hidden, bool bias) {
+  gate_proj = register_module("gate_proj", Linear(dim, hidden, bias));
+  up_proj = register_module("up_proj", Linear(dim, hidden, bias));
+  down_proj = register_module("down_proj", Linear(hidden, dim, bias));
+}
+
+torch::Tensor GatedMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  auto x1 = x.narrow(-1, 0, half);
+  auto x2 = x.narrow(-1, half, half);
+  return torch::cat({-x2, x1}, -1);
+}
+
+torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                   const torch::Tensor& mask, bool causal) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  std::optional<torch::Tensor> m;
+  if (mask.defined()) m = mask;
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal && !mask.defined(), scale);
+}
+
+}  // namespace qwen::models::qwenvl
