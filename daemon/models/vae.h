@@ -1,0 +1,104 @@
+// AutoencoderKLQwenImage (diffusers) for single images: encoder + quant_conv, post_quant_conv +
+// decoder, with the checkpoint's key names (models::load_module loads vae/ directly).
+//
+//   auto vae = qwen::models::load_vae(model_dir + "/vae", torch::kBFloat16, torch::kCUDA);
+//   auto post = vae->encode(x);            // x [B, 3, 1, H, W] in [-1, 1]; H, W multiples of 8
+//   auto lat  = normalize_latents_mode(post.mean, vae->config());        // Edit family
+//   auto lat2 = normalize_latents_sample(post.sample(gen), vae->config());  // img2img / inpaint
+//   auto img  = vae->decode(denormalize_latents(z, vae->config()));       // [B, 3, 1, H, W]
+//
+// Inputs are cast to the module's dtype/device; outputs stay in that dtype on that device.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "models/vae_blocks.h"
+#include "models/vae_config.h"
+
+namespace qwen::models {
+
+// DiagonalGaussianDistribution of the encoder output. logvar is already clamped to [-30, 20].
+struct VaePosterior {
+  torch::Tensor mean;    // [B, z, 1, h, w]
+  torch::Tensor logvar;  // [B, z, 1, h, w]
+  torch::Tensor mode() const { return mean; }
+  // mean + exp(0.5 * logvar) * eps, eps = randn(mean.shape) drawn in mean's dtype on the
+  // generator's device (diffusers randn_tensor) and moved to mean's device.
+  torch::Tensor sample(at::Generator generator) const;
+};
+
+// Tiled encode/decode (diffusers enable_tiling()): off by default. Sizes are in pixels.
+struct VaeTiling {
+  bool enabled = false;
+  int tile_sample_min = 256;
+  int tile_sample_stride = 192;
+};
+
+namespace vae {
+class Encoder : public torch::nn::Module {
+ public:
+  Encoder(const VaeConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W] -> [B, 2z, H/8, W/8]
+
+ private:
+  std::shared_ptr<CausalConv3d> conv_in_, conv_out_;
+  torch::nn::ModuleList down_blocks_;
+  std::vector<std::shared_ptr<Layer>> layers_;
+  std::shared_ptr<MidBlock> mid_block_;
+  std::shared_ptr<RmsNorm> norm_out_;
+};
+
+class Decoder : public torch::nn::Module {
+ public:
+  Decoder(const VaeConfig& c);
+  torch::Tensor forward(const torch::Tensor& z);  // [B, z, h, w] -> [B, C, 8h, 8w], unclamped
+
+ private:
+  std::shared_ptr<CausalConv3d> conv_in_, conv_out_;
+  std::shared_ptr<MidBlock> mid_block_;
+  torch::nn::ModuleList up_blocks_;
+  std::vector<std::shared_ptr<UpBlock>> ups_;
+  std::shared_ptr<RmsNorm> norm_out_;
+};
+}  // namespace vae
+
+class AutoencoderKLQwenImageImpl : public torch::nn::Module {
+ public:
+  explicit AutoencoderKLQwenImageImpl(const VaeConfig& config);
+
+  // x: [B, C, 1, H, W] (C = input_channels), H and W multiples of 8. Throws std::invalid_argument
+  // with the offending shape otherwise.
+  VaePosterior encode(const torch::Tensor& x);
+  // z: [B, z_dim, 1, h, w] (already denormalised). Returns [B, C, 1, 8h, 8w] clamped to [-1, 1]
+  // (not clamped on the tiled path, as in diffusers).
+  torch::Tensor decode(const torch::Tensor& z);
+
+  void set_tiling(const VaeTiling& tiling) { tiling_ = tiling; }
+  const VaeTiling& tiling() const { return tiling_; }
+  const VaeConfig& config() const { return config_; }
+  torch::Dtype dtype() const;
+  torch::Device device() const;
+
+ private:
+  torch::Tensor encode_4d(const torch::Tensor& x);  // encoder + quant_conv
+  torch::Tensor decode_4d(const torch::Tensor& z);  // post_quant_conv + decoder
+  torch::Tensor tiled_encode(const torch::Tensor& x);
+  torch::Tensor tiled_decode(const torch::Tensor& z);
+
+  VaeConfig config_;
+  VaeTiling tiling_;
+  std::shared_ptr<vae::Encoder> encoder_;
+  std::shared_ptr<vae::Decoder> decoder_;
+  std::shared_ptr<vae::CausalConv3d> quant_conv_, post_quant_conv_;
+};
+TORCH_MODULE(AutoencoderKLQwenImage);
+
+// Builds the VAE from `vae_dir`/config.json and loads `vae_dir`'s safetensors. Throws
+// io::CheckpointError naming the file and the problem.
+AutoencoderKLQwenImage load_vae(const std::string& vae_dir, torch::Dtype dtype,
+                                torch::Device device);
+
+}  // namespace qwen::models
