@@ -65,6 +65,12 @@ int64_t Models::resident_bytes() const {
   return b;
 }
 
+std::string Models::loaded_device() const {
+  for (const auto& e : entries_)
+    if (e.engine) return e.engine->info().device + " " + e.engine->info().dtype;
+  return {};
+}
+
 Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   Entry& e = entries_[size_t(index)];
   {

@@ -48,6 +48,8 @@ class Models {
   int find(const std::string& name, std::string* known) const;
   std::string describe() const;  // caller holds the mutex
   int64_t resident_bytes() const;
+  // "device dtype" of the first loaded engine, or "" when none is loaded. Caller holds the mutex.
+  std::string loaded_device() const;
   // Loads if needed (worker thread only). nullptr with *error when the model cannot load.
   Engine* get(int index, std::mutex& mu, std::string* error);
 

@@ -105,12 +105,14 @@ struct Server::State {
     ControlHeader* c = ctl();
     StatusBlock b{};
     copy_str(b.version, sizeof b.version, QWEN_IMAGE_VERSION);
-    copy_str(b.device, sizeof b.device,
-             cfg.fake_engine ? "cpu (fake engine)" : (cfg.device.empty() ? "auto" : cfg.device));
     copy_str(b.instance, sizeof b.instance, cfg.instance);
     {
       std::lock_guard<std::mutex> lk(mu);
       copy_str(b.models, sizeof b.models, models.describe());
+      std::string dev = models.loaded_device();
+      if (dev.empty()) dev = (cfg.device.empty() ? "auto" : cfg.device) + " (no model loaded)";
+      if (cfg.fake_engine) dev += " [fake engine]";
+      copy_str(b.device, sizeof b.device, dev);
       b.model_bytes = models.resident_bytes();
       b.queued = int32_t(queue.size());
       b.busy = running ? 1 : 0;
