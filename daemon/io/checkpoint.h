@@ -1,0 +1,101 @@
+// Model checkpoints: diffusers pipeline folders and single-file (ComfyUI / Wan / transformers)
+// component files, with tensor names normalised to the canonical names the modules register.
+// Torch-free.
+//
+// Canonical names: transformer = diffusers keys (`img_in.weight`, `transformer_blocks.N....`);
+// VAE = diffusers keys (`encoder.conv_in.weight`, `decoder.up_blocks.N....`); text encoder =
+// transformers >= 4.52 layout (`model.language_model.*`, `model.visual.*`, `lm_head.weight`).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+
+namespace qwen::io {
+
+enum class ComponentKind { Transformer, TextEncoder, Vae };
+const char* component_kind_name(ComponentKind);  // "transformer", "text_encoder", "vae"
+
+// ---- key normalisation (idempotent: canonical names are left as they are) --------------------
+
+// Strips `model.diffusion_model.` (and `diffusion_model.`); drops the `__index_timestep_zero__`
+// marker. Returns true when the marker was present (=> zero_cond_t = true).
+bool normalize_transformer_keys(TensorStore& store);
+// Legacy transformers / ComfyUI layout: `model.X` -> `model.language_model.X`, `visual.X` ->
+// `model.visual.X`; strips ComfyUI wrapper prefixes.
+void normalize_text_encoder_keys(TensorStore& store);
+// Original Wan / ComfyUI names -> diffusers names (spec text-encoder-and-vae.md §4.8); strips
+// `vae.` / `first_stage_model.` wrapper prefixes.
+void normalize_vae_keys(TensorStore& store);
+// One Wan VAE key -> diffusers key (exposed for tests); returns the key unchanged when it is
+// already a diffusers key or unknown.
+std::string wan_vae_key_to_diffusers(const std::string& key);
+
+// Guesses the kind of a single component file from its tensor names; nullopt when unrecognised.
+std::optional<ComponentKind> detect_component_kind(const TensorStore& store);
+
+// ---- configuration derived from tensor shapes (single-file checkpoints) -----------------------
+// The returned json has the same fields as the component's config.json in a diffusers folder.
+// Values that shapes cannot tell (e.g. rope axes, head counts) are those of the released
+// Qwen-Image models. Throws CheckpointError naming the missing tensor when the store is incomplete.
+nlohmann::json transformer_config_from_shapes(const TensorStore& store, bool zero_cond_t);
+nlohmann::json text_encoder_config_from_shapes(const TensorStore& store);
+nlohmann::json vae_config_from_shapes(const TensorStore& store);
+
+// A component from one file (or a folder/index): canonical keys + its configuration.
+struct ComponentWeights {
+  ComponentKind kind;
+  std::string source;        // the path given
+  std::string layout;        // "diffusers", "comfyui", "wan", "transformers-legacy", ...
+  TensorStore store;         // canonical keys
+  nlohmann::json config;     // config.json equivalent
+  bool zero_cond_t = false;  // transformer: `__index_timestep_zero__` marker or config flag
+};
+// `path`: a .safetensors file, a shard index, or a folder holding either. `kind`: expected kind;
+// when nullopt it is detected. A config.json next to the weights (folder) is used when present,
+// otherwise the configuration is derived from shapes.
+ComponentWeights open_component(const std::string& path,
+                                std::optional<ComponentKind> kind = std::nullopt);
+
+// ---- diffusers pipeline folder -------------------------------------------------------------
+
+struct Component {
+  std::string name;        // "transformer", "tokenizer", ...
+  std::string library;     // "diffusers" / "transformers"
+  std::string class_name;  // "QwenImageTransformer2DModel"
+  std::string path;        // the component's folder
+  nlohmann::json config;  // config.json / scheduler_config.json / preprocessor_config.json, or null
+  bool has_weights = false;  // transformer, text_encoder, vae
+};
+
+class ModelFolder {
+ public:
+  // Reads model_index.json and every component's folder and config. Throws CheckpointError on a
+  // missing/invalid model_index.json, a missing component folder, missing/invalid config.json,
+  // or a weight component without weights. Weight files are opened lazily by weights().
+  static ModelFolder open(const std::string& dir);
+
+  const std::string& path() const { return path_; }
+  const std::string& pipeline_class() const { return pipeline_class_; }
+  const nlohmann::json& model_index() const { return index_; }
+  const std::vector<Component>& components() const { return components_; }
+  const Component* find(const std::string& name) const;
+  const Component& component(const std::string& name) const;  // throws when absent
+  bool has(const std::string& name) const { return find(name) != nullptr; }
+
+  // The weights of `name` ("transformer", "text_encoder", "vae"), keys normalised.
+  ComponentWeights weights(const std::string& name) const;
+
+ private:
+  std::string path_, pipeline_class_;
+  nlohmann::json index_;
+  std::vector<Component> components_;
+};
+
+// True when `dir` looks like a diffusers pipeline folder (has model_index.json).
+bool is_model_folder(const std::string& dir);
+
+}  // namespace qwen::io

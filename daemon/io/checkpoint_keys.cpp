@@ -1,0 +1,352 @@
+// Key normalisation and shape-derived configurations for single-file checkpoints.
+#include <algorithm>
+#include <set>
+
+#include "io/checkpoint.h"
+
+namespace qwen::io {
+
+using nlohmann::json;
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+// Rebuilds the store with every key passed through `f`; collisions are errors.
+template <class F>
+bool rename_all(TensorStore& store, F&& f) {
+  bool changed = false;
+  std::vector<std::pair<std::string, std::string>> moves;
+  for (const auto& name : store.names()) {
+    std::string to = f(name);
+    if (to != name) moves.emplace_back(name, std::move(to));
+  }
+  if (moves.empty()) return false;
+  // Two passes through temporary names so that chains (a->b, b->c) cannot collide mid-way.
+  for (size_t i = 0; i < moves.size(); ++i)
+    store.rename(moves[i].first, "\x01tmp" + std::to_string(i));
+  for (size_t i = 0; i < moves.size(); ++i) {
+    store.rename("\x01tmp" + std::to_string(i), moves[i].second);
+    changed = true;
+  }
+  return changed;
+}
+
+// Strips `prefix` when at least one key has it.
+bool strip_if_present(TensorStore& store, const std::string& prefix) {
+  for (const auto& [name, ref] : store.all())
+    if (starts_with(name, prefix)) {
+      store.strip_prefix(prefix);
+      return true;
+    }
+  return false;
+}
+
+const TensorInfo& need(const TensorStore& store, const std::string& name, const char* what) {
+  const TensorRef* r = store.find(name);
+  if (!r)
+    throw CheckpointError(store.source() + ": cannot derive the " + what +
+                          " configuration: tensor '" + name + "' is missing");
+  return *r->info;
+}
+
+int64_t dim(const TensorInfo& t, size_t i) {
+  if (t.shape.size() <= i)
+    throw CheckpointError("tensor '" + t.name + "' has shape " + shape_to_string(t.shape) +
+                          ", expected at least " + std::to_string(i + 1) + " dimensions");
+  return t.shape[i];
+}
+
+// Number of distinct N in keys `<prefix>N.<...>`, checking they are 0..N-1.
+int count_indexed(const TensorStore& store, const std::string& prefix) {
+  std::set<int> seen;
+  for (const auto& [name, ref] : store.all()) {
+    if (!starts_with(name, prefix)) continue;
+    const std::string rest = name.substr(prefix.size());
+    const size_t dot = rest.find('.');
+    const std::string num = rest.substr(0, dot);
+    if (num.empty() || num.size() > 6 || !std::all_of(num.begin(), num.end(), ::isdigit)) continue;
+    seen.insert(std::stoi(num));
+  }
+  int n = 0;
+  while (seen.count(n)) ++n;
+  if (static_cast<size_t>(n) != seen.size())
+    throw CheckpointError(store.source() + ": blocks under '" + prefix + "' are not numbered 0.." +
+                          std::to_string(seen.size() - 1) + " (block " + std::to_string(n) +
+                          " is missing)");
+  return n;
+}
+
+}  // namespace
+
+const char* component_kind_name(ComponentKind k) {
+  switch (k) {
+    case ComponentKind::Transformer:
+      return "transformer";
+    case ComponentKind::TextEncoder:
+      return "text_encoder";
+    case ComponentKind::Vae:
+      return "vae";
+  }
+  return "?";
+}
+
+bool normalize_transformer_keys(TensorStore& store) {
+  strip_if_present(store, "model.diffusion_model.");
+  strip_if_present(store, "diffusion_model.");
+  const bool marker = store.find("__index_timestep_zero__") != nullptr;
+  if (marker) store.erase("__index_timestep_zero__");
+  return marker;
+}
+
+void normalize_text_encoder_keys(TensorStore& store) {
+  // Wrapper prefix (e.g. ComfyUI `text_encoders.qwen25_7b.transformer.`): whatever precedes the
+  // embedding table's `model.`.
+  for (const auto& [name, ref] : store.all()) {
+    for (const char* anchor :
+         {"model.language_model.embed_tokens.weight", "model.embed_tokens.weight"}) {
+      if (ends_with(name, anchor) && name.size() > std::strlen(anchor)) {
+        const std::string prefix = name.substr(0, name.size() - std::strlen(anchor));
+        store.strip_prefix(prefix);
+        goto stripped;
+      }
+    }
+  }
+stripped:
+  rename_all(store, [](const std::string& k) -> std::string {
+    if (starts_with(k, "model.language_model.") || starts_with(k, "model.visual.")) return k;
+    if (starts_with(k, "visual.")) return "model." + k;
+    if (starts_with(k, "model.")) return "model.language_model." + k.substr(6);
+    return k;
+  });
+}
+
+std::string wan_vae_key_to_diffusers(const std::string& key) {
+  if (starts_with(key, "conv1.")) return "quant_conv." + key.substr(6);
+  if (starts_with(key, "conv2.")) return "post_quant_conv." + key.substr(6);
+  const bool enc = starts_with(key, "encoder."), dec = starts_with(key, "decoder.");
+  if (!enc && !dec) return key;
+  const std::string side = key.substr(0, 8);
+  std::string r = key.substr(8);
+  auto residual = [](std::string t) {
+    static const std::pair<const char*, const char*> kMap[] = {{"residual.0.", "norm1."},
+                                                               {"residual.2.", "conv1."},
+                                                               {"residual.3.", "norm2."},
+                                                               {"residual.6.", "conv2."},
+                                                               {"shortcut.", "conv_shortcut."}};
+    for (const auto& [from, to] : kMap)
+      if (starts_with(t, from)) return to + t.substr(std::strlen(from));
+    return t;
+  };
+  auto take_index = [](const std::string& s, size_t from, int* n) -> size_t {
+    size_t dot = s.find('.', from);
+    if (dot == std::string::npos || dot == from) return std::string::npos;
+    const std::string num = s.substr(from, dot - from);
+    if (!std::all_of(num.begin(), num.end(), ::isdigit) || num.size() > 4) return std::string::npos;
+    *n = std::stoi(num);
+    return dot + 1;
+  };
+  if (starts_with(r, "conv1.")) return side + "conv_in." + r.substr(6);
+  if (starts_with(r, "head.0.")) return side + "norm_out." + r.substr(7);
+  if (starts_with(r, "head.2.")) return side + "conv_out." + r.substr(7);
+  if (starts_with(r, "middle.0.")) return side + "mid_block.resnets.0." + residual(r.substr(9));
+  if (starts_with(r, "middle.1.")) return side + "mid_block.attentions.0." + r.substr(9);
+  if (starts_with(r, "middle.2.")) return side + "mid_block.resnets.1." + residual(r.substr(9));
+  int n = 0;
+  if (enc && starts_with(r, "downsamples.")) {
+    size_t rest = take_index(r, 12, &n);
+    if (rest != std::string::npos)
+      return side + "down_blocks." + std::to_string(n) + "." + residual(r.substr(rest));
+  }
+  if (dec && starts_with(r, "upsamples.")) {
+    size_t rest = take_index(r, 10, &n);
+    if (rest != std::string::npos) {
+      const std::string block = side + "up_blocks." + std::to_string(n / 4) + ".";
+      if (n % 4 == 3) return block + "upsamplers.0." + r.substr(rest);
+      return block + "resnets." + std::to_string(n % 4) + "." + residual(r.substr(rest));
+    }
+  }
+  return key;
+}
+
+void normalize_vae_keys(TensorStore& store) {
+  strip_if_present(store, "first_stage_model.");
+  strip_if_present(store, "vae.");
+  bool wan = false;
+  for (const auto& [name, ref] : store.all())
+    if (starts_with(name, "encoder.conv1.") || starts_with(name, "decoder.conv1.") ||
+        starts_with(name, "encoder.downsamples.") || starts_with(name, "decoder.upsamples.") ||
+        starts_with(name, "encoder.middle.") || starts_with(name, "decoder.middle."))
+      wan = true;
+  if (wan) rename_all(store, wan_vae_key_to_diffusers);
+}
+
+std::optional<ComponentKind> detect_component_kind(const TensorStore& store) {
+  bool te = false, tr = false, vae_enc = false, vae_dec = false;
+  for (const auto& [name, ref] : store.all()) {
+    if (ends_with(name, "embed_tokens.weight")) te = true;
+    if (ends_with(name, "img_in.weight") ||
+        name.find("transformer_blocks.0.img_mod.") != std::string::npos)
+      tr = true;
+    if (ends_with(name, "encoder.conv_in.weight") || ends_with(name, "encoder.conv1.weight"))
+      vae_enc = true;
+    if (ends_with(name, "decoder.conv_in.weight") || ends_with(name, "decoder.conv1.weight"))
+      vae_dec = true;
+  }
+  if (tr + te + (vae_enc || vae_dec) != 1) return std::nullopt;
+  if (tr) return ComponentKind::Transformer;
+  if (te) return ComponentKind::TextEncoder;
+  return ComponentKind::Vae;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+json transformer_config_from_shapes(const TensorStore& s, bool zero_cond_t) {
+  const auto& img_in = need(s, "img_in.weight", "transformer");
+  const auto& txt_in = need(s, "txt_in.weight", "transformer");
+  const auto& proj_out = need(s, "proj_out.weight", "transformer");
+  const int layers = count_indexed(s, "transformer_blocks.");
+  if (layers == 0)
+    throw CheckpointError(s.source() + ": no transformer_blocks.* tensors (not a transformer?)");
+  const auto& norm_q = need(s, "transformer_blocks.0.attn.norm_q.weight", "transformer");
+  const int64_t inner = dim(img_in, 0), head_dim = dim(norm_q, 0);
+  if (head_dim <= 0 || inner % head_dim != 0)
+    throw CheckpointError(s.source() + ": inner dimension " + std::to_string(inner) +
+                          " is not a multiple of the head size " + std::to_string(head_dim));
+  const int patch = 2;  // not visible in shapes; every released model uses 2
+  json axes = head_dim == 128
+                  ? json::array({16, 56, 56})
+                  : json::array({head_dim / 8, (head_dim - head_dim / 8) / 2,
+                                 head_dim - head_dim / 8 - (head_dim - head_dim / 8) / 2});
+  return json{
+      {"_class_name", "QwenImageTransformer2DModel"},
+      {"patch_size", patch},
+      {"in_channels", dim(img_in, 1)},
+      {"out_channels", dim(proj_out, 0) / (patch * patch)},
+      {"num_layers", layers},
+      {"attention_head_dim", head_dim},
+      {"num_attention_heads", inner / head_dim},
+      {"joint_attention_dim", dim(txt_in, 1)},
+      {"guidance_embeds", s.find("time_text_embed.guidance_embedder.linear_1.weight") != nullptr},
+      {"axes_dims_rope", axes},
+      {"zero_cond_t", zero_cond_t},
+      {"use_additional_t_cond", s.find("time_text_embed.addition_t_embedding.weight") != nullptr},
+      {"use_layer3d_rope", false}};
+}
+
+json text_encoder_config_from_shapes(const TensorStore& s) {
+  const std::string lm = "model.language_model.";
+  const auto& emb = need(s, lm + "embed_tokens.weight", "text encoder");
+  const int layers = count_indexed(s, lm + "layers.");
+  if (layers == 0) throw CheckpointError(s.source() + ": no model.language_model.layers.* tensors");
+  const auto& k = need(s, lm + "layers.0.self_attn.k_proj.weight", "text encoder");
+  const auto& gate = need(s, lm + "layers.0.mlp.gate_proj.weight", "text encoder");
+  const int64_t hidden = dim(emb, 1), kv_dim = dim(k, 0);
+  int64_t head_dim = 128;
+  while (head_dim > 1 && (hidden % head_dim || kv_dim % head_dim)) head_dim /= 2;
+  const int64_t half = head_dim / 2;
+  json cfg{{"architectures", {"Qwen2_5_VLForConditionalGeneration"}},
+           {"model_type", "qwen2_5_vl"},
+           {"hidden_act", "silu"},
+           {"hidden_size", hidden},
+           {"intermediate_size", dim(gate, 0)},
+           {"num_hidden_layers", layers},
+           {"num_attention_heads", hidden / head_dim},
+           {"num_key_value_heads", kv_dim / head_dim},
+           {"vocab_size", dim(emb, 0)},
+           {"rms_norm_eps", 1e-6},
+           {"rope_theta", 1000000.0},
+           {"rope_scaling",
+            {{"mrope_section",
+              {half / 4, (half - half / 4) / 2, half - half / 4 - (half - half / 4) / 2}},
+             {"rope_type", "default"},
+             {"type", "default"}}},
+           {"max_position_embeddings", 128000},
+           {"attention_dropout", 0.0},
+           {"use_sliding_window", false},
+           {"tie_word_embeddings", s.find("lm_head.weight") == nullptr},
+           {"bos_token_id", 151643},
+           {"eos_token_id", 151645},
+           {"image_token_id", 151655},
+           {"video_token_id", 151656},
+           {"vision_start_token_id", 151652},
+           {"vision_end_token_id", 151653},
+           {"vision_token_id", 151654}};
+  const std::string vis = "model.visual.";
+  const int depth = count_indexed(s, vis + "blocks.");
+  if (depth > 0) {
+    const auto& patch = need(s, vis + "patch_embed.proj.weight", "vision tower");
+    const auto& vgate = need(s, vis + "blocks.0.mlp.gate_proj.weight", "vision tower");
+    const auto& merger = need(s, vis + "merger.mlp.2.weight", "vision tower");
+    const int64_t vh = dim(patch, 0);
+    const int64_t vhead = vh % 80 == 0 ? 80 : vh % 64 == 0 ? 64 : 16;
+    json full = json::array();
+    for (int i = 0; i < depth; ++i)
+      if (depth >= 8 ? (i + 1) % 8 == 0 : i == depth - 1) full.push_back(i);
+    cfg["vision_config"] = {{"depth", depth},
+                            {"hidden_size", vh},
+                            {"hidden_act", "silu"},
+                            {"intermediate_size", dim(vgate, 0)},
+                            {"num_heads", vh / vhead},
+                            {"in_channels", dim(patch, 1)},
+                            {"patch_size", dim(patch, 4)},
+                            {"temporal_patch_size", dim(patch, 2)},
+                            {"spatial_merge_size", 2},
+                            {"window_size", 112},
+                            {"fullatt_block_indexes", full},
+                            {"out_hidden_size", dim(merger, 0)},
+                            {"tokens_per_second", 2}};
+  }
+  return cfg;
+}
+
+json vae_config_from_shapes(const TensorStore& s) {
+  const auto& conv_in = need(s, "encoder.conv_in.weight", "VAE");
+  const auto& pq = need(s, "post_quant_conv.weight", "VAE");
+  const int64_t base = dim(conv_in, 0);
+  const int blocks = count_indexed(s, "encoder.down_blocks.");
+  json dim_mult = json::array(), temporal = json::array();
+  int res_in_level = 0, num_res = -1;
+  auto close_level = [&](int64_t channels) {
+    if (num_res < 0) num_res = res_in_level;
+    if (res_in_level != num_res)
+      throw CheckpointError(s.source() + ": VAE encoder levels have different block counts");
+    dim_mult.push_back(channels / base);
+    res_in_level = 0;
+  };
+  int64_t channels = base;
+  for (int i = 0; i < blocks; ++i) {
+    const std::string p = "encoder.down_blocks." + std::to_string(i) + ".";
+    if (s.find(p + "resample.1.weight")) {
+      close_level(channels);
+      temporal.push_back(s.find(p + "time_conv.weight") != nullptr);
+    } else {
+      channels = dim(need(s, p + "conv1.weight", "VAE"), 0);
+      ++res_in_level;
+    }
+  }
+  if (res_in_level == 0)
+    throw CheckpointError(s.source() +
+                          ": VAE encoder has no residual blocks after its last resample");
+  close_level(channels);
+  return json{{"_class_name", "AutoencoderKLQwenImage"},
+              {"base_dim", base},
+              {"z_dim", dim(pq, 0)},
+              {"dim_mult", dim_mult},
+              {"num_res_blocks", num_res},
+              {"attn_scales", json::array()},
+              {"temperal_downsample", temporal},
+              {"dropout", 0.0},
+              {"input_channels", dim(conv_in, 1)},
+              {"latents_mean",
+               {-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134,
+                -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921}},
+              {"latents_std",
+               {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526,
+                2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160}}};
+}
+
+}  // namespace qwen::io
