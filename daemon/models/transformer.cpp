@@ -97,7 +97,8 @@ int64_t TransformerConfig::parameter_count() const {
   return top + num_layers * block;
 }
 
-QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const TransformerConfig& config)
+QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const TransformerConfig& config,
+                                                                 const torch::Device& build_device)
     : config_(config), rope_(config.axes_dims_rope) {
   config_.validate();
   const int64_t d = config_.inner_dim();
@@ -110,6 +111,7 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     blocks_.emplace_back(d, config_.num_attention_heads, config_.attention_head_dim,
                          config_.zero_cond_t);
+    if (build_device != torch::Device(torch::kCPU)) blocks_.back()->to(build_device);
     transformer_blocks->push_back(blocks_.back());
   }
   norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
@@ -117,6 +119,7 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
   proj_out = register_module(
       "proj_out",
       torch::nn::Linear(d, config_.patch_size * config_.patch_size * config_.out_channels));
+  if (build_device != torch::Device(torch::kCPU)) this->to(build_device);
 }
 
 torch::Tensor QwenImageTransformer2DModelImpl::forward(

@@ -43,7 +43,12 @@ struct TransformerConfig {
 
 class QwenImageTransformer2DModelImpl : public torch::nn::Module {
  public:
-  explicit QwenImageTransformer2DModelImpl(const TransformerConfig& config);
+  // Parameters are created in the default dtype (torch::get_default_dtype) and left uninitialised
+  // in the sense of "not loaded" (PyTorch's default init). With `build_device` other than the CPU,
+  // every block is moved there as soon as it is built, so the host never holds the whole model
+  // (used to build the 20B model with random weights directly on a GPU).
+  explicit QwenImageTransformer2DModelImpl(const TransformerConfig& config,
+                                           const torch::Device& build_device = torch::kCPU);
 
   // hidden_states: packed latents [B, S_img, in_channels] (all image segments concatenated);
   // encoder_hidden_states: [B, S_txt, joint_attention_dim];
