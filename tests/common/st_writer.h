@@ -1,6 +1,7 @@
 // Torch-free helpers for tests that need safetensors files of their own (well-formed or broken).
 #pragma once
 
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -92,9 +93,13 @@ class TempDir {
             ("qwen-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
+  // Not std::filesystem::remove_all: the PyPI torch wheel's libtorch.so exports its own copy of
+  // that symbol, which crashes when it interposes in a binary linked with libtorch.
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    ::nftw(
+        path_.c_str(),
+        [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+        FTW_DEPTH | FTW_PHYS);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -1,0 +1,184 @@
+// `qwen-image inspect --model PATH`: components, classes, layouts, dtypes, parameter counts, bytes.
+#include "io/inspect.h"
+
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+
+namespace qwen::io {
+
+namespace {
+
+void usage(FILE* f) {
+  std::fprintf(f,
+               "usage: qwen-image inspect --model PATH [--tensors] [--config]\n\n"
+               "Checks a checkpoint and prints its components: class, key layout, dtypes,\n"
+               "tensor and parameter counts, bytes, and the totals. Every weight file header is\n"
+               "read and validated; a broken checkpoint exits with status 1 and says what is\n"
+               "wrong.\n\n"
+               "  --model PATH  a diffusers model folder (model_index.json + component folders),\n"
+               "                or one component: a .safetensors file, a *.safetensors.index.json\n"
+               "                or a component folder (transformer, text encoder or VAE; the kind\n"
+               "                is detected from the tensor names)\n"
+               "  --tensors     also list every tensor (canonical name, dtype, shape)\n"
+               "  --config      also print each weight component's configuration (JSON)\n"
+               "  -h, --help    this text\n");
+}
+
+std::string human_count(uint64_t n) {
+  char buf[32];
+  if (n >= 1000000000ull)
+    std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+  else if (n >= 1000000ull)
+    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1000ull)
+    std::snprintf(buf, sizeof buf, "%.2fK", n / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+std::string human_bytes(uint64_t n) {
+  char buf[32];
+  if (n >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", n / double(1ull << 30));
+  else if (n >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.2f MiB", n / double(1ull << 20));
+  else if (n >= (1ull << 10))
+    std::snprintf(buf, sizeof buf, "%.2f KiB", n / double(1ull << 10));
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+struct Summary {
+  uint64_t params = 0, bytes = 0;
+  std::string dtypes;
+};
+
+Summary summarize(const TensorStore& s) {
+  Summary out;
+  std::map<std::string, size_t> dt;
+  for (const auto& [name, ref] : s.all()) {
+    out.params += static_cast<uint64_t>(ref.info->numel());
+    out.bytes += ref.info->end - ref.info->begin;
+    ++dt[dtype_name(ref.info->dtype)];
+  }
+  for (const auto& [d, n] : dt) {
+    if (!out.dtypes.empty()) out.dtypes += ",";
+    out.dtypes += d;
+    if (dt.size() > 1) out.dtypes += "(" + std::to_string(n) + ")";
+  }
+  return out;
+}
+
+void print_tensors(FILE* out, const TensorStore& s) {
+  for (const auto& [name, ref] : s.all())
+    std::fprintf(out, "    %-60s %-8s %s\n", name.c_str(), dtype_name(ref.info->dtype),
+                 shape_to_string(ref.info->shape).c_str());
+}
+
+constexpr const char* kRow = "%-13s %-36s %-20s %8s %22s %12s  %s\n";
+
+}  // namespace
+
+int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
+  std::string model;
+  bool tensors = false, config = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      usage(out);
+      return 0;
+    }
+    if (a == "--model") {
+      if (i + 1 >= argc) {
+        std::fprintf(err, "qwen-image inspect: --model needs a path\n\n");
+        usage(err);
+        return 2;
+      }
+      model = argv[++i];
+    } else if (a.rfind("--model=", 0) == 0) {
+      model = a.substr(8);
+    } else if (a == "--tensors") {
+      tensors = true;
+    } else if (a == "--config") {
+      config = true;
+    } else {
+      std::fprintf(err, "qwen-image inspect: unknown option '%s'\n\n", a.c_str());
+      usage(err);
+      return 2;
+    }
+  }
+  if (model.empty()) {
+    std::fprintf(err, "qwen-image inspect: --model PATH is required\n\n");
+    usage(err);
+    return 2;
+  }
+  try {
+    uint64_t total_params = 0, total_bytes = 0;
+    auto row = [&](const std::string& name, const std::string& cls, const ComponentWeights& w) {
+      const Summary s = summarize(w.store);
+      total_params += s.params;
+      total_bytes += s.bytes;
+      std::string layout = w.layout;
+      if (w.kind == ComponentKind::Transformer && w.zero_cond_t) layout += ",zero_cond_t";
+      std::fprintf(out, kRow, name.c_str(), cls.c_str(), layout.c_str(),
+                   std::to_string(w.store.size()).c_str(),
+                   (std::to_string(s.params) + " (" + human_count(s.params) + ")").c_str(),
+                   human_bytes(s.bytes).c_str(), s.dtypes.c_str());
+    };
+    auto details = [&](const ComponentWeights& w) {
+      if (config) std::fprintf(out, "  config: %s\n", w.config.dump().c_str());
+      if (tensors) print_tensors(out, w.store);
+    };
+    if (is_model_folder(model)) {
+      const ModelFolder m = ModelFolder::open(model);
+      // Open every weight component first so that a broken file fails before any output.
+      std::vector<std::pair<const Component*, ComponentWeights>> weights;
+      for (const auto& c : m.components())
+        if (c.has_weights) weights.emplace_back(&c, m.weights(c.name));
+      std::fprintf(out, "model: %s\npipeline: %s\n\n", model.c_str(), m.pipeline_class().c_str());
+      std::fprintf(out, kRow, "component", "class", "layout", "tensors", "parameters", "bytes",
+                   "dtypes");
+      for (const auto& c : m.components()) {
+        const ComponentWeights* w = nullptr;
+        for (const auto& [pc, pw] : weights)
+          if (pc == &c) w = &pw;
+        if (w) {
+          row(c.name, c.class_name, *w);
+          details(*w);
+        } else {
+          std::fprintf(out, kRow, c.name.c_str(), c.class_name.c_str(), "-", "-", "-", "-", "-");
+        }
+      }
+    } else {
+      const ComponentWeights w = open_component(model);
+      std::fprintf(out, "model: %s\nsingle component: %s\n\n", model.c_str(),
+                   component_kind_name(w.kind));
+      std::fprintf(out, kRow, "component", "class", "layout", "tensors", "parameters", "bytes",
+                   "dtypes");
+      const std::string cls = w.config.value(
+          "_class_name",
+          w.kind == ComponentKind::TextEncoder ? "Qwen2_5_VLForConditionalGeneration" : "");
+      row(component_kind_name(w.kind), cls, w);
+      details(w);
+    }
+    std::fprintf(out, "\ntotal: %llu parameters (%s), %llu bytes (%s)\n",
+                 static_cast<unsigned long long>(total_params), human_count(total_params).c_str(),
+                 static_cast<unsigned long long>(total_bytes), human_bytes(total_bytes).c_str());
+    return 0;
+  } catch (const CheckpointError& e) {
+    std::fprintf(err, "qwen-image inspect: broken checkpoint: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(err, "qwen-image inspect: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace qwen::io
