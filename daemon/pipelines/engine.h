@@ -1,5 +1,6 @@
 // The engine: loads one model folder once and runs generation / editing jobs on it.
-// This header is torch-free so that the CLI front-end, the daemon and the tests can include it cheaply.
+// This header is torch-free so that the CLI front-end, the daemon and the tests can include it
+// cheaply.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,9 @@ std::optional<PipelineKind> pipeline_from_string(const std::string&);
 
 // How edit inputs are mapped onto the model's sizes.
 //  Reference: resize with a changed aspect ratio and stretch the result back (what diffusers does).
-//  Exact: keep the aspect ratio (pad to the model's size, crop the padding off afterwards) and return
-//         the result on the input's exact pixel grid. Default when results go back to an editor.
+//  Exact: keep the aspect ratio (pad to the model's size, crop the padding off afterwards) and
+//         return the result on the input's exact pixel grid. Default when results go back to an
+//         editor.
 enum class GeometryMode { Reference, Exact };
 
 struct RunParams {
@@ -43,9 +45,9 @@ struct RunParams {
   std::optional<float> true_cfg_scale;  // unset: 4.0 (only active with a negative prompt)
   int64_t seed = 0;
   int num_images_per_prompt = 1;
-  float strength = 0.6f;          // img2img / inpaint / edit-inpaint
-  std::vector<ImageU8> images;    // inputs for img2img / inpaint / edit (RGB or RGBA)
-  std::optional<ImageU8> mask;    // 1 channel, white (255) = repaint
+  float strength = 0.6f;        // img2img / inpaint / edit-inpaint
+  std::vector<ImageU8> images;  // inputs for img2img / inpaint / edit (RGB or RGBA)
+  std::optional<ImageU8> mask;  // 1 channel, white (255) = repaint
   GeometryMode geometry = GeometryMode::Reference;
   int max_sequence_length = 512;
 };

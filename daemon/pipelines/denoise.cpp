@@ -1,0 +1,64 @@
+#include "pipelines/denoise.h"
+
+#include "pipelines/engine.h"
+#include "pipelines/latents.h"
+
+namespace qwen::pipelines {
+
+namespace {
+torch::Tensor cpu_f32(const torch::Tensor& t) {
+  return t.detach().to(torch::kCPU, torch::kFloat32);
+}
+}  // namespace
+
+torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
+                      FlowMatchEulerScheduler& scheduler, const DenoiseRequest& r,
+                      const StepCallback& on_step, DenoiseTrace* trace) {
+  torch::NoGradGuard no_grad;
+  auto latents = r.latents;
+  const auto device = latents.device();
+  const auto dtype = latents.scalar_type();
+  const int64_t batch = latents.size(0);
+  const int64_t s_noise = latents.size(1);
+  const bool cfg = r.uncond.embeds.defined();
+  const bool inpaint = r.inpaint_mask.defined();
+  const int begin = scheduler.begin_index();
+  const int total = scheduler.num_steps() - begin;
+
+  // Every per-step scalar stays on the device: no host synchronisation inside the loop.
+  auto ts = torch::tensor(scheduler.timesteps(), torch::kFloat32).to(device);
+
+  for (int i = begin; i < scheduler.num_steps(); ++i) {
+    // The reference casts t to the latent dtype, then divides by 1000 in that dtype.
+    auto t = ts[i].expand({batch}).to(dtype) / 1000;
+    auto model_in =
+        r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;
+    auto pred = transformer.forward(model_in, r.cond.embeds, r.cond.mask, t, r.img_shapes);
+    pred = pred.slice(1, 0, s_noise);
+    if (trace) {
+      trace->transformer_timesteps.push_back(cpu_f32(t));
+      trace->noise_preds.push_back(cpu_f32(pred));
+    }
+    if (cfg) {
+      auto neg = transformer.forward(model_in, r.uncond.embeds, r.uncond.mask, t, r.img_shapes);
+      neg = neg.slice(1, 0, s_noise);
+      if (trace) {
+        trace->transformer_timesteps.push_back(cpu_f32(t));
+        trace->noise_preds.push_back(cpu_f32(neg));
+      }
+      pred = true_cfg(pred, neg, r.true_cfg_scale);
+    }
+    latents = scheduler.step(pred, latents);
+    if (inpaint) {
+      torch::Tensor ref = r.inpaint_image_latents;
+      if (i + 1 < scheduler.num_steps())
+        ref = scheduler.scale_noise_at(r.inpaint_image_latents, r.inpaint_noise, i + 1);
+      latents = (1 - r.inpaint_mask) * ref + r.inpaint_mask * latents;
+    }
+    if (trace) trace->step_latents.push_back(cpu_f32(latents));
+    if (on_step && !on_step(i - begin + 1, total, latents)) throw CancelledError();
+  }
+  return latents;
+}
+
+}  // namespace qwen::pipelines

@@ -1,0 +1,53 @@
+// The shared denoising loop of the Qwen-Image pipelines (spec §5.1 step 6, §5.3 step 5, §5.4
+// step 9): transformer call(s) per step, true CFG, Euler step, optional inpaint blending.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <vector>
+
+#include "models/transformer.h"
+#include "pipelines/scheduler.h"
+
+namespace qwen::pipelines {
+
+// Encoded prompts as the transformer takes them: embeds [B, S, C]; mask [B, S] (1 = valid) or
+// undefined when every token is valid.
+struct TextCondition {
+  torch::Tensor embeds;
+  torch::Tensor mask;
+};
+
+struct DenoiseRequest {
+  torch::Tensor latents;                       // packed [B, S, 64] in the compute dtype/device
+  std::vector<models::ImageShape> img_shapes;  // target segment first, then condition images
+  torch::Tensor condition_latents;  // packed [B, S_c, 64] appended along the sequence, or undefined
+  TextCondition cond;
+  TextCondition uncond;  // embeds undefined: no CFG
+  double true_cfg_scale = 1.0;
+  // Inpainting: after every step x = (1 - mask) * ref + mask * x with ref the clean image latents
+  // noised to the current sigma (the clean latents after the last step). All packed [B, S, 64].
+  torch::Tensor inpaint_mask;
+  torch::Tensor inpaint_image_latents;
+  torch::Tensor inpaint_noise;
+};
+
+// Intermediates recorded for tests (each entry on the CPU, float32).
+struct DenoiseTrace {
+  std::vector<torch::Tensor> transformer_timesteps;  // per transformer call
+  std::vector<torch::Tensor> noise_preds;            // per transformer call (sliced to S)
+  std::vector<torch::Tensor> step_latents;           // after every step
+};
+
+// Called after every step with (steps done, steps total); return false to cancel (the loop then
+// throws qwen::CancelledError).
+using StepCallback = std::function<bool(int, int, const torch::Tensor& latents)>;
+
+// Runs timesteps[begin_index:] of `scheduler` (set_timesteps/set_begin_index already called).
+// Returns the final packed latents.
+torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
+                      FlowMatchEulerScheduler& scheduler, const DenoiseRequest& request,
+                      const StepCallback& on_step = {}, DenoiseTrace* trace = nullptr);
+
+}  // namespace qwen::pipelines

@@ -1,0 +1,379 @@
+#include "pipelines/engine.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "models/weights.h"
+#include "pipelines/engine_impl.h"
+#include "pipelines/image_latents.h"
+#include "pipelines/image_processing.h"
+#include "pipelines/latents.h"
+#include "pipelines/pipeline_t2i.h"
+#include "pipelines/prompt_encoding.h"
+
+namespace fs = std::filesystem;
+
+namespace qwen {
+
+const char* to_string(PipelineKind k) {
+  switch (k) {
+    case PipelineKind::Generate:
+      return "generate";
+    case PipelineKind::Img2Img:
+      return "img2img";
+    case PipelineKind::Inpaint:
+      return "inpaint";
+    case PipelineKind::Edit:
+      return "edit";
+    case PipelineKind::EditPlus:
+      return "edit-plus";
+    case PipelineKind::EditInpaint:
+      return "edit-inpaint";
+  }
+  return "unknown";
+}
+
+std::optional<PipelineKind> pipeline_from_string(const std::string& s) {
+  for (auto k : {PipelineKind::Generate, PipelineKind::Img2Img, PipelineKind::Inpaint,
+                 PipelineKind::Edit, PipelineKind::EditPlus, PipelineKind::EditInpaint})
+    if (s == to_string(k)) return k;
+  return std::nullopt;
+}
+
+void set_torch_threads(int threads) {
+  if (threads < 0) throw EngineError("thread count must be >= 0 (0 = all cores)");
+  int n = threads;
+  if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+}
+
+std::unique_ptr<Engine> Engine::open(const EngineOptions& options) {
+  return std::make_unique<pipelines::QwenEngine>(options);
+}
+
+}  // namespace qwen
+
+namespace qwen::pipelines {
+
+namespace {
+
+constexpr int kMaxSide = 8192;
+constexpr int64_t kMaxPixels = 64ll * 1024 * 1024;
+constexpr int kMaxSteps = 1000;
+constexpr int64_t kMaxImages = 64;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw EngineError("cannot read " + p.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+int64_t dtype_bytes(torch::Dtype d) { return static_cast<int64_t>(c10::elementSize(d)); }
+
+}  // namespace
+
+const char* dtype_name(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kFloat32:
+      return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kFloat16:
+      return "float16";
+    default:
+      return "other";
+  }
+}
+
+torch::Device resolve_device(const std::string& device) {
+  if (device.empty())
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
+  if (device == "cpu") return torch::kCPU;
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw EngineError(
+          "device '" + device +
+          "' requested but CUDA is not available (no GPU or driver); use --device cpu");
+    int index = 0;
+    if (device.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(device.substr(5), &used);
+        if (used != device.size() - 5) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        throw EngineError("bad device '" + device + "' (expected cpu, cuda or cuda:N)");
+      }
+    }
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
+      throw EngineError("device '" + device + "' does not exist (" +
+                        std::to_string(torch::cuda::device_count()) + " CUDA devices)");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw EngineError("unknown device '" + device + "' (expected cpu, cuda or cuda:N)");
+}
+
+torch::Dtype resolve_dtype(const std::string& dtype, const torch::Device& device) {
+  if (dtype.empty()) return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  if (dtype == "float32" || dtype == "fp32") return torch::kFloat32;
+  if (dtype == "bfloat16" || dtype == "bf16") return torch::kBFloat16;
+  throw EngineError("unknown dtype '" + dtype + "' (expected float32 or bfloat16)");
+}
+
+ResolvedParams resolve_params(const RunParams& in) {
+  ResolvedParams p;
+  if (in.prompts.empty()) throw EngineError("no prompt given");
+  p.prompts = in.prompts;
+  auto side = [](int v, const char* name) -> int64_t {
+    if (v == 0) return 1024;
+    if (v < 16)
+      throw EngineError(std::string(name) + " must be at least 16 pixels (got " +
+                        std::to_string(v) + ")");
+    if (v > kMaxSide)
+      throw EngineError(std::string(name) + " " + std::to_string(v) + " is too large (max " +
+                        std::to_string(kMaxSide) + " pixels)");
+    return floor_to_16(v);
+  };
+  p.width = side(in.width, "width");
+  p.height = side(in.height, "height");
+  p.width_given = in.width != 0;
+  p.height_given = in.height != 0;
+  if (p.width * p.height > kMaxPixels)
+    throw EngineError("image of " + std::to_string(p.width) + "x" + std::to_string(p.height) +
+                      " pixels is too large (max 64 megapixels)");
+  if (in.steps < 1)
+    throw EngineError("steps must be at least 1 (got " + std::to_string(in.steps) + ")");
+  if (in.steps > kMaxSteps)
+    throw EngineError("steps " + std::to_string(in.steps) + " is too many (max 1000)");
+  p.steps = in.steps;
+  const float cfg = in.true_cfg_scale.value_or(4.0f);
+  if (!std::isfinite(cfg) || cfg < 0)
+    throw EngineError("true CFG scale must be a finite number >= 0 (got " + std::to_string(cfg) +
+                      ")");
+  p.true_cfg_scale = static_cast<double>(cfg);
+  if (in.num_images_per_prompt < 1) throw EngineError("images per prompt must be at least 1");
+  p.images_per_prompt = in.num_images_per_prompt;
+  if (static_cast<int64_t>(in.prompts.size()) * p.images_per_prompt > kMaxImages)
+    throw EngineError("at most " + std::to_string(kMaxImages) + " images per job");
+  const auto& neg = in.negative_prompts;
+  if (!neg.empty() && neg.size() != 1 && neg.size() != in.prompts.size())
+    throw EngineError("give one negative prompt, or one per prompt (" +
+                      std::to_string(in.prompts.size()) + "), not " + std::to_string(neg.size()));
+  // The reference: CFG only with a negative prompt (even " ") and a scale > 1.
+  p.do_cfg = !neg.empty() && p.true_cfg_scale > 1.0;
+  if (p.do_cfg) {
+    p.negative_prompts =
+        neg.size() == 1 ? std::vector<std::string>(in.prompts.size(), neg[0]) : neg;
+  }
+  if (!(in.strength > 0.0f && in.strength <= 1.0f))
+    throw EngineError("strength must be in (0, 1] (got " + std::to_string(in.strength) + ")");
+  p.strength = strength_from_float(in.strength);
+  if (in.max_sequence_length < 1 || in.max_sequence_length > 1024)
+    throw EngineError("max_sequence_length must be in [1, 1024]");
+  p.max_sequence_length = in.max_sequence_length;
+  return p;
+}
+
+QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
+  const fs::path dir = options.model_dir;
+  if (options.model_dir.empty()) throw EngineError("no model folder given");
+  if (!fs::is_directory(dir))
+    throw EngineError("model folder '" + options.model_dir + "' does not exist");
+  const fs::path index = dir / "model_index.json";
+  if (!fs::exists(index))
+    throw EngineError("'" + options.model_dir +
+                      "' is not a diffusers model folder (model_index.json is missing)");
+  nlohmann::json mi;
+  try {
+    mi = nlohmann::json::parse(read_file(index));
+  } catch (const nlohmann::json::exception& e) {
+    throw EngineError(index.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  info_.model_dir = options.model_dir;
+  info_.pipeline_class = mi.value("_class_name", std::string());
+  if (info_.pipeline_class == "QwenImagePipeline" ||
+      info_.pipeline_class == "QwenImageImg2ImgPipeline" ||
+      info_.pipeline_class == "QwenImageInpaintPipeline") {
+    info_.default_pipeline = PipelineKind::Generate;
+  } else if (info_.pipeline_class == "QwenImageEditPipeline" ||
+             info_.pipeline_class == "QwenImageEditInpaintPipeline") {
+    info_.default_pipeline = PipelineKind::Edit;
+  } else if (info_.pipeline_class == "QwenImageEditPlusPipeline") {
+    info_.default_pipeline = PipelineKind::EditPlus;
+  } else {
+    throw EngineError(index.string() + ": pipeline '" + info_.pipeline_class +
+                      "' is not a supported Qwen-Image pipeline");
+  }
+  for (const char* part : {"transformer", "vae", "text_encoder", "scheduler"}) {
+    if (!fs::is_directory(dir / part))
+      throw EngineError("model folder '" + options.model_dir + "' has no " + part + "/ folder");
+  }
+
+  device_ = resolve_device(options.device);
+  dtype_ = resolve_dtype(options.dtype, device_);
+  info_.device = device_.str();
+  info_.dtype = dtype_name(dtype_);
+  set_torch_threads(options.threads);
+
+  scheduler_config_ = with_context("scheduler", [&] {
+    return SchedulerConfig::from_json_file((dir / "scheduler" / "scheduler_config.json").string());
+  });
+  tokenizer_ = with_context("tokenizer", [&] {
+    return tokenizer::Qwen2Tokenizer::load(
+        tokenizer::Qwen2Tokenizer::resolve_folder(options.model_dir));
+  });
+  transformer_ = with_context("transformer", [&] {
+    auto cfg =
+        models::TransformerConfig::from_json_file((dir / "transformer" / "config.json").string());
+    models::QwenImageTransformer2DModel t(cfg);
+    auto store = io::TensorStore::open((dir / "transformer").string());
+    // ComfyUI 2511 files carry a flag tensor instead of the config key.
+    store.erase("__index_timestep_zero__");
+    models::load_module(*t, store, "transformer", dtype_, device_);
+    t->eval();
+    return t;
+  });
+  info_.can_edit =
+      fs::is_directory(dir / "processor") && info_.default_pipeline != PipelineKind::Generate;
+  if (info_.can_edit) {
+    processor_ = with_context("processor", [&] {
+      return VisionProcessorConfig::from_json_file(
+          (dir / "processor" / "preprocessor_config.json").string());
+    });
+  }
+  vae_ = with_context("vae",
+                      [&] { return models::load_vae((dir / "vae").string(), dtype_, device_); });
+  text_encoder_ = with_context("text_encoder", [&] {
+    return models::qwenvl::load_text_encoder((dir / "text_encoder").string(), dtype_, device_,
+                                             /*with_vision=*/info_.can_edit);
+  });
+  for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
+                                                           text_encoder_.get()}) {
+    for (const auto& p : m->parameters()) {
+      info_.parameters += p.numel();
+      info_.bytes += p.numel() * dtype_bytes(p.scalar_type());
+    }
+  }
+}
+
+std::vector<ImageU8> QwenEngine::decode(const torch::Tensor& latents, int64_t height,
+                                        int64_t width) {
+  torch::NoGradGuard ng;
+  auto z = unpack_latents(latents, height, width).to(vae_->dtype());
+  z = models::denormalize_latents(z, vae_->config());
+  auto img = vae_->decode(z).select(2, 0);  // [B, 3, H, W]
+  return postprocess(img);
+}
+
+std::string message_of(const std::exception& e) {
+  if (auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
+  return e.what();
+}
+
+StepCallback make_step_callback(const ProgressFn& progress) {
+  if (!progress) return {};
+  return [progress](int done, int total, const torch::Tensor&) {
+    ProgressInfo info;
+    info.step = done;
+    info.total = total;
+    return progress(info);
+  };
+}
+
+TextCondition to_condition(const PromptEmbeds& pe, torch::Dtype dtype) {
+  return {pe.embeds.to(dtype), pe.mask};
+}
+
+std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t seed,
+                                              const ProgressFn& progress) {
+  torch::NoGradGuard ng;
+  auto cond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.prompts,
+                                             p.max_sequence_length, p.images_per_prompt),
+                           dtype_);
+  TextCondition uncond;
+  if (p.do_cfg)
+    uncond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.negative_prompts,
+                                            p.max_sequence_length, p.images_per_prompt),
+                          dtype_);
+  LatentJob job;
+  job.height = p.height;
+  job.width = p.width;
+  job.steps = p.steps;
+  job.true_cfg_scale = p.true_cfg_scale;
+  job.batch = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
+  auto gen = make_generator(seed);
+  auto latents = t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_,
+                             device_, make_step_callback(progress));
+  return decode(latents, p.height, p.width);
+}
+
+std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunParams& params,
+                                             const ProgressFn& progress) {
+  torch::NoGradGuard ng;
+  const bool inpaint = params.pipeline == PipelineKind::Inpaint;
+  if (params.images.size() != 1)
+    throw EngineError(std::string(to_string(params.pipeline)) +
+                      " needs exactly one input image (got " +
+                      std::to_string(params.images.size()) + ")");
+  if (inpaint && !params.mask) throw EngineError("inpaint needs a mask image");
+  auto cond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.prompts,
+                                             p.max_sequence_length, p.images_per_prompt),
+                           dtype_);
+  TextCondition uncond;
+  if (p.do_cfg)
+    uncond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.negative_prompts,
+                                            p.max_sequence_length, p.images_per_prompt),
+                          dtype_);
+  LatentJob job;
+  job.height = p.height;
+  job.width = p.width;
+  job.steps = p.steps;
+  job.true_cfg_scale = p.true_cfg_scale;
+  job.batch = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
+
+  auto gen = make_generator(params.seed);
+  auto image_latents = with_context("input image", [&] {
+    return encode_image_latents(*vae_, params.images[0], p.width, p.height, gen);
+  });
+  torch::Tensor mask_latents;
+  if (inpaint) {
+    mask_latents = with_context("mask image", [&] {
+      return pack_mask_latents(*params.mask, p.width, p.height, job.batch, dtype_, device_);
+    });
+  }
+  auto latents = img2img_latents(*transformer_, scheduler_config_, job, p.strength, image_latents,
+                                 mask_latents, cond, uncond, gen, dtype_, device_,
+                                 make_step_callback(progress));
+  return decode(latents, p.height, p.width);
+}
+
+std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
+  const auto p = resolve_params(params);
+  try {
+    switch (params.pipeline) {
+      case PipelineKind::Generate:
+        return run_generate(p, params.seed, progress);
+      case PipelineKind::Img2Img:
+      case PipelineKind::Inpaint:
+        return run_img2img(p, params, progress);
+      case PipelineKind::Edit:
+      case PipelineKind::EditPlus:
+        return run_edit(p, params, progress);
+      default:
+        throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +
+                          "' is not supported by this engine yet");
+    }
+  } catch (const EngineError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw EngineError(std::string(to_string(params.pipeline)) + " failed: " + message_of(e));
+  }
+}
+
+}  // namespace qwen::pipelines

@@ -1,0 +1,98 @@
+// The concrete Engine (engine.h): the loaded components of one model folder and the pipelines
+// that run on them. Internal to qwen_pipelines (tests include it to reach the components).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "image/vision_processor.h"
+#include "models/text_encoder.h"
+#include "models/transformer.h"
+#include "models/vae.h"
+#include "pipelines/denoise.h"
+#include "pipelines/engine.h"
+#include "pipelines/prompt_encoding.h"
+#include "pipelines/scheduler.h"
+#include "tokenizer/qwen2_tokenizer.h"
+
+namespace qwen::pipelines {
+
+// Validated, defaulted job parameters (sizes floored to 16, CFG decided).
+struct ResolvedParams {
+  int64_t width = 1024, height = 1024;  // 0 when the request left the size to the pipeline
+  bool width_given = false, height_given = false;
+  int steps = 50;
+  double true_cfg_scale = 4.0;
+  bool do_cfg = false;
+  std::vector<std::string> prompts, negative_prompts;  // negatives: one per prompt when do_cfg
+  int64_t images_per_prompt = 1;
+  double strength = 0.6;
+  int64_t max_sequence_length = 512;
+};
+// Throws EngineError naming the bad field. Limits: sides 16..8192 px (after defaults), at most
+// 64 MP, steps 1..1000, CFG scale >= 0 and finite, 1..64 images in all.
+ResolvedParams resolve_params(const RunParams& params);
+
+// Device/dtype strings of EngineOptions -> torch values. Throws EngineError.
+torch::Device resolve_device(const std::string& device);
+torch::Dtype resolve_dtype(const std::string& dtype, const torch::Device& device);
+const char* dtype_name(torch::Dtype dtype);
+
+// what() without c10's C++ backtrace.
+std::string message_of(const std::exception& e);
+// Runs f(); any non-EngineError exception becomes EngineError("<what>: <message>").
+template <typename F>
+auto with_context(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const EngineError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw EngineError(what + ": " + message_of(e));
+  }
+}
+// ProgressFn -> the denoising loop's per-step callback.
+StepCallback make_step_callback(const ProgressFn& progress);
+// Prompt embeddings in the compute dtype.
+TextCondition to_condition(const PromptEmbeds& pe, torch::Dtype dtype);
+
+class QwenEngine : public Engine {
+ public:
+  explicit QwenEngine(const EngineOptions& options);
+  const ModelInfo& info() const override { return info_; }
+  std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress) override;
+
+  models::QwenImageTransformer2DModel& transformer() { return transformer_; }
+  models::AutoencoderKLQwenImage& vae() { return vae_; }
+  const SchedulerConfig& scheduler_config() const { return scheduler_config_; }
+  torch::Device device() const { return device_; }
+  torch::Dtype dtype() const { return dtype_; }
+
+ private:
+  std::vector<ImageU8> run_generate(const ResolvedParams& p, int64_t seed,
+                                    const ProgressFn& progress);
+  std::vector<ImageU8> run_img2img(const ResolvedParams& p, const RunParams& params,
+                                   const ProgressFn& progress);
+  // Edit (one image) and Edit-Plus (one or more images; one prompt): engine_edit.cpp.
+  std::vector<ImageU8> run_edit(const ResolvedParams& p, const RunParams& params,
+                                const ProgressFn& progress);
+  // Packed final latents -> RGB images.
+  std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
+
+  EngineOptions options_;
+  ModelInfo info_;
+  torch::Device device_{torch::kCPU};
+  torch::Dtype dtype_ = torch::kFloat32;
+  SchedulerConfig scheduler_config_;
+  models::QwenImageTransformer2DModel transformer_{nullptr};
+  models::AutoencoderKLQwenImage vae_{nullptr};
+  models::qwenvl::TextEncoder text_encoder_{nullptr};
+  std::optional<tokenizer::Qwen2Tokenizer> tokenizer_;
+  std::optional<VisionProcessorConfig> processor_;  // edit models only
+};
+
+}  // namespace qwen::pipelines

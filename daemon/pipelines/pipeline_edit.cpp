@@ -1,0 +1,56 @@
+#include "pipelines/pipeline_edit.h"
+
+#include <stdexcept>
+
+#include "pipelines/latents.h"
+
+namespace qwen::pipelines {
+
+ConditionLatents encode_condition(models::AutoencoderKLQwenImageImpl& vae,
+                                  const torch::Tensor& pixels) {
+  torch::NoGradGuard ng;
+  auto post = vae.encode(pixels.unsqueeze(2).to(vae.device(), vae.dtype()));
+  auto z = models::normalize_latents_mode(post.mode(), vae.config());  // [1, 16, 1, h, w]
+  ConditionLatents c;
+  c.shape = {1, z.size(3) / 2, z.size(4) / 2};
+  c.packed = pack_latents(z);
+  return c;
+}
+
+torch::Tensor edit_latents(models::QwenImageTransformer2DModelImpl& transformer,
+                           const SchedulerConfig& scheduler_config, const LatentJob& job,
+                           const std::vector<ConditionLatents>& conditions,
+                           const TextCondition& cond, const TextCondition& uncond,
+                           at::Generator& gen, torch::Dtype dtype, const torch::Device& device,
+                           const StepCallback& on_step, DenoiseTrace* trace,
+                           torch::Tensor* initial_latents) {
+  if (job.height < 16 || job.width < 16 || job.height % 16 || job.width % 16)
+    throw std::invalid_argument("edit: output size must be positive multiples of 16 pixels");
+  if (job.steps < 1) throw std::invalid_argument("steps must be at least 1");
+  if (conditions.empty()) throw std::invalid_argument("edit: no condition image");
+  const int64_t h = latent_size(job.height), w = latent_size(job.width);
+  std::vector<models::ImageShape> shapes{{1, job.height / 16, job.width / 16}};
+  std::vector<torch::Tensor> cond_parts;
+  for (const auto& c : conditions) {
+    shapes.push_back(c.shape);
+    cond_parts.push_back(c.packed.to(device, dtype).repeat({job.batch, 1, 1}));
+  }
+  auto noise = randn(gen, {job.batch, 1, kLatentChannels, h, w}, dtype, device);
+  auto latents = pack_latents(noise);
+  if (initial_latents) *initial_latents = latents;
+
+  FlowMatchEulerScheduler scheduler(scheduler_config);
+  scheduler.set_timesteps(job.steps, calculate_shift(latents.size(1), scheduler_config));
+  scheduler.set_begin_index(0);
+
+  DenoiseRequest r;
+  r.latents = latents;
+  r.img_shapes = shapes;
+  r.condition_latents = torch::cat(cond_parts, 1);
+  r.cond = cond;
+  r.uncond = uncond;
+  r.true_cfg_scale = job.true_cfg_scale;
+  return denoise(transformer, scheduler, r, on_step, trace);
+}
+
+}  // namespace qwen::pipelines
