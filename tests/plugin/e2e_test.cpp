@@ -350,19 +350,13 @@ TEST_F(PluginE2E, StartsTheDaemonOnDemandAndSaysSo) {
       " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img l \"auto\" \"\" 2 4.0 1 \"\")"
       " (qw-write-layers img " +
       q(env.file("layers.txt")) + "))");
-  // Stop the daemon the plug-in started (found through its status), whatever happens below.
-  int64_t pid = 0;
+  // The plug-in started a daemon on the test's instance; it answers, then it is stopped.
   try {
-    pid = qwen::ipc::Client::connect(env.instance, 3000).status().pid;
+    EXPECT_GT(qwen::ipc::Client::connect(env.instance, 3000).status().pid, 0);
   } catch (const qwen::ipc::ClientError& e) {
     ADD_FAILURE() << "no daemon after autostart: " << e.what() << "\n" << out;
   }
-  if (pid > 0) {
-    kill(pid_t(pid), SIGTERM);
-    for (int i = 0; i < 100 && kill(pid_t(pid), 0) == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (kill(pid_t(pid), 0) == 0) kill(pid_t(pid), SIGKILL);
-  }
+  EXPECT_EQ(stop_daemons_of_instance(env.instance), 1);
   EXPECT_NE(out.find("started it"), std::string::npos) << out;
   auto layers = read_layers(env.file("layers.txt"));
   ASSERT_EQ(layers.size(), 2u) << out;

@@ -136,6 +136,31 @@ std::vector<pid_t> children_named(pid_t parent, const std::string& comm) {
   return out;
 }
 
+int stop_daemons_of_instance(const std::string& instance) {
+  std::vector<pid_t> pids;
+  for (auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = read_file(e.path() / "cmdline");
+    std::vector<std::string> args;
+    for (size_t a = 0, b; a < cmd.size(); a = b + 1) {
+      b = cmd.find('\0', a);
+      if (b == std::string::npos) b = cmd.size();
+      args.push_back(cmd.substr(a, b - a));
+    }
+    bool daemon = !args.empty() && fs::path(args[0]).filename() == "qwen-imaged";
+    for (size_t i = 0; daemon && i + 1 < args.size(); ++i)
+      if (args[i] == "--instance" && args[i + 1] == instance) pids.push_back(std::stoi(name));
+  }
+  for (pid_t p : pids) kill(p, SIGTERM);
+  for (pid_t p : pids) {
+    for (int i = 0; i < 100 && kill(p, 0) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (kill(p, 0) == 0) kill(p, SIGKILL);
+  }
+  return int(pids.size());
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::stringstream ss;
@@ -194,6 +219,8 @@ GimpEnv::GimpEnv(const std::string& config_text) : instance(unique_name("gimp-e2
   config_path = dir.path + "/qwen-image.conf";
   std::ofstream(config_path) << config_text;
 }
+
+GimpEnv::~GimpEnv() { stop_daemons_of_instance(instance); }
 
 std::map<std::string, std::string> GimpEnv::env() const {
   return {{"GIMP2_DIRECTORY", dir.path + "/profile"},

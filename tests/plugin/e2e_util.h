@@ -42,6 +42,10 @@ struct TempDir {
   std::string path;
 };
 
+// Stops (SIGTERM, then SIGKILL after 10 s) every qwen-imaged started with `--instance <instance>`
+// (instance names of these tests are unique to this test process). Returns how many there were.
+int stop_daemons_of_instance(const std::string& instance);
+
 // Pids of the direct children of `parent` whose command name is `comm`.
 std::vector<pid_t> children_named(pid_t parent, const std::string& comm);
 
@@ -64,6 +68,7 @@ std::vector<LayerInfo> read_layers(const std::string& path);  // written by qw-w
 // A GIMP profile with the plug-in installed, a plug-in config and a unique daemon instance.
 struct GimpEnv {
   explicit GimpEnv(const std::string& config_text = "");
+  ~GimpEnv();  // stops a daemon the plug-in may have started on this instance
   TempDir dir;
   std::string instance;
   std::string config_path;
