@@ -147,24 +147,29 @@ Pixels opaque_rgba(const Pixels& rgb) { return with_alpha_of(rgb, Pixels{}); }
 Pixels feathered_mask(const Pixels& sel, int radius) {
   if (radius <= 0) return sel;
   const int w = sel.width, h = sel.height, n = 2 * radius + 1;
-  auto at = [&](int x, int y) { return sel.data[size_t(y) * w + x]; };
-  // Box blur with edge clamping (the selection continues past the crop's border), two passes.
+  auto at = [&](int x, int y) { return int(sel.data[size_t(y) * w + x]); };
+  // Box blur with edge clamping (the selection continues past the crop's border): running sums
+  // along rows, then along columns.
   std::vector<int> rows(size_t(w) * h);
-  for (int y = 0; y < h; ++y)
+  for (int y = 0; y < h; ++y) {
+    int sum = 0;
+    for (int k = -radius; k <= radius; ++k) sum += at(std::clamp(k, 0, w - 1), y);
     for (int x = 0; x < w; ++x) {
-      int s = 0;
-      for (int k = -radius; k <= radius; ++k) s += at(std::clamp(x + k, 0, w - 1), y);
-      rows[size_t(y) * w + x] = s;
+      rows[size_t(y) * w + x] = sum;
+      sum += at(std::min(x + radius + 1, w - 1), y) - at(std::max(x - radius, 0), y);
     }
+  }
   Pixels out(w, h, 1);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      int s = 0;
-      for (int k = -radius; k <= radius; ++k)
-        s += rows[size_t(std::clamp(y + k, 0, h - 1)) * w + x];
-      int blurred = (s + n * n / 2) / (n * n);
-      out.data[size_t(y) * w + x] = uint8_t(std::min<int>(blurred, at(x, y)));
+  auto row = [&](int x, int y) { return rows[size_t(std::clamp(y, 0, h - 1)) * w + x]; };
+  for (int x = 0; x < w; ++x) {
+    int sum = 0;
+    for (int k = -radius; k <= radius; ++k) sum += row(x, k);
+    for (int y = 0; y < h; ++y) {
+      int blurred = (sum + n * n / 2) / (n * n);
+      out.data[size_t(y) * w + x] = uint8_t(std::min(blurred, at(x, y)));
+      sum += row(x, y + radius + 1) - row(x, y - radius);
     }
+  }
   return out;
 }
 

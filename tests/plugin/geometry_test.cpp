@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 using namespace qwen::plugin;
@@ -149,4 +150,25 @@ TEST(Pixels, FeatheredMaskNeverLeavesTheSelection) {
   EXPECT_EQ(binary_mask(m).px(0, 0)[0], 0);
   EXPECT_GE(feather_radius({0, 0, 10, 10}), 2);
   EXPECT_LE(feather_radius({0, 0, 10000, 10000}), 16);
+}
+
+// The running-sum blur equals a direct (2r+1)^2 box average with clamped edges.
+TEST(Pixels, FeatheredMaskMatchesDirectBoxBlur) {
+  const int w = 23, h = 17, r = 3, n = 2 * r + 1;
+  Pixels sel(w, h, 1);
+  uint32_t state = 12345;
+  for (auto& v : sel.data) {
+    state = state * 1103515245u + 12345u;
+    v = (state >> 16) % 3 ? 255 : uint8_t((state >> 8) & 0xff);
+  }
+  Pixels m = feathered_mask(sel, r);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      int sum = 0;
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx)
+          sum += sel.px(std::clamp(x + dx, 0, w - 1), std::clamp(y + dy, 0, h - 1))[0];
+      int expected = std::min((sum + n * n / 2) / (n * n), int(sel.px(x, y)[0]));
+      ASSERT_EQ(m.px(x, y)[0], expected) << x << "," << y;
+    }
 }
