@@ -48,9 +48,21 @@ std::string printable(std::string_view token) {
 
 }  // namespace
 
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Word -> ids of the words seen so far; the ids of all words live in one arena.
 struct BpeModel::Cache {
   std::mutex mutex;
-  std::unordered_map<std::string, std::vector<int32_t>> words;
+  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, StringHash, std::equal_to<>>
+      words;  // (offset, count) in ids
+  std::vector<int32_t> ids;
+  void clear() {
+    words.clear();
+    ids.clear();
+  }
 };
 
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::vector<Merge>& merges,
@@ -87,7 +99,7 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::ve
   }
 
   size_t cap = 1;
-  while (cap < merges.size() * 2 + 16) cap <<= 1;
+  while (cap < merges.size() + merges.size() / 2 + 16) cap <<= 1;  // load factor <= 2/3
   table_.assign(cap, MergeEntry{kEmpty, 0, 0});
   mask_ = cap - 1;
   num_merges_ = merges.size();
@@ -149,7 +161,7 @@ const std::string* BpeModel::id_to_token(int32_t id) const {
 
 void BpeModel::clear_cache() const {
   std::lock_guard<std::mutex> lock(cache_->mutex);
-  cache_->words.clear();
+  cache_->clear();
 }
 
 void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) const {
@@ -159,21 +171,27 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
     return;
   }
   const bool cacheable = bytes.size() <= kCacheMaxWordBytes;
+  Cache& c = *cache_;
   if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_->mutex);
-    auto it = cache_->words.find(std::string(bytes));
-    if (it != cache_->words.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.words.find(bytes);
+    if (it != c.words.end()) {
+      const int32_t* p = c.ids.data() + it->second.first;
+      out.insert(out.end(), p, p + it->second.second);
       return;
     }
   }
   const size_t start = out.size();
   bpe(bytes, out);
   if (cacheable) {
-    std::vector<int32_t> ids(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
-    std::lock_guard<std::mutex> lock(cache_->mutex);
-    if (cache_->words.size() >= kCacheMaxEntries) cache_->words.clear();
-    cache_->words.emplace(std::string(bytes), std::move(ids));
+    std::lock_guard<std::mutex> lock(c.mutex);
+    if (c.words.size() >= kCacheMaxEntries) c.clear();
+    if (c.words.find(bytes) == c.words.end()) {  // another thread may have added it meanwhile
+      const auto offset = static_cast<uint32_t>(c.ids.size());
+      c.ids.insert(c.ids.end(), out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
+      c.words.emplace(std::string(bytes),
+                      std::make_pair(offset, static_cast<uint32_t>(out.size() - start)));
+    }
   }
 }
 

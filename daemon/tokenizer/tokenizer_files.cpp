@@ -65,6 +65,78 @@ void read_vocab_object(const json& v, const std::string& where,
   if (vocab.empty()) throw TokenizerError(where + " is empty");
 }
 
+// vocab.json {token: id} read with a SAX handler straight into the map (no JSON DOM: the real file
+// has 151,643 entries).
+class VocabSax {
+ public:
+  VocabSax(std::unordered_map<std::string, int32_t>& vocab, std::string where)
+      : vocab_(vocab), where_(std::move(where)) {}
+  bool null() { return value("null"); }
+  bool boolean(bool) { return value("a boolean"); }
+  bool number_integer(json::number_integer_t v) { return id(v); }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return id(v > static_cast<json::number_unsigned_t>(std::numeric_limits<int64_t>::max())
+                  ? -1
+                  : static_cast<int64_t>(v));
+  }
+  bool number_float(json::number_float_t, const std::string&) { return value("a float"); }
+  bool string(std::string&) { return value("a string"); }
+  bool binary(json::binary_t&) { return value("binary data"); }
+  bool start_object(std::size_t) {
+    if (depth_++ != 0) return value("an object");
+    return true;
+  }
+  bool end_object() {
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) { return depth_ == 0 ? fail("must be a JSON object {token: id}")
+                                                      : value("an array"); }
+  bool end_array() { return true; }
+  bool key(std::string& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error_ = where_ + " is not valid JSON: " + e.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool fail(const std::string& msg) {
+    error_ = where_ + " " + msg;
+    return false;
+  }
+  bool value(const char* what) {
+    if (depth_ == 0) return fail("must be a JSON object {token: id}");
+    return fail("entry \"" + key_ + "\": the id must be an integer, got " + what);
+  }
+  bool id(int64_t v) {
+    if (depth_ == 0) return fail("must be a JSON object {token: id}");
+    if (v < 0 || v > std::numeric_limits<int32_t>::max()) {
+      return fail("entry \"" + key_ + "\": id " + std::to_string(v) + " is out of range");
+    }
+    vocab_[key_] = static_cast<int32_t>(v);
+    return true;
+  }
+  std::unordered_map<std::string, int32_t>& vocab_;
+  std::string where_;
+  std::string key_;
+  std::string error_;
+  int depth_ = 0;
+};
+
+void read_vocab_json(const fs::path& path, std::unordered_map<std::string, int32_t>& vocab) {
+  const std::string text = read_file(path);
+  vocab.reserve(text.size() / 12);
+  VocabSax sax(vocab, path.string());
+  if (!json::sax_parse(text, &sax) || !sax.error().empty()) {
+    throw TokenizerError(sax.error().empty() ? path.string() + " is not valid JSON" : sax.error());
+  }
+  if (vocab.empty()) throw TokenizerError(path.string() + " is empty");
+}
+
 // Splits a merge line "left right" (ASCII spaces/tabs; byte-level tokens never contain them).
 bool split_merge(std::string_view line, Merge& m) {
   auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
@@ -365,7 +437,7 @@ TokenizerSpec read_tokenizer_folder(const std::string& folder_str) {
   TokenizerSpec spec;
   AddedTokens added;
   if (have_vocab && have_merges) {
-    read_vocab_object(read_json(vocab_path), vocab_path.string(), spec.vocab);
+    read_vocab_json(vocab_path, spec.vocab);
     spec.merges = read_merges_txt(merges_path);
     spec.source = folder.string() + " (vocab.json + merges.txt)";
     spec.label = vocab_path.string() + " + " + merges_path.string();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #include "tokenizer/qwen2_tokenizer.h"
 
@@ -137,18 +138,54 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
-std::string nfc(std::string_view s) {
-  // Text made only of code points below U+0300 (no combining marks, nothing that composes) is
-  // already NFC.
-  bool simple = true;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    if (b >= 0xCC) {  // lead bytes of U+0300 and above
-      simple = false;
-      break;
+namespace {
+
+// Code points that NFC leaves alone whatever surrounds them: no canonical decomposition, combining
+// class 0,
+// no role in any canonical composition, and no Hangul jamo (composed algorithmically). A text
+// made only of these is already NFC (ASCII, CJK ideographs and punctuation, kana, Hangul
+// syllables, most emoji).
+class NfcInert {
+ public:
+  NfcInert() : bits_((0x110000 + 63) / 64, 0) {
+    for (char32_t c = 0; c < 0x110000; ++c) {
+      if (c >= 0xD800 && c <= 0xDFFF) continue;
+      const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
+      const bool jamo = (c >= 0x1100 && c <= 0x11FF) || (c >= 0xA960 && c <= 0xA97F) ||
+                        (c >= 0xD7B0 && c <= 0xD7FF);
+      // Compatibility decompositions (decomp_type != 0) do not matter to NFC.
+      const bool canonical_decomposition = p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0;
+      if (p->combining_class == 0 && !canonical_decomposition && p->comb_index == UINT16_MAX &&
+          !jamo) {
+        bits_[c >> 6] |= 1ull << (c & 63);
+      }
     }
   }
-  if (simple) return std::string(s);
+  bool test(char32_t c) const { return (bits_[c >> 6] >> (c & 63)) & 1; }
+
+ private:
+  std::vector<uint64_t> bits_;
+};
+
+bool already_nfc(std::string_view s) {
+  static const NfcInert inert;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const auto b = static_cast<uint8_t>(s[pos]);
+    if (b < 0x80) {
+      ++pos;
+      continue;
+    }
+    char32_t cp;
+    if (!utf8_next(s, pos, cp) || !inert.test(cp)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string nfc(std::string_view s) {
+  if (already_nfc(s)) return std::string(s);
   utf8proc_uint8_t* dst = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/unicode.h"
 #include "tokenizer_test_util.h"
 
 namespace qwen::tokenizer::test {
@@ -130,6 +131,17 @@ TEST(TokenizerSpec, NfcIsAppliedBeforeAddedTokensLikeTheSlowReference) {
   EXPECT_EQ(tok.encode("Cafe\xCC\x81"), tok.encode("Caf\xC3\xA9"));
   // '>' + U+0338 composes to U+226F, so the slow Qwen2Tokenizer no longer sees <|im_end|>.
   EXPECT_EQ(tok.encode("<|im_end|>\xCC\xB8"), (Ids{27, 91, 318, 6213, 91, 58994, 107}));
+}
+
+TEST(TokenizerUnicode, NfcComposesReordersAndKeepsCompatibilityCharacters) {
+  EXPECT_EQ(nfc("\xEF\xAC\x81"), "\xEF\xAC\x81");  // U+FB01 ligature: NFC keeps it
+  EXPECT_EQ(nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // L V T jamo -> U+AC01
+  EXPECT_EQ(nfc("\xEA\xB0\x80\xE1\x86\xA8"), "\xEA\xB0\x81");              // LV + T -> LVT
+  EXPECT_EQ(nfc("\xE2\x84\xAB"), "\xC3\x85");                              // U+212B -> U+00C5
+  EXPECT_EQ(nfc("a\xCC\x81\xCC\x96"), "\xC3\xA1\xCC\x96");     // reorder by class, then compose
+  EXPECT_EQ(nfc("\xE3\x81\x8B\xE3\x82\x99"), "\xE3\x81\x8C");  // か + voiced mark -> が
+  EXPECT_EQ(nfc("\xEF\xBC\x8C\xE3\x80\x82"), "\xEF\xBC\x8C\xE3\x80\x82");  // fullwidth punctuation
+  EXPECT_EQ(nfc("plain ASCII"), "plain ASCII");
 }
 
 TEST(TokenizerSpec, AddedTokensAreCaseSensitiveAndNeedTheWholeString) {
