@@ -117,6 +117,12 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   GtkWidget* model = gtk_combo_box_text_new();
   std::string def = daemon.models.empty() ? "daemon's default"
                                           : "daemon's default (" + daemon.models.front() + ")";
+  if (proc == Proc::EditLayer && !daemon.models.empty() && !is_edit_model(daemon.models.front()))
+    for (auto& m : daemon.models)
+      if (is_edit_model(m)) {
+        def = "daemon's edit model (" + m + ")";
+        break;
+      }
   gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(model), def.c_str());
   int active = 0;
   std::vector<std::string> names = daemon.models;

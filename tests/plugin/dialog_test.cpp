@@ -32,16 +32,18 @@ TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
                          "plug-in-qwen-image-edit-layer"};
   for (const char* proc : procs) {
     std::string extra = std::string(proc) == "plug-in-qwen-image-edit-selection" ? " 0.9" : "";
+    std::string prompt = std::string(proc) == "plug-in-qwen-image-edit-layer"
+                             ? "turn the sky into a starry night"
+                             : "a lighthouse on a cliff at sunset, watercolor";
     argv.push_back("-b");
-    argv.push_back(
-        "(begin (load \"" QWEN_PLUGIN_TEST_DIR
-        "/e2e_helpers.scm\")"
-        " (let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
-        " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 8 8 40 30) (" +
-        std::string(proc) +
-        " RUN-INTERACTIVE img l \"a lighthouse on a cliff at sunset, watercolor\" \"blurry\""
-        " 30 4.0 -1" +
-        extra + " \"\")))");
+    argv.push_back("(begin (load \"" QWEN_PLUGIN_TEST_DIR
+                   "/e2e_helpers.scm\")"
+                   " (let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+                   " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 8 8 40 30) (" +
+                   std::string(proc) + " RUN-INTERACTIVE img l \"" + prompt +
+                   "\" \"blurry\""
+                   " 30 4.0 -1" +
+                   extra + " \"\")))");
   }
   argv.push_back("-b");
   argv.push_back("(gimp-quit 1)");
