@@ -1,0 +1,48 @@
+// Qwen2.5-VL text encoder (+ vision tower) vs transformers on a fresh random configuration (hidden
+// size, layers, heads / KV heads, M-RoPE sections, vision depth / width / full-attention blocks,
+// storage dtype) every run: a padded batch of random prompts in the T2I template (all hidden
+// states, position ids), and an Edit-Plus style prompt with 1-2 random images of random sizes
+// (position ids, rope deltas, vision embeddings, last hidden state).
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include "common/fixtures.h"
+#include "models/text_encoder.h"
+#include "reference_case.h"
+
+namespace {
+
+TEST(ReferenceDifferential, TextEncoderMatchesTransformers) {
+  torch::set_num_threads(1);
+  QWEN_REFERENCE_CASE(ref, "text_encoder");
+  auto te = qwen::models::qwenvl::load_text_encoder(ref.model_dir() + "/text_encoder",
+                                                    torch::kFloat32, torch::kCPU, true);
+  te->eval();
+  auto t = ref.tensors("text_encoder");
+  const double atol = qwen::reftest::kComponentAtol, rtol = qwen::reftest::kComponentRtol;
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", config " +
+                            ref.json()["config"]["text"].dump() + " vision " +
+                            ref.json()["config"]["vision"].dump();
+  torch::NoGradGuard ng;
+
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), {}, {}, true);
+  EXPECT_TRUE(torch::equal(out.position_ids, t.at("position_ids"))) << where;
+  auto expected = t.at("hidden_states");
+  ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), expected.size(0)) << where;
+  for (int64_t i = 0; i < expected.size(0); ++i) {
+    EXPECT_TRUE(qwen::test::AllClose(out.hidden_states[i], expected[i], atol, rtol))
+        << "hidden_states[" << i << "], " << where;
+  }
+
+  auto emb = te->encode_images(t.at("vl_pixel_values"), t.at("vl_image_grid_thw"));
+  EXPECT_TRUE(qwen::test::AllClose(emb, t.at("vl_image_embeds"), atol, rtol)) << where;
+  auto vl = te->forward(t.at("vl_input_ids"), t.at("vl_attention_mask"), t.at("vl_pixel_values"),
+                        t.at("vl_image_grid_thw"), false);
+  EXPECT_TRUE(torch::equal(vl.position_ids, t.at("vl_position_ids"))) << where;
+  EXPECT_TRUE(torch::equal(vl.rope_deltas, t.at("vl_rope_deltas"))) << where;
+  EXPECT_TRUE(qwen::test::AllClose(vl.last_hidden_state, t.at("vl_last_hidden_state"), atol, rtol))
+      << where;
+}
+
+}  // namespace
