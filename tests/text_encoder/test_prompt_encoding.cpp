@@ -118,6 +118,9 @@ TEST_F(PromptEncoding, T2IEndToEndMatchesFixture) {
   std::vector<std::string> prompts = in["prompts"].get<std::vector<std::string>>();
   auto pe = qp::encode_prompt_t2i(*te_, *tok_, prompts, 512, 1);
   EXPECT_TRUE(qt::AllClose(pe.embeds, t["encode_prompt_embeds"], 1e-4, 1e-4));
+  RecordProperty(
+      "max_abs_diff_prompt_embeds",
+      std::to_string((pe.embeds - t["encode_prompt_embeds"]).abs().max().item<double>()));
   ASSERT_TRUE(pe.mask.defined());
   EXPECT_TRUE(torch::equal(pe.mask, t["encode_prompt_mask"]));
   // A single prompt: all rows valid -> mask None.
@@ -145,6 +148,10 @@ TEST_F(PromptEncoding, EditEndToEndMatchesFixtures) {
     auto out = (*te_)->forward(t["input_ids"], t["attention_mask"], pv, grid);
     EXPECT_TRUE(torch::equal(out.position_ids, t["position_ids"]));
     EXPECT_TRUE(qt::AllClose(out.last_hidden_state, t["last_hidden_state"], 1e-4, 1e-4));
+    RecordProperty(
+        std::string("max_abs_diff_last_hidden_") + name,
+        std::to_string(
+            (out.last_hidden_state - t["last_hidden_state"]).abs().max().item<double>()));
     // The pipeline entry point: template, expansion, drop 64, mask None (single prompt).
     const bool plus = std::string(name) == "text_encoder_edit_plus";
     auto pe = qp::encode_prompt_edit(*te_, *tok_, in["prompt"].get<std::string>(), images, *proc_,

@@ -36,6 +36,8 @@ TEST_F(TextEncoderT2I, AllHiddenStatesMatchFixture) {
   for (int64_t i = 0; i < ref.size(0); ++i) {
     SCOPED_TRACE("hidden_states[" + std::to_string(i) + "]");
     EXPECT_TRUE(qt::AllClose(out.hidden_states[i], ref[i], 1e-4, 1e-4));
+    RecordProperty("max_abs_diff_hidden_" + std::to_string(i),
+                   std::to_string((out.hidden_states[i] - ref[i]).abs().max().item<double>()));
   }
   // The last entry is the final-norm output (not layer 1's raw output).
   EXPECT_TRUE(torch::equal(out.hidden_states.back(), out.last_hidden_state));
