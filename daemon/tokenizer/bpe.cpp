@@ -13,13 +13,17 @@ namespace qwen::tokenizer {
 
 namespace {
 
-constexpr uint64_t kEmpty = ~0ull;
+constexpr uint64_t kEmpty = ~0ull;  // left = right = 2^21 - 1, never a valid id
+constexpr int32_t kMaxId = (1 << 21) - 2;
+constexpr size_t kMaxMerges = size_t{1} << 22;
 constexpr size_t kCacheMaxEntries = 1 << 17;
 constexpr size_t kCacheMaxWordBytes = 512;
 
+// Left and right ids in the top 42 bits of a table word.
 inline uint64_t pair_key(int32_t left, int32_t right) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+  return (static_cast<uint64_t>(left) << 43) | (static_cast<uint64_t>(right) << 22);
 }
+constexpr uint64_t kKeyMask = ~((uint64_t{1} << 22) - 1);
 
 inline uint64_t mix(uint64_t x) {
   x ^= x >> 33;
@@ -100,8 +104,14 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::ve
 
   size_t cap = 1;
   while (cap < merges.size() + merges.size() / 2 + 16) cap <<= 1;  // load factor <= 2/3
-  table_.assign(cap, MergeEntry{kEmpty, 0, 0});
+  if (max_id > kMaxId || merges.size() > kMaxMerges) {
+    throw TokenizerError(label + ": vocabulary of " + std::to_string(max_id + 1) + " ids / " +
+                         std::to_string(merges.size()) +
+                         " merges is larger than this tokenizer supports (2M ids, 4M merges)");
+  }
+  table_.assign(cap, kEmpty);
   mask_ = cap - 1;
+  merged_by_rank_.assign(merges.size(), -1);
   num_merges_ = merges.size();
   std::string joined;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -122,29 +132,30 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::ve
                            "', which is not in the vocabulary");
     }
     // A repeated pair keeps its last rank (Python dict semantics of the reference).
-    insert_merge(l->second, r->second, static_cast<int32_t>(rank), j->second);
+    insert_merge(l->second, r->second, static_cast<int32_t>(rank));
+    merged_by_rank_[rank] = j->second;
   }
 }
 
 BpeModel::~BpeModel() = default;
 
-void BpeModel::insert_merge(int32_t left, int32_t right, int32_t rank, int32_t merged) {
+void BpeModel::insert_merge(int32_t left, int32_t right, int32_t rank) {
   const uint64_t key = pair_key(left, right);
   for (uint64_t h = mix(key) & mask_;; h = (h + 1) & mask_) {
-    MergeEntry& e = table_[h];
-    if (e.key == kEmpty || e.key == key) {
-      e = MergeEntry{key, rank, merged};
+    uint64_t& e = table_[h];
+    if (e == kEmpty || (e & kKeyMask) == key) {
+      e = key | static_cast<uint64_t>(rank);
       return;
     }
   }
 }
 
-const BpeModel::MergeEntry* BpeModel::find_merge(int32_t left, int32_t right) const {
+int32_t BpeModel::find_rank(int32_t left, int32_t right) const {
   const uint64_t key = pair_key(left, right);
   for (uint64_t h = mix(key) & mask_;; h = (h + 1) & mask_) {
-    const MergeEntry& e = table_[h];
-    if (e.key == key) return &e;
-    if (e.key == kEmpty) return nullptr;
+    const uint64_t e = table_[h];
+    if ((e & kKeyMask) == key && e != kEmpty) return static_cast<int32_t>(e & ~kKeyMask);
+    if (e == kEmpty) return -1;
   }
 }
 
@@ -210,6 +221,7 @@ void BpeModel::bpe(std::string_view bytes, std::vector<int32_t>& out) const {
     int32_t pos;
     int32_t left;
     int32_t right;
+    int32_t merged;
     bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   thread_local std::vector<Sym> syms;
@@ -226,8 +238,9 @@ void BpeModel::bpe(std::string_view bytes, std::vector<int32_t>& out) const {
     if (pos < 0) return;
     const int32_t nx = syms[pos].next;
     if (nx < 0) return;
-    if (const MergeEntry* e = find_merge(syms[pos].id, syms[nx].id)) {
-      heap.push_back(Cand{e->rank, pos, syms[pos].id, syms[nx].id});
+    const int32_t rank = find_rank(syms[pos].id, syms[nx].id);
+    if (rank >= 0) {
+      heap.push_back(Cand{rank, pos, syms[pos].id, syms[nx].id, merged_by_rank_[rank]});
       std::push_heap(heap.begin(), heap.end(), later);
     }
   };
@@ -244,7 +257,7 @@ void BpeModel::bpe(std::string_view bytes, std::vector<int32_t>& out) const {
       if (s.id != c.left || s.next < 0) continue;  // stale: consumed or changed
       Sym& r = syms[s.next];
       if (r.id != c.right) continue;
-      s.id = find_merge(c.left, c.right)->merged;
+      s.id = c.merged;
       const int32_t after = r.next;
       r.id = -1;
       s.next = after;

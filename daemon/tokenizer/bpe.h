@@ -39,21 +39,20 @@ class BpeModel {
   void clear_cache() const;
 
  private:
-  struct MergeEntry {
-    uint64_t key;  // (left id << 32) | right id; kEmpty when unused
-    int32_t rank;
-    int32_t merged;
-  };
-  const MergeEntry* find_merge(int32_t left, int32_t right) const;
-  void insert_merge(int32_t left, int32_t right, int32_t rank, int32_t merged);
+  // Rank of the merge (left, right), or -1.
+  int32_t find_rank(int32_t left, int32_t right) const;
+  void insert_merge(int32_t left, int32_t right, int32_t rank);
   void bpe(std::string_view bytes, std::vector<int32_t>& out) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::vector<uint8_t> has_id_;
   int32_t byte_id_[256];
-  std::vector<MergeEntry> table_;  // open addressing, power-of-two size
+  // Open addressing, power-of-two size, one packed word per merge: left id (21 bits), right id
+  // (21 bits), rank (22 bits); 8 bytes an entry keeps the table small enough for the caches.
+  std::vector<uint64_t> table_;
   uint64_t mask_ = 0;
+  std::vector<int32_t> merged_by_rank_;  // id of the token a merge produces
   size_t num_merges_ = 0;
   struct Cache;
   std::unique_ptr<Cache> cache_;

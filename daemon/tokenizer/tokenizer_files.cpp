@@ -90,8 +90,9 @@ class VocabSax {
     --depth_;
     return true;
   }
-  bool start_array(std::size_t) { return depth_ == 0 ? fail("must be a JSON object {token: id}")
-                                                      : value("an array"); }
+  bool start_array(std::size_t) {
+    return depth_ == 0 ? fail("must be a JSON object {token: id}") : value("an array");
+  }
   bool end_array() { return true; }
   bool key(std::string& k) {
     key_ = std::move(k);
