@@ -170,6 +170,9 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
                                             : "the model is '" + model_name + "'") +
                         ". Choose an edit model in the dialog or load one in the daemon.");
       req.pipeline = "edit";
+      // The plug-in already hands over the layer at the model size with its aspect ratio and
+      // scales the result back itself, so the reference geometry gives the same pixel grid.
+      req.exact_geometry = false;
       model_input = resize(flatten_alpha(input), model.w, model.h);
       req.images = {view_of(model_input)};
       break;

@@ -446,3 +446,35 @@ TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
   Pnm base_after = read_pnm(env.file("base-after.pnm"));
   EXPECT_EQ(base_after.data, before.data);  // the original layer is the whole canvas here
 }
+
+// The real tiny edit model (CPU): an instruction edit of an offset layer comes back with the
+// layer's exact size and offsets and different pixels (a model result, not a copy).
+TEST_F(PluginE2E, TinyEditModelEditsTheLayer) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, {"--device", "cpu", "--model", tiny_edit_model()});
+  if (!daemon.ready(300)) {
+    std::string log = read_file(env.file("daemon.log"));
+    if (log.find("no inference engine") != std::string::npos)
+      GTEST_SKIP() << "this qwen-imaged has no inference engine yet";
+    FAIL() << "the daemon did not come up with the tiny edit model:\n" << log;
+  }
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 48 32 8 6)) (img (car r)) (l (cadr r)))"
+      " (qw-save-layer img l " +
+      q(env.file("before.pnm")) +
+      ")"
+      " (let ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img l \"make it red\" \"\""
+      " 2 1.0 5 \"\"))))"
+      "  (qw-save-layer img nl " +
+      q(env.file("result.pnm")) +
+      "))"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) + "))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out << read_file(env.file("daemon.log"));
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{8, 6, 48, 32}));
+  Pnm before = read_pnm(env.file("before.pnm")), result = read_pnm(env.file("result.pnm"));
+  ASSERT_EQ(result.width, 48);
+  ASSERT_EQ(result.height, 32);
+  EXPECT_GT(compare(before, result, [](int, int) { return true; }).mean_abs, 2.0);
+}
