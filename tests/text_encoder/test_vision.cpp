@@ -123,3 +123,25 @@ TEST_F(VisionTower, RejectsMismatchedPixelValues) {
   EXPECT_THROW((*te_)->encode_images(torch::zeros({15, 1176}), grid), std::invalid_argument);
   EXPECT_THROW((*te_)->encode_images(torch::zeros({16, 1000}), grid), std::invalid_argument);
 }
+
+TEST(TextEncoderBF16, RunsEndToEndCloseToFloat32) {
+  // The CUDA dtype on CPU: bf16 weights and activations (RMSNorm in float32, text RoPE tables in
+  // bf16, vision RoPE in float32). Only bf16-level agreement with the float32 goldens is expected.
+  torch::set_num_threads(2);
+  auto te = vl::load_text_encoder(qt::tiny_edit_model_dir() + "/text_encoder", torch::kBFloat16,
+                                  torch::kCPU, true);
+  EXPECT_EQ(te->dtype(), torch::kBFloat16);
+  auto v = qt::load_tensors(qt::fixture_path("cases/vision_processor/tensors.safetensors"));
+  auto img = te->encode_images(v["pixel_values"], v["image_grid_thw"]);
+  EXPECT_EQ(img.scalar_type(), torch::kBFloat16);
+  const double img_diff = (img.to(torch::kFloat32) - v["image_embeds"]).abs().max().item<double>();
+  RecordProperty("bf16_max_abs_diff_image_embeds", std::to_string(img_diff));
+  EXPECT_LT(img_diff, 0.1);
+  auto t = qt::load_tensors(qt::fixture_path("cases/text_encoder_t2i/tensors.safetensors"));
+  auto out = te->forward(t["input_ids"], t["attention_mask"]);
+  auto ref = t["hidden_states"][-1];
+  const double txt_diff =
+      (out.last_hidden_state.to(torch::kFloat32) - ref).abs().max().item<double>();
+  RecordProperty("bf16_max_abs_diff_last_hidden", std::to_string(txt_diff));
+  EXPECT_LT(txt_diff, 0.1);
+}
