@@ -2,6 +2,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "common/fixtures.h"
 #include "models/text_encoder.h"
 
@@ -100,4 +105,62 @@ TEST(TextEncoderLoad, MissingFolderAndParameterNames) {
   EXPECT_NE(params.find("model.visual.patch_embed.proj.weight"), nullptr);
   EXPECT_NE(params.find("model.visual.merger.mlp.2.weight"), nullptr);
   EXPECT_EQ(params.find("lm_head.weight"), nullptr);
+}
+
+TEST(TextEncoderLoad, LegacyKeyNamesAreMapped) {
+  // Rewrite the tiny checkpoint with the legacy (transformers < 4.52) names: model.layers.*,
+  // model.embed_tokens.*, model.norm.*, visual.* — same data section, new header.
+  namespace fs = std::filesystem;
+  const std::string src = qt::tiny_model_dir() + "/text_encoder";
+  const std::string bytes = qt::read_text(src + "/model.safetensors");
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  auto header = nlohmann::json::parse(bytes.substr(8, n));
+  nlohmann::json legacy;
+  for (auto& [k, v] : header.items()) {
+    std::string name = k;
+    if (name.rfind("model.language_model.", 0) == 0)
+      name = "model." + name.substr(21);
+    else if (name.rfind("model.visual.", 0) == 0)
+      name = name.substr(6);
+    legacy[name] = v;
+  }
+  ASSERT_TRUE(legacy.contains("model.layers.0.self_attn.q_proj.weight"));
+  ASSERT_TRUE(legacy.contains("visual.merger.ln_q.weight"));
+  std::string h = legacy.dump();
+  while ((8 + h.size()) % 8 != 0) h += ' ';
+  const fs::path dir = fs::path(QWEN_BINARY_DIR) / "tests" / "te_legacy_keys";
+  fs::create_directories(dir);
+  {
+    std::ofstream f(dir / "model.safetensors", std::ios::binary);
+    const uint64_t len = h.size();
+    f.write(reinterpret_cast<const char*>(&len), 8);
+    f.write(h.data(), static_cast<std::streamsize>(h.size()));
+    f.write(bytes.data() + 8 + n, static_cast<std::streamsize>(bytes.size() - 8 - n));
+  }
+  fs::copy_file(src + "/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  auto te = vl::load_text_encoder(dir.string(), torch::kFloat32, torch::kCPU, true);
+  auto ref = vl::load_text_encoder(src, torch::kFloat32, torch::kCPU, true);
+  auto ids = torch::tensor({{151644, 872, 198, 9707, 1879}}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(te->forward(ids, {}).last_hidden_state,
+                           ref->forward(ids, {}).last_hidden_state));
+}
+
+TEST(TextEncoderLoad, ShapeMismatchNamesTheTensor) {
+  // A config that disagrees with the checkpoint (wider MLP) must fail with the tensor's name.
+  namespace fs = std::filesystem;
+  const std::string src = qt::tiny_model_dir() + "/text_encoder";
+  auto cfg = nlohmann::json::parse(qt::read_text(src + "/config.json"));
+  cfg["text_config"]["intermediate_size"] = 128;
+  const fs::path dir = fs::path(QWEN_BINARY_DIR) / "tests" / "te_bad_config";
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << cfg.dump();
+  fs::copy_file(src + "/model.safetensors", dir / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  try {
+    vl::load_text_encoder(dir.string(), torch::kFloat32, torch::kCPU, false);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp.gate_proj.weight"), std::string::npos) << e.what();
+  }
 }
