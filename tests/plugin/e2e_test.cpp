@@ -402,7 +402,7 @@ TEST_F(PluginE2E, KillingThePluginMidJobLeavesTheDaemonReady) {
 
 // The real tiny model (CPU): inpainting an elliptical selection changes the inside and leaves the
 // flattened image bit-identical 4 px or more outside the ellipse; the original layer is untouched.
-TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
+static void ellipse_inpaint_changes_only_inside(const std::string& model) {
   GimpEnv env(test_config());
   Daemon daemon(env, {"--device", "cpu", "--model", tiny_model(), "--model", tiny_edit_model()});
   if (!daemon.ready(300)) {
@@ -419,7 +419,9 @@ TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
       q(env.file("before.pnm")) +
       ")"
       " (plug-in-qwen-image-edit-selection RUN-NONINTERACTIVE img l \"a red apple\" \"\" 4 1.0 5"
-      " 1.0 \"qwen-image-tiny\")"
+      " 1.0 \"" +
+      model +
+      "\")"
       " (qw-write-layers img " +
       q(env.file("layers.txt")) +
       ")"
@@ -429,7 +431,10 @@ TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
       " (qw-save-flat img " +
       q(env.file("after.pnm")) + "))");
   auto layers = read_layers(env.file("layers.txt"));
-  ASSERT_EQ(layers.size(), 2u) << out << read_file(env.file("daemon.log"));
+  const std::string log = read_file(env.file("daemon.log"));
+  if (layers.size() != 2u && log.find("is not supported by this engine yet") != std::string::npos)
+    GTEST_SKIP() << "the engine does not run this pipeline yet";
+  ASSERT_EQ(layers.size(), 2u) << out << log;
   EXPECT_TRUE(layers[0].has_mask);
   Pnm before = read_pnm(env.file("before.pnm")), after = read_pnm(env.file("after.pnm"));
   ASSERT_EQ(before.width, 96);
@@ -445,6 +450,16 @@ TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
   EXPECT_GT(inside.mean_abs, 2.0);
   Pnm base_after = read_pnm(env.file("base-after.pnm"));
   EXPECT_EQ(base_after.data, before.data);  // the original layer is the whole canvas here
+}
+
+// Text-to-image model: the inpaint pipeline.
+TEST_F(PluginE2E, TinyModelEditSelectionChangesOnlyInsideTheEllipse) {
+  ellipse_inpaint_changes_only_inside("qwen-image-tiny");
+}
+
+// Edit model: the edit-inpaint pipeline.
+TEST_F(PluginE2E, TinyEditModelEditSelectionChangesOnlyInsideTheEllipse) {
+  ellipse_inpaint_changes_only_inside("qwen-image-edit-2509-tiny");
 }
 
 // The real tiny edit model (CPU): an instruction edit of an offset layer comes back with the
