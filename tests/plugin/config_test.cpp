@@ -8,7 +8,7 @@
 
 using namespace qwen::plugin;
 
-TEST(Config, SplitArgs) {
+TEST(PluginConfig, SplitArgs) {
   EXPECT_EQ(split_args(R"(--model "/data/my models/Qwen" --device  cuda 'a b' c\ d)"),
             (std::vector<std::string>{"--model", "/data/my models/Qwen", "--device", "cuda", "a b",
                                       "c d"}));
@@ -16,7 +16,7 @@ TEST(Config, SplitArgs) {
   EXPECT_EQ(split_args("\"\""), std::vector<std::string>{""});
 }
 
-TEST(Config, ParseKeysAndWarnings) {
+TEST(PluginConfig, ParseKeysAndWarnings) {
   auto c = parse_config(
       "# comment\n daemon = /opt/q/qwen-imaged\n"
       "daemon_args = --model /m --device cpu\ninstance=test\nstart_timeout = 30\n"
@@ -32,7 +32,7 @@ TEST(Config, ParseKeysAndWarnings) {
   EXPECT_EQ(c.warnings.size(), 3u);
 }
 
-TEST(Config, DaemonArgvAddsInstanceOnce) {
+TEST(PluginConfig, DaemonArgvAddsInstanceOnce) {
   PluginConfig c;
   c.daemon = "/bin/qwen-imaged";
   c.daemon_args = {"--model", "/m"};
@@ -42,7 +42,7 @@ TEST(Config, DaemonArgvAddsInstanceOnce) {
   EXPECT_EQ(daemon_argv(c, "abc").size(), 4u);
 }
 
-TEST(Config, LoadFromFileAndMissingFile) {
+TEST(PluginConfig, LoadFromFileAndMissingFile) {
   auto dir =
       std::filesystem::temp_directory_path() / ("qwen-plugin-config-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
@@ -61,7 +61,7 @@ TEST(Config, LoadFromFileAndMissingFile) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(Config, EditModelNames) {
+TEST(PluginConfig, EditModelNames) {
   EXPECT_TRUE(is_edit_model("qwen-image-edit-2509-tiny"));
   EXPECT_TRUE(is_edit_model("Qwen-Image-Edit"));
   EXPECT_FALSE(is_edit_model("qwen-image-tiny"));
@@ -69,7 +69,7 @@ TEST(Config, EditModelNames) {
   EXPECT_FALSE(is_edit_model("qwen", "/data/editors/Qwen-Image"));
 }
 
-TEST(Config, MessagesSayWhatToDo) {
+TEST(PluginConfig, MessagesSayWhatToDo) {
   PluginConfig c;
   c.daemon = "/x/qwen-imaged";
   auto m = user_message(ErrorKind::NoDaemon, "instance 'default'", c);

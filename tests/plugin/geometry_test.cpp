@@ -7,7 +7,7 @@
 
 using namespace qwen::plugin;
 
-TEST(Geometry, IntersectAndPad) {
+TEST(PluginGeometry, IntersectAndPad) {
   EXPECT_EQ(intersect({0, 0, 10, 10}, {5, 5, 10, 10}), (Rect{5, 5, 5, 5}));
   EXPECT_TRUE(intersect({0, 0, 10, 10}, {10, 0, 5, 5}).empty());
   EXPECT_TRUE(intersect({0, 0, 10, 10}, {-20, -20, 5, 5}).empty());
@@ -15,14 +15,14 @@ TEST(Geometry, IntersectAndPad) {
   EXPECT_EQ(pad_within({2, 90, 10, 10}, 5, {0, 0, 100, 100}), (Rect{0, 85, 17, 15}));
 }
 
-TEST(Geometry, ModelSizeKeepsSmallSizesRoundedTo16) {
+TEST(PluginGeometry, ModelSizeKeepsSmallSizesRoundedTo16) {
   SizeLimits l{0, 1328 * 1328, 16};
   EXPECT_EQ(model_size_for({64, 48}, l), (Size{64, 48}));
   EXPECT_EQ(model_size_for({70, 41}, l), (Size{64, 48}));
   EXPECT_EQ(model_size_for({3, 2}, l), (Size{16, 16}));
 }
 
-TEST(Geometry, ModelSizeDownscalesLargeImagesKeepingAspect) {
+TEST(PluginGeometry, ModelSizeDownscalesLargeImagesKeepingAspect) {
   SizeLimits l;
   for (Size t : {Size{4000, 3000}, Size{6000, 1000}, Size{1080, 1920}, Size{2048, 2048}}) {
     Size s = model_size_for(t, l);
@@ -36,7 +36,7 @@ TEST(Geometry, ModelSizeDownscalesLargeImagesKeepingAspect) {
   EXPECT_EQ(model_size_for({1328, 1328}, l), (Size{1328, 1328}));
 }
 
-TEST(Geometry, ModelSizeUpscalesSmallRegions) {
+TEST(PluginGeometry, ModelSizeUpscalesSmallRegions) {
   SizeLimits l{512 * 512, 1024 * 1024, 16};
   Size s = model_size_for({100, 50}, l);
   EXPECT_EQ(s.w % 16, 0);
@@ -44,7 +44,7 @@ TEST(Geometry, ModelSizeUpscalesSmallRegions) {
   EXPECT_GE(double(s.w) * s.h, 512 * 512 * 0.9);
 }
 
-TEST(Geometry, EditRegionPadsSelectionInsideLayer) {
+TEST(PluginGeometry, EditRegionPadsSelectionInsideLayer) {
   Rect canvas{0, 0, 200, 100};
   Rect layer{-50, 10, 200, 200};  // offset, partly outside the canvas
   auto r = edit_region(layer, canvas, Rect{-30, 0, 100, 50}, 8);
@@ -57,19 +57,19 @@ TEST(Geometry, EditRegionPadsSelectionInsideLayer) {
   EXPECT_EQ(intersect(r->crop, layer), r->crop);
 }
 
-TEST(Geometry, EditRegionWithoutSelectionIsTheWholeLayer) {
+TEST(PluginGeometry, EditRegionWithoutSelectionIsTheWholeLayer) {
   auto r = edit_region({5, 6, 30, 40}, {0, 0, 100, 100}, std::nullopt);
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->whole_layer);
   EXPECT_EQ(r->crop, (Rect{5, 6, 30, 40}));
 }
 
-TEST(Geometry, EditRegionSelectionOffTheLayer) {
+TEST(PluginGeometry, EditRegionSelectionOffTheLayer) {
   EXPECT_FALSE(edit_region({0, 0, 10, 10}, {0, 0, 100, 100}, Rect{50, 50, 10, 10}));
   EXPECT_FALSE(edit_region({0, 0, 0, 0}, {0, 0, 100, 100}, std::nullopt));
 }
 
-TEST(Geometry, GenerateRegion) {
+TEST(PluginGeometry, GenerateRegion) {
   EXPECT_EQ(generate_region({0, 0, 64, 48}, std::nullopt), (Rect{0, 0, 64, 48}));
   EXPECT_EQ(generate_region({0, 0, 64, 48}, Rect{8, 8, 100, 16}), (Rect{8, 8, 56, 16}));
 }
@@ -82,7 +82,7 @@ static Pixels gradient(int w, int h, int c) {
   return p;
 }
 
-TEST(Pixels, ResizeIdentityAndConstant) {
+TEST(PluginPixels, ResizeIdentityAndConstant) {
   Pixels g = gradient(17, 9, 3);
   EXPECT_EQ(resize(g, 17, 9).data, g.data);
   Pixels c(31, 7, 4, 77);
@@ -93,7 +93,7 @@ TEST(Pixels, ResizeIdentityAndConstant) {
   }
 }
 
-TEST(Pixels, ResizeDownscaleAveragesAndRoundTripIsClose) {
+TEST(PluginPixels, ResizeDownscaleAveragesAndRoundTripIsClose) {
   // A one-pixel stripe pattern downscaled 4x does not alias: every output is close to the mean.
   Pixels p(64, 8, 1);
   for (int y = 0; y < 8; ++y)
@@ -107,7 +107,7 @@ TEST(Pixels, ResizeDownscaleAveragesAndRoundTripIsClose) {
   EXPECT_LT(err / g.data.size(), 3.0);
 }
 
-TEST(Pixels, AlphaHelpers) {
+TEST(PluginPixels, AlphaHelpers) {
   Pixels rgba(2, 1, 4);
   uint8_t a[8] = {255, 0, 0, 255, 0, 0, 0, 0};
   std::copy(a, a + 8, rgba.data.begin());
@@ -122,7 +122,7 @@ TEST(Pixels, AlphaHelpers) {
 }
 
 // Ellipse selection: the feathered mask is 0 outside, 255 well inside and in between at the edge.
-TEST(Pixels, FeatheredMaskNeverLeavesTheSelection) {
+TEST(PluginPixels, FeatheredMaskNeverLeavesTheSelection) {
   const int w = 80, h = 60;
   Pixels sel(w, h, 1);
   for (int y = 0; y < h; ++y)
@@ -153,7 +153,7 @@ TEST(Pixels, FeatheredMaskNeverLeavesTheSelection) {
 }
 
 // The running-sum blur equals a direct (2r+1)^2 box average with clamped edges.
-TEST(Pixels, FeatheredMaskMatchesDirectBoxBlur) {
+TEST(PluginPixels, FeatheredMaskMatchesDirectBoxBlur) {
   const int w = 23, h = 17, r = 3, n = 2 * r + 1;
   Pixels sel(w, h, 1);
   uint32_t state = 12345;
