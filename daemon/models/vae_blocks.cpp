@@ -91,11 +91,9 @@ Resample::Resample(int64_t dim, const std::string& mode) {
 
 torch::Tensor Resample::forward(const torch::Tensor& x) {
   if (upsample_) {
-    namespace F = torch::nn::functional;
-    torch::Tensor up =
-        F::interpolate(x.to(torch::kFloat), F::InterpolateFuncOptions()
-                                                .scale_factor(std::vector<double>{2.0, 2.0})
-                                                .mode(torch::kNearestExact));
+    // nearest-exact x2 in float32 (QwenImageUpsample), then back to the input dtype.
+    const torch::Tensor up = at::_upsample_nearest_exact2d(
+        x.to(torch::kFloat), {x.size(2) * 2, x.size(3) * 2}, 2.0, 2.0);
     return conv_->forward(up.to(x.scalar_type()));
   }
   return conv_->forward(torch::constant_pad_nd(x, {0, 1, 0, 1}, 0));

@@ -42,7 +42,8 @@ def pil_resize(im, size, f):
 
     Pillow 13 sometimes runs the vertical pass first (e.g. when widening while shrinking the
     height), which changes some pixels by 1. A resize along one axis only runs that single pass, so
-    two single-axis calls reproduce the classic order exactly with any Pillow version."""
+    two single-axis calls reproduce the classic order exactly with any Pillow version. (Checked:
+    every expected file equals a single Image.resize call of Pillow 11.3.)"""
     if im.size == size:
         return im.copy()
     if im.mode in ("LA", "RGBA"):
