@@ -232,7 +232,6 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                                static_cast<size_t>(header_len), size, path);
   for (size_t i = 0; i < file->header_.tensors.size(); ++i)
     file->index_[file->header_.tensors[i].name] = i;
-  ::madvise(p, size, MADV_WILLNEED);
   return file;
 }
 
