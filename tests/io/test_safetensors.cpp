@@ -239,6 +239,17 @@ TEST(Safetensors, HostileShardIndexes) {
   check(R"({"weight_map":{"a":7}})", {"'a'", "not a file name"});
 }
 
+TEST(Safetensors, TensorInTwoShards) {
+  TempDir tmp;
+  write_file(tmp.path() / "s1.safetensors", st_serialize({st_tensor("a", "F32", {2})}));
+  write_file(tmp.path() / "s2.safetensors",
+             st_serialize({st_tensor("a", "F32", {2}), st_tensor("c", "F32", {1})}));
+  write_file(tmp.path() / "model.safetensors.index.json",
+             R"({"weight_map":{"a":"s1.safetensors","c":"s2.safetensors"}})");
+  expect_error([&] { TensorStore::open(tmp.str()); },
+               {"tensor 'a' is present in shard 's2.safetensors' and in 's1.safetensors'"});
+}
+
 TEST(Safetensors, StoreRenaming) {
   TempDir tmp;
   write_file(tmp.path() / "m.safetensors",
