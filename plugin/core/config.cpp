@@ -179,8 +179,24 @@ std::string how_to_start(const PluginConfig& config) {
          where + " names the program.";
 }
 
+bool running_in_flatpak() {
+  const char* id = std::getenv("FLATPAK_ID");
+  return (id && *id) || std::ifstream("/.flatpak-info").good();
+}
+
+std::string flatpak_message() {
+  return "Qwen-Image: GIMP runs as a Flatpak, and its sandbox has a private /dev/shm, so the "
+         "plug-in cannot reach the qwen-imaged daemon on this computer. Allow it once with\n"
+         "  flatpak override --user --device=shm org.gimp.GIMP\n"
+         "then restart GIMP (and start the daemon outside the sandbox: systemctl --user start "
+         "qwen-imaged). The plug-in belongs in "
+         "~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/.";
+}
+
 std::string user_message(ErrorKind kind, const std::string& detail, const PluginConfig& config) {
   const std::string d = detail.empty() ? "" : " (" + detail + ")";
+  if ((kind == ErrorKind::NoDaemon || kind == ErrorKind::SharedMemory) && running_in_flatpak())
+    return flatpak_message() + (detail.empty() ? "" : "\nDetail: " + detail);
   switch (kind) {
     case ErrorKind::NoDaemon:
       return "Qwen-Image: no daemon is running" + d + ". " + how_to_start(config);
@@ -201,8 +217,9 @@ std::string user_message(ErrorKind kind, const std::string& detail, const Plugin
              ". It may still be loading the model; try again in a moment.";
     case ErrorKind::SharedMemory:
       return "Qwen-Image: cannot use shared memory with the daemon" + d +
-             ". GIMP and the daemon must see the same /dev/shm (a Flatpak or Snap GIMP needs "
-             "--filesystem=/dev/shm or a native GIMP).";
+             ". GIMP and the daemon must see the same /dev/shm (a Flatpak GIMP needs "
+             "`flatpak override --user --device=shm org.gimp.GIMP`; a Snap GIMP cannot share it, "
+             "use a native GIMP).";
     case ErrorKind::Rejected:
     case ErrorKind::JobFailed:
       break;

@@ -64,6 +64,13 @@ enum class ErrorKind {
 };
 // One message a person can act on; `detail` is the daemon's / client's own text.
 std::string user_message(ErrorKind kind, const std::string& detail, const PluginConfig& config);
+// Whether the plug-in runs inside a Flatpak sandbox (/.flatpak-info exists or $FLATPAK_ID is
+// set). There a daemon that cannot be reached almost always means the sandbox's private /dev/shm,
+// so NoDaemon and SharedMemory are worded as flatpak_message() instead of the generic text.
+bool running_in_flatpak();
+// What to do about it: `flatpak override --user --device=shm org.gimp.GIMP` and the Flatpak
+// plug-in folder.
+std::string flatpak_message();
 // The "how to start it yourself" sentence used when no daemon answers.
 std::string how_to_start(const PluginConfig& config);
 

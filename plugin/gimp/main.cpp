@@ -81,13 +81,6 @@ bool parse_args(Proc proc, gint nparams, const GimpParam* param, Settings& s) {
   return true;
 }
 
-std::string validate(const Settings& s) {
-  if (s.steps < 1 || s.steps > 1000) return "steps must be between 1 and 1000";
-  if (s.true_cfg_scale < 0 || s.true_cfg_scale > 100) return "true-cfg-scale must be in 0..100";
-  if (s.strength <= 0 || s.strength > 1) return "strength must be in (0, 1]";
-  return "";
-}
-
 void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_vals,
          GimpParam** return_vals) {
   static GimpParam values[2];
@@ -157,7 +150,8 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
   gimp_set_data(name, &s, sizeof s);  // remembered even when the job fails (fix and retry)
 
   try {
-    auto layers = run_procedure(proc, image, drawable, s, config);
+    Gimp2Host host;
+    auto layers = run_procedure(host, proc, image, drawable, s, config);
     if (run_mode != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
     *nreturn_vals = 2;
     values[1].type = GIMP_PDB_LAYER;

@@ -1,11 +1,11 @@
-// GEGL pixel I/O: reading drawables and the selection, writing result layers.
+// Host on libgimp 2.10: GEGL pixel I/O (drawables, the selection, result layers), progress, undo.
 #include <algorithm>
 
 #include "plugin.h"
 
 namespace qwen::plugin {
 
-Pixels read_drawable(gint32 drawable, const Rect& r) {
+Pixels Gimp2Host::read_drawable(int drawable, const Rect& r) {
   Pixels p(r.w, r.h, 4);
   GeglBuffer* buffer = gimp_drawable_get_buffer(drawable);
   GeglRectangle rect = {r.x, r.y, r.w, r.h};
@@ -15,7 +15,7 @@ Pixels read_drawable(gint32 drawable, const Rect& r) {
   return p;
 }
 
-Pixels read_selection(gint32 image, const Rect& r) {
+Pixels Gimp2Host::read_selection(int image, const Rect& r) {
   Pixels p(r.w, r.h, 1);
   gint32 selection = gimp_image_get_selection(image);
   GeglBuffer* buffer = gimp_drawable_get_buffer(selection);
@@ -26,8 +26,8 @@ Pixels read_selection(gint32 image, const Rect& r) {
   return p;
 }
 
-gint32 add_result_layer(gint32 image, gint32 anchor, const std::string& name, const Rect& r,
-                        const Pixels& pixels, const Pixels* mask) {
+int Gimp2Host::add_result_layer(int image, int anchor, const std::string& name, const Rect& r,
+                                const Pixels& pixels, const Pixels* mask) {
   GimpImageType type =
       gimp_image_base_type(image) == GIMP_GRAY ? GIMP_GRAYA_IMAGE : GIMP_RGBA_IMAGE;
   gint32 layer = gimp_layer_new(image, name.c_str(), r.w, r.h, type, 100.0,
@@ -57,14 +57,46 @@ gint32 add_result_layer(gint32 image, gint32 anchor, const std::string& name, co
   return layer;
 }
 
-Pixels to_rgb(const qwen::ipc::Image& img) {
-  const int c = qwen::ipc::channels(img.format);
-  if (qwen::ipc::bytes_per_channel(img.format) != 1)
-    throw UserError("Qwen-Image: the daemon returned a float image; expected 8-bit pixels.");
-  Pixels out(img.width, img.height, 3);
-  for (size_t i = 0, n = size_t(img.width) * img.height; i < n; ++i)
-    for (int ch = 0; ch < 3; ++ch) out.data[i * 3 + ch] = img.bytes[i * c + (c >= 3 ? ch : 0)];
-  return out;
+void Gimp2Host::progress_init(const std::string& text) { gimp_progress_init(text.c_str()); }
+void Gimp2Host::progress_text(const std::string& text) { gimp_progress_set_text(text.c_str()); }
+void Gimp2Host::progress_update(double fraction) { gimp_progress_update(fraction); }
+void Gimp2Host::progress_pulse() { gimp_progress_pulse(); }
+void Gimp2Host::message(const std::string& text) { gimp_message(text.c_str()); }
+
+bool Gimp2Host::is_indexed(int image) { return gimp_image_base_type(image) == GIMP_INDEXED; }
+
+int Gimp2Host::layer_of(int drawable) {
+  if (gimp_item_is_layer_mask(drawable)) drawable = gimp_layer_from_mask(drawable);
+  return gimp_item_is_layer(drawable) ? drawable : -1;
 }
+
+Rect Gimp2Host::canvas(int image) {
+  return Rect{0, 0, gimp_image_width(image), gimp_image_height(image)};
+}
+
+Rect Gimp2Host::layer_rect(int drawable) {
+  gint ox = 0, oy = 0;
+  gimp_drawable_offsets(drawable, &ox, &oy);
+  return Rect{ox, oy, gimp_drawable_width(drawable), gimp_drawable_height(drawable)};
+}
+
+std::optional<Rect> Gimp2Host::selection_bounds(int image) {
+  gboolean non_empty = FALSE;
+  gint x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  if (!gimp_selection_bounds(image, &non_empty, &x1, &y1, &x2, &y2) || !non_empty)
+    return std::nullopt;
+  return Rect{x1, y1, x2 - x1, y2 - y1};
+}
+
+void Gimp2Host::attach_params(int layer, const std::string& params) {
+  GimpParasite* parasite =
+      gimp_parasite_new("qwen-image-params", GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
+                        params.size() + 1, params.c_str());
+  gimp_item_attach_parasite(layer, parasite);
+  gimp_parasite_free(parasite);
+}
+
+void Gimp2Host::undo_group_start(int image) { gimp_image_undo_group_start(image); }
+void Gimp2Host::undo_group_end(int image) { gimp_image_undo_group_end(image); }
 
 }  // namespace qwen::plugin

@@ -85,3 +85,22 @@ TEST(PluginConfig, MessagesSayWhatToDo) {
             std::string::npos);
   EXPECT_NE(user_message(ErrorKind::JobFailed, "boom", c).find("boom"), std::string::npos);
 }
+
+TEST(PluginConfig, FlatpakSandboxSaysHowToShareDevShm) {
+  PluginConfig c;
+  ::unsetenv("FLATPAK_ID");
+  if (running_in_flatpak()) GTEST_SKIP() << "this test itself runs inside a Flatpak";
+  EXPECT_EQ(user_message(ErrorKind::NoDaemon, "x", c).find("flatpak override"), std::string::npos);
+  ::setenv("FLATPAK_ID", "org.gimp.GIMP", 1);
+  EXPECT_TRUE(running_in_flatpak());
+  for (auto kind : {ErrorKind::NoDaemon, ErrorKind::SharedMemory}) {
+    auto m = user_message(kind, "instance 'default'", c);
+    EXPECT_NE(m.find("flatpak override --user --device=shm org.gimp.GIMP"), std::string::npos);
+    EXPECT_NE(m.find("~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/"), std::string::npos);
+    EXPECT_NE(m.find("instance 'default'"), std::string::npos);
+  }
+  // Other failures keep their own wording.
+  EXPECT_NE(user_message(ErrorKind::JobFailed, "boom", c).find("job failed"), std::string::npos);
+  ::unsetenv("FLATPAK_ID");
+  EXPECT_FALSE(running_in_flatpak());
+}

@@ -1,27 +1,13 @@
 // The three procedures: which pixels go to the daemon, and how results come back as layers.
 #include <algorithm>
 
-#include "plugin.h"
+#include "frontend.h"
 
 namespace qwen::plugin {
 
 namespace ipc = qwen::ipc;
 
 namespace {
-
-std::optional<Rect> selection_bounds(gint32 image) {
-  gboolean non_empty = FALSE;
-  gint x1 = 0, y1 = 0, x2 = 0, y2 = 0;
-  if (!gimp_selection_bounds(image, &non_empty, &x1, &y1, &x2, &y2) || !non_empty)
-    return std::nullopt;
-  return Rect{x1, y1, x2 - x1, y2 - y1};
-}
-
-Rect layer_rect(gint32 drawable) {
-  gint ox = 0, oy = 0;
-  gimp_drawable_offsets(drawable, &ox, &oy);
-  return Rect{ox, oy, gimp_drawable_width(drawable), gimp_drawable_height(drawable)};
-}
 
 std::string layer_name(const Settings& s, int variant, int variants) {
   gchar* head = g_utf8_substring(s.prompt, 0, std::min<glong>(g_utf8_strlen(s.prompt, -1), 60));
@@ -66,20 +52,27 @@ Models daemon_models(ipc::Client& client) {
 
 }  // namespace
 
-std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, const Settings& s,
-                                  const PluginConfig& config) {
-  if (gimp_image_base_type(image) == GIMP_INDEXED)
+std::string validate(const Settings& s) {
+  if (s.steps < 1 || s.steps > 1000) return "steps must be between 1 and 1000";
+  if (s.true_cfg_scale < 0 || s.true_cfg_scale > 100) return "true-cfg-scale must be in 0..100";
+  if (s.strength <= 0 || s.strength > 1) return "strength must be in (0, 1]";
+  return "";
+}
+
+std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, const Settings& s,
+                               const PluginConfig& config) {
+  if (host.is_indexed(image))
     throw UserError(
         "Qwen-Image works on RGB and grayscale images; convert this indexed image "
         "with Image → Mode → RGB first.");
-  if (gimp_item_is_layer_mask(drawable)) drawable = gimp_layer_from_mask(drawable);
-  if (!gimp_item_is_layer(drawable))
+  drawable = host.layer_of(drawable);
+  if (drawable < 0)
     throw UserError("Qwen-Image: select a layer (not a channel or path) and run it again.");
   if (!*s.prompt) throw UserError("Qwen-Image: the prompt is empty; describe what you want.");
 
-  const Rect canvas{0, 0, gimp_image_width(image), gimp_image_height(image)};
-  const Rect layer = layer_rect(drawable);
-  const auto sel = selection_bounds(image);
+  const Rect canvas = host.canvas(image);
+  const Rect layer = host.layer_rect(drawable);
+  const auto sel = host.selection_bounds(image);
 
   // Work out the region and the inputs before anything is started.
   Rect region;         // image coordinates of the result layer
@@ -98,13 +91,13 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
             "canvas; select part of the layer or choose another layer.");
       region = er->crop;
       whole_layer = er->whole_layer;
-      input = flatten_alpha(
-          read_drawable(drawable, {region.x - layer.x, region.y - layer.y, region.w, region.h}));
+      input = flatten_alpha(host.read_drawable(
+          drawable, {region.x - layer.x, region.y - layer.y, region.w, region.h}));
       if (whole_layer) {
         mask = Pixels(region.w, region.h, 1, 255);
         layer_mask = mask;
       } else {
-        Pixels selection = read_selection(image, region);
+        Pixels selection = host.read_selection(image, region);
         mask = binary_mask(selection);
         layer_mask = feathered_mask(selection, feather_radius(er->selection));
       }
@@ -112,13 +105,13 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
     }
     case Proc::EditLayer:
       region = layer;
-      input = read_drawable(drawable, {0, 0, layer.w, layer.h});
+      input = host.read_drawable(drawable, {0, 0, layer.w, layer.h});
       break;
   }
   const Size model = model_size_for({region.w, region.h}, config.limits);
 
-  gimp_progress_init("Qwen-Image: connecting to the daemon…");
-  ipc::Client client = connect_or_start(config);
+  host.progress_init("Qwen-Image: connecting to the daemon…");
+  ipc::Client client = connect_or_start(host, config);
 
   ipc::JobRequest req;
   req.model = s.model;
@@ -179,30 +172,31 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
   }
 
   const int variants = std::max(1, int(s.variants));
-  gint32 seed = s.seed >= 0 ? s.seed : g_random_int_range(0, G_MAXINT32);
+  const gint32 seed = s.seed >= 0 ? s.seed : g_random_int_range(0, G_MAXINT32);
   std::vector<Pixels> results;
   for (int v = 0; v < variants; ++v) {
     req.seed = int64_t(seed) + v;
-    gimp_progress_set_text_printf("Qwen-Image: %s (%d of %d)", req.pipeline.c_str(), v + 1,
-                                  variants);
-    auto images = run_job(client, req, config, double(v) / variants, 1.0 / variants);
+    host.progress_text("Qwen-Image: " + req.pipeline + " (" + std::to_string(v + 1) + " of " +
+                       std::to_string(variants) + ")");
+    auto images = run_job(host, client, req, config, double(v) / variants, 1.0 / variants);
     if (images.empty()) throw UserError("Qwen-Image: the daemon returned no image.");
     results.push_back(resize(to_rgb(images.front()), region.w, region.h));
   }
 
   // All results are in: one undo step adds every layer.
-  std::vector<gint32> layers;
-  gimp_image_undo_group_start(image);
+  std::vector<int> layers;
+  host.undo_group_start(image);
   for (int v = 0; v < variants; ++v) {
     const std::string name = layer_name(s, v, variants);
-    gint32 id = -1;
+    int id = -1;
     if (proc == Proc::EditLayer)
-      id = add_result_layer(image, drawable, name, region, with_alpha_of(results[v], input),
-                            nullptr);
+      id = host.add_result_layer(image, drawable, name, region, with_alpha_of(results[v], input),
+                                 nullptr);
     else if (proc == Proc::EditSelection)
-      id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), &layer_mask);
+      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]),
+                                 &layer_mask);
     else
-      id = add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
+      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
     // What made it, for reproducing it later (scripts read the "qwen-image-params" parasite).
     std::string params = "pipeline=" + req.pipeline + "\nmodel=" + model_name +
                          "\nseed=" + std::to_string(int64_t(seed) + v) +
@@ -210,15 +204,11 @@ std::vector<gint32> run_procedure(Proc proc, gint32 image, gint32 drawable, cons
                          "\ntrue_cfg_scale=" + std::to_string(req.true_cfg_scale) +
                          "\nstrength=" + std::to_string(req.strength) + "\nprompt=" + s.prompt +
                          "\nnegative_prompt=" + s.negative;
-    GimpParasite* parasite =
-        gimp_parasite_new("qwen-image-params", GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
-                          params.size() + 1, params.c_str());
-    gimp_item_attach_parasite(id, parasite);
-    gimp_parasite_free(parasite);
+    host.attach_params(id, params);
     layers.push_back(id);
   }
-  gimp_image_undo_group_end(image);
-  gimp_progress_update(1.0);
+  host.undo_group_end(image);
+  host.progress_update(1.0);
   return layers;
 }
 

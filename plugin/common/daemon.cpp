@@ -7,7 +7,7 @@
 #include <fstream>
 #include <thread>
 
-#include "plugin.h"
+#include "frontend.h"
 
 namespace qwen::plugin {
 
@@ -79,7 +79,7 @@ DaemonInfo probe_daemon(const PluginConfig& config) {
   return info;
 }
 
-ipc::Client connect_or_start(const PluginConfig& config) {
+ipc::Client connect_or_start(Host& host, const PluginConfig& config) {
   const std::string instance = instance_of(config);
   try {
     return ipc::Client::connect(instance, 3000);
@@ -119,10 +119,10 @@ ipc::Client connect_or_start(const PluginConfig& config) {
     throw UserError(
         user_message(ErrorKind::NoDaemon, "and starting '" + cmdline + "' failed: " + why, config));
   }
-  gimp_message(("Qwen-Image: no daemon was running, so the plug-in started it:\n" + cmdline +
+  host.message(("Qwen-Image: no daemon was running, so the plug-in started it:\n" + cmdline +
                 "\nLoading the model can take a while; its log is " + log + ".")
                    .c_str());
-  gimp_progress_set_text("Qwen-Image: starting the daemon…");
+  host.progress_text("Qwen-Image: starting the daemon…");
 
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config.start_timeout_s);
@@ -142,7 +142,7 @@ ipc::Client connect_or_start(const PluginConfig& config) {
     } catch (const ipc::ClientError& e) {
       if (e.kind != ipc::ClientError::Kind::NoDaemon) throw to_user_error(e, config);
     }
-    gimp_progress_pulse();
+    host.progress_pulse();
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   throw UserError(user_message(ErrorKind::NoDaemon,
@@ -151,21 +151,32 @@ ipc::Client connect_or_start(const PluginConfig& config) {
                                config));
 }
 
-std::vector<ipc::Image> run_job(ipc::Client& client, const ipc::JobRequest& req,
+std::vector<ipc::Image> run_job(Host& host, ipc::Client& client, const ipc::JobRequest& req,
                                 const PluginConfig& config, double done, double share) {
   try {
     return client.run(req, [&](const ipc::JobProgress& p) {
       if (p.total > 0) {
-        gimp_progress_set_text_printf("Qwen-Image: step %d of %d", p.step, p.total);
-        gimp_progress_update(done + share * double(p.step) / p.total);
+        host.progress_text("Qwen-Image: step " + std::to_string(p.step) + " of " +
+                           std::to_string(p.total));
+        host.progress_update(done + share * double(p.step) / p.total);
       } else {
-        gimp_progress_pulse();
+        host.progress_pulse();
       }
       return true;  // Cancel in GIMP ends the plug-in; the daemon notices and stops the job.
     });
   } catch (const ipc::ClientError& e) {
     throw to_user_error(e, config);
   }
+}
+
+Pixels to_rgb(const qwen::ipc::Image& img) {
+  const int c = qwen::ipc::channels(img.format);
+  if (qwen::ipc::bytes_per_channel(img.format) != 1)
+    throw UserError("Qwen-Image: the daemon returned a float image; expected 8-bit pixels.");
+  Pixels out(img.width, img.height, 3);
+  for (size_t i = 0, n = size_t(img.width) * img.height; i < n; ++i)
+    for (int ch = 0; ch < 3; ++ch) out.data[i * 3 + ch] = img.bytes[i * c + (c >= 3 ? ch : 0)];
+  return out;
 }
 
 }  // namespace qwen::plugin

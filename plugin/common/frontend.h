@@ -1,0 +1,104 @@
+// The part of the plug-in shared by the GIMP 2.10 (plugin/gimp/) and GIMP 3 (plugin/gimp3/)
+// front-ends: which pixels go to the daemon, talking to it (start on demand, progress, errors) and
+// how the results come back as layers. GIMP itself is reached only through `Host`, which each
+// front-end implements with its own libgimp (items are GIMP's integer ids in both versions).
+#pragma once
+
+#include <glib.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "geometry.h"
+#include "qwen_image/client.h"
+
+namespace qwen::plugin {
+
+enum class Proc { Generate, EditSelection, EditLayer };
+
+inline constexpr const char* kProcGenerate = "plug-in-qwen-image-generate";
+inline constexpr const char* kProcEditSelection = "plug-in-qwen-image-edit-selection";
+inline constexpr const char* kProcEditLayer = "plug-in-qwen-image-edit-layer";
+
+// Values of one run. Plain data so that the 2.10 gimp_set_data()/gimp_get_data() can store it per
+// procedure (last values); GIMP 3 keeps them in its GimpProcedureConfig.
+struct Settings {
+  char prompt[4096] = "";
+  char negative[2048] = "";
+  gint32 steps = 30;
+  gdouble true_cfg_scale = 4.0;
+  gint32 seed = -1;  // -1 = random
+  gdouble strength = 0.9;
+  char model[512] = "";  // "" = the daemon's default
+  gint32 variants = 1;
+  gboolean random_seed = TRUE;
+};
+
+// "" when `s` is acceptable, else what is wrong (for "Qwen-Image: <what>").
+std::string validate(const Settings& s);
+
+// An error whose message is ready for the user (already worded by user_message()).
+struct UserError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// GIMP as the shared code sees it.
+struct Host {
+  virtual ~Host() = default;
+  virtual void progress_init(const std::string& text) = 0;
+  virtual void progress_text(const std::string& text) = 0;
+  virtual void progress_update(double fraction) = 0;
+  virtual void progress_pulse() = 0;
+  virtual void message(const std::string& text) = 0;  // GIMP's message area / console
+
+  virtual bool is_indexed(int image) = 0;
+  // The layer a drawable stands for (a layer mask -> its layer); -1 when it is no layer.
+  virtual int layer_of(int drawable) = 0;
+  virtual Rect canvas(int image) = 0;         // (0, 0, width, height)
+  virtual Rect layer_rect(int drawable) = 0;  // offsets + size
+  virtual std::optional<Rect> selection_bounds(int image) = 0;
+  // Pixels of `drawable` in drawable-local coordinates `r`, as R'G'B'A u8 (gray is expanded).
+  virtual Pixels read_drawable(int drawable, const Rect& r) = 0;
+  // The selection channel's values (0..255) over image-coordinates rect `r` (0 outside canvas).
+  virtual Pixels read_selection(int image, const Rect& r) = 0;
+  // Adds a new layer of the image's base type above `anchor` (in the same group) at image
+  // coordinates `r`, filled with RGBA `pixels`; with `mask` (1 channel, same size) it gets a layer
+  // mask. Returns the layer id; throws UserError.
+  virtual int add_result_layer(int image, int anchor, const std::string& name, const Rect& r,
+                               const Pixels& pixels, const Pixels* mask) = 0;
+  // Attaches the "qwen-image-params" parasite (persistent, undoable) to `layer`.
+  virtual void attach_params(int layer, const std::string& params) = 0;
+  virtual void undo_group_start(int image) = 0;
+  virtual void undo_group_end(int image) = 0;
+};
+
+// ---- daemon.cpp
+// What the dialog shows about the daemon before anything is started.
+struct DaemonInfo {
+  bool running = false;
+  std::string device;
+  std::vector<std::string> models;  // default first
+};
+DaemonInfo probe_daemon(const PluginConfig& config);
+// Connects to the configured instance, starting the daemon first when none answers (and saying so
+// in GIMP's message area). Throws UserError.
+qwen::ipc::Client connect_or_start(Host& host, const PluginConfig& config);
+// Runs one job with a progress bar covering [done, done + share) of the whole run. Throws
+// UserError.
+std::vector<qwen::ipc::Image> run_job(Host& host, qwen::ipc::Client& client,
+                                      const qwen::ipc::JobRequest& req, const PluginConfig& config,
+                                      double done, double share);
+// ClientError -> worded UserError.
+UserError to_user_error(const qwen::ipc::ClientError& e, const PluginConfig& config);
+// Pixels of a job result (any 8-bit format) as RGB.
+Pixels to_rgb(const qwen::ipc::Image& img);
+
+// ---- jobs.cpp
+// Runs procedure `proc` on (image, drawable) with `s`; returns the new layers. Throws UserError.
+std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, const Settings& s,
+                               const PluginConfig& config);
+
+}  // namespace qwen::plugin
