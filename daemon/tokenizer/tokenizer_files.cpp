@@ -355,6 +355,12 @@ void check_tokenizer_json_pipeline(const json& j, const std::string& where) {
       if (get_bool(p, "add_prefix_space", where)) {
         throw TokenizerError(where + ": ByteLevel add_prefix_space=true is not supported");
       }
+      // HF's default use_regex=true would add the GPT-2 split on top of the Qwen2 one.
+      if (!p.contains("use_regex") || get_bool(p, "use_regex", where)) {
+        throw TokenizerError(where +
+                             ": the ByteLevel pre-tokenizer must have use_regex=false (the GPT-2 "
+                             "split is not the Qwen2 one)");
+      }
       return;
     }
     throw TokenizerError(where + ": pre-tokenizer \"" + (t.empty() ? p.dump() : t) +

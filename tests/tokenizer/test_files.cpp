@@ -44,10 +44,18 @@ json qwen_tokenizer_json(bool merges_as_pairs) {
                                                         {"invert", false}},
                                                        {{"type", "ByteLevel"},
                                                         {"add_prefix_space", false},
-                                                        {"trim_offsets", false},
+                                                        {"trim_offsets", true},
                                                         {"use_regex", false}}})}};
-  j["post_processor"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
-  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
+  // As transformers' converter writes them (Qwen2TokenizerFast.save_pretrained); the prefix-space
+  // flags of the post-processor and decoder do not change the ids.
+  j["post_processor"] = {{"type", "ByteLevel"},
+                         {"add_prefix_space", true},
+                         {"trim_offsets", false},
+                         {"use_regex", true}};
+  j["decoder"] = {{"type", "ByteLevel"},
+                  {"add_prefix_space", true},
+                  {"trim_offsets", true},
+                  {"use_regex", true}};
   json merges = json::array();
   const std::string text = read_file(tiny_tokenizer_dir() + "/merges.txt");
   size_t pos = text.find('\n') + 1;  // skip "#version: 0.2"
@@ -259,6 +267,10 @@ TEST(TokenizerErrors, UnsupportedTokenizerJson) {
   j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\s+";
   write_file(path, j.dump());
   expect_error([&] { Qwen2Tokenizer::load_tokenizer_json(path); }, "not the Qwen2 pattern");
+  j = qwen_tokenizer_json(false);
+  j["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = true;
+  write_file(path, j.dump());
+  expect_error([&] { Qwen2Tokenizer::load_tokenizer_json(path); }, "use_regex=false");
   j = qwen_tokenizer_json(false);
   j["normalizer"] = {{"type", "NFKC"}};
   write_file(path, j.dump());
