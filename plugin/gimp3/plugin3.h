@@ -1,0 +1,39 @@
+// Declarations of the thin libgimp 3.0 layer of the plug-in (plugin/gimp3/*.cpp). The work itself
+// is in plugin/common/, shared with the GIMP 2.10 front-end (plugin/gimp/).
+#pragma once
+
+#include <libgimp/gimp.h>
+
+#include "frontend.h"
+
+// Pinned to the GIMP 3.0 series: GimpRunImageFunc (the run callback) changed after 3.0.
+#if !GIMP_CHECK_VERSION(3, 0, 0) || GIMP_CHECK_VERSION(3, 1, 0)
+#error "plugin/gimp3 is written against libgimp 3.0.x"
+#endif
+
+namespace qwen::plugin {
+
+inline constexpr const char* kBinary3 = "qwen-image-gimp3";
+
+// ---- host.cpp: Host on libgimp 3.0.
+struct Gimp3Host : Host {
+  void progress_init(const std::string& text) override;
+  void progress_text(const std::string& text) override;
+  void progress_update(double fraction) override;
+  void progress_pulse() override;
+  void message(const std::string& text) override;
+  bool is_indexed(int image) override;
+  int layer_of(int drawable) override;
+  Rect canvas(int image) override;
+  Rect layer_rect(int drawable) override;
+  std::optional<Rect> selection_bounds(int image) override;
+  Pixels read_drawable(int drawable, const Rect& r) override;
+  Pixels read_selection(int image, const Rect& r) override;
+  int add_result_layer(int image, int anchor, const std::string& name, const Rect& r,
+                       const Pixels& pixels, const Pixels* mask) override;
+  void attach_params(int layer, const std::string& params) override;
+  void undo_group_start(int image) override;
+  void undo_group_end(int image) override;
+};
+
+}  // namespace qwen::plugin
