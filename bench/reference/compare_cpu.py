@@ -66,9 +66,9 @@ def run_cli(cli, model, args, steps_list, work):
         out = os.path.join(work, f"engine_{steps}.png")
         cmd = [cli, "generate", "--model", model, "--prompt", PROMPT, "--steps", str(steps), "--width",
                str(args.width), "--height", str(args.height), "--seed", str(args.seed), "--threads",
-               str(args.threads), "--output", out]
+               str(args.threads), "--device", "cpu", "--dtype", "float32", "--output", out]
         if args.cfg > 1:
-            cmd += ["--negative-prompt", " ", "--cfg", str(args.cfg)]
+            cmd += ["--negative-prompt", " ", "--true-cfg-scale", str(args.cfg)]
         t0 = time.perf_counter()
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run(cmd, capture_output=True, text=True)
