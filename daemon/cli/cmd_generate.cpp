@@ -1,15 +1,325 @@
+// `qwen-image generate | img2img | inpaint | edit`: run one job on a model folder (in-process, or
+// through qwen-imaged with --daemon) and write PNGs.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "image/png.h"
+#include "pipelines/engine.h"
+#if __has_include("cli/daemon_client.h")
+#include "cli/daemon_client.h"
+#define QWEN_HAVE_DAEMON_CLIENT 1
+#endif
+
+namespace fs = std::filesystem;
 
 namespace {
-int todo(const char* name) {
-  std::fprintf(stderr, "qwen-image %s: not built yet\n", name);
-  return 2;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  qwen::RunParams run;
+  qwen::EngineOptions engine;
+  std::string output;
+  std::vector<std::string> image_paths;
+  std::string mask_path;
+  bool daemon = false;
+  std::string instance;
+  bool quiet = false;
+};
+
+void print_usage(FILE* out, qwen::PipelineKind kind) {
+  const bool needs_image = kind != qwen::PipelineKind::Generate;
+  const bool edit = kind == qwen::PipelineKind::Edit;
+  std::fprintf(out,
+               "usage: qwen-image %s --model DIR --prompt TEXT%s%s --output OUT.png [options]\n\n",
+               qwen::to_string(kind), needs_image ? " --image IN.png" : "",
+               kind == qwen::PipelineKind::Inpaint ? " --mask MASK.png" : "");
+  std::fprintf(out,
+               "  --model DIR              diffusers model folder (Qwen-Image layout)\n"
+               "  --prompt TEXT            prompt; repeat for a batch of prompts\n"
+               "  --negative-prompt TEXT   negative prompt (one, or one per prompt); enables\n"
+               "                           true CFG when the scale is > 1\n"
+               "  --width W, --height H    output size in pixels, floored to multiples of 16\n"
+               "                           (default 1024x1024)\n"
+               "  --steps S                denoising steps (default 50)\n"
+               "  --true-cfg-scale C       CFG scale (default 4.0; needs a negative prompt)\n"
+               "  --seed X                 random seed (default 0)\n"
+               "  --num-images K           images per prompt (default 1)\n"
+               "  --device cpu|cuda[:N]    default: cuda when available, else cpu\n"
+               "  --dtype float32|bfloat16 default: bfloat16 on cuda, float32 on cpu\n"
+               "  --threads T              CPU threads (default: all cores)\n"
+               "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n");
+  if (edit)
+    std::fprintf(out,
+                 "  --image IN.png           input image; repeat for several (Edit-Plus models)\n"
+                 "                           default size: ~1 MP with the image's aspect ratio\n");
+  else if (needs_image)
+    std::fprintf(out,
+                 "  --image IN.png           input image\n"
+                 "  --strength S             how much to change, (0, 1] (default 0.6)\n");
+  if (kind == qwen::PipelineKind::Inpaint)
+    std::fprintf(out, "  --mask MASK.png          white = repaint\n");
+  std::fprintf(out,
+               "  --output OUT.png         one image: exactly OUT.png; several: OUT-0.png, ...\n"
+               "  --daemon                 run through qwen-imaged instead of in-process\n"
+               "  --instance NAME          daemon instance (default $QWEN_IMAGE_INSTANCE or "
+               "'default')\n"
+               "  --quiet                  no progress lines\n");
 }
+
+int parse_int(const std::string& opt, const std::string& v) {
+  try {
+    size_t used = 0;
+    long long x = std::stoll(v, &used);
+    if (used != v.size() || x < INT32_MIN || x > INT32_MAX) throw std::invalid_argument(v);
+    return static_cast<int>(x);
+  } catch (const std::exception&) {
+    throw UsageError(opt + " expects an integer, got '" + v + "'");
+  }
+}
+
+// Sizes: 0 would mean "the default" to the engine, so an explicit value must be positive.
+int parse_positive(const std::string& opt, const std::string& v) {
+  const int x = parse_int(opt, v);
+  if (x <= 0) throw UsageError(opt + " must be a positive number of pixels, got " + v);
+  return x;
+}
+
+int64_t parse_int64(const std::string& opt, const std::string& v) {
+  try {
+    size_t used = 0;
+    long long x = std::stoll(v, &used);
+    if (used != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    throw UsageError(opt + " expects an integer, got '" + v + "'");
+  }
+}
+
+float parse_float(const std::string& opt, const std::string& v) {
+  try {
+    size_t used = 0;
+    float x = std::stof(v, &used);
+    if (used != v.size() || !std::isfinite(x)) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    throw UsageError(opt + " expects a number, got '" + v + "'");
+  }
+}
+
+// Returns nullopt when --help was asked for.
+std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
+  Options o;
+  o.run.pipeline = kind;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h")
+      return std::nullopt;
+    else if (a == "--model")
+      o.engine.model_dir = value();
+    else if (a == "--prompt")
+      o.run.prompts.push_back(value());
+    else if (a == "--negative-prompt")
+      o.run.negative_prompts.push_back(value());
+    else if (a == "--width")
+      o.run.width = parse_positive(a, value());
+    else if (a == "--height")
+      o.run.height = parse_positive(a, value());
+    else if (a == "--steps")
+      o.run.steps = parse_int(a, value());
+    else if (a == "--true-cfg-scale")
+      o.run.true_cfg_scale = parse_float(a, value());
+    else if (a == "--seed")
+      o.run.seed = parse_int64(a, value());
+    else if (a == "--num-images")
+      o.run.num_images_per_prompt = parse_int(a, value());
+    else if (a == "--max-sequence-length")
+      o.run.max_sequence_length = parse_int(a, value());
+    else if (a == "--device")
+      o.engine.device = value();
+    else if (a == "--dtype")
+      o.engine.dtype = value();
+    else if (a == "--threads")
+      o.engine.threads = parse_int(a, value());
+    else if (a == "--output" || a == "-o")
+      o.output = value();
+    else if (a == "--daemon")
+      o.daemon = true;
+    else if (a == "--instance")
+      o.instance = value();
+    else if (a == "--quiet" || a == "-q")
+      o.quiet = true;
+    else if (kind != qwen::PipelineKind::Generate && a == "--image") {
+      o.image_paths.push_back(value());
+      if (kind != qwen::PipelineKind::Edit && o.image_paths.size() > 1)
+        throw UsageError("--image can be given once");
+    } else if (kind != qwen::PipelineKind::Generate && kind != qwen::PipelineKind::Edit &&
+               a == "--strength")
+      o.run.strength = parse_float(a, value());
+    else if (kind == qwen::PipelineKind::Inpaint && a == "--mask")
+      o.mask_path = value();
+    else
+      throw UsageError("unknown option '" + a + "'");
+  }
+  if (o.run.prompts.empty()) throw UsageError("--prompt is required");
+  if (o.output.empty()) throw UsageError("--output is required");
+  if (o.engine.model_dir.empty() && !o.daemon) throw UsageError("--model is required");
+  if (kind != qwen::PipelineKind::Generate && o.image_paths.empty())
+    throw UsageError("--image is required");
+  if (kind == qwen::PipelineKind::Inpaint && o.mask_path.empty())
+    throw UsageError("--mask is required");
+  if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
+  return o;
+}
+
+// One image: exactly `output`; several: <stem>-<i><ext> (ext .png when `output` has none).
+std::vector<std::string> output_paths(const std::string& output, size_t n) {
+  if (n == 1) return {output};
+  fs::path p(output);
+  std::string ext = p.has_extension() ? p.extension().string() : ".png";
+  fs::path base = p.parent_path() / p.stem();
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(base.string() + "-" + std::to_string(i) + ext);
+  return out;
+}
+
+// Fails early (before loading anything) when an output file could not be written.
+void check_writable(const std::string& path) {
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw std::runtime_error("cannot write '" + path + "': folder '" + dir.string() +
+                             "' does not exist");
+  if (fs::is_directory(p, ec))
+    throw std::runtime_error("cannot write '" + path + "': it is a folder");
+  const bool existed = fs::exists(p, ec);
+  {
+    std::ofstream f(p, std::ios::binary | std::ios::app);
+    if (!f) throw std::runtime_error("cannot write '" + path + "': permission denied");
+  }
+  if (!existed) fs::remove(p, ec);
+}
+
+qwen::ImageU8 load_image(const std::string& path, const char* what) {
+  try {
+    return qwen::read_png(path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("cannot read the ") + what + " '" + path +
+                             "': " + e.what());
+  }
+}
+
+int run_command(int argc, char** argv, qwen::PipelineKind kind) {
+  const std::string name = qwen::to_string(kind);
+  std::optional<Options> parsed;
+  try {
+    parsed = parse(argc, argv, kind);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "qwen-image %s: %s\n\n", name.c_str(), e.what());
+    print_usage(stderr, kind);
+    return 2;
+  }
+  if (!parsed) {
+    print_usage(stdout, kind);
+    return 0;
+  }
+  Options& o = *parsed;
+  try {
+    const size_t n_images =
+        o.run.prompts.size() * static_cast<size_t>(std::max(1, o.run.num_images_per_prompt));
+    const auto paths = output_paths(o.output, n_images);
+    for (const auto& p : paths) check_writable(p);
+    for (const auto& path : o.image_paths) o.run.images.push_back(load_image(path, "input image"));
+    // Edit: the model decides between Edit (one image) and Edit-Plus (several); through the
+    // daemon, several images mean Edit-Plus.
+    if (kind == qwen::PipelineKind::Edit && o.run.images.size() > 1)
+      o.run.pipeline = qwen::PipelineKind::EditPlus;
+    if (!o.mask_path.empty()) o.run.mask = load_image(o.mask_path, "mask");
+
+    auto start = std::chrono::steady_clock::now();
+    auto last = start;
+    qwen::ProgressFn progress = [&](const qwen::ProgressInfo& info) {
+      if (!o.quiet) {
+        auto now = std::chrono::steady_clock::now();
+        const double step_s = std::chrono::duration<double>(now - last).count();
+        const double total_s = std::chrono::duration<double>(now - start).count();
+        std::fprintf(stderr, "step %d/%d  %.2f s/step  %.1f s\n", info.step, info.total, step_s,
+                     total_s);
+        last = now;
+      }
+      return true;
+    };
+
+    std::vector<qwen::ImageU8> images;
+    if (o.daemon) {
+#ifdef QWEN_HAVE_DAEMON_CLIENT
+      images = qwen::cli::run_via_daemon(o.run, o.instance, progress, o.engine.model_dir);
+#else
+      throw std::runtime_error("--daemon is not available in this build");
+#endif
+    } else {
+      if (!o.quiet) std::fprintf(stderr, "loading %s ...\n", o.engine.model_dir.c_str());
+      auto engine = qwen::Engine::open(o.engine);
+      if (!o.quiet) {
+        const auto& info = engine->info();
+        std::fprintf(
+            stderr, "loaded %s (%.2f B parameters) on %s as %s in %.1f s\n",
+            info.pipeline_class.c_str(), info.parameters / 1e9, info.device.c_str(),
+            info.dtype.c_str(),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      if (kind == qwen::PipelineKind::Edit &&
+          engine->info().default_pipeline == qwen::PipelineKind::EditPlus)
+        o.run.pipeline = qwen::PipelineKind::EditPlus;
+      start = last = std::chrono::steady_clock::now();
+      images = engine->run(o.run, progress);
+    }
+    if (images.size() != paths.size())
+      throw std::runtime_error("the engine returned " + std::to_string(images.size()) +
+                               " images, expected " + std::to_string(paths.size()));
+    for (size_t i = 0; i < images.size(); ++i) {
+      qwen::write_png(paths[i], images[i]);
+      std::printf("%s\n", paths[i].c_str());
+    }
+    return 0;
+  } catch (const qwen::CancelledError& e) {
+    std::fprintf(stderr, "qwen-image %s: cancelled\n", name.c_str());
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qwen-image %s: error: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 
-int qwen::cli::cmd_generate(int, char**) { return todo("generate"); }
-int qwen::cli::cmd_img2img(int, char**) { return todo("img2img"); }
-int qwen::cli::cmd_inpaint(int, char**) { return todo("inpaint"); }
-int qwen::cli::cmd_edit(int, char**) { return todo("edit"); }
+int qwen::cli::cmd_generate(int argc, char** argv) {
+  return run_command(argc, argv, qwen::PipelineKind::Generate);
+}
+int qwen::cli::cmd_img2img(int argc, char** argv) {
+  return run_command(argc, argv, qwen::PipelineKind::Img2Img);
+}
+int qwen::cli::cmd_inpaint(int argc, char** argv) {
+  return run_command(argc, argv, qwen::PipelineKind::Inpaint);
+}
+int qwen::cli::cmd_edit(int argc, char** argv) {
+  return run_command(argc, argv, qwen::PipelineKind::Edit);
+}
