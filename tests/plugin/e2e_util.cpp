@@ -242,15 +242,19 @@ std::string GimpEnv::run_console(const std::string& script, double timeout_s) {
 }
 
 Daemon::Daemon(const GimpEnv& env, const std::vector<std::string>& extra_args)
-    : instance(env.instance),
+    : Daemon(env.instance, env.file("daemon.log"), extra_args) {}
+
+Daemon::Daemon(const std::string& instance_name, const std::string& log,
+               const std::vector<std::string>& extra_args)
+    : instance(instance_name),
       child(
           [&] {
             std::vector<std::string> argv{daemon_binary(), "--no-config", "--instance",
-                                          env.instance};
+                                          instance_name};
             argv.insert(argv.end(), extra_args.begin(), extra_args.end());
             return argv;
           }(),
-          {}, env.file("daemon.log")) {}
+          {}, log) {}
 
 bool Daemon::ready(double timeout_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);

@@ -81,6 +81,9 @@ struct GimpEnv {
 // qwen-imaged on the env's instance; the destructor stops it.
 struct Daemon {
   Daemon(const GimpEnv& env, const std::vector<std::string>& extra_args);
+  // On `instance`, logging into `log` (for tests without a GimpEnv, e.g. the GIMP 3 ones).
+  Daemon(const std::string& instance, const std::string& log,
+         const std::vector<std::string>& extra_args);
   bool ready(double timeout_s);  // true once a client can connect
   std::string instance;
   Child child;

@@ -1,0 +1,45 @@
+; Script-Fu helpers of the GIMP 3 end-to-end tests (GIMP 3.0 names of the 2.10 helpers in
+; tests/plugin/e2e_helpers.scm; procedures return lists as in 2.10 Script-Fu).
+
+; A new image of `type` (RGB or GRAY) w x h with one layer "base" of lw x lh at (ox, oy), filled
+; with a horizontal gradient from (40 80 160) to (220 180 60). Returns (image layer).
+(define (qw-make-image type w h lw lh ox oy)
+  (let* ((img (car (gimp-image-new w h type)))
+         (ltype (if (= type RGB) RGB-IMAGE GRAY-IMAGE))
+         (layer (car (gimp-layer-new img "base" lw lh ltype 100 LAYER-MODE-NORMAL))))
+    (gimp-image-insert-layer img layer 0 0)
+    (gimp-layer-set-offsets layer ox oy)
+    (gimp-context-set-foreground '(40 80 160))
+    (gimp-context-set-background '(220 180 60))
+    (gimp-drawable-edit-gradient-fill layer GRADIENT-LINEAR 0 FALSE 1 0 TRUE 0 0 lw 0)
+    (list img layer)))
+
+; Saves the flattened image (a duplicate) as raw PNM.
+(define (qw-save-flat img path)
+  (let* ((dup (car (gimp-image-duplicate img))))
+    (gimp-image-flatten dup)
+    (gimp-file-save RUN-NONINTERACTIVE dup path -1)
+    (gimp-image-delete dup)))
+
+; One line per layer, top first: name<TAB>x<TAB>y<TAB>w<TAB>h<TAB>has-mask
+(define (qw-write-layers img path)
+  (let* ((port (open-output-file path))
+         (layers (car (gimp-image-get-layers img)))
+         (n (vector-length layers)))
+    (do ((i 0 (+ i 1))) ((= i n))
+      (let* ((l (vector-ref layers i))
+             (off (gimp-drawable-get-offsets l)))
+        (display (car (gimp-item-get-name l)) port) (display "\t" port)
+        (display (car off) port) (display "\t" port)
+        (display (cadr off) port) (display "\t" port)
+        (display (car (gimp-drawable-get-width l)) port) (display "\t" port)
+        (display (car (gimp-drawable-get-height l)) port) (display "\t" port)
+        (display (if (> (car (gimp-layer-get-mask l)) 0) 1 0) port)
+        (newline port)))
+    (close-output-port port)))
+
+; Writes `text` into path.
+(define (qw-mark path text)
+  (let ((port (open-output-file path)))
+    (display text port)
+    (close-output-port port)))
