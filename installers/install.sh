@@ -6,16 +6,22 @@
 #   ~/.config/qwen-image/qwen-image.conf                     (plug-in config, if none yet)
 #   ~/.local/share/doc/qwen-image/                           (daemon.md, user-guide.md)
 #   $GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp       (the GIMP 2.10 plug-in)
-# GIMP_DIR is $GIMP2_DIRECTORY when set, else ~/.config/GIMP/2.10.
+#   $GIMP3_DIR/plug-ins/qwen-image-gimp3/qwen-image-gimp3    (the GIMP 3.0 plug-in)
+#   ~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/  (Flatpak GIMP 3)
+# GIMP_DIR is $GIMP2_DIRECTORY when set, else ~/.config/GIMP/2.10; GIMP3_DIR is $GIMP3_DIRECTORY
+# when set, else ~/.config/GIMP/3.0. Which GIMPs are installed is detected (gimp-2.10 /
+# gimp-3.0 on PATH, their profile folders or *_DIRECTORY variables, the org.gimp.GIMP Flatpak);
+# --gimp 2|3|both overrides it. When none is found, every plug-in that was built is installed.
 # Every file it creates is listed in a manifest; --uninstall removes exactly those files (configs
 # you edited since are kept) and the folders it created when they are empty.
 #
 #   installers/install.sh [--prefix DIR] [--build-dir DIR] [--no-build] [--plugin-only]
-#                         [--enable] [--uninstall]
+#                         [--gimp 2|3|both] [--enable] [--uninstall]
 #     --prefix DIR     where bin/ goes (default ~/.local)
 #     --build-dir DIR  CMake build folder (default build-install)
 #     --no-build       install from an existing build folder
 #     --plugin-only    only the plug-in (no libtorch needed; the daemon runs elsewhere or later)
+#     --gimp WHICH     install the plug-in for GIMP 2.10, 3.0 or both (default: detected)
 #     --enable         also `systemctl --user enable --now qwen-imaged`
 #     --uninstall      remove what the last install put in place
 set -euo pipefail
@@ -28,6 +34,7 @@ DO_BUILD=1
 PLUGIN_ONLY=0
 ENABLE=0
 UNINSTALL=0
+WANT_GIMP=${QWEN_INSTALL_GIMP:-auto}
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -36,9 +43,11 @@ while [ $# -gt 0 ]; do
     --build-dir=*) BUILD=${1#*=}; shift ;;
     --no-build) DO_BUILD=0; shift ;;
     --plugin-only) PLUGIN_ONLY=1; shift ;;
+    --gimp) WANT_GIMP=$2; shift 2 ;;
+    --gimp=*) WANT_GIMP=${1#*=}; shift ;;
     --enable) ENABLE=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +55,8 @@ done
 CONFIG_HOME=${XDG_CONFIG_HOME:-$HOME/.config}
 DATA_HOME=${XDG_DATA_HOME:-$HOME/.local/share}
 GIMP_DIR=${GIMP2_DIRECTORY:-$CONFIG_HOME/GIMP/2.10}
+GIMP3_DIR=${GIMP3_DIRECTORY:-$CONFIG_HOME/GIMP/3.0}
+FLATPAK_GIMP_DIR="$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0"
 MANIFEST_DIR="$DATA_HOME/qwen-image"
 MANIFEST="$MANIFEST_DIR/install-manifest.txt"
 have_systemctl() { [ -z "${QWEN_INSTALL_NO_SYSTEMD:-}" ] && command -v systemctl >/dev/null 2>&1 &&
@@ -81,15 +92,42 @@ if [ "$UNINSTALL" = 1 ]; then
   exit 0
 fi
 
+# ---------------------------------------------------------------------------------- detect
+on_path() { command -v "$1" >/dev/null 2>&1; }
+GIMP2=0 GIMP3=0 FLATPAK=0
+case "$WANT_GIMP" in
+  2|2.10) GIMP2=1 ;;
+  3|3.0) GIMP3=1 ;;
+  both) GIMP2=1 GIMP3=1 ;;
+  auto)
+    if [ -n "${GIMP2_DIRECTORY:-}" ] || on_path gimp-2.10 || on_path gimp-console-2.10 ||
+      [ -d "$CONFIG_HOME/GIMP/2.10" ]; then GIMP2=1; fi
+    if [ -n "${GIMP3_DIRECTORY:-}" ] || on_path gimp-3.0 || on_path gimp-console-3.0 ||
+      [ -d "$CONFIG_HOME/GIMP/3.0" ]; then GIMP3=1; fi
+    if [ -d "$HOME/.var/app/org.gimp.GIMP" ] ||
+      { on_path flatpak && flatpak info org.gimp.GIMP >/dev/null 2>&1; }; then FLATPAK=1; fi
+    ;;
+  *) echo "install.sh: --gimp takes 2, 3 or both" >&2; exit 2 ;;
+esac
+AUTO_NONE=0
+if [ "$GIMP2$GIMP3$FLATPAK" = 000 ]; then AUTO_NONE=1; fi
+echo "GIMP found: 2.10=$GIMP2 3.0=$GIMP3 flatpak=$FLATPAK"
+
 # ---------------------------------------------------------------------------------- build
-TARGETS=(qwen-image-gimp)
+TARGETS=()
 [ "$PLUGIN_ONLY" = 1 ] || TARGETS+=(qwen-imaged qwen-image)
 if [ "$DO_BUILD" = 1 ]; then
   ARGS=(-DCMAKE_BUILD_TYPE=Release -DQWEN_IMAGE_BUILD_TESTS=OFF)
   [ "$PLUGIN_ONLY" = 1 ] && ARGS+=(-DQWEN_IMAGE_PLUGIN_ONLY=ON)
   cmake -S "$SRC" -B "$BUILD" "${ARGS[@]}"
-  cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}"
+  # The plug-ins CMake can build (libgimp-2.0 / libgimp-3.0 development files found).
+  if grep -q '^GIMP2_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then TARGETS+=(qwen-image-gimp); fi
+  if grep -q '^GIMP3_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then TARGETS+=(qwen-image-gimp3); fi
+  if [ ${#TARGETS[@]} -gt 0 ]; then cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}"; fi
 fi
+built() {  # target name -> path in the build folder, or nothing
+  find "$BUILD" -type f -name "$1" -perm -u+x -not -path '*/CMakeFiles/*' 2>/dev/null | head -n1
+}
 find_built() {  # target name -> path in the build folder
   local f
   f=$(find "$BUILD" -type f -name "$1" -perm -u+x -not -path '*/CMakeFiles/*' | head -n1)
@@ -170,7 +208,36 @@ for doc in daemon.md user-guide.md; do
 done
 PLUGIN_CONF=$(sed -e "s|@BINDIR@|$BIN|g" "$SRC/installers/qwen-image.conf.example")
 install_config "$PLUGIN_CONF" "$CONFIG_HOME/qwen-image/qwen-image.conf"
-install_file "$(find_built qwen-image-gimp)" "$GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp" 755
+P2=$(built qwen-image-gimp)
+P3=$(built qwen-image-gimp3)
+if [ "$AUTO_NONE" = 1 ]; then  # no GIMP found: whatever was built
+  if [ -n "$P2" ]; then GIMP2=1; fi
+  if [ -n "$P3" ]; then GIMP3=1; fi
+fi
+INSTALLED=0
+if [ "$GIMP2" = 1 ]; then
+  if [ -n "$P2" ]; then
+    install_file "$P2" "$GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp" 755
+    INSTALLED=1
+  else
+    echo "install.sh: GIMP 2.10 found but its plug-in is not built (install libgimp2.0-dev)" >&2
+  fi
+fi
+GIMP3_DIRS=()
+if [ "$GIMP3" = 1 ]; then GIMP3_DIRS+=("$GIMP3_DIR"); fi
+if [ "$FLATPAK" = 1 ]; then GIMP3_DIRS+=("$FLATPAK_GIMP_DIR"); fi
+for dir in "${GIMP3_DIRS[@]}"; do
+  if [ -n "$P3" ]; then
+    install_file "$P3" "$dir/plug-ins/qwen-image-gimp3/qwen-image-gimp3" 755
+    INSTALLED=1
+  else
+    echo "install.sh: GIMP 3 found but its plug-in is not built (install libgimp-3.0-dev, 3.0.x)" >&2
+  fi
+done
+if [ "$INSTALLED" = 0 ]; then
+  echo "install.sh: no GIMP plug-in installed (build needs libgimp-2.0 or libgimp-3.0 dev files)" >&2
+  exit 1
+fi
 
 sort -u "$NEW" >"$MANIFEST"
 if [ "$PLUGIN_ONLY" = 0 ] && have_systemctl; then
@@ -189,3 +256,11 @@ Next steps:
   3. Restart GIMP: Filters > Generative > Qwen-Image.
 Uninstall with: $0 --uninstall
 EOF
+if [ "$FLATPAK" = 1 ]; then
+  cat <<EOF
+
+Flatpak GIMP: its sandbox has a private /dev/shm, so the plug-in cannot reach the daemon until you
+allow it once (then restart GIMP; see docs/gimp3.md):
+  flatpak override --user --device=shm org.gimp.GIMP
+EOF
+fi

@@ -40,4 +40,34 @@ echo "max_pixels = 1000000" >>"$CONF"
 run --uninstall
 [ -f "$CONF" ] || fail "an edited config was removed"
 [ ! -e "$GIMP2_DIRECTORY" ] || fail "GIMP2_DIRECTORY folder left behind"
+unset GIMP2_DIRECTORY
+
+# GIMP 3: GIMP3_DIRECTORY and the org.gimp.GIMP Flatpak get the GIMP 3 plug-in (a stand-in build
+# folder with both plug-ins, since this machine may lack libgimp-3.0).
+FAKE="$TMP/fake-build"
+mkdir -p "$FAKE/plugin"
+printf '#!/bin/sh\necho 2\n' >"$FAKE/plugin/qwen-image-gimp"
+printf '#!/bin/sh\necho 3\n' >"$FAKE/plugin/qwen-image-gimp3"
+chmod +x "$FAKE/plugin/"*
+export GIMP3_DIRECTORY="$TMP/gimp3dir"
+mkdir -p "$HOME/.var/app/org.gimp.GIMP"
+"$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" >"$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "install.sh with GIMP 3"; }
+cmp -s "$GIMP3_DIRECTORY/plug-ins/qwen-image-gimp3/qwen-image-gimp3" "$FAKE/plugin/qwen-image-gimp3" ||
+  fail "GIMP3_DIRECTORY did not get the GIMP 3 plug-in"
+FP="$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/qwen-image-gimp3"
+[ -x "$FP" ] || fail "the Flatpak GIMP did not get the GIMP 3 plug-in"
+grep -q "flatpak override --user --device=shm org.gimp.GIMP" "$TMP/log" || fail "no Flatpak hint"
+# The 2.10 profile folder exists from above, so 2.10 gets its own plug-in too.
+cmp -s "$HOME/.config/GIMP/2.10/plug-ins/qwen-image-gimp/qwen-image-gimp" "$FAKE/plugin/qwen-image-gimp" ||
+  fail "GIMP 2.10 plug-in not installed next to the GIMP 3 one"
+"$SRC/installers/install.sh" --uninstall >"$TMP/log" 2>&1 || { cat "$TMP/log"; fail "uninstall"; }
+[ ! -e "$GIMP3_DIRECTORY" ] && [ ! -e "$FP" ] || fail "GIMP 3 plug-ins left behind"
+# --gimp 3 installs only the GIMP 3 plug-in.
+rm -rf "$HOME/.var"
+"$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" --gimp 3 >"$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "install.sh --gimp 3"; }
+[ -x "$GIMP3_DIRECTORY/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] || fail "--gimp 3"
+[ ! -e "$HOME/.config/GIMP/2.10/plug-ins/qwen-image-gimp" ] || fail "--gimp 3 installed 2.10"
+"$SRC/installers/install.sh" --uninstall >/dev/null 2>&1
 echo "install_test: OK"
