@@ -143,3 +143,19 @@ TEST(Vae, BadShapesAndFilesGiveClearErrors) {
              "unsupported VAE class");
   expect_msg([] { VaeConfig::from_json_text("[1]", "cfg"); }, "not a JSON object");
 }
+
+// dtype plumbing: a bf16 VAE takes float32 input, computes and returns bf16, and stays close to
+// the float32 reference (bf16 has ~3 significant digits).
+TEST(Vae, Bfloat16PathStaysCloseToFloat32) {
+  auto t = load_tensors(fixture_path("cases/vae/tensors.safetensors"));
+  auto vae = load_vae(qwen::test::tiny_model_dir() + "/vae", torch::kBFloat16, torch::kCPU);
+  EXPECT_EQ(vae->dtype(), torch::kBFloat16);
+  const VaePosterior post = vae->encode(t["image"]);
+  EXPECT_EQ(post.mean.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(AllClose(post.mean.to(torch::kFloat), t["posterior_mean"], 0.1, 0.05));
+  const torch::Tensor z = normalize_latents_mode(post.mean, vae->config());
+  EXPECT_EQ(z.scalar_type(), torch::kBFloat16);
+  const torch::Tensor d = vae->decode(t["random_latents"]);
+  EXPECT_EQ(d.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(AllClose(d.to(torch::kFloat), t["decoded_random"], 0.1, 0.05));
+}
