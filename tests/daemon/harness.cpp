@@ -40,9 +40,20 @@ int decode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + 
 }  // namespace
 
 Daemon::Daemon(const std::string& instance, std::vector<std::string> extra) : instance_(instance) {
-  std::vector<std::string> args = {"--fake-engine", "--no-config", "--instance", instance};
+  extra.insert(extra.begin(), "--fake-engine");
+  start(QWEN_FAKE_DAEMON, extra);
+}
+
+Daemon::Daemon(const std::string& binary, const std::string& instance,
+               std::vector<std::string> args)
+    : instance_(instance) {
+  start(binary, args);
+}
+
+void Daemon::start(const std::string& binary, std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--no-config", "--instance", instance_};
   args.insert(args.end(), extra.begin(), extra.end());
-  pid_ = spawn(args, -1);
+  pid_ = spawn(args, -1, binary);
   if (pid_ <= 0) throw std::runtime_error("fork failed");
   const bool up = wait_until(
       [&] {

@@ -3,4 +3,7 @@
 #include "pipelines/engine.h"
 #include "server/server.h"
 
-int main(int argc, char** argv) { return qwen::server::daemon_main(argc, argv, nullptr); }
+int main(int argc, char** argv) {
+  return qwen::server::daemon_main(
+      argc, argv, [](const qwen::EngineOptions& o) { return qwen::Engine::open(o); });
+}
