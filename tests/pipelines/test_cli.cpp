@@ -1,0 +1,131 @@
+// `qwen-image generate / img2img / inpaint` on the tiny model: PNG-exact results, output naming,
+// progress lines and the error exits.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "common/fixtures.h"
+#include "image/png.h"
+
+namespace fs = std::filesystem;
+using qwen::test::fixture_path;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout + stderr
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(QWEN_CLI) + " " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string tmp(const std::string& name) {
+  fs::path d = fs::path(QWEN_BINARY_DIR) / "t2i_cli_out";
+  fs::create_directories(d);
+  return (d / name).string();
+}
+
+std::string model() { return "--model " + qwen::test::tiny_model_dir() + " --threads 2"; }
+
+int max_diff(const std::string& a, const std::string& b) {
+  auto x = qwen::read_png(a), y = qwen::read_png(b);
+  if (x.width != y.width || x.height != y.height || x.pixels.size() != y.pixels.size()) return 256;
+  int d = 0;
+  for (size_t i = 0; i < x.pixels.size(); ++i)
+    d = std::max(d, std::abs(int(x.pixels[i]) - int(y.pixels[i])));
+  return d;
+}
+
+}  // namespace
+
+TEST(Cli, GenerateMatchesReferencePng) {
+  const auto out = tmp("t2i.png");
+  fs::remove(out);
+  auto r = run("generate " + model() +
+               " --prompt 'A red bicycle leaning against a blue wall, watercolor'"
+               " --true-cfg-scale 1 --width 96 --height 64 --steps 4 --seed 42 --output " +
+               out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 4/4"), std::string::npos) << r.output;
+  EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_t2i_cfg1/output.png")), 1);
+}
+
+TEST(Cli, SeveralImagesAreNumbered) {
+  const auto out = tmp("multi.png");
+  for (int i = 0; i < 2; ++i) fs::remove(tmp("multi-" + std::to_string(i) + ".png"));
+  auto r = run("generate " + model() +
+               " --prompt 'a cat' --negative-prompt ' ' --num-images 2 --width 32 --height 32"
+               " --steps 1 --quiet --output " +
+               out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::exists(tmp("multi-0.png")));
+  EXPECT_TRUE(fs::exists(tmp("multi-1.png")));
+  EXPECT_EQ(r.output.find("step "), std::string::npos);  // --quiet
+}
+
+TEST(Cli, InpaintMatchesReferencePng) {
+  const auto out = tmp("inpaint.png");
+  auto r = run("inpaint " + model() + " --prompt '一只橘猫坐在草地上' --true-cfg-scale 1" +
+               " --image " + fixture_path("cases/pipeline_inpaint/image_0.png") + " --mask " +
+               fixture_path("cases/pipeline_inpaint/mask.png") +
+               " --width 96 --height 64 --strength 0.9 --steps 4 --seed 11 --output " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_inpaint/output.png")), 1);
+}
+
+TEST(Cli, BadInputsFailWithAMessage) {
+  const auto out = tmp("never.png");
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {"generate --prompt x --output " + out, "--model"},
+      {"generate " + model() + " --output " + out, "--prompt"},
+      {"generate " + model() + " --prompt x", "--output"},
+      {"generate " + model() + " --prompt x --width -16 --output " + out, "width"},
+      {"generate " + model() + " --prompt x --width 0 --output " + out, "width"},
+      {"generate " + model() + " --prompt x --height 99999 --output " + out, "height"},
+      {"generate " + model() + " --prompt x --steps 0 --output " + out, "steps"},
+      {"generate " + model() + " --prompt x --true-cfg-scale -2 --output " + out, "CFG"},
+      {"generate " + model() + " --prompt x --steps many --output " + out, "integer"},
+      {"generate " + model() + " --prompt x --bogus --output " + out, "unknown option"},
+      {"generate --model /nonexistent --prompt x --output " + out, "does not exist"},
+      {"generate " + model() + " --prompt x --output /nonexistent-dir/a.png", "cannot write"},
+      {"img2img " + model() + " --prompt x --output " + out, "--image"},
+      {"img2img " + model() + " --prompt x --image /nonexistent.png --output " + out,
+       "input image"},
+  };
+  for (const auto& c : cases) {
+    auto r = run(c.args);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.args << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Cli, EditWithTwoImagesMatchesReferencePng) {
+  const auto out = tmp("edit.png");
+  auto r = run("edit --model " + qwen::test::tiny_edit_model_dir() +
+               " --threads 2 --prompt 'Put the object from picture 1 on the table in picture "
+               "2，保持光照一致' --negative-prompt ' ' --image " +
+               fixture_path("cases/pipeline_edit_plus/image_0.png") + " --image " +
+               fixture_path("cases/pipeline_edit_plus/image_1.png") +
+               " --width 80 --height 48 --steps 2 --seed 9 --output " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_edit_plus/output.png")), 1);
+}
