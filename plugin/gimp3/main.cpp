@@ -211,8 +211,12 @@ static GimpProcedure* qwen_create_procedure(GimpPlugIn* plug_in, const gchar* na
   return make_procedure(plug_in, name);
 }
 
+// No translations are shipped: tell GIMP so instead of it looking for a locale folder.
+static gboolean qwen_set_i18n(GimpPlugIn*, const gchar*, gchar**, gchar**) { return FALSE; }
+
 static void qwen_plug_in_class_init(QwenPlugInClass* klass) {
   GimpPlugInClass* plug_in_class = GIMP_PLUG_IN_CLASS(klass);
+  plug_in_class->set_i18n = qwen_set_i18n;
   plug_in_class->query_procedures = qwen_query_procedures;
   plug_in_class->create_procedure = qwen_create_procedure;
 }
