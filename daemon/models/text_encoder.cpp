@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/weights.h"
 
@@ -136,16 +137,8 @@ TextEncoder load_text_encoder(const std::string& dir, torch::Dtype dtype, torch:
   namespace fs = std::filesystem;
   const auto cfg = TextEncoderConfig::from_file((fs::path(dir) / "config.json").string());
   auto store = io::TensorStore::open(dir);
-  // Legacy layout (transformers < 4.52 files): model.* -> model.language_model.*,
-  // visual.* -> model.visual.*.
-  for (const auto& name : store.names()) {
-    if (name.rfind("visual.", 0) == 0) {
-      store.rename(name, "model." + name);
-    } else if (name.rfind("model.", 0) == 0 && name.rfind("model.language_model.", 0) != 0 &&
-               name.rfind("model.visual.", 0) != 0) {
-      store.rename(name, "model.language_model." + name.substr(6));
-    }
-  }
+  // Legacy (transformers < 4.52) and ComfyUI layouts -> the canonical names the module uses.
+  io::normalize_text_encoder_keys(store);
   TextEncoder te(cfg, with_vision);
   std::vector<std::string> ignore = {"lm_head."};
   if (!with_vision) ignore.push_back("model.visual.");
