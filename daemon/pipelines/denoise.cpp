@@ -48,6 +48,9 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
       }
       pred = true_cfg(pred, neg, r.true_cfg_scale);
     }
+    torch::Tensor x0;
+    if (on_step)  // the flow-matching clean estimate: x0 = x_t - sigma_t * v
+      x0 = latents.to(torch::kFloat32) - scheduler.sigmas_on(device)[i] * pred.to(torch::kFloat32);
     latents = scheduler.step(pred, latents);
     if (inpaint) {
       torch::Tensor ref = r.inpaint_image_latents;
@@ -56,7 +59,13 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
       latents = (1 - r.inpaint_mask) * ref + r.inpaint_mask * latents;
     }
     if (trace) trace->step_latents.push_back(cpu_f32(latents));
-    if (on_step && !on_step(i - begin + 1, total, latents)) throw CancelledError();
+    if (on_step) {
+      if (inpaint)
+        x0 =
+            (1 - r.inpaint_mask.to(torch::kFloat32)) * r.inpaint_image_latents.to(torch::kFloat32) +
+            r.inpaint_mask.to(torch::kFloat32) * x0;
+      if (!on_step(i - begin + 1, total, latents, x0)) throw CancelledError();
+    }
   }
   return latents;
 }

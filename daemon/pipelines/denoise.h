@@ -40,9 +40,11 @@ struct DenoiseTrace {
   std::vector<torch::Tensor> step_latents;           // after every step
 };
 
-// Called after every step with (steps done, steps total); return false to cancel (the loop then
-// throws qwen::CancelledError).
-using StepCallback = std::function<bool(int, int, const torch::Tensor& latents)>;
+// Called after every step with (steps done, steps total, packed latents after the step, packed
+// x0 estimate of this step: x - sigma * v before the step, float32, with the kept latents blended
+// in when inpainting); return false to cancel (the loop then throws qwen::CancelledError).
+using StepCallback =
+    std::function<bool(int, int, const torch::Tensor& latents, const torch::Tensor& x0_estimate)>;
 
 // Runs timesteps[begin_index:] of `scheduler` (set_timesteps/set_begin_index already called).
 // Returns the final packed latents.

@@ -1,6 +1,7 @@
 #include "pipelines/engine.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -276,14 +277,53 @@ std::string message_of(const std::exception& e) {
   return e.what();
 }
 
-StepCallback make_step_callback(const ProgressFn& progress) {
+StepCallback make_step_callback(const ProgressFn& progress, bool preview, int64_t height,
+                                int64_t width) {
   if (!progress) return {};
-  return [progress](int done, int total, const torch::Tensor&) {
+  return [progress, preview, height, width](int done, int total, const torch::Tensor&,
+                                            const torch::Tensor& x0) {
     ProgressInfo info;
     info.step = done;
     info.total = total;
+    if (preview && x0.defined() && height > 0 && width > 0)
+      info.preview = latent_preview(x0, height, width);
     return progress(info);
   };
+}
+
+ImageU8 latent_preview(const torch::Tensor& packed, int64_t height, int64_t width, int max_side) {
+  torch::NoGradGuard ng;
+  // Rows: latent channel; columns: R, G, B.
+  static const float kFactors[16][3] = {
+      {-0.1299f, -0.1692f, 0.2932f},  {0.0671f, 0.0406f, 0.0442f},  {0.3568f, 0.2548f, 0.1747f},
+      {0.0372f, 0.2344f, 0.1420f},    {0.0313f, 0.0189f, -0.0328f}, {0.0296f, -0.0956f, -0.0665f},
+      {-0.3477f, -0.4059f, -0.2925f}, {0.0166f, 0.1902f, 0.1975f},  {-0.0412f, 0.0267f, -0.1364f},
+      {-0.1293f, 0.0740f, 0.1636f},   {0.0680f, 0.3019f, 0.1128f},  {0.0032f, 0.0581f, 0.0639f},
+      {-0.1251f, 0.0927f, 0.1699f},   {0.0060f, -0.0633f, 0.0005f}, {0.3477f, 0.2275f, 0.2950f},
+      {0.1984f, 0.0913f, 0.1861f}};
+  static const float kBias[3] = {-0.1835f, -0.0868f, -0.3360f};
+  auto z = unpack_latents(packed.slice(0, 0, 1).to(torch::kCPU, torch::kFloat32), height, width)
+               .select(2, 0)
+               .select(0, 0);  // [16, h, w]
+  auto m = torch::from_blob(const_cast<float*>(&kFactors[0][0]), {16, 3}, torch::kFloat32);
+  auto b = torch::from_blob(const_cast<float*>(kBias), {3, 1, 1}, torch::kFloat32);
+  auto rgb = torch::tensordot(m, z, {0}, {0}) + b;  // [3, h, w]
+  const int64_t h = rgb.size(1), w = rgb.size(2);
+  const int64_t longest = std::max(h, w);
+  if (longest > max_side) {
+    const int64_t oh = std::max<int64_t>(1, h * max_side / longest);
+    const int64_t ow = std::max<int64_t>(1, w * max_side / longest);
+    rgb = torch::nn::functional::interpolate(rgb.unsqueeze(0),
+                                             torch::nn::functional::InterpolateFuncOptions()
+                                                 .size(std::vector<int64_t>{oh, ow})
+                                                 .mode(torch::kArea))
+              .squeeze(0);
+  }
+  auto u8 =
+      ((rgb + 1) * 127.5f).round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  ImageU8 out(static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)), 3);
+  std::memcpy(out.pixels.data(), u8.data_ptr<uint8_t>(), out.pixels.size());
+  return out;
 }
 
 TextCondition to_condition(const PromptEmbeds& pe, torch::Dtype dtype) {
@@ -308,8 +348,9 @@ std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t s
   job.true_cfg_scale = p.true_cfg_scale;
   job.batch = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
   auto gen = make_generator(seed);
-  auto latents = t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_,
-                             device_, make_step_callback(progress));
+  auto latents =
+      t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
+                  make_step_callback(progress, options_.preview, p.height, p.width));
   return decode(latents, p.height, p.width);
 }
 
@@ -349,7 +390,7 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
   }
   auto latents = img2img_latents(*transformer_, scheduler_config_, job, p.strength, image_latents,
                                  mask_latents, cond, uncond, gen, dtype_, device_,
-                                 make_step_callback(progress));
+                                 make_step_callback(progress, options_.preview, p.height, p.width));
   return decode(latents, p.height, p.width);
 }
 
@@ -364,6 +405,7 @@ std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& 
         return run_img2img(p, params, progress);
       case PipelineKind::Edit:
       case PipelineKind::EditPlus:
+      case PipelineKind::EditInpaint:
         return run_edit(p, params, progress);
       default:
         throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +

@@ -55,8 +55,18 @@ auto with_context(const std::string& what, F&& f) -> decltype(f()) {
     throw EngineError(what + ": " + message_of(e));
   }
 }
-// ProgressFn -> the denoising loop's per-step callback.
-StepCallback make_step_callback(const ProgressFn& progress);
+// ProgressFn -> the denoising loop's per-step callback. With `preview`, every step's
+// ProgressInfo.preview carries latent_preview() of the x0 estimate of the first batch entry for an
+// image of height x width pixels.
+StepCallback make_step_callback(const ProgressFn& progress, bool preview = false,
+                                int64_t height = 0, int64_t width = 0);
+// A cheap RGB approximation of packed normalised latents [B, S, 64] (batch entry 0) of an image of
+// height x width pixels, on the latent grid (1/8 of the pixel size), downscaled (area average) to
+// at most `max_side` on the long side: a fixed linear map 16 latent channels -> RGB (the published
+// Wan 2.1 latent-to-RGB factors, which apply to the normalised latent space Qwen-Image shares with
+// Wan 2.1), then (v + 1) / 2 clamped to [0, 1]. No VAE decode: about 50 flops per latent pixel.
+ImageU8 latent_preview(const torch::Tensor& packed, int64_t height, int64_t width,
+                       int max_side = 256);
 // Prompt embeddings in the compute dtype.
 TextCondition to_condition(const PromptEmbeds& pe, torch::Dtype dtype);
 

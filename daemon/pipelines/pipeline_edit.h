@@ -35,4 +35,18 @@ torch::Tensor edit_latents(models::QwenImageTransformer2DModelImpl& transformer,
                            const StepCallback& on_step = {}, DenoiseTrace* trace = nullptr,
                            torch::Tensor* initial_latents = nullptr);
 
+// QwenImageEditInpaintPipeline latent stage (spec §5.6): `image_latents` [1, 16, 1, h, w] are the
+// normalised posterior SAMPLE of the input (drawn by the caller from `gen` first); they are both
+// the condition appended along the sequence and the blend reference. Noise is drawn next from
+// `gen`; x0 = scale_noise(image, sigma[t_start], noise); every step blends with `mask_latents`
+// (packed [batch, S, 64] of 0/1, 1 = repaint) exactly as inpaint (§5.3). mu from the target tokens
+// only.
+torch::Tensor edit_inpaint_latents(models::QwenImageTransformer2DModelImpl& transformer,
+                                   const SchedulerConfig& scheduler_config, const LatentJob& job,
+                                   double strength, const torch::Tensor& image_latents,
+                                   const torch::Tensor& mask_latents, const TextCondition& cond,
+                                   const TextCondition& uncond, at::Generator& gen,
+                                   torch::Dtype dtype, const torch::Device& device,
+                                   const StepCallback& on_step = {}, DenoiseTrace* trace = nullptr);
+
 }  // namespace qwen::pipelines

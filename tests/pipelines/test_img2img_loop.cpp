@@ -57,7 +57,7 @@ TEST(Img2ImgLoop, MatchesReference) {
   auto out = img2img_latents(
       *tr, sched(), job, strength_from_float(0.7f), image_latents, {}, cond, uncond, gen,
       torch::kFloat32, torch::kCPU,
-      [&](int done, int total, const torch::Tensor&) {
+      [&](int done, int total, const torch::Tensor&, const torch::Tensor&) {
         EXPECT_EQ(total, 4);  // strength 0.7 of 5 steps: start index 1
         steps = done;
         return true;

@@ -61,7 +61,7 @@ void check_case(const Case& k) {
   int calls = 0;
   auto latents = t2i_latents(
       *transformer, scheduler_config(), k.job, cond, uncond, gen, torch::kFloat32, torch::kCPU,
-      [&](int done, int total, const torch::Tensor&) {
+      [&](int done, int total, const torch::Tensor&, const torch::Tensor&) {
         EXPECT_EQ(done, ++calls);
         EXPECT_EQ(total, k.job.steps);
         return true;
@@ -132,7 +132,9 @@ TEST(T2ILoop, CancelStopsTheLoop) {
   int calls = 0;
   EXPECT_THROW(t2i_latents(*transformer, scheduler_config(), job, condition(t, "prompt_embeds"), {},
                            gen, torch::kFloat32, torch::kCPU,
-                           [&](int, int, const torch::Tensor&) { return ++calls < 2; }),
+                           [&](int, int, const torch::Tensor&, const torch::Tensor&) {
+                             return ++calls < 2;
+                           }),
                qwen::CancelledError);
   EXPECT_EQ(calls, 2);
 }
