@@ -22,7 +22,14 @@ namespace {
 
 const std::string kHere = QWEN_GIMP3_TEST_DIR;
 const std::string kSource = QWEN_SOURCE_DIR;
-constexpr const char* kBuildInside = "/var/cache/qwen-build-gimp3";  // path inside the chroot
+// Build folder inside the chroot, one per source tree (a CMake cache is tied to its source path,
+// and CI clones land in other folders than a developer's checkout).
+const std::string kBuildInside = [] {
+  std::string key = QWEN_SOURCE_DIR;
+  for (auto& c : key)
+    if (c == '/') c = '_';
+  return "/var/cache/qwen-build-gimp3" + key;
+}();
 
 std::string chroot_root() {
   const char* r = std::getenv("QWEN_GIMP3_CHROOT");
