@@ -34,11 +34,11 @@ std::optional<PipelineKind> pipeline_from_string(const std::string&);
 //         return the result on the input's exact pixel grid. Default when results go back to an
 //         editor.
 // Exact applies to Edit, Edit-Plus and Edit-Inpaint (geometry.h: plan_exact / to_model /
-// from_model / mask_to_model): every input image (and the mask) goes onto its exact canvas (the same
-// model size as the reference resize), and the result is cropped and resampled to the width x
+// from_model / mask_to_model): every input image (and the mask) goes onto its exact canvas (the
+// same model size as the reference resize), and the result is cropped and resampled to the width x
 // height of the image that sets the output size: the input (Edit, Edit-Inpaint) or the LAST input
-// (Edit-Plus). RunParams.width/height are ignored in Exact mode. Generate / Img2Img / Inpaint ignore
-// the mode.
+// (Edit-Plus). RunParams.width/height are ignored in Exact mode. Generate / Img2Img / Inpaint
+// ignore the mode.
 enum class GeometryMode { Reference, Exact };
 
 struct RunParams {
@@ -64,8 +64,9 @@ struct ProgressInfo {
   // With EngineOptions.preview: after every step, a small RGB preview of the current clean-image
   // estimate x0 = x_t - sigma_t * v of the first batch entry (inpaint: the kept area blended in),
   // on the latent grid (1/8 of the model's pixel size, at most 256 px on the long side), by a fixed
-  // linear 16 -> 3 map of the latents instead of a VAE decode (colours approximate, sub-millisecond).
-  // Exact geometry: the preview shows the whole model canvas (padding included). Empty otherwise.
+  // linear 16 -> 3 map of the latents instead of a VAE decode (colours approximate,
+  // sub-millisecond). Exact geometry: the preview shows the whole model canvas (padding included).
+  // Empty otherwise.
   ImageU8 preview;
 };
 // Called after every denoising step. Return false to cancel the job (the engine then throws
@@ -74,9 +75,9 @@ using ProgressFn = std::function<bool(const ProgressInfo&)>;
 
 struct EngineOptions {
   std::string model_dir;
-  std::string device;  // "cpu", "cuda", "cuda:N"; empty = cuda when available, else cpu
-  std::string dtype;   // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
-  int threads = 0;     // CPU threads for torch; 0 = all hardware threads
+  std::string device;    // "cpu", "cuda", "cuda:N"; empty = cuda when available, else cpu
+  std::string dtype;     // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
+  int threads = 0;       // CPU threads for torch; 0 = all hardware threads
   bool preview = false;  // fill ProgressInfo.preview every step (see there)
 };
 

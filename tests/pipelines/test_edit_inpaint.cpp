@@ -129,7 +129,11 @@ TEST(EditInpaintLoop, KeepsUnmaskedLatentsExactlyAndConditionsOnTheImage) {
   EXPECT_FALSE(torch::equal(run(0.6, 6, nullptr), out));
   // Before the last step the kept area is the image noised to the current sigma, not the image.
   EXPECT_FALSE(torch::equal(trace.step_latents[0] * (1 - mask), packed_image * (1 - mask)));
-  EXPECT_THROW(run(0.1, 5, nullptr), std::invalid_argument);  // no step left
+  // A small strength still runs one step (get_timesteps truncates N - N * strength).
+  DenoiseTrace one;
+  run(0.1, 5, &one);
+  EXPECT_EQ(one.step_latents.size(), 1u);
+  EXPECT_THROW(run(0.0, 5, nullptr), std::invalid_argument);
 }
 
 TEST(EditInpaintEngine, KeepsUnmaskedPixelsAndRepaintsTheMask) {
