@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/fixtures.h"
+#include "common/st_writer.h"
 #include "image/png.h"
 #include "pipelines/engine.h"
 #include "pipelines/engine_impl.h"
@@ -180,9 +181,9 @@ TEST(Engine, RejectsBrokenModelFolders) {
     return std::string("no error");
   };
   EXPECT_NE(open("/nonexistent/model").find("does not exist"), std::string::npos);
-  const fs::path tmp = fs::path(QWEN_BINARY_DIR) / "t2i_broken_model";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  // TempDir (POSIX removal): std::filesystem::remove_all binds to libtorch's incompatible copy.
+  const qwen::test::TempDir dir;
+  const fs::path tmp = dir.path();
   EXPECT_NE(open(tmp.string()).find("model_index.json"), std::string::npos);
   fs::copy_file(fs::path(qwen::test::tiny_model_dir()) / "model_index.json",
                 tmp / "model_index.json");
@@ -194,7 +195,6 @@ TEST(Engine, RejectsBrokenModelFolders) {
   // A truncated transformer checkpoint names the component.
   fs::resize_file(tmp / "transformer" / "diffusion_pytorch_model.safetensors", 1000);
   EXPECT_NE(open(tmp.string()).find("transformer"), std::string::npos);
-  fs::remove_all(tmp);
 }
 
 TEST(Engine, DeviceAndDtypeStrings) {
