@@ -18,9 +18,12 @@
 #include <string>
 #include <thread>
 
+#include "bench_util.h"
 #include "models/transformer.h"
 #include "pipelines/latents.h"
 #include "pipelines/scheduler.h"
+
+using namespace qwen::bench;
 
 namespace {
 
@@ -97,41 +100,6 @@ bool parse(int argc, char** argv, Args& a) {
   if (a.cond_height == 0) a.cond_height = a.height;
   return a.width >= 16 && a.height >= 16 && a.cond_width >= 16 && a.cond_height >= 16 &&
          a.steps >= 1 && a.txt_len >= 1 && a.warmup >= 0;
-}
-
-// Device memory in use by this process as the driver sees it (caching allocator included).
-// Looked up at run time so that the bench needs no CUDA headers.
-double cuda_used_gib() {
-  using Fn = int (*)(size_t*, size_t*);
-  static Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
-  if (!fn) {
-    for (const char* lib : {"libcudart.so.12", "libcudart.so"}) {
-      if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) {
-        fn = reinterpret_cast<Fn>(dlsym(h, "cudaMemGetInfo"));
-        if (fn) break;
-      }
-    }
-  }
-  size_t free_b = 0, total_b = 0;
-  if (!fn || fn(&free_b, &total_b) != 0) return -1;
-  return double(total_b - free_b) / (1u << 30);
-}
-
-double host_peak_gib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) * 1024.0 / (1u << 30);
-}
-
-// Multiply-adds x2 of one transformer call: per block 24 S D^2 (QKV, out proj, 4x MLP) +
-// 4 S^2 D (QK^T and AV), plus img_in / txt_in / proj_out / modulation.
-double forward_flops(const qwen::models::TransformerConfig& c, int64_t s_img, int64_t s_txt) {
-  const double d = double(c.inner_dim());
-  const double s = double(s_img + s_txt);
-  double block = 24.0 * s * d * d + 4.0 * s * s * d + 2.0 * 2.0 * 6.0 * d * d;
-  double top = 2.0 * s_img * c.in_channels * d + 2.0 * s_txt * c.joint_attention_dim * d +
-               2.0 * s_img * d * c.patch_size * c.patch_size * c.out_channels;
-  return top + c.num_layers * block;
 }
 
 }  // namespace

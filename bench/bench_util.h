@@ -1,0 +1,50 @@
+// Helpers shared by the transformer benchmarks (bench_transformer, bench_edit).
+#pragma once
+
+#include <dlfcn.h>
+#include <sys/resource.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "models/transformer.h"
+
+namespace qwen::bench {
+
+// Device memory in use by this process as the driver sees it (caching allocator included).
+// Looked up at run time so that the bench needs no CUDA headers.
+inline double cuda_used_gib() {
+  using Fn = int (*)(size_t*, size_t*);
+  static Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  if (!fn) {
+    for (const char* lib : {"libcudart.so.12", "libcudart.so"}) {
+      if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) {
+        fn = reinterpret_cast<Fn>(dlsym(h, "cudaMemGetInfo"));
+        if (fn) break;
+      }
+    }
+  }
+  size_t free_b = 0, total_b = 0;
+  if (!fn || fn(&free_b, &total_b) != 0) return -1;
+  return double(total_b - free_b) / (1u << 30);
+}
+
+inline double host_peak_gib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) * 1024.0 / (1u << 30);
+}
+
+// Multiply-adds x2 of one transformer call: per block 24 S D^2 (QKV, out proj, 4x MLP) +
+// 4 S^2 D (QK^T and AV), plus img_in / txt_in / proj_out / modulation.
+inline double forward_flops(const qwen::models::TransformerConfig& c, int64_t s_img,
+                            int64_t s_txt) {
+  const double d = double(c.inner_dim());
+  const double s = double(s_img + s_txt);
+  double block = 24.0 * s * d * d + 4.0 * s * s * d + 2.0 * 2.0 * 6.0 * d * d;
+  double top = 2.0 * s_img * c.in_channels * d + 2.0 * s_txt * c.joint_attention_dim * d +
+               2.0 * s_img * d * c.patch_size * c.patch_size * c.out_channels;
+  return top + c.num_layers * block;
+}
+
+}  // namespace qwen::bench
