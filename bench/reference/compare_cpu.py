@@ -2,8 +2,9 @@
 """CPU speed: the engine (`qwen-image generate`) vs the reference (diffusers' QwenImagePipeline) on the same
 mid-size random model folder, same size, steps, seed and thread count, in one run.
 
-    .venv/bin/python bench/reference/compare_cpu.py --cli build-ref/daemon/cli/qwen-image \
-        [--threads 2] [--width 512 --height 512] [--steps 2,6] [--cfg 1.0] [--seed 1234] [--work DIR]
+    .venv/bin/python bench/reference/compare_cpu.py --cli build/daemon/cli/qwen-image \
+        [--threads 2] [--width 512 --height 512] [--steps 2,6] [--cfg 1.0] [--seed 1234] [--repeat 3]
+        [--work DIR]
 
 Time per denoising step is measured the same way for both: the run is done with two step counts A < B and
 per-step = (T_B - T_A) / (B - A) (wall clock of the whole generate call: model load excluded for the reference,
@@ -28,18 +29,24 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 PROMPT = "A red fox sitting in a snowy forest at sunrise, watercolor"
 
 
-def run_reference(model, args, steps_list):
-    import numpy as np
-    import torch
-    from diffusers import QwenImagePipeline
+class Reference:
+    """diffusers' QwenImagePipeline, loaded once."""
 
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
-    pipe = QwenImagePipeline.from_pretrained(model, torch_dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    res = {}
-    images = {}
-    for steps in [min(steps_list)] + list(steps_list):  # first call is a warm-up
+    def __init__(self, model, args):
+        import torch
+        from diffusers import QwenImagePipeline
+
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(1)
+        self.args = args
+        self.pipe = QwenImagePipeline.from_pretrained(model, torch_dtype=torch.float32)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    def run(self, steps):
+        import numpy as np
+        import torch
+
+        args = self.args
         stamps = []
 
         def cb(p, i, t, kw):
@@ -49,41 +56,37 @@ def run_reference(model, args, steps_list):
         t0 = time.perf_counter()
         c0 = time.process_time()
         with torch.no_grad():
-            img = pipe(prompt=PROMPT, negative_prompt=" " if args.cfg > 1 else None, true_cfg_scale=args.cfg,
-                       width=args.width, height=args.height, num_inference_steps=steps,
-                       generator=torch.Generator().manual_seed(args.seed), output_type="np",
-                       callback_on_step_end=cb).images[0]
+            img = self.pipe(prompt=PROMPT, negative_prompt=" " if args.cfg > 1 else None,
+                            true_cfg_scale=args.cfg, width=args.width, height=args.height,
+                            num_inference_steps=steps, generator=torch.Generator().manual_seed(args.seed),
+                            output_type="np", callback_on_step_end=cb).images[0]
         total = time.perf_counter() - t0
-        res[steps] = dict(total=total, cpu=time.process_time() - c0,
-                          step_intervals=[b - a for a, b in zip(stamps, stamps[1:])])
-        images[steps] = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
-    return res, images
+        return dict(total=total, cpu=time.process_time() - c0,
+                    step_intervals=[b - a for a, b in zip(stamps, stamps[1:])],
+                    image=np.clip(np.round(img * 255), 0, 255).astype(np.uint8))
 
 
-def run_cli(cli, model, args, steps_list, work):
-    res = {}
-    for steps in [min(steps_list)] + list(steps_list):
-        out = os.path.join(work, f"engine_{steps}.png")
-        cmd = [cli, "generate", "--model", model, "--prompt", PROMPT, "--steps", str(steps), "--width",
-               str(args.width), "--height", str(args.height), "--seed", str(args.seed), "--threads",
-               str(args.threads), "--device", "cpu", "--dtype", "float32", "--output", out]
-        if args.cfg > 1:
-            cmd += ["--negative-prompt", " ", "--true-cfg-scale", str(args.cfg)]
-        t0 = time.perf_counter()
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        total = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        if p.returncode != 0:
-            sys.exit(f"engine failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
-        res[steps] = dict(total=total, cpu=cpu, output=out, log=(p.stdout + p.stderr)[-2000:])
-    return res
+def run_cli(cli, model, args, steps, work):
+    out = os.path.join(work, f"engine_{steps}.png")
+    cmd = [cli, "generate", "--model", model, "--prompt", PROMPT, "--steps", str(steps), "--width",
+           str(args.width), "--height", str(args.height), "--seed", str(args.seed), "--threads",
+           str(args.threads), "--device", "cpu", "--dtype", "float32", "--quiet", "--output", out]
+    if args.cfg > 1:
+        cmd += ["--negative-prompt", " ", "--true-cfg-scale", str(args.cfg)]
+    t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    total = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    if p.returncode != 0:
+        sys.exit(f"engine failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return dict(total=total, cpu=cpu, output=out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cli", default=os.path.join(ROOT, "build-ref", "daemon", "cli", "qwen-image"))
+    ap.add_argument("--cli", default=os.path.join(ROOT, "build", "daemon", "cli", "qwen-image"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--height", type=int, default=512)
@@ -93,6 +96,7 @@ def main():
     ap.add_argument("--model-seed", type=int, default=20251124)
     ap.add_argument("--work", default=None, help="folder for the model and outputs (default: a temp dir)")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     args = ap.parse_args()
     steps_list = [int(s) for s in args.steps.split(",")]
     assert len(steps_list) == 2 and steps_list[0] < steps_list[1]
@@ -108,31 +112,48 @@ def main():
           f"{cfg['attention_head_dim']}; image {args.width}x{args.height} "
           f"({(args.width // 16) * (args.height // 16)} tokens); cfg {args.cfg}; threads {args.threads}")
     a, b = steps_list
+    if not args.reference_only and not os.path.exists(args.cli):
+        sys.exit(f"engine CLI not found: {args.cli} (build the qwen-image target)")
 
-    ref, ref_imgs = run_reference(model, args, steps_list)
-    ref_step = (ref[b]["total"] - ref[a]["total"]) / (b - a)
-    ref_cpu = (ref[b]["cpu"] - ref[a]["cpu"]) / (b - a)
-    ref_med = statistics.median(ref[b]["step_intervals"]) if ref[b]["step_intervals"] else float("nan")
-    print(f"reference (diffusers QwenImagePipeline): total {a} steps {ref[a]['total']:.2f} s, {b} steps "
-          f"{ref[b]['total']:.2f} s -> {ref_step:.3f} s/step wall, {ref_cpu:.3f} CPU-s/step "
-          f"(median callback interval {ref_med:.3f} s)")
+    # Interleaved rounds (reference A, B, engine A, B), so that a machine whose speed drifts
+    # affects both alike; per-step = (T_B - T_A) / (B - A) in each round; medians are reported.
+    ref = Reference(model, args)
+    ref.run(a)  # warm-up
+    rows = []
+    for r in range(args.repeat):
+        ra, rb = ref.run(a), ref.run(b)
+        row = dict(ref_wall=(rb["total"] - ra["total"]) / (b - a), ref_cpu=(rb["cpu"] - ra["cpu"]) / (b - a),
+                   ref_cb=statistics.median(rb["step_intervals"]) if rb["step_intervals"] else float("nan"))
+        ref_img = rb["image"]
+        if not args.reference_only:
+            if r == 0:
+                run_cli(args.cli, model, args, a, work)  # warm-up (page cache)
+            ea, eb = run_cli(args.cli, model, args, a, work), run_cli(args.cli, model, args, b, work)
+            row.update(eng_wall=(eb["total"] - ea["total"]) / (b - a), eng_cpu=(eb["cpu"] - ea["cpu"]) / (b - a))
+            eng_out = eb["output"]
+            print(f"round {r + 1}/{args.repeat}: reference {row['ref_wall']:.3f} s/step, engine "
+                  f"{row['eng_wall']:.3f} s/step, ratio {row['eng_wall'] / row['ref_wall']:.3f}", flush=True)
+        else:
+            print(f"round {r + 1}/{args.repeat}: reference {row['ref_wall']:.3f} s/step", flush=True)
+        rows.append(row)
+
+    med = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+    print(f"reference (diffusers QwenImagePipeline): {med['ref_wall']:.3f} s/step wall, {med['ref_cpu']:.3f} "
+          f"CPU-s/step (median callback interval {med['ref_cb']:.3f} s); median of {args.repeat} rounds")
     if args.reference_only:
         return
-    if not os.path.exists(args.cli):
-        sys.exit(f"engine CLI not found: {args.cli} (build the qwen-image target)")
-    eng = run_cli(args.cli, model, args, steps_list, work)
-    eng_step = (eng[b]["total"] - eng[a]["total"]) / (b - a)
-    eng_cpu = (eng[b]["cpu"] - eng[a]["cpu"]) / (b - a)
-    print(f"engine (qwen-image generate):            total {a} steps {eng[a]['total']:.2f} s, {b} steps "
-          f"{eng[b]['total']:.2f} s -> {eng_step:.3f} s/step wall, {eng_cpu:.3f} CPU-s/step")
-    print(f"ratio engine/reference per step: wall {eng_step / ref_step:.3f}, CPU {eng_cpu / ref_cpu:.3f}  "
-          f"(goal <= 1)")
+    print(f"engine (qwen-image generate):            {med['eng_wall']:.3f} s/step wall, {med['eng_cpu']:.3f} "
+          f"CPU-s/step; median of {args.repeat} rounds")
+    ratios = sorted(row["eng_wall"] / row["ref_wall"] for row in rows)
+    print(f"ratio engine/reference per step: wall {med['eng_wall'] / med['ref_wall']:.3f}, CPU "
+          f"{med['eng_cpu'] / med['ref_cpu']:.3f} (medians; per-round wall ratios "
+          f"{', '.join(f'{x:.3f}' for x in ratios)}; goal <= 1)")
     try:
         import numpy as np
         from PIL import Image
 
-        e = np.asarray(Image.open(eng[b]["output"]).convert("RGB")).astype(int)
-        r = ref_imgs[b].astype(int)
+        e = np.asarray(Image.open(eng_out).convert("RGB")).astype(int)
+        r = ref_img.astype(int)
         if e.shape == r.shape:
             d = np.abs(e - r)
             print(f"output images ({b} steps): max |engine - reference| = {d.max()} levels, "

@@ -35,6 +35,8 @@ struct Options {
   std::string output;
   std::vector<std::string> image_paths;
   std::string mask_path;
+  std::optional<qwen::PipelineKind> edit_pipeline;  // edit: --pipeline edit|edit-plus
+  bool strength_given = false;
   bool daemon = false;
   std::string instance;
   bool quiet = false;
@@ -64,14 +66,22 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n");
   if (edit)
     std::fprintf(out,
-                 "  --image IN.png           input image; repeat for several (Edit-Plus models)\n"
-                 "                           default size: ~1 MP with the image's aspect ratio\n");
+                 "  --image IN.png           input image; repeat for several (edit-plus)\n"
+                 "                           default size: ~1 MP with the image's aspect ratio\n"
+                 "  --pipeline edit|edit-plus  default: the one model_index.json names;\n"
+                 "                           several images need edit-plus\n"
+                 "  --mask MASK.png          confine the edit to the white area (Edit-Inpaint;\n"
+                 "                           one image, same size as the mask)\n"
+                 "  --strength S             with --mask: how much to change, (0, 1] (default 1)\n"
+                 "  --geometry reference|exact  reference (default): resize like diffusers;\n"
+                 "                           exact: keep the aspect ratio, return the result on\n"
+                 "                           the input's pixel grid (no drift)\n");
   else if (needs_image)
     std::fprintf(out,
                  "  --image IN.png           input image\n"
                  "  --strength S             how much to change, (0, 1] (default 0.6)\n");
   if (kind == qwen::PipelineKind::Inpaint)
-    std::fprintf(out, "  --mask MASK.png          white = repaint\n");
+    std::fprintf(out, "  --mask MASK.png          white = repaint (same size as the image)\n");
   std::fprintf(out,
                "  --output OUT.png         one image: exactly OUT.png; several: OUT-0.png, ...\n"
                "  --daemon                 run through qwen-imaged instead of in-process\n"
@@ -170,12 +180,29 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.image_paths.push_back(value());
       if (kind != qwen::PipelineKind::Edit && o.image_paths.size() > 1)
         throw UsageError("--image can be given once");
-    } else if (kind != qwen::PipelineKind::Generate && kind != qwen::PipelineKind::Edit &&
-               a == "--strength")
+    } else if (kind != qwen::PipelineKind::Generate && a == "--strength") {
       o.run.strength = parse_float(a, value());
-    else if (kind == qwen::PipelineKind::Inpaint && a == "--mask")
+      o.strength_given = true;
+    } else if ((kind == qwen::PipelineKind::Inpaint || kind == qwen::PipelineKind::Edit) &&
+               a == "--mask")
       o.mask_path = value();
-    else
+    else if (kind == qwen::PipelineKind::Edit && a == "--pipeline") {
+      const std::string v = value();
+      if (v == "edit")
+        o.edit_pipeline = qwen::PipelineKind::Edit;
+      else if (v == "edit-plus")
+        o.edit_pipeline = qwen::PipelineKind::EditPlus;
+      else
+        throw UsageError("--pipeline must be 'edit' or 'edit-plus', got '" + v + "'");
+    } else if (kind == qwen::PipelineKind::Edit && a == "--geometry") {
+      const std::string v = value();
+      if (v == "reference")
+        o.run.geometry = qwen::GeometryMode::Reference;
+      else if (v == "exact")
+        o.run.geometry = qwen::GeometryMode::Exact;
+      else
+        throw UsageError("--geometry must be 'reference' or 'exact', got '" + v + "'");
+    } else
       throw UsageError("unknown option '" + a + "'");
   }
   if (o.run.prompts.empty()) throw UsageError("--prompt is required");
@@ -185,6 +212,24 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError("--image is required");
   if (kind == qwen::PipelineKind::Inpaint && o.mask_path.empty())
     throw UsageError("--mask is required");
+  if (kind == qwen::PipelineKind::Edit) {
+    if (o.mask_path.empty() && o.strength_given)
+      throw UsageError("--strength applies to an edit with --mask only");
+    if (!o.mask_path.empty()) {
+      if (o.edit_pipeline == qwen::PipelineKind::EditPlus)
+        throw UsageError("--mask works with the edit pipeline only (Edit-Inpaint), not edit-plus");
+      if (o.image_paths.size() > 1) throw UsageError("--mask takes exactly one --image");
+      if (!o.strength_given) o.run.strength = 1.0f;  // the reference's Edit-Inpaint default
+      o.run.pipeline = qwen::PipelineKind::EditInpaint;
+    } else if (o.edit_pipeline == qwen::PipelineKind::Edit && o.image_paths.size() > 1) {
+      throw UsageError("the edit pipeline takes one --image; use --pipeline edit-plus for " +
+                       std::to_string(o.image_paths.size()));
+    } else if (o.edit_pipeline) {
+      o.run.pipeline = *o.edit_pipeline;
+    } else if (o.image_paths.size() > 1) {
+      o.run.pipeline = qwen::PipelineKind::EditPlus;
+    }
+  }
   if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
   return o;
 }
@@ -248,10 +293,6 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
     const auto paths = output_paths(o.output, n_images);
     for (const auto& p : paths) check_writable(p);
     for (const auto& path : o.image_paths) o.run.images.push_back(load_image(path, "input image"));
-    // Edit: the model decides between Edit (one image) and Edit-Plus (several); through the
-    // daemon, several images mean Edit-Plus.
-    if (kind == qwen::PipelineKind::Edit && o.run.images.size() > 1)
-      o.run.pipeline = qwen::PipelineKind::EditPlus;
     if (!o.mask_path.empty()) o.run.mask = load_image(o.mask_path, "mask");
 
     auto start = std::chrono::steady_clock::now();
@@ -271,7 +312,11 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
     std::vector<qwen::ImageU8> images;
     if (o.daemon) {
 #ifdef QWEN_HAVE_DAEMON_CLIENT
-      images = qwen::cli::run_via_daemon(o.run, o.instance, progress, o.engine.model_dir);
+      // Edit without --pipeline / --mask: the daemon picks the model's own edit pipeline.
+      const bool edit_auto = kind == qwen::PipelineKind::Edit && !o.edit_pipeline &&
+                             o.run.pipeline == qwen::PipelineKind::Edit;
+      images = qwen::cli::run_via_daemon(o.run, o.instance, progress, o.engine.model_dir,
+                                         edit_auto ? "edit-auto" : "");
 #else
       throw std::runtime_error("--daemon is not available in this build");
 #endif
@@ -286,8 +331,10 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
             info.dtype.c_str(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
-      if (kind == qwen::PipelineKind::Edit &&
-          engine->info().default_pipeline == qwen::PipelineKind::EditPlus)
+      // Edit without --pipeline / --mask: the pipeline model_index.json names (several images
+      // always mean Edit-Plus); the daemon applies the same rule to "edit-auto".
+      if (kind == qwen::PipelineKind::Edit && o.run.pipeline == qwen::PipelineKind::Edit &&
+          !o.edit_pipeline && engine->info().default_pipeline == qwen::PipelineKind::EditPlus)
         o.run.pipeline = qwen::PipelineKind::EditPlus;
       start = last = std::chrono::steady_clock::now();
       images = engine->run(o.run, progress);

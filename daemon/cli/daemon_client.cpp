@@ -51,9 +51,10 @@ ipc::ImageView view_of(const ImageU8& img, const char* what) {
 }  // namespace
 
 std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& instance,
-                                    const ProgressFn& progress, const std::string& model) {
+                                    const ProgressFn& progress, const std::string& model,
+                                    const std::string& pipeline) {
   ipc::JobRequest r;
-  r.pipeline = pipeline_name(p.pipeline);
+  r.pipeline = pipeline.empty() ? std::string(pipeline_name(p.pipeline)) : pipeline;
   r.model = model;
   r.prompts = p.prompts;
   r.negative_prompts = p.negative_prompts;

@@ -13,7 +13,9 @@ namespace qwen::cli {
 // daemon's models by name or folder ("" = its default). `progress` is called as steps complete;
 // returning false cancels (CancelledError). Every other failure (no daemon, daemon died,
 // rejected request, failed job) throws EngineError with a message that says which.
+// `pipeline`: the protocol's pipeline name to send instead of params.pipeline's (e.g. "edit-auto").
 std::vector<ImageU8> run_via_daemon(const RunParams& params, const std::string& instance,
-                                    const ProgressFn& progress = {}, const std::string& model = "");
+                                    const ProgressFn& progress = {}, const std::string& model = "",
+                                    const std::string& pipeline = "");
 
 }  // namespace qwen::cli

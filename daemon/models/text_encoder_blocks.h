@@ -4,18 +4,11 @@
 
 #include <torch/torch.h>
 
+#include "models/linear.h"
+
 namespace qwen::models::qwenvl {
 
-// y = x W^T + b. Unlike torch::nn::Linear the parameters are left uninitialized (torch::empty, so
-// no memory is touched) because every parameter is replaced by the checkpoint loader.
-class LinearImpl : public torch::nn::Module {
- public:
-  LinearImpl(int64_t in, int64_t out, bool bias);
-  torch::Tensor forward(const torch::Tensor& x);
-
-  torch::Tensor weight, bias;
-};
-TORCH_MODULE(Linear);
+using qwen::models::Linear;  // uninitialized until loaded (models/linear.h)
 
 // Qwen2RMSNorm: float32 normalization, cast back to the input dtype, then times the weight
 // (two roundings in bf16, exactly as the reference).

@@ -102,9 +102,9 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
     : config_(config), rope_(config.axes_dims_rope) {
   config_.validate();
   const int64_t d = config_.inner_dim();
-  img_in = register_module("img_in", torch::nn::Linear(config_.in_channels, d));
+  img_in = register_module("img_in", Linear(config_.in_channels, d));
   txt_norm = register_module("txt_norm", dit::RMSNorm(config_.joint_attention_dim));
-  txt_in = register_module("txt_in", torch::nn::Linear(config_.joint_attention_dim, d));
+  txt_in = register_module("txt_in", Linear(config_.joint_attention_dim, d));
   time_text_embed = register_module("time_text_embed",
                                     dit::TimestepProjEmbeddings(d, config_.use_additional_t_cond));
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());
@@ -115,10 +115,9 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
     transformer_blocks->push_back(blocks_.back());
   }
   norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
-  norm_out_linear = norm_out->register_module("linear", torch::nn::Linear(d, 2 * d));
+  norm_out_linear = norm_out->register_module("linear", Linear(d, 2 * d));
   proj_out = register_module(
-      "proj_out",
-      torch::nn::Linear(d, config_.patch_size * config_.patch_size * config_.out_channels));
+      "proj_out", Linear(d, config_.patch_size * config_.patch_size * config_.out_channels));
   if (build_device != torch::Device(torch::kCPU)) this->to(build_device);
 }
 

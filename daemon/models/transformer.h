@@ -64,13 +64,13 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
 
   const TransformerConfig& config() const { return config_; }
 
-  torch::nn::Linear img_in{nullptr}, txt_in{nullptr}, proj_out{nullptr};
+  Linear img_in{nullptr}, txt_in{nullptr}, proj_out{nullptr};
   dit::RMSNorm txt_norm{nullptr};
   dit::TimestepProjEmbeddings time_text_embed{nullptr};
   torch::nn::ModuleList transformer_blocks{nullptr};
   // `norm_out` (AdaLayerNormContinuous): only `norm_out.linear` carries weights.
   std::shared_ptr<torch::nn::Module> norm_out;
-  torch::nn::Linear norm_out_linear{nullptr};
+  Linear norm_out_linear{nullptr};
 
  private:
   TransformerConfig config_;

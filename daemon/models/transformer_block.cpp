@@ -7,21 +7,21 @@ namespace qwen::models::dit {
 JointAttentionImpl::JointAttentionImpl(int64_t dim, int64_t heads, int64_t head_dim)
     : heads_(heads) {
   const int64_t inner = heads * head_dim;
-  to_q = register_module("to_q", torch::nn::Linear(dim, inner));
-  to_k = register_module("to_k", torch::nn::Linear(dim, inner));
-  to_v = register_module("to_v", torch::nn::Linear(dim, inner));
-  add_q_proj = register_module("add_q_proj", torch::nn::Linear(dim, inner));
-  add_k_proj = register_module("add_k_proj", torch::nn::Linear(dim, inner));
-  add_v_proj = register_module("add_v_proj", torch::nn::Linear(dim, inner));
+  to_q = register_module("to_q", Linear(dim, inner));
+  to_k = register_module("to_k", Linear(dim, inner));
+  to_v = register_module("to_v", Linear(dim, inner));
+  add_q_proj = register_module("add_q_proj", Linear(dim, inner));
+  add_k_proj = register_module("add_k_proj", Linear(dim, inner));
+  add_v_proj = register_module("add_v_proj", Linear(dim, inner));
   norm_q = register_module("norm_q", RMSNorm(head_dim));
   norm_k = register_module("norm_k", RMSNorm(head_dim));
   norm_added_q = register_module("norm_added_q", RMSNorm(head_dim));
   norm_added_k = register_module("norm_added_k", RMSNorm(head_dim));
-  out_ = torch::nn::Linear(inner, dim);
+  out_ = Linear(inner, dim);
   to_out = register_module("to_out", torch::nn::ModuleList());
   to_out->push_back(out_);
   to_out->push_back(torch::nn::Identity());  // dropout
-  to_add_out = register_module("to_add_out", torch::nn::Linear(inner, dim));
+  to_add_out = register_module("to_add_out", Linear(inner, dim));
 }
 
 std::pair<torch::Tensor, torch::Tensor> JointAttentionImpl::forward(const torch::Tensor& xa,
@@ -79,8 +79,8 @@ std::pair<torch::Tensor, torch::Tensor> modulate(const torch::Tensor& z,
 TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim,
                                            bool zero_cond_t)
     : zero_cond_t_(zero_cond_t) {
-  img_mod_linear_ = torch::nn::Linear(dim, 6 * dim);
-  txt_mod_linear_ = torch::nn::Linear(dim, 6 * dim);
+  img_mod_linear_ = Linear(dim, 6 * dim);
+  txt_mod_linear_ = Linear(dim, 6 * dim);
   img_mod = register_module("img_mod", torch::nn::ModuleList());
   img_mod->push_back(torch::nn::SiLU());
   img_mod->push_back(img_mod_linear_);

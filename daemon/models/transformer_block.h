@@ -20,15 +20,15 @@ class JointAttentionImpl : public torch::nn::Module {
                                                   const torch::Tensor& txt_freqs,
                                                   const torch::Tensor& key_mask);
 
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
-  torch::nn::Linear add_q_proj{nullptr}, add_k_proj{nullptr}, add_v_proj{nullptr};
+  Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  Linear add_q_proj{nullptr}, add_k_proj{nullptr}, add_v_proj{nullptr};
   RMSNorm norm_q{nullptr}, norm_k{nullptr}, norm_added_q{nullptr}, norm_added_k{nullptr};
   torch::nn::ModuleList to_out{nullptr};  // [Linear, dropout]
-  torch::nn::Linear to_add_out{nullptr};
+  Linear to_add_out{nullptr};
 
  private:
   int64_t heads_;
-  torch::nn::Linear out_{nullptr};
+  Linear out_{nullptr};
 };
 TORCH_MODULE(JointAttention);
 
@@ -50,7 +50,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   FeedForward img_mlp{nullptr}, txt_mlp{nullptr};
 
  private:
-  torch::nn::Linear img_mod_linear_{nullptr}, txt_mod_linear_{nullptr};
+  Linear img_mod_linear_{nullptr}, txt_mod_linear_{nullptr};
   bool zero_cond_t_;
 };
 TORCH_MODULE(TransformerBlock);

@@ -32,8 +32,8 @@ torch::Tensor timestep_sinusoid(const torch::Tensor& t, int64_t channels) {
 }
 
 TimestepEmbeddingImpl::TimestepEmbeddingImpl(int64_t in_channels, int64_t dim) {
-  linear_1 = register_module("linear_1", torch::nn::Linear(in_channels, dim));
-  linear_2 = register_module("linear_2", torch::nn::Linear(dim, dim));
+  linear_1 = register_module("linear_1", Linear(in_channels, dim));
+  linear_2 = register_module("linear_2", Linear(dim, dim));
 }
 
 torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& x) {
@@ -59,14 +59,14 @@ torch::Tensor TimestepProjEmbeddingsImpl::forward(const torch::Tensor& t, torch:
 }
 
 GeluProjImpl::GeluProjImpl(int64_t in, int64_t out) {
-  proj = register_module("proj", torch::nn::Linear(in, out));
+  proj = register_module("proj", Linear(in, out));
 }
 
 torch::Tensor GeluProjImpl::forward(const torch::Tensor& x) { return torch::gelu(proj(x), "tanh"); }
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   act_ = GeluProj(dim, dim * mult);
-  out_ = torch::nn::Linear(dim * mult, dim);
+  out_ = Linear(dim * mult, dim);
   net = register_module("net", torch::nn::ModuleList());
   net->push_back(act_);
   net->push_back(torch::nn::Identity());  // dropout: identity at inference

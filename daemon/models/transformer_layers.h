@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "models/linear.h"
+
 namespace qwen::models::dit {
 
 // RMSNorm over the last dimension with a learned gain (`weight`), eps 1e-6, no bias.
@@ -30,7 +32,7 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
  public:
   TimestepEmbeddingImpl(int64_t in_channels, int64_t dim);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear linear_1{nullptr}, linear_2{nullptr};
+  Linear linear_1{nullptr}, linear_2{nullptr};
 };
 TORCH_MODULE(TimestepEmbedding);
 
@@ -53,7 +55,7 @@ class GeluProjImpl : public torch::nn::Module {
  public:
   GeluProjImpl(int64_t in, int64_t out);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear proj{nullptr};
+  Linear proj{nullptr};
 };
 TORCH_MODULE(GeluProj);
 
@@ -65,7 +67,7 @@ class FeedForwardImpl : public torch::nn::Module {
 
  private:
   GeluProj act_{nullptr};
-  torch::nn::Linear out_{nullptr};
+  Linear out_{nullptr};
 };
 TORCH_MODULE(FeedForward);
 

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "io/checkpoint.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
 #include "pipelines/image_latents.h"
@@ -230,13 +231,17 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
         tokenizer::Qwen2Tokenizer::resolve_folder(options.model_dir));
   });
   transformer_ = with_context("transformer", [&] {
-    auto cfg =
-        models::TransformerConfig::from_json_file((dir / "transformer" / "config.json").string());
+    // Canonical keys (ComfyUI prefixes stripped); zero_cond_t from config.json or from the
+    // `__index_timestep_zero__` marker that ComfyUI 2511 files carry instead of the config key;
+    // without a config.json the configuration is derived from the tensor shapes.
+    auto weights =
+        io::open_component((dir / "transformer").string(), io::ComponentKind::Transformer);
+    auto cfg = models::TransformerConfig::from_json_text(
+        weights.config.dump(), (dir / "transformer" / "config.json").string());
+    cfg.zero_cond_t = cfg.zero_cond_t || weights.zero_cond_t;
+    // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
-    auto store = io::TensorStore::open((dir / "transformer").string());
-    // ComfyUI 2511 files carry a flag tensor instead of the config key.
-    store.erase("__index_timestep_zero__");
-    models::load_module(*t, store, "transformer", dtype_, device_);
+    models::load_module(*t, weights.store, "transformer", dtype_, device_);
     t->eval();
     return t;
   });

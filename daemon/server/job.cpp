@@ -208,7 +208,13 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
       return;
     }
     RunParams p;
-    p.pipeline = *kind_of(j.req.pipeline);
+    if (j.req.pipeline == "edit-auto")  // the model's own edit pipeline; several images: Plus
+      p.pipeline =
+          j.req.images.size() > 1 || engine->info().default_pipeline == PipelineKind::EditPlus
+              ? PipelineKind::EditPlus
+              : PipelineKind::Edit;
+    else
+      p.pipeline = *kind_of(j.req.pipeline);
     p.prompts = j.req.prompts;
     p.negative_prompts = j.req.negative_prompts;
     p.width = j.req.width;

@@ -162,7 +162,7 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
                         (model_name.empty() ? std::string("the daemon lists no model")
                                             : "the model is '" + model_name + "'") +
                         ". Choose an edit model in the dialog or load one in the daemon.");
-      req.pipeline = "edit";
+      req.pipeline = "edit-auto";  // Edit or Edit-Plus, as the model's model_index.json says
       // The plug-in already hands over the layer at the model size with its aspect ratio and
       // scales the result back itself, so the reference geometry gives the same pixel grid.
       req.exact_geometry = false;

@@ -99,13 +99,13 @@ bool valid_utf8(const std::string& s) {
 
 bool known_pipeline(const std::string& n) {
   return n == "generate" || n == "img2img" || n == "inpaint" || n == "edit" || n == "edit-plus" ||
-         n == "edit-inpaint";
+         n == "edit-inpaint" || n == "edit-auto";
 }
 
 PipelineInputs pipeline_inputs(const std::string& n) {
   if (n == "img2img") return {1, 1, false};
   if (n == "inpaint") return {1, 1, true};
-  if (n == "edit" || n == "edit-plus") return {1, kMaxImages, false};
+  if (n == "edit" || n == "edit-plus" || n == "edit-auto") return {1, kMaxImages, false};
   if (n == "edit-inpaint") return {1, 1, true};
   return {0, 0, false};
 }
@@ -143,7 +143,7 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   if (!ok) return "pipeline name is not NUL-terminated";
   if (!known_pipeline(r.pipeline))
     return "unknown pipeline '" + (valid_utf8(r.pipeline) ? r.pipeline : std::string("?")) +
-           "' (expected generate, img2img, inpaint, edit, edit-plus or edit-inpaint)";
+           "' (expected generate, img2img, inpaint, edit, edit-plus, edit-inpaint or edit-auto)";
   r.model = fixed_string(h.model, sizeof h.model, &ok);
   if (!ok) return "model name is not NUL-terminated";
   if (!valid_utf8(r.model)) return "model name is not valid UTF-8";

@@ -12,6 +12,7 @@ using qwen::test::unique_instance;
 
 namespace {
 const std::string kModel = std::string(QWEN_FIXTURES) + "/models/qwen-image-tiny";
+const std::string kEditModel = std::string(QWEN_FIXTURES) + "/models/qwen-image-edit-2509-tiny";
 }
 
 TEST(DaemonTiny, SameImageAsInProcess) {
@@ -51,4 +52,43 @@ TEST(DaemonTiny, SameImageAsInProcess) {
   EXPECT_EQ(st.models[0], "qwen-image-tiny");
   EXPECT_NE(st.model_states[0].find("loaded"), std::string::npos) << st.model_states[0];
   EXPECT_GT(st.device_memory_bytes, 0);
+}
+
+// "edit-auto" (the plug-in's Edit Layer, `qwen-image edit` without --pipeline): the daemon runs
+// the model's own edit pipeline. The Edit-2509 model names QwenImageEditPlusPipeline, so one image
+// gives exactly the Edit-Plus result, not the (different) single-image Edit one.
+TEST(DaemonTiny, EditAutoRunsTheModelsOwnEditPipeline) {
+  Daemon d(QWEN_IMAGED, unique_instance("edit-auto"),
+           {"--model", kEditModel, "--device", "cpu", "--dtype", "float32", "--threads", "1"});
+  RunParams p;
+  p.pipeline = PipelineKind::Edit;
+  p.prompts = {"make it night"};
+  p.width = 64;
+  p.height = 48;
+  p.steps = 2;
+  p.seed = 7;
+  p.true_cfg_scale = 1.0f;
+  ImageU8 img;
+  img.width = 48;
+  img.height = 32;
+  img.channels = 3;
+  img.pixels.resize(img.size_bytes());
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t((i * 37) % 251);
+  p.images = {img};
+  auto via = cli::run_via_daemon(p, d.instance(), {}, "", "edit-auto");
+
+  EngineOptions o;
+  o.model_dir = kEditModel;
+  o.device = "cpu";
+  o.dtype = "float32";
+  o.threads = 1;
+  auto engine = Engine::open(o);
+  ASSERT_EQ(engine->info().default_pipeline, PipelineKind::EditPlus);
+  auto edit = engine->run(p);
+  p.pipeline = PipelineKind::EditPlus;
+  auto plus = engine->run(p);
+  ASSERT_EQ(via.size(), 1u);
+  ASSERT_EQ(plus.size(), 1u);
+  EXPECT_EQ(via[0].pixels, plus[0].pixels);
+  EXPECT_NE(edit[0].pixels, plus[0].pixels) << "Edit and Edit-Plus should differ on this input";
 }

@@ -129,3 +129,66 @@ TEST(Cli, EditWithTwoImagesMatchesReferencePng) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_edit_plus/output.png")), 1);
 }
+
+// --pipeline edit on the Edit-2509 model (whose model_index.json names Edit-Plus) runs the
+// single-image QwenImageEditPipeline: the pipeline_edit fixture was made exactly that way.
+TEST(Cli, EditPipelineOptionOverridesTheModelsDefault) {
+  const auto out = tmp("edit-single.png");
+  const std::string args = "edit --model " + qwen::test::tiny_edit_model_dir() +
+                           " --threads 2 --prompt 'Make the sky purple' --negative-prompt ' '"
+                           " --image " +
+                           fixture_path("cases/pipeline_edit/image_0.png") +
+                           " --width 64 --height 64 --steps 2 --seed 5 --quiet --output " + out;
+  auto r = run(args + " --pipeline edit");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_edit/output.png")), 1);
+  // Without --pipeline the model's own pipeline (Edit-Plus) runs: another image.
+  const auto out_plus = tmp("edit-default.png");
+  r = run(args.substr(0, args.size() - out.size()) + out_plus);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_GT(max_diff(out_plus, fixture_path("cases/pipeline_edit/output.png")), 1);
+}
+
+// --mask on edit: Edit-Inpaint; with --geometry exact the result is on the input's pixel grid.
+TEST(Cli, EditWithMaskIsEditInpaint) {
+  auto in = qwen::read_png(fixture_path("cases/pipeline_inpaint/image_0.png"));
+  auto mask = qwen::read_png(fixture_path("cases/pipeline_inpaint/mask.png"));
+  ASSERT_EQ(in.width, mask.width);
+  const auto out = tmp("edit-inpaint.png");
+  fs::remove(out);
+  auto r = run("edit --model " + qwen::test::tiny_edit_model_dir() +
+               " --threads 2 --prompt 'a cat' --true-cfg-scale 1 --image " +
+               fixture_path("cases/pipeline_inpaint/image_0.png") + " --mask " +
+               fixture_path("cases/pipeline_inpaint/mask.png") +
+               " --geometry exact --strength 0.8 --steps 2 --seed 3 --output " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto res = qwen::read_png(out);
+  EXPECT_EQ(res.width, in.width);
+  EXPECT_EQ(res.height, in.height);
+}
+
+TEST(Cli, EditOptionsAreChecked) {
+  const auto out = tmp("never-edit.png");
+  const std::string m = "edit --model " + qwen::test::tiny_edit_model_dir() + " --prompt x ";
+  const std::string img = " --image " + fixture_path("cases/pipeline_inpaint/image_0.png");
+  const std::string mask = " --mask " + fixture_path("cases/pipeline_inpaint/mask.png");
+  struct Case {
+    std::string args, expect;
+  };
+  const Case cases[] = {
+      {m + img + " --pipeline sideways --output " + out, "--pipeline must be"},
+      {m + img + " --geometry wobbly --output " + out, "--geometry must be"},
+      {m + img + " --strength 0.5 --output " + out, "--strength applies"},
+      {m + img + img + mask + " --output " + out, "exactly one --image"},
+      {m + img + mask + " --pipeline edit-plus --output " + out, "not edit-plus"},
+      {m + img + img + " --pipeline edit --output " + out, "edit-plus"},
+      {m + img + " --mask " + fixture_path("cases/pipeline_edit/image_0.png") + " --output " + out,
+       "differs from the image size"},
+  };
+  for (const auto& c : cases) {
+    auto r = run(c.args);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.args << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(out));
+}

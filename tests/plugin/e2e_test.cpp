@@ -277,7 +277,7 @@ TEST_F(PluginE2E, EditLayerKeepsSizeAndOffsets) {
   EXPECT_EQ(layers[0].name, "make it night");
   EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{5, 7, 40, 30}));
   std::string params = read_file(env.file("params.txt"));
-  EXPECT_NE(params.find("pipeline=edit\nmodel=qwen-image-edit-2509-tiny\n"), std::string::npos)
+  EXPECT_NE(params.find("pipeline=edit-auto\nmodel=qwen-image-edit-2509-tiny\n"), std::string::npos)
       << params;
 }
 

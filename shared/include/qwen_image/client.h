@@ -43,7 +43,9 @@ struct Image {
 
 struct JobRequest {
   std::string pipeline =
-      "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint
+      "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint |
+                      // edit-auto (the daemon picks edit or edit-plus: several images, or a
+                      // model whose model_index.json names QwenImageEditPlusPipeline -> edit-plus)
   std::string model;  // "" = the daemon's default model
   std::vector<std::string> prompts;  // >= 1
   std::vector<std::string> negative_prompts;
