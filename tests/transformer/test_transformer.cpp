@@ -2,8 +2,11 @@
 // numerically delicate pieces (sinusoid, RoPE positions, modulation, masks) on their own.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/fixtures.h"
 #include "io/safetensors.h"
@@ -55,6 +58,34 @@ TEST(TransformerConfig, ReadsTinyConfig) {
 TEST(TransformerConfig, RealModelParameterCount) {
   TransformerConfig real;  // diffusers defaults = the released 20B configuration
   EXPECT_EQ(real.parameter_count(), 20430401088LL);
+}
+
+// Resident memory of this process in bytes (/proc/self/statm).
+int64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// The engine builds the module before loading: with the real 20.4B configuration that must not
+// allocate (let alone randomly initialise) 82 GB of float32 parameters that the loader replaces.
+TEST(Transformer, BuildingTheRealConfigurationTouchesNoMemory) {
+  TransformerConfig real;
+  const int64_t before = resident_bytes();
+  std::optional<QwenImageTransformer2DModel> model;
+  try {
+    model.emplace(real);
+  } catch (const c10::Error& e) {  // address space refused (strict overcommit): not our failure
+    GTEST_SKIP() << "cannot reserve the address space of 20.4B uninitialized floats: "
+                 << e.what_without_backtrace();
+  }
+  const int64_t grown = resident_bytes() - before;
+  int64_t n = 0;
+  for (const auto& p : (*model)->parameters()) n += p.numel();
+  EXPECT_EQ(n, 20430401088LL);
+  EXPECT_LT(grown, int64_t(256) << 20)
+      << "building the module made " << (grown >> 20) << " MiB resident";
 }
 
 TEST(TransformerConfig, RejectsBadConfigs) {
