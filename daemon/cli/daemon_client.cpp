@@ -6,24 +6,6 @@ namespace qwen::cli {
 
 namespace {
 
-const char* pipeline_name(PipelineKind k) {
-  switch (k) {
-    case PipelineKind::Generate:
-      return "generate";
-    case PipelineKind::Img2Img:
-      return "img2img";
-    case PipelineKind::Inpaint:
-      return "inpaint";
-    case PipelineKind::Edit:
-      return "edit";
-    case PipelineKind::EditPlus:
-      return "edit-plus";
-    case PipelineKind::EditInpaint:
-      return "edit-inpaint";
-  }
-  return "generate";
-}
-
 ipc::ImageView view_of(const ImageU8& img, const char* what) {
   ipc::ImageView v;
   v.width = img.width;
@@ -54,7 +36,7 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
                                     const ProgressFn& progress, const std::string& model,
                                     const std::string& pipeline) {
   ipc::JobRequest r;
-  r.pipeline = pipeline.empty() ? std::string(pipeline_name(p.pipeline)) : pipeline;
+  r.pipeline = pipeline.empty() ? std::string(to_string(p.pipeline)) : pipeline;
   r.model = model;
   r.prompts = p.prompts;
   r.negative_prompts = p.negative_prompts;

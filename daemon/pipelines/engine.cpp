@@ -21,31 +21,6 @@ namespace fs = std::filesystem;
 
 namespace qwen {
 
-const char* to_string(PipelineKind k) {
-  switch (k) {
-    case PipelineKind::Generate:
-      return "generate";
-    case PipelineKind::Img2Img:
-      return "img2img";
-    case PipelineKind::Inpaint:
-      return "inpaint";
-    case PipelineKind::Edit:
-      return "edit";
-    case PipelineKind::EditPlus:
-      return "edit-plus";
-    case PipelineKind::EditInpaint:
-      return "edit-inpaint";
-  }
-  return "unknown";
-}
-
-std::optional<PipelineKind> pipeline_from_string(const std::string& s) {
-  for (auto k : {PipelineKind::Generate, PipelineKind::Img2Img, PipelineKind::Inpaint,
-                 PipelineKind::Edit, PipelineKind::EditPlus, PipelineKind::EditInpaint})
-    if (s == to_string(k)) return k;
-  return std::nullopt;
-}
-
 void set_torch_threads(int threads) {
   if (threads < 0) throw EngineError("thread count must be >= 0 (0 = all cores)");
   int n = threads;

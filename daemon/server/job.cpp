@@ -126,16 +126,6 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
 
 namespace {
 
-std::optional<PipelineKind> kind_of(const std::string& n) {
-  if (n == "generate") return PipelineKind::Generate;
-  if (n == "img2img") return PipelineKind::Img2Img;
-  if (n == "inpaint") return PipelineKind::Inpaint;
-  if (n == "edit") return PipelineKind::Edit;
-  if (n == "edit-plus") return PipelineKind::EditPlus;
-  if (n == "edit-inpaint") return PipelineKind::EditInpaint;
-  return std::nullopt;
-}
-
 ImageU8 read_image(const Job& j, const ImageDesc& d) {
   ImageU8 img;
   img.width = d.width;
@@ -214,7 +204,7 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
               ? PipelineKind::EditPlus
               : PipelineKind::Edit;
     else
-      p.pipeline = *kind_of(j.req.pipeline);
+      p.pipeline = *pipeline_from_string(j.req.pipeline);
     p.prompts = j.req.prompts;
     p.negative_prompts = j.req.negative_prompts;
     p.width = j.req.width;
