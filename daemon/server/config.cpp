@@ -126,7 +126,7 @@ const char* usage_text() {
   return "usage: qwen-imaged [--model [NAME=]DIR ...] [--device cpu|cuda|cuda:N]\n"
          "                   [--dtype float32|bfloat16] [--instance NAME] [--threads N] [--lazy]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
-         "                   [--preview-every N]\n"
+         "                   [--preview-every N] [--max-resident-models N]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
          "memory.\n"
          "Settings come from ~/.config/qwen-image/daemon.conf (see docs/daemon.md); the command\n"
@@ -177,6 +177,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--threads", "threads"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
+        {"--max-resident-models", "max_resident_models"},
         {"--preview-every", "preview_every"},
         {"--fake-step-ms", "fake_step_ms"},
         {"--config", ""}};

@@ -1,6 +1,7 @@
 // Jobs through the daemon (fake engine): results, formats, progress, cancel, rejection, status.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -259,4 +260,46 @@ TEST(Daemon, InstancesAreIsolated) {
   Daemon b(unique_instance("isoB"));
   EXPECT_EQ(Client::connect(a.instance()).status().pid, a.pid());
   EXPECT_EQ(Client::connect(b.instance()).status().pid, b.pid());
+}
+
+// max_resident_models 1: using a second model unloads the least recently used one; using the
+// first again swaps them back. Jobs keep giving the right results throughout.
+TEST(Daemon, MaxResidentModelsUnloadsTheLeastRecentlyUsed) {
+  Daemon d(unique_instance("lru"), {"--model", "a=/fake/a", "--model", "b=/fake/b", "--lazy",
+                                    "--max-resident-models", "1"});
+  Client c = Client::connect(d.instance());
+  auto state_of = [&](const std::string& name) {
+    const DaemonStatus s = c.status();
+    for (size_t i = 0; i < s.models.size(); ++i)
+      if (s.models[i] == name) {  // "name<TAB>state<TAB>folder"
+        const std::string& st = s.model_states[i];
+        const size_t a = st.find('\t'), b = st.find('\t', a + 1);
+        return st.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+      }
+    return std::string("absent");
+  };
+  // The status block is republished with the heartbeat: wait (up to 3 s) for the expected state.
+  auto settled = [&](const std::string& name, const std::string& want) {
+    std::string st;
+    for (int i = 0; i < 150 && (st = state_of(name)) != want; ++i) usleep(20000);
+    return st;
+  };
+  auto run_on = [&](const char* model) {
+    JobRequest r = generate(5);
+    r.model = model;
+    auto out = c.run(r);
+    ASSERT_EQ(out.size(), 1u);
+    expect_rgb_equal(out[0], expected_generate(r)[0]);
+  };
+  EXPECT_EQ(settled("a", "configured"), "configured");
+  EXPECT_EQ(settled("b", "configured"), "configured");
+  run_on("a");
+  EXPECT_EQ(settled("a", "loaded"), "loaded");
+  EXPECT_EQ(settled("b", "configured"), "configured");
+  run_on("b");
+  EXPECT_EQ(settled("a", "unloaded"), "unloaded");
+  EXPECT_EQ(settled("b", "loaded"), "loaded");
+  run_on("a");
+  EXPECT_EQ(settled("a", "loaded"), "loaded");
+  EXPECT_EQ(settled("b", "unloaded"), "unloaded");
 }
