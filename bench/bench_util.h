@@ -1,4 +1,4 @@
-// Helpers shared by the transformer benchmarks (bench_transformer, bench_edit).
+// Helpers of the transformer benchmarks (dit_bench.cpp: bench_transformer, bench_edit).
 #pragma once
 
 #include <dlfcn.h>

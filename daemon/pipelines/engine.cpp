@@ -310,23 +310,32 @@ TextCondition to_condition(const PromptEmbeds& pe, torch::Dtype dtype) {
   return {pe.embeds.to(dtype), pe.mask};
 }
 
-std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t seed,
-                                              const ProgressFn& progress) {
-  torch::NoGradGuard ng;
-  auto cond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.prompts,
-                                             p.max_sequence_length, p.images_per_prompt),
-                           dtype_);
-  TextCondition uncond;
-  if (p.do_cfg)
-    uncond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.negative_prompts,
-                                            p.max_sequence_length, p.images_per_prompt),
-                          dtype_);
+namespace {
+LatentJob latent_job(const ResolvedParams& p) {
   LatentJob job;
   job.height = p.height;
   job.width = p.width;
   job.steps = p.steps;
   job.true_cfg_scale = p.true_cfg_scale;
   job.batch = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
+  return job;
+}
+}  // namespace
+
+std::pair<TextCondition, TextCondition> QwenEngine::encode_t2i_conditions(const ResolvedParams& p) {
+  auto encode = [&](const std::vector<std::string>& prompts) {
+    return to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, prompts,
+                                          p.max_sequence_length, p.images_per_prompt),
+                        dtype_);
+  };
+  return {encode(p.prompts), p.do_cfg ? encode(p.negative_prompts) : TextCondition{}};
+}
+
+std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t seed,
+                                              const ProgressFn& progress) {
+  torch::NoGradGuard ng;
+  auto [cond, uncond] = encode_t2i_conditions(p);
+  const LatentJob job = latent_job(p);
   auto gen = make_generator(seed);
   auto latents =
       t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
@@ -343,20 +352,8 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
                       " needs exactly one input image (got " +
                       std::to_string(params.images.size()) + ")");
   if (inpaint && !params.mask) throw EngineError("inpaint needs a mask image");
-  auto cond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.prompts,
-                                             p.max_sequence_length, p.images_per_prompt),
-                           dtype_);
-  TextCondition uncond;
-  if (p.do_cfg)
-    uncond = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, p.negative_prompts,
-                                            p.max_sequence_length, p.images_per_prompt),
-                          dtype_);
-  LatentJob job;
-  job.height = p.height;
-  job.width = p.width;
-  job.steps = p.steps;
-  job.true_cfg_scale = p.true_cfg_scale;
-  job.batch = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
+  auto [cond, uncond] = encode_t2i_conditions(p);
+  const LatentJob job = latent_job(p);
 
   auto gen = make_generator(params.seed);
   auto image_latents = with_context("input image", [&] {

@@ -90,6 +90,8 @@ class QwenEngine : public Engine {
   // Edit (one image) and Edit-Plus (one or more images; one prompt): engine_edit.cpp.
   std::vector<ImageU8> run_edit(const ResolvedParams& p, const RunParams& params,
                                 const ProgressFn& progress);
+  // The prompts (and, with CFG, the negative prompts) through the text-to-image template.
+  std::pair<TextCondition, TextCondition> encode_t2i_conditions(const ResolvedParams& p);
   // Packed final latents -> RGB images.
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
 

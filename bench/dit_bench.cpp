@@ -1,0 +1,204 @@
+#include "dit_bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "bench_util.h"
+#include "models/transformer.h"
+#include "pipelines/latents.h"
+#include "pipelines/scheduler.h"
+
+namespace qwen::bench {
+
+namespace {
+
+struct Args {
+  std::string device = "cpu";
+  std::string dtype;
+  int width = 1024, height = 1024;
+  int steps = 3;
+  int warmup = 1;
+  int cond_width = 0, cond_height = 0;  // edit: 0 = the target size
+  int txt_len = 0;                      // 0: 128 (t2i) / 256 (edit: template + vision tokens)
+  bool cfg = true;
+  bool reduced = false;
+  int layers = 0, heads = 0;
+  int threads = 0;
+  bool zero_cond_t = false;
+};
+
+void usage(bool edit) {
+  std::fprintf(stderr,
+               "usage: %s [--device cpu|cuda] [--dtype float32|bfloat16]\n"
+               "         [--width W] [--height H]%s\n"
+               "         [--steps N] [--warmup N] [--txt-len T] [--no-cfg]%s\n"
+               "         [--reduced] [--layers L] [--heads H] [--threads T]\n"
+               "  default: the real 20.4B configuration (60 layers, 24 heads x 128), 1024x1024%s;\n"
+               "  --reduced: 2 layers x 8 heads (for CPUs); --layers/--heads override.\n",
+               edit ? "bench_edit" : "bench_transformer",
+               edit ? " [--cond-width W] [--cond-height H]" : "", edit ? " [--zero-cond-t]" : "",
+               edit ? " target and condition" : "");
+}
+
+bool parse(int argc, char** argv, bool edit, Args& a) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto next = [&]() -> int {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return std::atoi(argv[++i]);
+    };
+    if (k == "--device" && i + 1 < argc)
+      a.device = argv[++i];
+    else if (k == "--dtype" && i + 1 < argc)
+      a.dtype = argv[++i];
+    else if (k == "--width")
+      a.width = next();
+    else if (k == "--height")
+      a.height = next();
+    else if (edit && k == "--cond-width")
+      a.cond_width = next();
+    else if (edit && k == "--cond-height")
+      a.cond_height = next();
+    else if (edit && k == "--zero-cond-t")
+      a.zero_cond_t = true;
+    else if (k == "--steps")
+      a.steps = next();
+    else if (k == "--warmup")
+      a.warmup = next();
+    else if (k == "--txt-len")
+      a.txt_len = next();
+    else if (k == "--no-cfg")
+      a.cfg = false;
+    else if (k == "--reduced")
+      a.reduced = true;
+    else if (k == "--layers")
+      a.layers = next();
+    else if (k == "--heads")
+      a.heads = next();
+    else if (k == "--threads")
+      a.threads = next();
+    else
+      return false;
+  }
+  if (a.txt_len == 0) a.txt_len = edit ? 256 : 128;
+  if (a.cond_width == 0) a.cond_width = a.width;
+  if (a.cond_height == 0) a.cond_height = a.height;
+  return a.width >= 16 && a.height >= 16 && a.cond_width >= 16 && a.cond_height >= 16 &&
+         a.steps >= 1 && a.txt_len >= 1 && a.warmup >= 0 &&
+         (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16");
+}
+
+}  // namespace
+
+int run_dit_bench(int argc, char** argv, bool edit) {
+  Args a;
+  if (!parse(argc, argv, edit, a)) {
+    usage(edit);
+    return 2;
+  }
+  torch::set_num_threads(a.threads > 0 ? a.threads
+                                       : static_cast<int>(std::thread::hardware_concurrency()));
+  const torch::Device device(a.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "CUDA is not available\n");
+    return 1;
+  }
+  const torch::Dtype dtype = a.dtype.empty()
+                                 ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat32)
+                             : a.dtype == "bfloat16" ? torch::kBFloat16
+                                                     : torch::kFloat32;
+  qwen::models::TransformerConfig cfg;  // the released 20B configuration
+  if (a.reduced) {
+    cfg.num_layers = 2;
+    cfg.num_attention_heads = 8;
+  }
+  if (a.layers > 0) cfg.num_layers = a.layers;
+  if (a.heads > 0) cfg.num_attention_heads = a.heads;
+  cfg.zero_cond_t = a.zero_cond_t;
+
+  torch::NoGradGuard ng;
+  auto t0 = std::chrono::steady_clock::now();
+  // Parameters are created (uninitialized) in the target dtype, block by block on the device, then
+  // filled with random values there.
+  const auto old_dtype = c10::get_default_dtype();
+  c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
+  qwen::models::QwenImageTransformer2DModel model(cfg, device);
+  c10::set_default_dtype(old_dtype);
+  for (auto& p : model->named_parameters()) {
+    if (p.key().find("norm") != std::string::npos)
+      p.value().fill_(1.0);
+    else
+      p.value().normal_(0.0, 0.02);
+  }
+  model->eval();
+  if (device.is_cuda()) torch::cuda::synchronize();
+  const double build_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const int64_t h = a.height / 16, w = a.width / 16;
+  const int64_t hc = a.cond_height / 16, wc = a.cond_width / 16;
+  const int64_t s_img = h * w;                // target (noise) tokens
+  const int64_t s_cond = edit ? hc * wc : 0;  // condition-image tokens
+  const int64_t s_neg = std::max(1, a.txt_len / 4);
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  auto gen = qwen::pipelines::make_generator(0);
+  auto latents = qwen::pipelines::randn(gen, {1, s_img, 64}, dtype, device);
+  torch::Tensor cond_latents;
+  if (edit) cond_latents = qwen::pipelines::randn(gen, {1, s_cond, 64}, dtype, device);
+  auto txt = torch::randn({1, a.txt_len, cfg.joint_attention_dim}, opts);
+  auto neg = torch::randn({1, s_neg, cfg.joint_attention_dim}, opts);
+  qwen::pipelines::FlowMatchEulerScheduler sched(qwen::pipelines::SchedulerConfig::qwen_image());
+  sched.set_timesteps(a.warmup + a.steps, qwen::pipelines::calculate_shift(s_img, sched.config()));
+  auto ts = torch::tensor(sched.timesteps()).to(device);
+
+  std::printf("config: %lld layers, %lld heads x %lld (%.2f B parameters), %s %s\n",
+              (long long)cfg.num_layers, (long long)cfg.num_attention_heads,
+              (long long)cfg.attention_head_dim, cfg.parameter_count() / 1e9, device.str().c_str(),
+              dtype == torch::kBFloat16 ? "bfloat16" : "float32");
+  if (edit)
+    std::printf("edit: target %dx%d (%lld tokens) + condition %dx%d (%lld tokens)", a.width,
+                a.height, (long long)s_img, a.cond_width, a.cond_height, (long long)s_cond);
+  else
+    std::printf("image %dx%d (%lld tokens)", a.width, a.height, (long long)s_img);
+  std::printf(", text %d tokens%s%s; built in %.1f s\n", a.txt_len,
+              a.cfg ? " + negative (true CFG)" : "", a.zero_cond_t ? ", zero_cond_t" : "", build_s);
+
+  std::vector<qwen::models::ImageShape> shapes{{1, h, w}};
+  if (edit) shapes.push_back({1, hc, wc});
+  double timed = 0;
+  for (int i = 0; i < a.warmup + a.steps; ++i) {
+    if (device.is_cuda()) torch::cuda::synchronize();
+    auto s0 = std::chrono::steady_clock::now();
+    auto t = ts[i].expand({1}).to(dtype) / 1000;
+    auto x = edit ? torch::cat({latents, cond_latents}, 1) : latents;
+    auto v = model->forward(x, txt, {}, t, shapes).slice(1, 0, s_img);
+    if (a.cfg) {
+      auto vn = model->forward(x, neg, {}, t, shapes).slice(1, 0, s_img);
+      v = qwen::pipelines::true_cfg(v, vn, 4.0);
+    }
+    latents = sched.step(v, latents);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    const bool warm = i < a.warmup;
+    if (!warm) timed += dt;
+    std::printf("step %d%s: %.3f s\n", i + 1, warm ? " (warm-up)" : "", dt);
+  }
+  const double per_step = timed / a.steps;
+  double flops = forward_flops(cfg, s_img + s_cond, a.txt_len);
+  if (a.cfg) flops += forward_flops(cfg, s_img + s_cond, s_neg);
+  std::printf("seconds per step: %.3f\n", per_step);
+  std::printf("achieved: %.2f TFLOP/s (%.2f TFLOP per step)\n", flops / per_step / 1e12,
+              flops / 1e12);
+  if (device.is_cuda()) std::printf("device memory in use: %.2f GiB\n", cuda_used_gib());
+  std::printf("peak host memory (RSS): %.2f GiB\n", host_peak_gib());
+  std::printf("finite output: %s\n", torch::isfinite(latents).all().item<bool>() ? "yes" : "no");
+  return 0;
+}
+
+}  // namespace qwen::bench
