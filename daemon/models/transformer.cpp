@@ -148,9 +148,11 @@ torch::Tensor QwenImageTransformer2DModelImpl::forward(
   if (config_.zero_cond_t) {
     t = torch::cat({t, t * 0}, 0);
     const int64_t first = img_shapes[0][0] * img_shapes[0][1] * img_shapes[0][2];
-    auto row = torch::ones({img_tokens}, torch::TensorOptions().dtype(torch::kInt32));
+    // Built on the device: a host tensor copied per call would synchronise the stream.
+    auto row =
+        torch::ones({img_tokens}, torch::TensorOptions().dtype(torch::kInt32).device(x.device()));
     row.slice(0, 0, first).zero_();
-    modulate_index = row.unsqueeze(0).expand({batch, img_tokens}).to(x.device());
+    modulate_index = row.unsqueeze(0).expand({batch, img_tokens});
   }
   auto c = txt_in(txt_norm(encoder_hidden_states));
   const int64_t s_txt = c.size(1);
