@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "common/real_checkpoints.h"
 #include "common/st_writer.h"
 #include "io/checkpoint.h"
 
@@ -223,71 +224,11 @@ TEST(SingleFile, ComfyTransformerWithPrefixAndZeroCondMarker) {
 
 TEST(SingleFile, RealSizeTransformerConfigFromShapes) {
   // The 20B layout with sparse data: only the header is real, the config comes from shapes.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"img_in.weight", {3072, 64}},
-      {"img_in.bias", {3072}},
-      {"txt_norm.weight", {3584}},
-      {"txt_in.weight", {3072, 3584}},
-      {"txt_in.bias", {3072}},
-      {"time_text_embed.timestep_embedder.linear_1.weight", {3072, 256}},
-      {"time_text_embed.timestep_embedder.linear_1.bias", {3072}},
-      {"time_text_embed.timestep_embedder.linear_2.weight", {3072, 3072}},
-      {"time_text_embed.timestep_embedder.linear_2.bias", {3072}},
-      {"norm_out.linear.weight", {6144, 3072}},
-      {"norm_out.linear.bias", {6144}},
-      {"proj_out.weight", {64, 3072}},
-      {"proj_out.bias", {64}}};
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> block = {
-      {"img_mod.1.weight", {18432, 3072}},
-      {"img_mod.1.bias", {18432}},
-      {"txt_mod.1.weight", {18432, 3072}},
-      {"txt_mod.1.bias", {18432}},
-      {"attn.to_q.weight", {3072, 3072}},
-      {"attn.to_q.bias", {3072}},
-      {"attn.to_k.weight", {3072, 3072}},
-      {"attn.to_k.bias", {3072}},
-      {"attn.to_v.weight", {3072, 3072}},
-      {"attn.to_v.bias", {3072}},
-      {"attn.add_q_proj.weight", {3072, 3072}},
-      {"attn.add_q_proj.bias", {3072}},
-      {"attn.add_k_proj.weight", {3072, 3072}},
-      {"attn.add_k_proj.bias", {3072}},
-      {"attn.add_v_proj.weight", {3072, 3072}},
-      {"attn.add_v_proj.bias", {3072}},
-      {"attn.norm_q.weight", {128}},
-      {"attn.norm_k.weight", {128}},
-      {"attn.norm_added_q.weight", {128}},
-      {"attn.norm_added_k.weight", {128}},
-      {"attn.to_out.0.weight", {3072, 3072}},
-      {"attn.to_out.0.bias", {3072}},
-      {"attn.to_add_out.weight", {3072, 3072}},
-      {"attn.to_add_out.bias", {3072}},
-      {"img_mlp.net.0.proj.weight", {12288, 3072}},
-      {"img_mlp.net.0.proj.bias", {12288}},
-      {"img_mlp.net.2.weight", {3072, 12288}},
-      {"img_mlp.net.2.bias", {3072}},
-      {"txt_mlp.net.0.proj.weight", {12288, 3072}},
-      {"txt_mlp.net.0.proj.bias", {12288}},
-      {"txt_mlp.net.2.weight", {3072, 12288}},
-      {"txt_mlp.net.2.bias", {3072}}};
-  for (int i = 0; i < 60; ++i)
-    for (const auto& [k, s] : block)
-      shapes.push_back(
-          {"model.diffusion_model.transformer_blocks." + std::to_string(i) + "." + k, s});
-  json h = json::object();
-  uint64_t off = 0, params = 0;
-  for (const auto& [k, s] : shapes) {
-    uint64_t n = 1;
-    for (auto d : s) n *= d;
-    params += n;
-    h[k] = {{"dtype", "BF16"}, {"shape", s}, {"data_offsets", {off, off + 2 * n}}};
-    off += 2 * n;
-  }
-  EXPECT_EQ(params, 20430401088ull);  // spec §1.1
   TempDir tmp;
   const fs::path p = tmp.path() / "qwen_image_bf16.safetensors";
-  write_file(p, st_raw(h.dump(), ""));
-  fs::resize_file(p, fs::file_size(p) + off);  // sparse: no disk used
+  const uint64_t params =
+      write_sparse_bf16(p, qwen::test::real_transformer_shapes("model.diffusion_model."));
+  EXPECT_EQ(params, 20430401088ull);  // spec §1.1
   auto c = open_component(p.string());
   EXPECT_EQ(c.kind, ComponentKind::Transformer);
   EXPECT_EQ(c.store.total_bytes(), 2 * 20430401088ull);

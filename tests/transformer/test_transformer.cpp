@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "common/fixtures.h"
+#include "common/real_checkpoints.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/transformer.h"
 #include "models/weights.h"
@@ -61,7 +63,7 @@ TEST(TransformerConfig, RealModelParameterCount) {
 }
 
 // Resident memory of this process in bytes (/proc/self/statm).
-int64_t resident_bytes() {
+static int64_t resident_bytes() {
   std::ifstream f("/proc/self/statm");
   int64_t size = 0, resident = 0;
   f >> size >> resident;
@@ -86,6 +88,47 @@ TEST(Transformer, BuildingTheRealConfigurationTouchesNoMemory) {
   EXPECT_EQ(n, 20430401088LL);
   EXPECT_LT(grown, int64_t(256) << 20)
       << "building the module made " << (grown >> 20) << " MiB resident";
+}
+
+// The real 20.4B layout as a ComfyUI single file (keys from the spec, data a sparse hole): the
+// configuration derived from the shapes is the released one, and the module built from it takes
+// every tensor by name and shape, mapped without a copy (BF16 on the CPU). Two of the 60 blocks
+// are loaded (the others are dropped from the store) so that a regression to copying cannot
+// exhaust the test machine's memory.
+TEST(Transformer, LoadsTheRealSizeComfyUiFileWithoutCopying) {
+  qwen::test::TempDir tmp;
+  const auto path = tmp.path() / "qwen_image_bf16.safetensors";
+  qwen::test::write_sparse_bf16(path,
+                                qwen::test::real_transformer_shapes("model.diffusion_model."));
+  auto w = qwen::io::open_component(path.string(), qwen::io::ComponentKind::Transformer);
+  auto cfg = TransformerConfig::from_json_text(w.config.dump(), path.string());
+  EXPECT_EQ(cfg.num_layers, 60);
+  EXPECT_EQ(cfg.parameter_count(), 20430401088LL);
+  EXPECT_FALSE(w.zero_cond_t);
+
+  const int64_t kept = 2;
+  for (const auto& name : w.store.names())
+    if (name.rfind("transformer_blocks.", 0) == 0 &&
+        std::stoll(name.substr(std::string("transformer_blocks.").size())) >= kept)
+      w.store.erase(name);
+  cfg.num_layers = kept;
+  const int64_t before = resident_bytes();
+  QwenImageTransformer2DModel model(cfg);
+  auto report =
+      qwen::models::load_module(*model, w.store, "transformer", torch::kBFloat16, torch::kCPU);
+  EXPECT_TRUE(report.missing.empty());
+  int64_t n = 0, mapped = 0;
+  for (const auto& p : model->named_parameters()) {
+    EXPECT_EQ(p.value().scalar_type(), torch::kBFloat16) << p.key();
+    const auto* ref = w.store.find(p.key());
+    ASSERT_NE(ref, nullptr) << p.key();
+    if (p.value().data_ptr() == ref->file->data(*ref->info)) ++mapped;
+    n += p.value().numel();
+  }
+  EXPECT_EQ(n, cfg.parameter_count());
+  EXPECT_EQ(mapped, int64_t(model->parameters().size())) << "parameters copied instead of mapped";
+  const int64_t grown = resident_bytes() - before;
+  EXPECT_LT(grown, int64_t(256) << 20) << "loading made " << (grown >> 20) << " MiB resident";
 }
 
 TEST(TransformerConfig, RejectsBadConfigs) {
