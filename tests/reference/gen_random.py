@@ -6,12 +6,22 @@ the CPU benchmark (bench/reference/compare_cpu.py).
     .venv/bin/python tests/reference/gen_random.py OUT --seed S [--parts transformer,vae,text_encoder,t2i]
                                                    [--size tiny|mid] [--threads 1]
 
+Parts: transformer, vae, text_encoder (components); t2i, img2img, inpaint (QwenImagePipeline,
+QwenImageImg2ImgPipeline, QwenImageInpaintPipeline on OUT/model); edit, edit_plus, edit_inpaint
+(QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageEditInpaintPipeline on OUT/edit_model).
+
 OUT/model/              model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/
                         (weights stored as BF16 or F32, chosen at random; tokenizer + scheduler config copied
                         from the project's fixtures)
+OUT/edit_model/         (edit parts) the same components (symlinks to OUT/model) plus processor/ (copied from
+                        the fixture edit model) and an edit model_index.json (QwenImageEditPlusPipeline)
 OUT/case.json           seed, library versions, the random configuration, per-part parameters
 OUT/<part>.safetensors  inputs and reference outputs of each part (float32 / int64)
-OUT/t2i_output.png      the reference pipeline's image for the t2i part
+OUT/<part>_output.png   the reference pipeline's image of each pipeline part; its input images are
+                        OUT/<part>_image_<i>.png and OUT/<part>_mask.png (white = repaint), named in case.json
+
+The edit pipelines run with the slow (PIL) Qwen2VLImageProcessor (use_fast=False), which the engine
+implements; their default, Qwen2VLImageProcessorFast, resizes with torchvision (README.md there).
 
 All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
 """
@@ -76,6 +86,80 @@ def even_split(rng, total, parts=3):
     return [2 * (b[i + 1] - b[i]) for i in range(parts)]
 
 
+PIPELINE_PARTS = ("t2i", "img2img", "inpaint", "edit", "edit_plus", "edit_inpaint")
+EDIT_PARTS = ("edit", "edit_plus", "edit_inpaint")
+
+
+def off16(rng, lo, hi):
+    """A random side in [lo, hi] that is not a multiple of 16."""
+    while True:
+        v = rng.randint(lo, hi)
+        if v % 16:
+            return v
+
+
+def rand_image(rng, gen, w, h):
+    """A random RGB image: a smooth random colour field plus pixel noise of random strength."""
+    coarse = torch.rand(1, 3, rng.randint(2, 6), rng.randint(2, 6), generator=gen)
+    smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
+    noise = torch.rand(3, h, w, generator=gen)
+    a = rng.choice([0.0, 0.2, 1.0])
+    x = ((1 - a) * smooth + a * noise).clamp(0, 1).permute(1, 2, 0)
+    return Image.fromarray((x * 255).round().to(torch.uint8).numpy())
+
+
+def rand_mask(rng, w, h):
+    """1-3 random rectangles (mostly 255, sometimes a grey near the 0.5 binarization threshold) on black."""
+    m = np.zeros((h, w), np.uint8)
+    for _ in range(rng.randint(1, 3)):
+        x0, x1 = sorted(rng.sample(range(w + 1), 2))
+        y0, y1 = sorted(rng.sample(range(h + 1), 2))
+        m[y0:y1, x0:x1] = rng.choice([255, 255, rng.randint(96, 160)])
+    return Image.fromarray(m)
+
+
+def rand_cfg(rng):
+    """(negative prompt or None, true_cfg_scale): CFG on half of the time."""
+    on = rng.random() < 0.5
+    return (rand_prompt(rng, 0, 4) if on else None), (round(rng.uniform(1.5, 5.0), 2) if on else 1.0)
+
+
+def rand_strength(rng, steps):
+    """Strength in [0.2, 1]. Above 1 - 1/steps the job starts from pure noise (the pipelines keep all steps
+    and the input image only enters through the inpaint blend / edit condition): 3 of 4 draws stay below."""
+    edge = 1.0 - 1.0 / steps
+    return round(rng.uniform(0.2, edge) if rng.random() < 0.75 else rng.uniform(edge, 1.0), 2)
+
+
+def run_pipeline(pipe, out, part, p, **kw):
+    """Runs the pipeline of part `part` with the parameters `p` (its case.json entry) plus `kw` (images,
+    mask, strength) and writes OUT/<part>.safetensors (the float image) and OUT/<part>_output.png."""
+    pipe.set_progress_bar_config(disable=True)
+    t = time.time()
+    img = pipe(prompt=p["prompt"], negative_prompt=p["negative_prompt"], true_cfg_scale=p["true_cfg_scale"],
+               height=p["height"], width=p["width"], num_inference_steps=p["steps"],
+               generator=torch.Generator().manual_seed(p["seed"]), output_type="np", **kw).images[0]
+    p["seconds"] = round(time.time() - t, 2)
+    png = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(png).save(os.path.join(out, f"{part}_output.png"))
+    save_tensors(dict(image=torch.from_numpy(img)), os.path.join(out, f"{part}.safetensors"))
+    p["output_size"] = [png.shape[1], png.shape[0]]
+    print(f"gen_random: {part} {p['output_size'][0]}x{p['output_size'][1]}, {p['seconds']} s", flush=True)
+
+
+def make_edit_model(mdir, edir):
+    """OUT/edit_model: the components of OUT/model (relative symlinks) + processor/ + an edit model_index."""
+    os.makedirs(edir, exist_ok=True)
+    for c in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+        link = os.path.join(edir, c)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..", os.path.basename(mdir), c), link)
+    # copytree follows the fixture's vocab.json / merges.txt symlinks: real files here.
+    shutil.copytree(os.path.join(FIXTURE_EDIT_MODEL, "processor"), os.path.join(edir, "processor"),
+                    dirs_exist_ok=True)
+    shutil.copy(os.path.join(FIXTURE_EDIT_MODEL, "model_index.json"), os.path.join(edir, "model_index.json"))
+
+
 def make_configs(rng, size):
     if size == "mid":
         heads, head_dim, layers = 8, 64, 6
@@ -109,7 +193,13 @@ def make_configs(rng, size):
     vae = dict(base_dim=base_dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=rng.choice([1, 2]),
                attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
     storage = rng.choice(["bfloat16", "float32"])
-    return dict(transformer=transformer, text=text, vision=vision, vae=vae, storage=storage)
+    # Gain on the transformer's q/k RMSNorm weights (attention logits scale with its square). With
+    # the plain N(0, 1/fan_in) draw the attention over the thousands of tokens of an edit job is
+    # nearly uniform, so its output (and the image) hardly depends on the prompt or the condition
+    # images: a mirrored input image changed the edit output by < 1 level. A gain of 2-3 makes the
+    # attention peaked and the images depend on every input (mirroring: ~35-95 levels at gain 2.95).
+    qk_gain = round(rng.uniform(2.0, 3.0), 2) if size == "tiny" else 1.0
+    return dict(transformer=transformer, text=text, vision=vision, vae=vae, storage=storage, qk_gain=qk_gain)
 
 
 def build_text_encoder(cfg, gen, storage, out_dir):
@@ -152,6 +242,10 @@ def build_transformer(cfg, gen, storage, out_dir):
 
     model = QwenImageTransformer2DModel(**cfg["transformer"]).eval()
     randomize(model, gen)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 2)[-2] in ("norm_q", "norm_k", "norm_added_q", "norm_added_k"):
+                p.mul_(cfg.get("qk_gain", 1.0))
     model.to(getattr(torch, storage)).save_pretrained(out_dir, safe_serialization=True)
     return QwenImageTransformer2DModel.from_pretrained(out_dir, torch_dtype=torch.float32).eval()
 
@@ -208,8 +302,14 @@ def main():
     if args.storage:
         cfg["storage"] = args.storage
     storage = cfg["storage"]
+    if args.size == "tiny" and any(p in parts for p in EDIT_PARTS):
+        # The edit jobs run at ~1 MP whatever the input size (VAE-encoded condition images, the default
+        # output size): cap the VAE width and the transformer so that each part stays well under a minute.
+        cfg["vae"]["base_dim"] = 4
+        cfg["transformer"]["num_layers"] = min(cfg["transformer"]["num_layers"], 2)
+        cfg["transformer"]["num_attention_heads"] = min(cfg["transformer"]["num_attention_heads"], 2)
     # Components are drawn in a fixed order (same seed -> same weights); only those a part needs are built.
-    need_all = args.model_only or "t2i" in parts
+    need_all = args.model_only or any(p in parts for p in PIPELINE_PARTS)
     te = build_text_encoder(cfg, gen, storage, os.path.join(mdir, "text_encoder")) \
         if need_all or "text_encoder" in parts else None
     tr = build_transformer(cfg, gen, storage, os.path.join(mdir, "transformer")) \
@@ -219,6 +319,8 @@ def main():
     shutil.copytree(os.path.join(FIXTURE_MODEL, "scheduler"), os.path.join(mdir, "scheduler"), dirs_exist_ok=True)
     shutil.copy(os.path.join(FIXTURE_MODEL, "model_index.json"), os.path.join(mdir, "model_index.json"))
     tok = Qwen2Tokenizer.from_pretrained(os.path.join(mdir, "tokenizer"))
+    if any(p in parts for p in EDIT_PARTS):
+        make_edit_model(mdir, os.path.join(out, "edit_model"))
     case = dict(seed=seed, size=args.size, config=cfg, parts={},
                 versions=dict(torch=torch.__version__, diffusers=diffusers.__version__,
                               transformers=transformers.__version__))
@@ -311,6 +413,80 @@ def main():
         save_tensors(dict(image=torch.from_numpy(img)), os.path.join(out, "t2i.safetensors"))
         case["parts"]["t2i"] = dict(prompt=prompt, negative_prompt=neg, true_cfg_scale=scale, height=H, width=W,
                                     steps=steps, seed=pseed)
+
+    def scheduler():
+        return FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(mdir, "scheduler"))
+
+    # Img2Img / Inpaint on OUT/model: a random input image whose sides are not multiples of 16, resized
+    # by the pipeline to a random output size (multiples of 16); random strength; inpaint: a random mask.
+    for part in ("img2img", "inpaint"):
+        if part not in parts:
+            continue
+        from diffusers import QwenImageImg2ImgPipeline, QwenImageInpaintPipeline
+
+        cls = QwenImageInpaintPipeline if part == "inpaint" else QwenImageImg2ImgPipeline
+        pipe = cls(scheduler=scheduler(), vae=vae, text_encoder=te, tokenizer=tok, transformer=tr)
+        iw, ih = off16(rng, 32, 96), off16(rng, 32, 96)
+        image = rand_image(rng, gen, iw, ih)
+        p = dict(images=[f"{part}_image_0.png"], image_sizes=[[iw, ih]])
+        image.save(os.path.join(out, p["images"][0]))
+        kw = dict(image=image)
+        if part == "inpaint":
+            kw["mask_image"] = rand_mask(rng, iw, ih)
+            p["mask"] = f"{part}_mask.png"
+            kw["mask_image"].save(os.path.join(out, p["mask"]))
+        p["prompt"] = rand_prompt(rng)
+        p["negative_prompt"], p["true_cfg_scale"] = rand_cfg(rng)
+        p["height"], p["width"] = 16 * rng.randint(2, 5), 16 * rng.randint(2, 5)
+        p["steps"] = rng.randint(2, 4)
+        p["strength"] = kw["strength"] = rand_strength(rng, p["steps"])
+        p["seed"] = rng.randint(0, 2**31 - 1)
+        case["parts"][part] = p
+        run_pipeline(pipe, out, part, p, **kw)
+
+    # Edit / Edit-Plus / Edit-Inpaint on OUT/edit_model with the slow (PIL) image processor.
+    if any(p in parts for p in EDIT_PARTS):
+        from diffusers import QwenImageEditInpaintPipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline
+        from transformers import Qwen2VLProcessor
+
+        case["edit_model"] = "edit_model"
+        proc = Qwen2VLProcessor.from_pretrained(os.path.join(out, "edit_model", "processor"), use_fast=False)
+        assert type(proc.image_processor).__name__ == "Qwen2VLImageProcessor", type(proc.image_processor)
+    for part in EDIT_PARTS:
+        if part not in parts:
+            continue
+        cls = dict(edit=QwenImageEditPipeline, edit_plus=QwenImageEditPlusPipeline,
+                   edit_inpaint=QwenImageEditInpaintPipeline)[part]
+        pipe = cls(scheduler=scheduler(), vae=vae, text_encoder=te, tokenizer=tok, processor=proc, transformer=tr)
+        nimg = rng.randint(1, 3) if part == "edit_plus" else 1
+        sizes = []
+        while len(sizes) < nimg:
+            size = [off16(rng, 32, 96), off16(rng, 32, 96)]
+            if size not in sizes:
+                sizes.append(size)
+        images = [rand_image(rng, gen, w, h) for w, h in sizes]
+        p = dict(images=[f"{part}_image_{i}.png" for i in range(nimg)], image_sizes=sizes)
+        for im, name in zip(images, p["images"]):
+            im.save(os.path.join(out, name))
+        kw = dict(image=images if part == "edit_plus" else images[0])
+        if part == "edit_inpaint":
+            kw["mask_image"] = rand_mask(rng, *sizes[0])
+            p["mask"] = f"{part}_mask.png"
+            kw["mask_image"].save(os.path.join(out, p["mask"]))
+        p["prompt"] = rand_prompt(rng)
+        p["negative_prompt"], p["true_cfg_scale"] = rand_cfg(rng)
+        # Edit / Edit-Plus: an explicit small output size half of the time, else (null) the reference's
+        # default, ~1024x1024 of the input's / last input's aspect ratio (Edit-Inpaint: always). Three
+        # images: always a small output size and 2 steps (else ~16k image tokens per step).
+        p["height"] = p["width"] = None
+        if part != "edit_inpaint" and (nimg == 3 or rng.random() < 0.5):
+            p["height"], p["width"] = 16 * rng.randint(2, 5), 16 * rng.randint(2, 5)
+        p["steps"] = 2 if nimg == 3 else rng.randint(2, 3)
+        if part == "edit_inpaint":
+            p["strength"] = kw["strength"] = rand_strength(rng, p["steps"])
+        p["seed"] = rng.randint(0, 2**31 - 1)
+        case["parts"][part] = p
+        run_pipeline(pipe, out, part, p, **kw)
 
     case["seconds"] = round(time.time() - t0, 2)
     with open(os.path.join(out, "case.json"), "w", encoding="utf-8") as f:
