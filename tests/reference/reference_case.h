@@ -27,7 +27,8 @@ std::string reference_python(std::string* why);
 
 class ReferenceCase {
  public:
-  // Runs gen_random.py for `parts` ("transformer", "vae", "text_encoder", "t2i", comma-separated).
+  // Runs gen_random.py for `parts` ("transformer", "vae", "text_encoder", "t2i", "img2img",
+  // "inpaint", "edit", "edit_plus", "edit_inpaint", comma-separated).
   // On success ok() is true; when the reference is unavailable skip_reason() is set; on a script
   // failure error() holds its log.
   explicit ReferenceCase(const std::string& parts, const std::string& extra_args = "");
@@ -39,6 +40,8 @@ class ReferenceCase {
   int64_t seed() const { return seed_; }
   const std::string& dir() const { return dir_; }
   std::string model_dir() const { return dir_ + "/model"; }
+  // The edit model folder (edit parts: the components of model_dir() plus processor/).
+  std::string edit_model_dir() const { return dir_ + "/edit_model"; }
   const nlohmann::json& json() const { return json_; }
   // Tensors of OUT/<part>.safetensors (float -> float32, integer -> int64).
   std::map<std::string, torch::Tensor> tensors(const std::string& part) const;
