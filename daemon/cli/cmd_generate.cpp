@@ -226,8 +226,6 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
                        std::to_string(o.image_paths.size()));
     } else if (o.edit_pipeline) {
       o.run.pipeline = *o.edit_pipeline;
-    } else if (o.image_paths.size() > 1) {
-      o.run.pipeline = qwen::PipelineKind::EditPlus;
     }
   }
   if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
@@ -295,6 +293,11 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
     for (const auto& path : o.image_paths) o.run.images.push_back(load_image(path, "input image"));
     if (!o.mask_path.empty()) o.run.mask = load_image(o.mask_path, "mask");
 
+    // Edit without --pipeline / --mask: the model's own edit pipeline (edit_pipeline_for), chosen
+    // by the daemon ("edit-auto") or below once the model is loaded.
+    const bool edit_auto =
+        kind == qwen::PipelineKind::Edit && o.mask_path.empty() && !o.edit_pipeline;
+
     auto start = std::chrono::steady_clock::now();
     auto last = start;
     qwen::ProgressFn progress = [&](const qwen::ProgressInfo& info) {
@@ -312,9 +315,6 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
     std::vector<qwen::ImageU8> images;
     if (o.daemon) {
 #ifdef QWEN_HAVE_DAEMON_CLIENT
-      // Edit without --pipeline / --mask: the daemon picks the model's own edit pipeline.
-      const bool edit_auto = kind == qwen::PipelineKind::Edit && !o.edit_pipeline &&
-                             o.run.pipeline == qwen::PipelineKind::Edit;
       images = qwen::cli::run_via_daemon(o.run, o.instance, progress, o.engine.model_dir,
                                          edit_auto ? "edit-auto" : "");
 #else
@@ -331,11 +331,9 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
             info.dtype.c_str(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
-      // Edit without --pipeline / --mask: the pipeline model_index.json names (several images
-      // always mean Edit-Plus); the daemon applies the same rule to "edit-auto".
-      if (kind == qwen::PipelineKind::Edit && o.run.pipeline == qwen::PipelineKind::Edit &&
-          !o.edit_pipeline && engine->info().default_pipeline == qwen::PipelineKind::EditPlus)
-        o.run.pipeline = qwen::PipelineKind::EditPlus;
+      if (edit_auto)
+        o.run.pipeline =
+            qwen::edit_pipeline_for(engine->info().default_pipeline, o.run.images.size());
       start = last = std::chrono::steady_clock::now();
       images = engine->run(o.run, progress);
     }

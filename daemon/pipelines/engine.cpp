@@ -206,14 +206,13 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
         tokenizer::Qwen2Tokenizer::resolve_folder(options.model_dir));
   });
   transformer_ = with_context("transformer", [&] {
-    // Canonical keys (ComfyUI prefixes stripped); zero_cond_t from config.json or from the
-    // `__index_timestep_zero__` marker that ComfyUI 2511 files carry instead of the config key;
-    // without a config.json the configuration is derived from the tensor shapes.
+    // Canonical keys (ComfyUI prefixes stripped); the config carries zero_cond_t from config.json
+    // or from the `__index_timestep_zero__` marker that ComfyUI 2511 files have instead of the
+    // key; without a config.json the configuration is derived from the tensor shapes.
     auto weights =
         io::open_component((dir / "transformer").string(), io::ComponentKind::Transformer);
     auto cfg = models::TransformerConfig::from_json_text(
         weights.config.dump(), (dir / "transformer" / "config.json").string());
-    cfg.zero_cond_t = cfg.zero_cond_t || weights.zero_cond_t;
     // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
     models::load_module(*t, weights.store, "transformer", dtype_, device_);

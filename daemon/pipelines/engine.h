@@ -3,6 +3,7 @@
 // cheaply.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -27,6 +28,9 @@ struct CancelledError : EngineError {
 enum class PipelineKind { Generate, Img2Img, Inpaint, Edit, EditPlus, EditInpaint };
 const char* to_string(PipelineKind);
 std::optional<PipelineKind> pipeline_from_string(const std::string&);
+// The edit pipeline a model runs when none is named ("edit-auto"): Edit-Plus for several images or
+// for a model whose model_index.json names QwenImageEditPlusPipeline (`model_default`), else Edit.
+PipelineKind edit_pipeline_for(PipelineKind model_default, size_t images);
 
 // How edit inputs are mapped onto the model's sizes.
 //  Reference: resize with a changed aspect ratio and stretch the result back (what diffusers does).

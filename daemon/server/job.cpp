@@ -198,11 +198,8 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
       return;
     }
     RunParams p;
-    if (j.req.pipeline == "edit-auto")  // the model's own edit pipeline; several images: Plus
-      p.pipeline =
-          j.req.images.size() > 1 || engine->info().default_pipeline == PipelineKind::EditPlus
-              ? PipelineKind::EditPlus
-              : PipelineKind::Edit;
+    if (j.req.pipeline == "edit-auto")
+      p.pipeline = edit_pipeline_for(engine->info().default_pipeline, j.req.images.size());
     else
       p.pipeline = *pipeline_from_string(j.req.pipeline);
     p.prompts = j.req.prompts;

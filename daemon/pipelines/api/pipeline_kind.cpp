@@ -28,4 +28,9 @@ std::optional<PipelineKind> pipeline_from_string(const std::string& s) {
   return std::nullopt;
 }
 
+PipelineKind edit_pipeline_for(PipelineKind model_default, size_t images) {
+  return images > 1 || model_default == PipelineKind::EditPlus ? PipelineKind::EditPlus
+                                                               : PipelineKind::Edit;
+}
+
 }  // namespace qwen
