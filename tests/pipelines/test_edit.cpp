@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fixtures.h"
+#include "common/tiny_transformer.h"
 #include "image/png.h"
 #include "io/safetensors.h"
 #include "models/weights.h"
@@ -18,16 +19,6 @@ using qwen::test::AllClose;
 using qwen::test::fixture_path;
 
 namespace {
-
-qwen::models::QwenImageTransformer2DModel edit_transformer() {
-  const auto dir = qwen::test::tiny_edit_model_dir() + "/transformer";
-  qwen::models::QwenImageTransformer2DModel t(
-      qwen::models::TransformerConfig::from_json_file(dir + "/config.json"));
-  qwen::models::load_module(*t, qwen::io::TensorStore::open(dir), "transformer", torch::kFloat32,
-                            torch::kCPU);
-  t->eval();
-  return t;
-}
 
 std::vector<qwen::models::ImageShape> shapes_of(const std::string& name) {
   auto j =
@@ -55,7 +46,7 @@ void check_loop(const std::string& name, int64_t height, int64_t width, int64_t 
   job.width = width;
   job.steps = 2;
   job.true_cfg_scale = 4.0;
-  auto tr = edit_transformer();
+  auto tr = qwen::test::load_transformer(qwen::test::tiny_edit_model_dir());
   auto gen = make_generator(seed);
   DenoiseTrace trace;
   torch::Tensor initial;

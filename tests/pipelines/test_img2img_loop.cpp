@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/fixtures.h"
+#include "common/tiny_transformer.h"
 #include "image/png.h"
 #include "io/safetensors.h"
 #include "models/vae.h"
@@ -19,16 +20,6 @@ using qwen::test::fixture_path;
 
 namespace {
 
-qwen::models::QwenImageTransformer2DModel transformer() {
-  const auto dir = qwen::test::tiny_model_dir() + "/transformer";
-  qwen::models::QwenImageTransformer2DModel t(
-      qwen::models::TransformerConfig::from_json_file(dir + "/config.json"));
-  qwen::models::load_module(*t, qwen::io::TensorStore::open(dir), "transformer", torch::kFloat32,
-                            torch::kCPU);
-  t->eval();
-  return t;
-}
-
 SchedulerConfig sched() {
   return SchedulerConfig::from_json_file(qwen::test::tiny_model_dir() +
                                          "/scheduler/scheduler_config.json");
@@ -41,7 +32,7 @@ TEST(Img2ImgLoop, MatchesReference) {
   auto t = qwen::test::load_tensors(dir + "tensors.safetensors");
   auto vae =
       qwen::models::load_vae(qwen::test::tiny_model_dir() + "/vae", torch::kFloat32, torch::kCPU);
-  auto tr = transformer();
+  auto tr = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   LatentJob job;
   job.height = 64;
   job.width = 80;
@@ -77,7 +68,7 @@ TEST(InpaintLoop, MatchesReference) {
   auto t = qwen::test::load_tensors(dir + "tensors.safetensors");
   auto vae =
       qwen::models::load_vae(qwen::test::tiny_model_dir() + "/vae", torch::kFloat32, torch::kCPU);
-  auto tr = transformer();
+  auto tr = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   LatentJob job;
   job.height = 64;
   job.width = 96;
@@ -105,7 +96,7 @@ TEST(InpaintLoop, MatchesReference) {
 }
 
 TEST(Img2ImgLoop, RejectsBadStrength) {
-  auto tr = transformer();
+  auto tr = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   LatentJob job;
   job.height = 64;
   job.width = 64;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/fixtures.h"
+#include "common/tiny_transformer.h"
 #include "image/png.h"
 #include "io/safetensors.h"
 #include "models/vae.h"
@@ -19,16 +20,6 @@ using qwen::test::AllClose;
 using qwen::test::fixture_path;
 
 namespace {
-
-qwen::models::QwenImageTransformer2DModel load_transformer() {
-  const auto dir = qwen::test::tiny_model_dir() + "/transformer";
-  qwen::models::QwenImageTransformer2DModel t(
-      qwen::models::TransformerConfig::from_json_file(dir + "/config.json"));
-  qwen::models::load_module(*t, qwen::io::TensorStore::open(dir), "transformer", torch::kFloat32,
-                            torch::kCPU);
-  t->eval();
-  return t;
-}
 
 SchedulerConfig scheduler_config() {
   return SchedulerConfig::from_json_file(qwen::test::tiny_model_dir() +
@@ -51,7 +42,7 @@ struct Case {
 
 void check_case(const Case& k) {
   auto t = qwen::test::load_tensors(fixture_path("cases/" + k.name + "/tensors.safetensors"));
-  auto transformer = load_transformer();
+  auto transformer = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   auto cond = condition(t, "prompt_embeds");
   TextCondition uncond;
   if (k.cfg) uncond = condition(t, "negative_prompt_embeds");
@@ -123,7 +114,7 @@ TEST(T2ILoop, TrueCfgBatchWithMasksMatchesReference) {
 
 TEST(T2ILoop, CancelStopsTheLoop) {
   auto t = qwen::test::load_tensors(fixture_path("cases/pipeline_t2i_cfg1/tensors.safetensors"));
-  auto transformer = load_transformer();
+  auto transformer = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   LatentJob job;
   job.height = 64;
   job.width = 96;
@@ -141,7 +132,7 @@ TEST(T2ILoop, CancelStopsTheLoop) {
 
 TEST(T2ILoop, RejectsBadJobs) {
   auto t = qwen::test::load_tensors(fixture_path("cases/pipeline_t2i_cfg1/tensors.safetensors"));
-  auto transformer = load_transformer();
+  auto transformer = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   auto gen = make_generator(0);
   LatentJob job;
   job.height = 60;  // not a multiple of 16

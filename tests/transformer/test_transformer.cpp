@@ -10,6 +10,7 @@
 
 #include "common/fixtures.h"
 #include "common/real_checkpoints.h"
+#include "common/tiny_transformer.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/transformer.h"
@@ -24,16 +25,6 @@ using qwen::test::fixture_path;
 namespace {
 
 std::string transformer_dir() { return qwen::test::tiny_model_dir() + "/transformer"; }
-
-QwenImageTransformer2DModel load_tiny(bool zero_cond_t = false) {
-  auto cfg = TransformerConfig::from_json_file(transformer_dir() + "/config.json");
-  cfg.zero_cond_t = zero_cond_t;
-  QwenImageTransformer2DModel model(cfg);
-  auto store = qwen::io::TensorStore::open(transformer_dir());
-  qwen::models::load_module(*model, store, "transformer", torch::kFloat32, torch::kCPU);
-  model->eval();
-  return model;
-}
 
 // img_shapes of the first sample from a case's inputs.json.
 std::vector<ImageShape> img_shapes_of(const std::string& case_name) {
@@ -239,7 +230,7 @@ TEST(Transformer, RegisteredNamesAreTheCheckpointKeys) {
 }
 
 TEST(Transformer, MatchesReferenceT2I) {
-  auto model = load_tiny();
+  auto model = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   auto t = qwen::test::load_tensors(fixture_path("cases/transformer_t2i/tensors.safetensors"));
   torch::NoGradGuard ng;
   auto out = model->forward(t.at("hidden_states"), t.at("encoder_hidden_states"),
@@ -251,7 +242,7 @@ TEST(Transformer, MatchesReferenceT2I) {
 TEST(Transformer, PaddedTextIsMaskedOut) {
   // Sample 0 of transformer_t2i has 7 valid tokens padded to 12: running it alone with only the 7
   // valid tokens and no mask must give the same output (text positions do not depend on padding).
-  auto model = load_tiny();
+  auto model = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   auto t = qwen::test::load_tensors(fixture_path("cases/transformer_t2i/tensors.safetensors"));
   torch::NoGradGuard ng;
   auto out = model->forward(t.at("hidden_states").slice(0, 0, 1),
@@ -261,7 +252,7 @@ TEST(Transformer, PaddedTextIsMaskedOut) {
 }
 
 TEST(Transformer, MatchesReferenceEditMulti) {
-  auto model = load_tiny();
+  auto model = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   auto t =
       qwen::test::load_tensors(fixture_path("cases/transformer_edit_multi/tensors.safetensors"));
   torch::NoGradGuard ng;
@@ -277,8 +268,8 @@ TEST(Transformer, MatchesReferenceEditMulti) {
 }
 
 TEST(Transformer, ZeroCondTimestep) {
-  auto plain = load_tiny(false);
-  auto zero = load_tiny(true);
+  auto plain = qwen::test::load_transformer(qwen::test::tiny_model_dir(), false);
+  auto zero = qwen::test::load_transformer(qwen::test::tiny_model_dir(), true);
   auto t =
       qwen::test::load_tensors(fixture_path("cases/transformer_edit_multi/tensors.safetensors"));
   torch::NoGradGuard ng;
@@ -301,7 +292,7 @@ TEST(Transformer, ZeroCondTimestep) {
 }
 
 TEST(Transformer, RejectsMismatchedInputs) {
-  auto model = load_tiny();
+  auto model = qwen::test::load_transformer(qwen::test::tiny_model_dir());
   torch::NoGradGuard ng;
   auto x = torch::randn({1, 24, 64});
   auto c = torch::randn({1, 5, 32});
