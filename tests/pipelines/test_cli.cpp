@@ -21,7 +21,11 @@ struct Result {
 };
 
 Result run(const std::string& args) {
-  const std::string cmd = std::string(QWEN_CLI) + " " + args + " 2>&1";
+  // Appended piecewise: GCC 12 gives a false -Warray-bounds for the chained operator+.
+  std::string cmd = QWEN_CLI;
+  cmd += ' ';
+  cmd += args;
+  cmd += " 2>&1";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
