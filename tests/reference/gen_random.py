@@ -20,12 +20,25 @@ OUT/<part>.safetensors  inputs and reference outputs of each part (float32 / int
 OUT/<part>_output.png   the reference pipeline's image of each pipeline part; its input images are
                         OUT/<part>_image_<i>.png and OUT/<part>_mask.png (white = repaint), named in case.json
 
-The edit pipelines run with the slow (PIL) Qwen2VLImageProcessor (use_fast=False), which the engine
-implements; their default, Qwen2VLImageProcessorFast, resizes with torchvision (README.md there).
+The edit pipelines run with the PIL image processor (transformers 4: the slow Qwen2VLImageProcessor,
+use_fast=False; transformers 5: Qwen2VLImageProcessorPil), which the engine implements; a plain from_pretrained
+gives the torchvision one (transformers 4: Qwen2VLImageProcessorFast, 5: Qwen2VLImageProcessor), selectable
+with --edit-processor default (README.md there).
+
+transformers 5 computes Qwen2.5-VL's 3-D M-RoPE positions only when the processor's mm_token_type_ids reach
+the model; diffusers (<= 0.42.1) does not pass them (diffusers issue #14194), so out of the box the image
+tokens get plain 1-D positions. The model was trained with the 3-D positions (transformers 4 computes them
+from input_ids), and the engine implements them: the text encoder gets mm_token_type_ids through a forward
+pre-hook, as diffusers' fix (PR #14189) passes them, and every text-encoder call with images is checked to
+have used 3-D positions (--mm-token-types omit: the out-of-the-box 1-D behaviour, for measurements only).
+
+Runs under transformers 4.57 / diffusers 0.39 and transformers 5 / diffusers 0.42 alike (same seed, same
+weights and inputs: bench/tests compare the two stacks with compare_cases.py).
 
 All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
 """
 import argparse
+import inspect
 import json
 import math
 import os
@@ -59,6 +72,100 @@ WORDS = ("a red cat sits on the blue sofa near window light morning 一只 猫 �
 
 def rand_prompt(rng, lo=2, hi=14):
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
+
+
+def transformers_major():
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def load_processor(path, backend="pil"):
+    """Qwen2VLProcessor of `path` with the PIL image processor (backend "pil", what the engine implements:
+    transformers 4 `use_fast=False` -> Qwen2VLImageProcessor, transformers 5 Qwen2VLImageProcessorPil; there
+    `backend="pil"` fails for the video processor), or what a plain from_pretrained gives ("default": the
+    torchvision-based Qwen2VLImageProcessorFast (4) / Qwen2VLImageProcessor (5))."""
+    from transformers import Qwen2VLProcessor
+
+    if backend == "default":
+        return Qwen2VLProcessor.from_pretrained(path)
+    if transformers_major() >= 5:
+        from transformers import Qwen2VLImageProcessorPil
+
+        proc = Qwen2VLProcessor.from_pretrained(path, image_processor=Qwen2VLImageProcessorPil.from_pretrained(path))
+        expected = "Qwen2VLImageProcessorPil"
+    else:
+        proc = Qwen2VLProcessor.from_pretrained(path, use_fast=False)
+        expected = "Qwen2VLImageProcessor"
+    assert type(proc.image_processor).__name__ == expected, type(proc.image_processor)
+    return proc
+
+
+def vision_embeds(te, pixel_values, grid_thw):
+    """The merged vision-tower output (transformers 4 returns the tensor, 5 a BaseModelOutputWithPooling)."""
+    out = te.model.visual(pixel_values, grid_thw=grid_thw)
+    return out.pooler_output if hasattr(out, "pooler_output") else out
+
+
+class TextEncoderProbe:
+    """Hooks on a Qwen2_5_VLForConditionalGeneration that
+    - record, for every call, the position ids its language model really rotates with (the argument of the
+      rotary embedding: (3, B, S)), the attention mask and the last hidden state;
+    - reset the cached rope_deltas before each call (transformers caches them on the model) and read them after;
+    - with forward_token_types (transformers >= 5 only: 4.x computes the 3-D positions from input_ids itself),
+      add mm_token_type_ids to a call with pixel_values that lacks them, as diffusers' fix for issue #14194
+      (PR #14189) forwards the processor's, so that the image tokens get the 3-D M-RoPE positions the model
+      was trained with. Without it transformers 5 silently uses 1-D positions for them."""
+
+    def __init__(self, te, proc=None, forward_token_types=True):
+        self.te = te
+        self.proc = proc
+        self.calls = []
+        supports = "mm_token_type_ids" in inspect.signature(te.forward).parameters
+        self.forward_token_types = forward_token_types and supports
+        self.handles = [te.register_forward_pre_hook(self._pre, with_kwargs=True),
+                        te.register_forward_hook(self._post, with_kwargs=True),
+                        te.model.language_model.rotary_emb.register_forward_hook(self._rotary)]
+
+    def _pre(self, module, args, kwargs):
+        assert not args, "text encoder called with positional arguments"
+        self.te.model.rope_deltas = None
+        images = kwargs.get("pixel_values") is not None
+        if images and self.forward_token_types and kwargs.get("mm_token_type_ids") is None:
+            ids = kwargs["input_ids"]
+            if self.proc is not None:
+                types = torch.tensor(self.proc.create_mm_token_type_ids(ids.tolist()), dtype=torch.long)
+            else:
+                types = (ids == self.te.config.image_token_id).long()
+            kwargs = dict(kwargs, mm_token_type_ids=types.to(ids.device))
+        self.calls.append(dict(images=images, input_ids=kwargs.get("input_ids"),
+                               attention_mask=kwargs.get("attention_mask"),
+                               token_types_given=kwargs.get("mm_token_type_ids") is not None))
+        return args, kwargs
+
+    def _rotary(self, module, args, output):
+        self.calls[-1]["position_ids"] = args[1].detach().clone()
+
+    def _post(self, module, args, kwargs, output):
+        c = self.calls[-1]
+        c["rope_deltas"] = self.te.model.rope_deltas
+        if output.hidden_states is not None:
+            c["last_hidden_state"] = output.hidden_states[-1].detach().clone()
+        pos = c["position_ids"]
+        # 3-D M-RoPE: the h / w rows differ at the image tokens (every image has >= 2x2 merged patches); the
+        # 1-D fallback gives three equal rows.
+        c["mrope_3d"] = not torch.equal(pos[0], pos[1]) or not torch.equal(pos[0], pos[2])
+
+    def check_3d(self, what):
+        """Asserts that every call with images used 3-D positions; returns the number of such calls."""
+        img = [c for c in self.calls if c["images"]]
+        bad = [i for i, c in enumerate(img) if not c["mrope_3d"]]
+        assert not bad, f"{what}: text encoder calls {bad} (of {len(img)} with images) used 1-D positions"
+        return len(img)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
 
 
 @torch.no_grad()
@@ -99,10 +206,11 @@ def off16(rng, lo, hi):
 
 
 def rand_image(rng, gen, w, h):
-    """A random RGB image: a smooth random colour field plus pixel noise of random strength."""
-    coarse = torch.rand(1, 3, rng.randint(2, 6), rng.randint(2, 6), generator=gen)
+    """A random RGB image: a smooth random colour field plus pixel noise of random strength. In float64, so that
+    torch versions (whose float32 bicubic kernels round differently) write the same 8-bit image."""
+    coarse = torch.rand(1, 3, rng.randint(2, 6), rng.randint(2, 6), generator=gen).double()
     smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
-    noise = torch.rand(3, h, w, generator=gen)
+    noise = torch.rand(3, h, w, generator=gen).double()
     a = rng.choice([0.0, 0.2, 1.0])
     x = ((1 - a) * smooth + a * noise).clamp(0, 1).permute(1, 2, 0)
     return Image.fromarray((x * 255).round().to(torch.uint8).numpy())
@@ -202,7 +310,7 @@ def make_configs(rng, size):
     return dict(transformer=transformer, text=text, vision=vision, vae=vae, storage=storage, qk_gain=qk_gain)
 
 
-def build_text_encoder(cfg, gen, storage, out_dir):
+def build_text_encoder(cfg, gen, storage, out_dir, te_config_layout="checkpoint"):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     base = json.load(open(os.path.join(FIXTURE_MODEL, "text_encoder", "config.json")))
@@ -211,13 +319,23 @@ def build_text_encoder(cfg, gen, storage, out_dir):
     text_config.update(hidden_size=t["hidden_size"], num_hidden_layers=t["num_hidden_layers"],
                        num_attention_heads=t["num_attention_heads"], num_key_value_heads=t["num_key_value_heads"],
                        intermediate_size=t["intermediate_size"], max_window_layers=t["num_hidden_layers"],
-                       layer_types=["full_attention"] * t["num_hidden_layers"],
-                       rope_scaling={"mrope_section": t["mrope_section"], "rope_type": "default", "type": "default"})
+                       layer_types=["full_attention"] * t["num_hidden_layers"])
+    rope = {"mrope_section": t["mrope_section"], "rope_type": "default", "type": "default"}
+    if transformers_major() >= 5:
+        # transformers 5 reads `rope_parameters` (rope_theta inside) and drops a `rope_scaling` kwarg.
+        for k in ("rope_scaling", "rope_theta"):
+            text_config.pop(k, None)
+        text_config["rope_parameters"] = dict(rope, rope_theta=t["rope_theta"])
+        rope_keys = ("rope_parameters",)
+    else:
+        text_config.update(rope_scaling=rope, rope_theta=t["rope_theta"])
+        rope_keys = ("rope_scaling", "rope_theta")
     top = {k: v for k, v in base.items() if k not in ("text_config", "vision_config", "architectures",
-                                                      "transformers_version", "torch_dtype", "model_type")}
+                                                      "transformers_version", "torch_dtype", "model_type",
+                                                      "rope_scaling", "rope_theta")}
     top.update({k: text_config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                            "num_key_value_heads", "intermediate_size", "max_window_layers",
-                                            "rope_scaling")})
+                                            "num_key_value_heads", "intermediate_size", "max_window_layers")
+                + rope_keys})
     vision_config = dict(base["vision_config"])
     vision_config.update(cfg["vision"])
     vision_config["in_chans"] = 3
@@ -231,10 +349,40 @@ def build_text_encoder(cfg, gen, storage, out_dir):
     model.to(getattr(torch, storage))
     model.config.save_pretrained(out_dir)
     model.generation_config.save_pretrained(out_dir)
+    if te_config_layout == "checkpoint":
+        checkpoint_config_layout(os.path.join(out_dir, "config.json"))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out_dir, "model.safetensors"),
               metadata={"format": "pt"})
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(out_dir, dtype=torch.float32,
-                                                              attn_implementation="eager").eval()
+    te = Qwen2_5_VLForConditionalGeneration.from_pretrained(out_dir, dtype=torch.float32,
+                                                            attn_implementation="eager").eval()
+    # The M-RoPE split must survive the round trip (else transformers silently uses [16, 24, 24]).
+    rotary = te.model.language_model.rotary_emb
+    if hasattr(rotary, "mrope_section"):  # transformers 5
+        got = list(rotary.mrope_section)
+    else:  # transformers 4: the attention reads config.rope_scaling
+        got = list(te.model.language_model.layers[0].self_attn.rope_scaling["mrope_section"])
+    assert got == list(t["mrope_section"]), f"mrope_section {got} != {t['mrope_section']}"
+    return te
+
+
+def checkpoint_config_layout(path):
+    """Rewrites a text-encoder config.json saved by transformers 5 (`rope_parameters` with rope_theta inside)
+    in the layout of the real Qwen-Image checkpoint and of transformers 4 (`rope_scaling` + `rope_theta`), at
+    the top level and in text_config. Both transformers 4 and 5 read it."""
+    with open(path, encoding="utf-8") as f:
+        c = json.load(f)
+    changed = False
+    for d in (c, c.get("text_config", {})):
+        rp = d.pop("rope_parameters", None)
+        if rp is None:
+            continue
+        d["rope_theta"] = rp["rope_theta"]
+        d["rope_scaling"] = {k: v for k, v in rp.items() if k != "rope_theta"}
+        changed = True
+    if not changed:
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(c, f, indent=2, sort_keys=True)
 
 
 def build_transformer(cfg, gen, storage, out_dir):
@@ -281,6 +429,15 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--storage", default=None, choices=["bfloat16", "float32"])
     ap.add_argument("--model-only", action="store_true", help="write the model folder only")
+    ap.add_argument("--edit-processor", default="pil", choices=["pil", "default"],
+                    help="image processor of the edit parts: the PIL one the engine implements, or what a plain "
+                         "from_pretrained gives (torchvision-based)")
+    ap.add_argument("--mm-token-types", default="forward", choices=["forward", "omit"],
+                    help="transformers 5: forward mm_token_type_ids to the text encoder in the edit pipelines "
+                         "(3-D M-RoPE, as diffusers PR #14189) or omit them as diffusers <= 0.42.1 does (1-D)")
+    ap.add_argument("--te-config", default="checkpoint", choices=["checkpoint", "native"],
+                    help="text-encoder config.json layout: the real checkpoint's (rope_scaling + rope_theta) or "
+                         "as this transformers saves it (transformers 5: rope_parameters)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time() * 1000) % (2**31)
     print(f"gen_random: seed {seed}", flush=True)
@@ -310,7 +467,7 @@ def main():
         cfg["transformer"]["num_attention_heads"] = min(cfg["transformer"]["num_attention_heads"], 2)
     # Components are drawn in a fixed order (same seed -> same weights); only those a part needs are built.
     need_all = args.model_only or any(p in parts for p in PIPELINE_PARTS)
-    te = build_text_encoder(cfg, gen, storage, os.path.join(mdir, "text_encoder")) \
+    te = build_text_encoder(cfg, gen, storage, os.path.join(mdir, "text_encoder"), args.te_config) \
         if need_all or "text_encoder" in parts else None
     tr = build_transformer(cfg, gen, storage, os.path.join(mdir, "transformer")) \
         if need_all or "transformer" in parts else None
@@ -321,9 +478,15 @@ def main():
     tok = Qwen2Tokenizer.from_pretrained(os.path.join(mdir, "tokenizer"))
     if any(p in parts for p in EDIT_PARTS):
         make_edit_model(mdir, os.path.join(out, "edit_model"))
+    import PIL
+    import torchvision
+
     case = dict(seed=seed, size=args.size, config=cfg, parts={},
+                options=dict(edit_processor=args.edit_processor, mm_token_types=args.mm_token_types,
+                             te_config=args.te_config),
                 versions=dict(torch=torch.__version__, diffusers=diffusers.__version__,
-                              transformers=transformers.__version__))
+                              transformers=transformers.__version__, torchvision=torchvision.__version__,
+                              numpy=np.__version__, pillow=PIL.__version__))
     if args.model_only:
         parts = []
 
@@ -366,31 +529,36 @@ def main():
     if "text_encoder" in parts:
         prompts = [rand_prompt(rng) for _ in range(rng.randint(1, 3))]
         b = tok([T2I_TEMPLATE.format(p) for p in prompts], padding=True, return_tensors="pt")
+        probe = TextEncoderProbe(te)
         o = te(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
-        pos, _ = te.model.get_rope_index(b["input_ids"], None, None, None, b["attention_mask"])
+        # The positions the model really used. Padded tokens (right padding): transformers 4 gives them
+        # position 1 (get_rope_index on the attention mask), transformers 5 continues the arange; no pipeline
+        # reads their hidden states, and the differential test compares the unpadded tokens only.
+        pos = probe.calls[-1]["position_ids"]
         d = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos,
                  hidden_states=torch.stack(list(o.hidden_states)))
-        # Vision path: one or two random images through the slow processor and the whole model.
-        from transformers import Qwen2VLProcessor
-
-        proc = Qwen2VLProcessor.from_pretrained(os.path.join(FIXTURE_EDIT_MODEL, "processor"), use_fast=False)
+        # Vision path: one or two random images through the PIL processor and the whole model, called as
+        # transformers documents it (model(**processor outputs): transformers 5 adds mm_token_type_ids).
+        proc = load_processor(os.path.join(FIXTURE_EDIT_MODEL, "processor"), "pil")
         nimg = rng.randint(1, 2)
         images = []
         for i in range(nimg):
             w, h = 28 * rng.randint(1, 4) + rng.randint(0, 27), 28 * rng.randint(1, 4) + rng.randint(0, 27)
             arr = (torch.rand(h, w, 3, generator=gen) * 255).round().to(torch.uint8).numpy()
-            images.append(Image.fromarray(arr, "RGB"))
+            images.append(Image.fromarray(arr))
             images[-1].save(os.path.join(out, f"text_encoder_image_{i}.png"))
         pre = "".join(f"Picture {i + 1}: <|vision_start|><|image_pad|><|vision_end|>" for i in range(nimg))
         vp = rand_prompt(rng)
         mi = proc(text=[EDIT_TEMPLATE.format(pre + vp)], images=images, padding=True, return_tensors="pt")
-        ov = te(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], pixel_values=mi["pixel_values"],
-                image_grid_thw=mi["image_grid_thw"], output_hidden_states=True)
-        vpos, vdel = te.model.get_rope_index(mi["input_ids"], mi["image_grid_thw"], None, None, mi["attention_mask"])
+        ov = te(**mi, output_hidden_states=True)
+        probe.check_3d("text_encoder part")
+        vl = probe.calls[-1]
+        probe.remove()
         d.update(vl_input_ids=mi["input_ids"], vl_attention_mask=mi["attention_mask"],
                  vl_pixel_values=mi["pixel_values"], vl_image_grid_thw=mi["image_grid_thw"],
-                 vl_position_ids=vpos, vl_rope_deltas=vdel, vl_last_hidden_state=ov.hidden_states[-1],
-                 vl_image_embeds=te.model.visual(mi["pixel_values"], grid_thw=mi["image_grid_thw"]))
+                 vl_position_ids=vl["position_ids"], vl_rope_deltas=vl["rope_deltas"],
+                 vl_last_hidden_state=ov.hidden_states[-1],
+                 vl_image_embeds=vision_embeds(te, mi["pixel_values"], mi["image_grid_thw"]))
         save_tensors(d, os.path.join(out, "text_encoder.safetensors"))
         case["parts"]["text_encoder"] = dict(prompts=prompts, vl_prompt=vp, images=nimg)
 
@@ -409,7 +577,7 @@ def main():
                    num_inference_steps=steps, generator=torch.Generator().manual_seed(pseed),
                    output_type="np").images[0]
         png = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
-        Image.fromarray(png, "RGB").save(os.path.join(out, "t2i_output.png"))
+        Image.fromarray(png).save(os.path.join(out, "t2i_output.png"))
         save_tensors(dict(image=torch.from_numpy(img)), os.path.join(out, "t2i.safetensors"))
         case["parts"]["t2i"] = dict(prompt=prompt, negative_prompt=neg, true_cfg_scale=scale, height=H, width=W,
                                     steps=steps, seed=pseed)
@@ -444,14 +612,14 @@ def main():
         case["parts"][part] = p
         run_pipeline(pipe, out, part, p, **kw)
 
-    # Edit / Edit-Plus / Edit-Inpaint on OUT/edit_model with the slow (PIL) image processor.
+    # Edit / Edit-Plus / Edit-Inpaint on OUT/edit_model with the PIL image processor (--edit-processor) and the
+    # text encoder's 3-D M-RoPE (--mm-token-types; TextEncoderProbe).
     if any(p in parts for p in EDIT_PARTS):
         from diffusers import QwenImageEditInpaintPipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline
-        from transformers import Qwen2VLProcessor
 
         case["edit_model"] = "edit_model"
-        proc = Qwen2VLProcessor.from_pretrained(os.path.join(out, "edit_model", "processor"), use_fast=False)
-        assert type(proc.image_processor).__name__ == "Qwen2VLImageProcessor", type(proc.image_processor)
+        proc = load_processor(os.path.join(out, "edit_model", "processor"), args.edit_processor)
+        case["edit_image_processor"] = type(proc.image_processor).__name__
     for part in EDIT_PARTS:
         if part not in parts:
             continue
@@ -486,7 +654,27 @@ def main():
             p["strength"] = kw["strength"] = rand_strength(rng, p["steps"])
         p["seed"] = rng.randint(0, 2**31 - 1)
         case["parts"][part] = p
-        run_pipeline(pipe, out, part, p, **kw)
+        probe = TextEncoderProbe(te, proc, forward_token_types=args.mm_token_types == "forward")
+        extra = {}
+        try:
+            run_pipeline(pipe, out, part, p, **kw)
+            calls = [c for c in probe.calls if c["images"]]
+            p["text_encoder_calls"] = len(calls)
+            p["mrope_3d"] = [c["mrope_3d"] for c in calls]
+            if args.mm_token_types == "forward":
+                probe.check_3d(part)
+            # The prompt encodings (last hidden state of each call with images: prompt, negative prompt), for
+            # comparisons between stacks and options (compare_cases.py); the C++ test reads `image` only.
+            for i, c in enumerate(calls):
+                extra[f"text_encoder_last_hidden_state_{i}"] = c["last_hidden_state"]
+                extra[f"text_encoder_position_ids_{i}"] = c["position_ids"]
+        finally:
+            probe.remove()
+        if extra:
+            path = os.path.join(out, f"{part}.safetensors")
+            from safetensors.torch import load_file
+
+            save_tensors(dict(load_file(path), **extra), path)
 
     case["seconds"] = round(time.time() - t0, 2)
     with open(os.path.join(out, "case.json"), "w", encoding="utf-8") as f:

@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Regenerates the tokenizer / text-encoder / vision cases of tests/fixtures/qwen-tiny with the REAL libraries
-(transformers' Qwen2Tokenizer slow + fast, Qwen2VLProcessor with the slow PIL Qwen2VLImageProcessor,
-Qwen2_5_VLForConditionalGeneration in float32, diffusers' Qwen-Image pipelines for the prompt encoding) and
-compares every tensor with the committed fixtures.
+(transformers' Qwen2Tokenizer (4.x: slow + fast; 5.x has one, tokenizers-backed), Qwen2VLProcessor with the PIL
+image processor (4.x: slow Qwen2VLImageProcessor, 5.x: Qwen2VLImageProcessorPil), Qwen2_5_VLForConditionalGeneration
+in float32, diffusers' Qwen-Image pipelines for the prompt encoding) and compares every tensor with the committed
+fixtures. Runs under transformers 4.57 / diffusers 0.39 and transformers 5 / diffusers 0.42.
+
+With transformers 5 the edit prompt encodings get the processor's mm_token_type_ids (gen_random.TextEncoderProbe,
+as diffusers PR #14189 forwards them: the 3-D M-RoPE of transformers 4 and of the engine); what diffusers 0.42.1
+computes out of the box (1-D positions for the image tokens, diffusers issue #14194), with the PIL and with the
+default (torchvision) image processor, is reported as extra rows.
 
     .venv/bin/python tests/reference/make_fixtures.py OUT_DIR [--fixtures tests/fixtures/qwen-tiny]
 
@@ -113,16 +119,22 @@ def main():
     torch.manual_seed(0)
     os.makedirs(os.path.join(out, "cases"), exist_ok=True)
 
-    from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer, Qwen2TokenizerFast,
-                              Qwen2VLImageProcessor, Qwen2VLProcessor)
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer, Qwen2TokenizerFast
+
+    from gen_random import TextEncoderProbe, load_processor, transformers_major, vision_embeds
+
+    tf5 = transformers_major() >= 5
 
     t0 = time.time()
     cmp = Comparer()
     extra = {}
     t2i_dir = os.path.join(fx, "models", "qwen-image-tiny")
     edit_dir = os.path.join(fx, "models", "qwen-image-edit-2509-tiny")
+    # transformers 5 has one Qwen2Tokenizer (tokenizers-backed; Qwen2TokenizerFast is the same class): "slow"
+    # is then that tokenizer too.
     tok_slow = Qwen2Tokenizer.from_pretrained(os.path.join(t2i_dir, "tokenizer"))
     tok_fast = Qwen2TokenizerFast.from_pretrained(os.path.join(t2i_dir, "tokenizer"))
+    extra["tokenizer_classes"] = [f"{type(t).__module__}.{type(t).__name__}" for t in (tok_slow, tok_fast)]
 
     def case_dir(name):
         d = os.path.join(out, "cases", name)
@@ -182,8 +194,11 @@ def main():
 
     # ---------------------------------------------------------------- text encoder (shared)
     te = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        os.path.join(t2i_dir, "text_encoder"), torch_dtype=torch.float32, attn_implementation=args.attn).eval()
+        os.path.join(t2i_dir, "text_encoder"), dtype=torch.float32, attn_implementation=args.attn).eval()
     torch.set_grad_enabled(False)
+    # Records the positions the model really used (the calls below pass mm_token_type_ids themselves, or
+    # through a second probe in edit_case).
+    probe = TextEncoderProbe(te, forward_token_types=False)
 
     from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImagePipeline
 
@@ -193,8 +208,8 @@ def main():
     old = load_file(os.path.join(src, "tensors.safetensors"))
     texts = [inp["template"].format(p) for p in inp["prompts"]]
     b = tok_slow(texts, **inp["tokenizer_call"], return_tensors="pt")
-    pos, _ = te.model.get_rope_index(b["input_ids"], None, None, None, b["attention_mask"])
     o = te(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
+    pos = probe.calls[-1]["position_ids"]
     hs = torch.stack(list(o.hidden_states))
     pipe = QwenImagePipeline.from_pretrained(t2i_dir, text_encoder=te, torch_dtype=torch.float32)
     pe, pm = pipe._get_qwen_prompt_embeds(inp["prompts"], device=torch.device("cpu"))
@@ -208,6 +223,12 @@ def main():
     extra["text_encoder_t2i_encode_prompt_mask_is_none"] = epm is None
     for k, v in new.items():
         cmp.tensor("text_encoder_t2i", k, v, old.get(k))
+    # The padded tokens' positions / hidden states changed in transformers 5 (continued arange instead of 1);
+    # no pipeline reads them: the unpadded tokens alone.
+    valid = b["attention_mask"].bool()
+    if old.get("position_ids") is not None and not valid.all():
+        cmp.tensor("text_encoder_t2i", "position_ids (unpadded tokens)", pos[:, valid], old["position_ids"][:, valid])
+        cmp.tensor("text_encoder_t2i", "hidden_states (unpadded tokens)", hs[:, valid], old["hidden_states"][:, valid])
     save_tensors(new, os.path.join(dst, "tensors.safetensors"))
     del pipe
 
@@ -219,30 +240,26 @@ def main():
     for f in inp["images"]:
         shutil.copy(os.path.join(src, f), dst)
     proc_dir = os.path.join(edit_dir, "processor")
-    ip_slow = Qwen2VLImageProcessor.from_pretrained(proc_dir)
-    pv = ip_slow(images=imgs, return_tensors="pt")
+    proc_pil = load_processor(proc_dir, "pil")
+    proc_default = load_processor(proc_dir, "default")
+    extra["default_image_processor"] = type(proc_default.image_processor).__name__
+    pv = proc_pil.image_processor(images=imgs, return_tensors="pt")
     vis = te.model.visual
     grid = pv["image_grid_thw"]
-    rot = vis.rot_pos_emb(grid)
-    widx, cuw = vis.get_window_index(grid)
-    cuw = torch.unique_consecutive(torch.tensor(cuw, dtype=torch.long))
+    rot = rot_pos_emb(vis, grid)
+    widx, cuw = window_index(vis, grid)
     cus = torch.nn.functional.pad(torch.repeat_interleave(grid[:, 1] * grid[:, 2], grid[:, 0]).cumsum(0), (1, 0))
-    emb = vis(pv["pixel_values"].float(), grid_thw=grid)
+    emb = vision_embeds(te, pv["pixel_values"].float(), grid)
     new = {"pixel_values": pv["pixel_values"], "image_grid_thw": grid, "rotary_pos_emb": rot,
            "window_index": widx, "cu_window_seqlens": cuw, "cu_seqlens": cus, "image_embeds": emb}
     for k, v in new.items():
         cmp.tensor("vision_processor", k, v, old.get(k))
     save_tensors(new, os.path.join(dst, "tensors.safetensors"))
-    try:
-        from transformers import Qwen2VLImageProcessorFast
-        ip_fast = Qwen2VLImageProcessorFast.from_pretrained(proc_dir)
-        pvf = ip_fast(images=imgs, return_tensors="pt")
-        cmp.tensor("vision_processor", "pixel_values (Qwen2VLImageProcessorFast)", pvf["pixel_values"],
-                   old["pixel_values"])
-        cmp.tensor("vision_processor", "image_embeds (from fast pixel_values)",
-                   vis(pvf["pixel_values"].float(), grid_thw=pvf["image_grid_thw"]), old["image_embeds"])
-    except ImportError as e:
-        extra["fast_image_processor"] = f"unavailable: {e}"
+    name = type(proc_default.image_processor).__name__
+    pvf = proc_default.image_processor(images=imgs, return_tensors="pt")
+    cmp.tensor("vision_processor", f"pixel_values (default: {name})", pvf["pixel_values"], old["pixel_values"])
+    cmp.tensor("vision_processor", f"image_embeds (from the {name} pixel_values)",
+               vision_embeds(te, pvf["pixel_values"].float(), pvf["image_grid_thw"]), old["image_embeds"])
 
     # ---------------------------------------------------------------- edit / edit plus text encoding
     from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus import calculate_dimensions
@@ -255,8 +272,8 @@ def main():
         extra[f"{name}_default_processor"] = (type(pipe.processor.image_processor).__name__,
                                               type(pipe.processor.tokenizer).__name__)
         default_processor = pipe.processor
-        # The fixtures use the slow (PIL) image processor and the slow tokenizer; force them.
-        pipe.processor = Qwen2VLProcessor.from_pretrained(proc_dir, use_fast=False)
+        # The fixtures use the PIL image processor; force it.
+        pipe.processor = load_processor(proc_dir, "pil")
         extra[f"{name}_used_processor"] = (type(pipe.processor.image_processor).__name__,
                                            type(pipe.processor.tokenizer).__name__)
         conds = []
@@ -275,19 +292,40 @@ def main():
                 cmp.rows.append((name, f"condition_image_{i}.png", "max_abs", float(dd.max()), True,
                                  f"pixels (0-255), {int((dd > 0).sum())} values differ"))
             conds.append(c)
-        # What the pipeline computes out of the box (its default processor may be the fast one).
         img_arg = conds if pipe_cls is QwenImageEditPlusPipeline else conds[0]
-        slow_proc = pipe.processor
-        pipe.processor = default_processor
-        pe_d, _ = pipe._get_qwen_prompt_embeds(inp["prompt"], img_arg, device=torch.device("cpu"))
-        cmp.tensor(name, f"prompt_embeds (pipeline default processor: {type(pipe.processor.image_processor).__name__})",
-                   pe_d, old["prompt_embeds"])
-        pipe.processor = slow_proc
-        mi = pipe.processor(text=[inp["text"]], images=conds, padding=True, return_tensors="pt")
-        pos, deltas = te.model.get_rope_index(mi["input_ids"], mi["image_grid_thw"], None, None, mi["attention_mask"])
-        o = te(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], pixel_values=mi["pixel_values"],
-               image_grid_thw=mi["image_grid_thw"], output_hidden_states=True)
-        pe, pm = pipe._get_qwen_prompt_embeds(inp["prompt"], img_arg, device=torch.device("cpu"))
+        pil_proc = pipe.processor
+
+        def encode(proc, forward_token_types):
+            """_get_qwen_prompt_embeds with `proc`; transformers 5: with / without mm_token_type_ids."""
+            pipe.processor = proc
+            p = TextEncoderProbe(te, proc, forward_token_types=forward_token_types)
+            try:
+                pe, pm = pipe._get_qwen_prompt_embeds(inp["prompt"], img_arg, device=torch.device("cpu"))
+                three_d = all(c["mrope_3d"] for c in p.calls if c["images"])
+            finally:
+                p.remove()
+                pipe.processor = pil_proc
+            return pe, pm, three_d
+
+        # What else a diffusers user may get: the default (torchvision) processor, and (transformers 5,
+        # diffusers <= 0.42.1 out of the box) 1-D positions for the image tokens.
+        dname = type(default_processor.image_processor).__name__
+        variants = [(f"default processor {dname}, 3-D M-RoPE", default_processor, True)]
+        if tf5:
+            variants += [("PIL processor, 1-D positions (diffusers 0.42.1 out of the box)", pil_proc, False),
+                         (f"default processor {dname}, 1-D positions (diffusers 0.42.1 out of the box)",
+                          default_processor, False)]
+        for label, proc, fwd in variants:
+            pe_v, _, three_d = encode(proc, fwd)
+            cmp.tensor(name, f"prompt_embeds ({label})", pe_v, old["prompt_embeds"],
+                       note="3-D positions" if three_d else "1-D positions")
+        mi = pil_proc(text=[inp["text"]], images=conds, padding=True, return_tensors="pt")
+        o = te(**mi, output_hidden_states=True)
+        call = probe.calls[-1]
+        assert call["mrope_3d"], "the image tokens did not get 3-D positions"
+        pos, deltas = call["position_ids"], call["rope_deltas"]
+        pe, pm, three_d = encode(pil_proc, True)
+        assert three_d
         p = mi["pixel_values"].double()
         new = {"input_ids": mi["input_ids"], "attention_mask": mi["attention_mask"],
                "image_grid_thw": mi["image_grid_thw"], "position_ids": pos, "rope_deltas": deltas,
@@ -316,6 +354,29 @@ def main():
     for d in extra.get("tokenizer_corpus_differences", []):
         print("corpus diff:", json.dumps(d, ensure_ascii=False))
     print(f"done in {time.time() - t0:.1f} s -> {out}")
+
+
+def rot_pos_emb(vis, grid):
+    """The vision tower's rotary angles (N, head_dim / 2) in patch order: transformers 4 `rot_pos_emb`; 5 has
+    the h / w position ids (vision_utils.get_vision_position_ids) times the axial inverse frequencies."""
+    if hasattr(vis, "rot_pos_emb"):
+        return vis.rot_pos_emb(grid)
+    from transformers.vision_utils import get_vision_position_ids
+
+    pos = get_vision_position_ids(grid, vis.spatial_merge_size)
+    return (pos[..., None].float() * vis.rotary_pos_emb.inv_freq).flatten(1)
+
+
+def window_index(vis, grid):
+    """(window_index, cu_window_seqlens without repeats) of transformers 4 `get_window_index` / 5
+    vision_utils.get_vision_window_index."""
+    if hasattr(vis, "get_window_index"):
+        widx, cuw = vis.get_window_index(grid)
+        return widx, torch.unique_consecutive(torch.tensor(cuw, dtype=torch.long))
+    from transformers.vision_utils import get_vision_window_index
+
+    widx, cuw = get_vision_window_index(grid, vis.spatial_merge_size, vis.window_size, vis.patch_size)
+    return widx, torch.unique_consecutive(cuw.long())
 
 
 def save_tensors(d, path):
