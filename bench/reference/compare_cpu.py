@@ -141,6 +141,8 @@ def main():
     print(f"reference (diffusers QwenImagePipeline): {med['ref_wall']:.3f} s/step wall, {med['ref_cpu']:.3f} "
           f"CPU-s/step (median callback interval {med['ref_cb']:.3f} s); median of {args.repeat} rounds")
     if args.reference_only:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
         return
     print(f"engine (qwen-image generate):            {med['eng_wall']:.3f} s/step wall, {med['eng_cpu']:.3f} "
           f"CPU-s/step; median of {args.repeat} rounds")
