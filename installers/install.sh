@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs Qwen-Image for GIMP for the current user:
 #   $PREFIX/bin/qwen-imaged, $PREFIX/bin/qwen-image         (daemon + command-line client)
+#   $PREFIX/share/qwen-image/assets/                         (tokenizer/scheduler/processor configs)
 #   ~/.config/systemd/user/qwen-imaged.service               (systemd user unit)
 #   ~/.config/qwen-image/daemon.conf                         (daemon config template, if none yet)
 #   ~/.config/qwen-image/qwen-image.conf                     (plug-in config, if none yet)
@@ -180,6 +181,12 @@ BIN="$PREFIX/bin"
 if [ "$PLUGIN_ONLY" = 0 ]; then
   install_file "$(find_built qwen-imaged)" "$BIN/qwen-imaged" 755
   install_file "$(find_built qwen-image)" "$BIN/qwen-image" 755
+  # The tokenizer / processor / scheduler configuration of the known model types: what the
+  # binaries need when a model is given as ComfyUI files without a diffusers folder
+  # (io::assets_dir(): <bin>/../share/qwen-image/assets).
+  while IFS= read -r -d '' f; do
+    install_file "$f" "$PREFIX/share/qwen-image/assets/${f#"$SRC/daemon/assets/"}" 644
+  done < <(find "$SRC/daemon/assets" -type f -print0 | sort -z)
   UNIT_SRC="$SRC/installers/qwen-imaged.service"
   if [ -f "$UNIT_SRC" ]; then
     UNIT_TMP=$(mktemp)

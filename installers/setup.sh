@@ -10,7 +10,7 @@ source installers/versions.env
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv
   libboost-dev libgtest-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev libpng-dev
-  libgimp2.0-dev libgegl-dev gimp xvfb xauth clang libclang-rt-14-dev)
+  libgimp2.0-dev libgegl-dev gimp xvfb xauth clang libclang-rt-14-dev ccache debootstrap)
 if [ -z "${QWEN_SETUP_SKIP_APT:-}" ] && ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -46,11 +46,19 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
   const bool needs_image = kind != qwen::PipelineKind::Generate;
   const bool edit = kind == qwen::PipelineKind::Edit;
   std::fprintf(out,
-               "usage: qwen-image %s --model DIR --prompt TEXT%s%s --output OUT.png [options]\n\n",
+               "usage: qwen-image %s --model DIR|--transformer F --text-encoder F --vae F --prompt TEXT%s%s --output OUT.png [options]\n\n",
                qwen::to_string(kind), needs_image ? " --image IN.png" : "",
                kind == qwen::PipelineKind::Inpaint ? " --mask MASK.png" : "");
   std::fprintf(out,
                "  --model DIR              diffusers model folder (Qwen-Image layout)\n"
+               "  --transformer FILE       transformer weights (e.g. a ComfyUI single file),\n"
+               "                           replacing DIR's; with --text-encoder and --vae\n"
+               "                           no DIR is needed\n"
+               "  --text-encoder FILE      Qwen2.5-VL text encoder weights\n"
+               "  --vae FILE               VAE weights\n"
+               "  --model-type TYPE        qwen-image, qwen-image-2512, qwen-image-edit,\n"
+               "                           qwen-image-edit-2509, qwen-image-edit-2511: what\n"
+               "                           the files are when their weights cannot tell\n"
                "  --prompt TEXT            prompt; repeat for a batch of prompts\n"
                "  --negative-prompt TEXT   negative prompt (one, or one per prompt); enables\n"
                "                           true CFG when the scale is > 1\n"
@@ -144,6 +152,14 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       return std::nullopt;
     else if (a == "--model")
       o.engine.model_dir = value();
+    else if (a == "--transformer")
+      o.engine.transformer_file = value();
+    else if (a == "--text-encoder")
+      o.engine.text_encoder_file = value();
+    else if (a == "--vae")
+      o.engine.vae_file = value();
+    else if (a == "--model-type")
+      o.engine.model_type = value();
     else if (a == "--prompt")
       o.run.prompts.push_back(value());
     else if (a == "--negative-prompt")
@@ -207,7 +223,14 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
   }
   if (o.run.prompts.empty()) throw UsageError("--prompt is required");
   if (o.output.empty()) throw UsageError("--output is required");
-  if (o.engine.model_dir.empty() && !o.daemon) throw UsageError("--model is required");
+  const bool files = !o.engine.transformer_file.empty() || !o.engine.text_encoder_file.empty() ||
+                     !o.engine.vae_file.empty() || !o.engine.model_type.empty();
+  if (o.daemon && files)
+    throw UsageError(
+        "--transformer/--text-encoder/--vae/--model-type load a model in-process; with --daemon, "
+        "name the files in the daemon's config (docs/daemon.md) and pick the model with --model");
+  if (o.engine.model_dir.empty() && !o.daemon && !files)
+    throw UsageError("--model DIR (or --transformer, --text-encoder and --vae files) is required");
   if (kind != qwen::PipelineKind::Generate && o.image_paths.empty())
     throw UsageError("--image is required");
   if (kind == qwen::PipelineKind::Inpaint && o.mask_path.empty())
@@ -321,7 +344,10 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
       throw std::runtime_error("--daemon is not available in this build");
 #endif
     } else {
-      if (!o.quiet) std::fprintf(stderr, "loading %s ...\n", o.engine.model_dir.c_str());
+      if (!o.quiet)
+        std::fprintf(stderr, "loading %s ...\n",
+                     (o.engine.model_dir.empty() ? o.engine.transformer_file : o.engine.model_dir)
+                         .c_str());
       auto engine = qwen::Engine::open(o.engine);
       if (!o.quiet) {
         const auto& info = engine->info();

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace qwen::io {
 
@@ -193,11 +194,45 @@ const Component& ModelFolder::component(const std::string& name) const {
   fail(path_, "model has no '" + name + "' component (model_index.json)");
 }
 
+std::string ModelFolder::file_of(const std::string& name) const {
+  for (const auto& [n, f] : files_)
+    if (n == name) return f;
+  return {};
+}
+
 ComponentWeights ModelFolder::weights(const std::string& name) const {
   const Component& c = component(name);
   const auto kind = kind_of_component_name(name);
   if (!kind) fail(c.path, "component '" + name + "' has no weights");
-  return open_component(c.path, kind);
+  const std::string file = file_of(name);
+  if (file.empty()) return open_component(c.path, kind);
+  ComponentWeights w = open_component(file, kind);
+  if (!c.config.is_object() || c.config.empty()) return w;
+  // The folder's config.json knows what shapes cannot tell (head counts, rope axes of models whose
+  // heads are not 128 wide); take it when every value the shapes do tell agrees with it.
+  static const char* kShapeKeys[] = {
+      "in_channels",   "out_channels",        "num_layers",          "attention_head_dim",
+      "num_attention_heads", "joint_attention_dim", "hidden_size", "intermediate_size",
+      "num_hidden_layers", "num_key_value_heads", "vocab_size", "z_dim", "base_dim"};
+  for (const char* k : kShapeKeys) {
+    const auto a = std::as_const(w.config).find(k);
+    const auto b = c.config.find(k);
+    if (a == w.config.end() || b == c.config.end() || *a == *b) continue;
+    if (*kind == ComponentKind::TextEncoder &&
+        (std::string(k) == "num_attention_heads" || std::string(k) == "num_key_value_heads"))
+      continue;  // guessed from shapes (head size 128 assumed); the folder's value decides
+    fail(file, std::string("does not match the ") + name + " of " + path_ + " (" + k + " " +
+                   a->dump() + " in the file, " + b->dump() + " in " + c.path +
+                   "/config.json): give a " + name + " file of the same model, or leave out --model");
+  }
+  const bool zero_cond_t = w.zero_cond_t;
+  w.config = c.config;
+  if (*kind == ComponentKind::Transformer) {
+    const auto it = c.config.find("zero_cond_t");
+    w.zero_cond_t = zero_cond_t || (it != c.config.end() && it->is_boolean() && it->get<bool>());
+    w.config["zero_cond_t"] = w.zero_cond_t;
+  }
+  return w;
 }
 
 }  // namespace qwen::io

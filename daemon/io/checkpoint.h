@@ -60,6 +60,42 @@ struct ComponentWeights {
 ComponentWeights open_component(const std::string& path,
                                 std::optional<ComponentKind> kind = std::nullopt);
 
+// ---- where a model comes from -------------------------------------------------------------
+// The one description of a model's files that the engine, `inspect`, the CLI and daemon.conf share:
+// a diffusers folder, single component files that supply or replace its weight components, or
+// (no folder) the three component files alone, with the tokenizer / processor / scheduler
+// configuration of the model type taken from the project's assets (daemon/assets, installed
+// under share/qwen-image/assets).
+struct ModelSources {
+  std::string folder;        // diffusers pipeline folder; empty = the files alone
+  std::string transformer;   // a .safetensors file / shard index / folder, replacing folder's
+  std::string text_encoder;  //   ... (ComfyUI "qwen_2.5_vl_7b*.safetensors" etc.)
+  std::string vae;
+  std::string model_type;  // "" = from model_index.json or detected; else a known_model_types() name
+  bool has_files() const { return !transformer.empty() || !text_encoder.empty() || !vae.empty(); }
+  // For messages: the folder, else the first file.
+  std::string label() const;
+};
+
+// The model types whose non-weight configuration ships with the project. `name` is what
+// --model-type / `model_type =` take.
+struct ModelType {
+  const char* name;            // "qwen-image", "qwen-image-edit", "qwen-image-edit-2509", ...
+  const char* pipeline_class;  // model_index.json _class_name
+  bool edit;                   // has a processor (vision tower used)
+  bool zero_cond_t;            // transformer config flag of the released model
+  const char* description;
+};
+const std::vector<ModelType>& known_model_types();
+const ModelType* find_model_type(const std::string& name);
+// "qwen-image, qwen-image-2512, ..." for messages.
+std::string model_type_names();
+
+// The folder holding the shipped configuration (tokenizer/, processor/, scheduler/): the
+// QWEN_IMAGE_ASSETS environment variable, else <exe>/../share/qwen-image/assets (installed), else
+// the source tree's daemon/assets. Throws CheckpointError when none exists.
+std::string assets_dir();
+
 // ---- diffusers pipeline folder -------------------------------------------------------------
 
 struct Component {
@@ -77,6 +113,13 @@ class ModelFolder {
   // missing/invalid model_index.json, a missing component folder, missing/invalid config.json,
   // or a weight component without weights. Weight files are opened lazily by weights().
   static ModelFolder open(const std::string& dir);
+  // The general form: a folder and/or component files (ModelSources). Component files replace the
+  // folder's weight components; without a folder the three files are required and the model type
+  // comes from `model_type`, from the weights (the Edit-2511 marker; a text encoder without a
+  // vision tower = text to image) or is asked for with an error naming --model-type. Components the
+  // model type needs but the folder lacks (processor, tokenizer, scheduler) come from assets_dir().
+  // Reads configuration only; component files are opened by weights().
+  static ModelFolder open(const ModelSources& sources);
 
   const std::string& path() const { return path_; }
   const std::string& pipeline_class() const { return pipeline_class_; }
@@ -86,13 +129,21 @@ class ModelFolder {
   const Component& component(const std::string& name) const;  // throws when absent
   bool has(const std::string& name) const { return find(name) != nullptr; }
 
-  // The weights of `name` ("transformer", "text_encoder", "vae"), keys normalised.
+  // The weights of `name` ("transformer", "text_encoder", "vae"), keys normalised. A component
+  // given as a file (ModelSources) is read from that file; its configuration is the folder's
+  // config.json for that component when the folder has one that agrees with the file's shapes
+  // (values shapes cannot tell, like head counts of small models), else derived from the shapes.
   ComponentWeights weights(const std::string& name) const;
+  // The file that supplies `name`'s weights ("" = the component folder).
+  std::string file_of(const std::string& name) const;
+  // The model type (known_model_types()) when known: given, detected, or matched by pipeline class.
+  const std::string& model_type() const { return model_type_; }
 
  private:
-  std::string path_, pipeline_class_;
+  std::string path_, pipeline_class_, model_type_;
   nlohmann::json index_;
   std::vector<Component> components_;
+  std::vector<std::pair<std::string, std::string>> files_;  // component name -> file
 };
 
 // True when `dir` looks like a diffusers pipeline folder (has model_index.json).

@@ -15,7 +15,8 @@ namespace {
 
 void usage(FILE* f) {
   std::fprintf(f,
-               "usage: qwen-image inspect --model PATH [--tensors] [--config]\n\n"
+               "usage: qwen-image inspect --model PATH [--transformer FILE] [--text-encoder FILE]\n"
+               "                          [--vae FILE] [--model-type TYPE] [--tensors] [--config]\n\n"
                "Checks a checkpoint and prints its components: class, key layout, dtypes,\n"
                "tensor and parameter counts, bytes, and the totals. Every weight file header is\n"
                "read and validated; a broken checkpoint exits with status 1 and says what is\n"
@@ -24,6 +25,10 @@ void usage(FILE* f) {
                "                or one component: a .safetensors file, a *.safetensors.index.json\n"
                "                or a component folder (transformer, text encoder or VAE; the kind\n"
                "                is detected from the tensor names)\n"
+               "  --transformer FILE, --text-encoder FILE, --vae FILE\n"
+               "                component files that replace the folder's (or, all three without\n"
+               "                --model, make up the model), exactly as `generate` takes them\n"
+               "  --model-type TYPE  what the files are when the weights cannot tell\n"
                "  --tensors     also list every tensor (canonical name, dtype, shape)\n"
                "  --config      also print each weight component's configuration (JSON)\n"
                "  -h, --help    this text\n");
@@ -88,6 +93,7 @@ constexpr const char* kRow = "%-13s %-36s %-20s %8s %22s %12s  %s\n";
 
 int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
   std::string model;
+  ModelSources sources;
   bool tensors = false, config = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -104,6 +110,18 @@ int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
       model = argv[++i];
     } else if (a.rfind("--model=", 0) == 0) {
       model = a.substr(8);
+    } else if (a == "--transformer" || a == "--text-encoder" || a == "--vae" ||
+               a == "--model-type") {
+      if (i + 1 >= argc) {
+        std::fprintf(err, "qwen-image inspect: %s needs a value\n\n", a.c_str());
+        usage(err);
+        return 2;
+      }
+      std::string& dst = a == "--transformer"    ? sources.transformer
+                         : a == "--text-encoder" ? sources.text_encoder
+                         : a == "--vae"          ? sources.vae
+                                                 : sources.model_type;
+      dst = argv[++i];
     } else if (a == "--tensors") {
       tensors = true;
     } else if (a == "--config") {
@@ -114,8 +132,8 @@ int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
       return 2;
     }
   }
-  if (model.empty()) {
-    std::fprintf(err, "qwen-image inspect: --model PATH is required\n\n");
+  if (model.empty() && !sources.has_files()) {
+    std::fprintf(err, "qwen-image inspect: --model PATH (or component files) is required\n\n");
     usage(err);
     return 2;
   }
@@ -136,13 +154,24 @@ int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
       if (config) std::fprintf(out, "  config: %s\n", w.config.dump().c_str());
       if (tensors) print_tensors(out, w.store);
     };
-    if (is_model_folder(model)) {
-      const ModelFolder m = ModelFolder::open(model);
+    if (is_model_folder(model) || sources.has_files()) {
+      // The engine's loading path (ModelFolder over ModelSources): what inspect accepts, the
+      // engine loads.
+      if (!model.empty() && !is_model_folder(model))
+        throw CheckpointError(model + ": --model with component files must be a diffusers folder");
+      sources.folder = model;
+      const ModelFolder m = ModelFolder::open(sources);
       // Open every weight component first so that a broken file fails before any output.
       std::vector<std::pair<const Component*, ComponentWeights>> weights;
       for (const auto& c : m.components())
         if (c.has_weights) weights.emplace_back(&c, m.weights(c.name));
-      std::fprintf(out, "model: %s\npipeline: %s\n\n", model.c_str(), m.pipeline_class().c_str());
+      std::fprintf(out, "model: %s\npipeline: %s\n", sources.label().c_str(),
+                   m.pipeline_class().c_str());
+      if (!m.model_type().empty()) std::fprintf(out, "model type: %s\n", m.model_type().c_str());
+      for (const char* n : {"transformer", "text_encoder", "vae"})
+        if (const std::string f = m.file_of(n); !f.empty())
+          std::fprintf(out, "%s file: %s\n", n, f.c_str());
+      std::fprintf(out, "\n");
       std::fprintf(out, kRow, "component", "class", "layout", "tensors", "parameters", "bytes",
                    "dtypes");
       for (const auto& c : m.components()) {

@@ -134,15 +134,20 @@ TextEncoderOutput TextEncoderImpl::forward(const torch::Tensor& input_ids,
 
 TextEncoder load_text_encoder(const std::string& dir, torch::Dtype dtype, torch::Device device,
                               bool with_vision) {
-  namespace fs = std::filesystem;
-  const auto cfg = TextEncoderConfig::from_file((fs::path(dir) / "config.json").string());
-  auto store = io::TensorStore::open(dir);
-  // Legacy (transformers < 4.52) and ComfyUI layouts -> the canonical names the module uses.
-  io::normalize_text_encoder_keys(store);
+  return load_text_encoder(io::open_component(dir, io::ComponentKind::TextEncoder), dtype, device,
+                           with_vision);
+}
+
+TextEncoder load_text_encoder(const io::ComponentWeights& weights, torch::Dtype dtype,
+                              torch::Device device, bool with_vision) {
+  // open_component has mapped legacy (transformers < 4.52) and ComfyUI layouts to the canonical
+  // names the module uses.
+  const auto cfg =
+      TextEncoderConfig::from_json_text(weights.config.dump(), weights.source + " (configuration)");
   TextEncoder te(cfg, with_vision);
   std::vector<std::string> ignore = {"lm_head."};
   if (!with_vision) ignore.push_back("model.visual.");
-  load_module(*te, store, "text_encoder", dtype, device, ignore);
+  load_module(*te, weights.store, "text_encoder", dtype, device, ignore);
   te->eval();
   return te;
 }

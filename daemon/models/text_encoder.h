@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "models/mrope.h"
 #include "models/text_encoder_blocks.h"
 #include "models/text_encoder_config.h"
@@ -90,5 +91,9 @@ TORCH_MODULE(TextEncoder);
 // std::runtime_error with the folder and the problem.
 TextEncoder load_text_encoder(const std::string& dir, torch::Dtype dtype, torch::Device device,
                               bool with_vision);
+// The same from an opened component (io::ModelFolder::weights / io::open_component): the one
+// loading path; the folder form above is this over io::open_component(dir).
+TextEncoder load_text_encoder(const io::ComponentWeights& weights, torch::Dtype dtype,
+                              torch::Device device, bool with_vision);
 
 }  // namespace qwen::models::qwenvl

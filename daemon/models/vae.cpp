@@ -229,10 +229,15 @@ torch::Tensor AutoencoderKLQwenImageImpl::tiled_decode(const torch::Tensor& z) {
 
 AutoencoderKLQwenImage load_vae(const std::string& vae_dir, torch::Dtype dtype,
                                 torch::Device device) {
-  const VaeConfig config = VaeConfig::from_json_file(vae_dir + "/config.json");
+  return load_vae(io::open_component(vae_dir, io::ComponentKind::Vae), dtype, device);
+}
+
+AutoencoderKLQwenImage load_vae(const io::ComponentWeights& weights, torch::Dtype dtype,
+                                torch::Device device) {
+  const VaeConfig config =
+      VaeConfig::from_json_text(weights.config.dump(), weights.source + " (configuration)");
   AutoencoderKLQwenImage model(config);
-  const io::TensorStore store = io::TensorStore::open(vae_dir);
-  load_module(*model, store, "vae", dtype, device);
+  load_module(*model, weights.store, "vae", dtype, device);
   model->eval();
   return model;
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "models/vae_blocks.h"
 #include "models/vae_config.h"
 
@@ -99,6 +100,10 @@ TORCH_MODULE(AutoencoderKLQwenImage);
 // Builds the VAE from `vae_dir`/config.json and loads `vae_dir`'s safetensors. Throws
 // io::CheckpointError naming the file and the problem.
 AutoencoderKLQwenImage load_vae(const std::string& vae_dir, torch::Dtype dtype,
+                                torch::Device device);
+// The same from an opened component (io::ModelFolder::weights / io::open_component): the one
+// loading path; the folder form above is this over io::open_component(vae_dir).
+AutoencoderKLQwenImage load_vae(const io::ComponentWeights& weights, torch::Dtype dtype,
                                 torch::Device device);
 
 }  // namespace qwen::models

@@ -158,22 +158,21 @@ ResolvedParams resolve_params(const RunParams& in) {
 }
 
 QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
-  const fs::path dir = options.model_dir;
-  if (options.model_dir.empty()) throw EngineError("no model folder given");
-  if (!fs::is_directory(dir))
-    throw EngineError("model folder '" + options.model_dir + "' does not exist");
-  const fs::path index = dir / "model_index.json";
-  if (!fs::exists(index))
-    throw EngineError("'" + options.model_dir +
-                      "' is not a diffusers model folder (model_index.json is missing)");
-  nlohmann::json mi;
-  try {
-    mi = nlohmann::json::parse(read_file(index));
-  } catch (const nlohmann::json::exception& e) {
-    throw EngineError(index.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  info_.model_dir = options.model_dir;
-  info_.pipeline_class = mi.value("_class_name", std::string());
+  // The one loading path (io::ModelFolder over io::ModelSources): a diffusers folder, component
+  // files replacing its weights, or the three component files alone; `inspect` reads the same.
+  io::ModelSources sources;
+  sources.folder = options.model_dir;
+  sources.transformer = options.transformer_file;
+  sources.text_encoder = options.text_encoder_file;
+  sources.vae = options.vae_file;
+  sources.model_type = options.model_type;
+  if (sources.folder.empty() && !sources.has_files())
+    throw EngineError("no model given (a model folder, or --transformer, --text-encoder and --vae files)");
+  const io::ModelFolder model = with_context("model", [&] { return io::ModelFolder::open(sources); });
+  info_.model_dir = sources.label();
+  info_.model_type = model.model_type();
+  info_.pipeline_class = model.pipeline_class();
+  const std::string index_path = model.path() + "/model_index.json";
   if (info_.pipeline_class == "QwenImagePipeline" ||
       info_.pipeline_class == "QwenImageImg2ImgPipeline" ||
       info_.pipeline_class == "QwenImageInpaintPipeline") {
@@ -184,12 +183,13 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   } else if (info_.pipeline_class == "QwenImageEditPlusPipeline") {
     info_.default_pipeline = PipelineKind::EditPlus;
   } else {
-    throw EngineError(index.string() + ": pipeline '" + info_.pipeline_class +
+    throw EngineError(index_path + ": pipeline '" + info_.pipeline_class +
                       "' is not a supported Qwen-Image pipeline");
   }
   for (const char* part : {"transformer", "vae", "text_encoder", "scheduler"}) {
-    if (!fs::is_directory(dir / part))
-      throw EngineError("model folder '" + options.model_dir + "' has no " + part + "/ folder");
+    if (!model.has(part))
+      throw EngineError("model '" + info_.model_dir + "' has no " + part +
+                        " component (model_index.json)");
   }
 
   device_ = resolve_device(options.device);
@@ -199,38 +199,38 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   set_torch_threads(options.threads);
 
   scheduler_config_ = with_context("scheduler", [&] {
-    return SchedulerConfig::from_json_file((dir / "scheduler" / "scheduler_config.json").string());
+    const auto& c = model.component("scheduler");
+    return SchedulerConfig::from_json_text(c.config.dump(), c.path + "/scheduler_config.json");
   });
   tokenizer_ = with_context("tokenizer", [&] {
-    return tokenizer::Qwen2Tokenizer::load(
-        tokenizer::Qwen2Tokenizer::resolve_folder(options.model_dir));
+    const io::Component* c = model.find("tokenizer");
+    if (!c) c = model.find("processor");
+    if (!c) throw EngineError("model '" + info_.model_dir + "' has no tokenizer");
+    return tokenizer::Qwen2Tokenizer::load(c->path);
   });
   transformer_ = with_context("transformer", [&] {
     // Canonical keys (ComfyUI prefixes stripped); the config carries zero_cond_t from config.json
     // or from the `__index_timestep_zero__` marker that ComfyUI 2511 files have instead of the
     // key; without a config.json the configuration is derived from the tensor shapes.
-    auto weights =
-        io::open_component((dir / "transformer").string(), io::ComponentKind::Transformer);
-    auto cfg = models::TransformerConfig::from_json_text(
-        weights.config.dump(), (dir / "transformer" / "config.json").string());
+    auto weights = model.weights("transformer");
+    auto cfg = models::TransformerConfig::from_json_text(weights.config.dump(),
+                                                         weights.source + " (configuration)");
     // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
     models::load_module(*t, weights.store, "transformer", dtype_, device_);
     t->eval();
     return t;
   });
-  info_.can_edit =
-      fs::is_directory(dir / "processor") && info_.default_pipeline != PipelineKind::Generate;
+  info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate;
   if (info_.can_edit) {
     processor_ = with_context("processor", [&] {
-      return VisionProcessorConfig::from_json_file(
-          (dir / "processor" / "preprocessor_config.json").string());
+      return VisionProcessorConfig::from_json_file(model.component("processor").path +
+                                                   "/preprocessor_config.json");
     });
   }
-  vae_ = with_context("vae",
-                      [&] { return models::load_vae((dir / "vae").string(), dtype_, device_); });
+  vae_ = with_context("vae", [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
   text_encoder_ = with_context("text_encoder", [&] {
-    return models::qwenvl::load_text_encoder((dir / "text_encoder").string(), dtype_, device_,
+    return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_, device_,
                                              /*with_vision=*/info_.can_edit);
   });
   for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),

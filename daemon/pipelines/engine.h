@@ -78,7 +78,11 @@ struct ProgressInfo {
 using ProgressFn = std::function<bool(const ProgressInfo&)>;
 
 struct EngineOptions {
-  std::string model_dir;
+  std::string model_dir;  // diffusers folder; may be empty when the three files below are given
+  // Component files (safetensors single files, ComfyUI repacks) that supply or replace the
+  // folder's weights (io::ModelSources); `model_type` (io::known_model_types()) names the model
+  // when the files alone cannot tell it.
+  std::string transformer_file, text_encoder_file, vae_file, model_type;
   std::string device;    // "cpu", "cuda", "cuda:N"; empty = cuda when available, else cpu
   std::string dtype;     // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
   int threads = 0;       // CPU threads for torch; 0 = all hardware threads
@@ -86,7 +90,8 @@ struct EngineOptions {
 };
 
 struct ModelInfo {
-  std::string model_dir;
+  std::string model_dir;   // the folder, else the transformer file
+  std::string model_type;  // io::known_model_types() name, when known
   std::string pipeline_class;  // from model_index.json
   std::string device;
   std::string dtype;

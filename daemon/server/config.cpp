@@ -54,8 +54,16 @@ ModelSpec model_spec(const std::string& v) {
 std::string apply(const std::string& key, const std::string& val, DaemonConfig* c) {
   int n = 0;
   if (key == "model") {
-    if (val.empty()) return "model needs a folder";
+    if (val.empty()) return "model needs a folder (or NAME= followed by transformer/text_encoder/vae lines)";
     c->models.push_back(model_spec(val));
+  } else if (key == "transformer" || key == "text_encoder" || key == "vae" || key == "model_type") {
+    // Per model: applies to the model declared last.
+    if (c->models.empty()) return key + " must follow the 'model =' line it belongs to";
+    if (val.empty()) return key + " needs a value";
+    ModelSpec& m = c->models.back();
+    (key == "transformer" ? m.transformer
+     : key == "text_encoder" ? m.text_encoder
+     : key == "vae" ? m.vae : m.model_type) = val;
   } else if (key == "device") {
     if (val != "cpu" && val != "cuda" && val.rfind("cuda:", 0) != 0)
       return "device must be cpu, cuda or cuda:N";
@@ -123,7 +131,8 @@ std::string load_config_file(const std::string& path, DaemonConfig* cfg) {
 }
 
 const char* usage_text() {
-  return "usage: qwen-imaged [--model [NAME=]DIR ...] [--device cpu|cuda|cuda:N]\n"
+  return "usage: qwen-imaged [--model [NAME=]DIR [--transformer F] [--text-encoder F] [--vae F]\n"
+         "                   [--model-type T] ...] [--device cpu|cuda|cuda:N]\n"
          "                   [--dtype float32|bfloat16] [--instance NAME] [--threads N] [--lazy]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models N]\n"
@@ -171,6 +180,10 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
     }
     static const std::pair<const char*, const char*> kOpts[] = {
         {"--model", "model"},
+        {"--transformer", "transformer"},
+        {"--text-encoder", "text_encoder"},
+        {"--vae", "vae"},
+        {"--model-type", "model_type"},
         {"--device", "device"},
         {"--dtype", "dtype"},
         {"--instance", "instance"},
@@ -201,6 +214,13 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
     return "bad instance name '" + cfg->instance + "': use 1 to 64 letters, digits, '-' or '_'";
   if (cfg->models.empty() && !cfg->fake_engine)
     return "no model to serve: give --model DIR or a 'model = DIR' line in " + config;
+  for (const auto& m : cfg->models) {
+    const bool all_files = !m.transformer.empty() && !m.text_encoder.empty() && !m.vae.empty();
+    if (m.dir.empty() && !all_files)
+      return "model '" + m.name +
+             "' has no folder: give it one (model = NAME=DIR) or all three of transformer, "
+             "text_encoder and vae";
+  }
   for (size_t i = 0; i < cfg->models.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (cfg->models[i].name == cfg->models[j].name)

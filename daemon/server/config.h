@@ -10,7 +10,10 @@ namespace qwen::server {
 
 struct ModelSpec {
   std::string name;  // what requests name; default: the folder's base name
-  std::string dir;
+  std::string dir;   // diffusers folder; empty (`model = NAME=`) when the files below make it up
+  // Component files (`transformer = FILE` ... lines after the `model =` line they belong to; the
+  // same as the CLI's --transformer/--text-encoder/--vae/--model-type; io::ModelSources).
+  std::string transformer, text_encoder, vae, model_type;
 };
 
 struct DaemonConfig {

@@ -40,7 +40,7 @@ void Models::init(const DaemonConfig& cfg, EngineFactory factory) {
   factory_ = std::move(factory);
   for (const auto& m : cfg.models) entries_.push_back(Entry{m, nullptr, "configured", 0});
   if (entries_.empty() && cfg.fake_engine)
-    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)"}, nullptr, "configured", 0});
+    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)", {}, {}, {}, {}}, nullptr, "configured", 0});
 }
 
 int Models::find(const std::string& name, std::string* known) const {
@@ -100,9 +100,15 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
     std::lock_guard<std::mutex> lk(mu);
     e.state = "loading";
   }
-  log_info("loading model " + e.spec.name + " from " + e.spec.dir);
+  log_info("loading model " + e.spec.name + " from " +
+           (e.spec.dir.empty() ? e.spec.transformer : e.spec.dir) +
+           (!e.spec.dir.empty() && !e.spec.transformer.empty() ? " (transformer " + e.spec.transformer + ")" : ""));
   EngineOptions o;
   o.model_dir = e.spec.dir;
+  o.transformer_file = e.spec.transformer;
+  o.text_encoder_file = e.spec.text_encoder;
+  o.vae_file = e.spec.vae;
+  o.model_type = e.spec.model_type;
   o.device = cfg_.device;
   o.dtype = cfg_.dtype;
   o.threads = cfg_.threads;

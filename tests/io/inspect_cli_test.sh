@@ -41,7 +41,7 @@ tiny=$models/qwen-image-tiny
 edit=$models/qwen-image-edit-2509-tiny
 
 check help 0 "usage: qwen-image inspect" -- --help
-check no-model 2 "--model PATH is required" --
+check no-model 2 "--model PATH (or component files) is required" --
 check bad-option 2 "unknown option '--frobnicate'" -- --model "$tiny" --frobnicate
 check tiny-pipeline 0 "pipeline: QwenImagePipeline" -- --model "$tiny"
 check tiny-transformer 0 "QwenImageTransformer2DModel" -- --model "$tiny"
@@ -74,6 +74,21 @@ check garbage 1 "broken checkpoint" -- --model "$tmp/m"
 copy; rm "$tmp/m/text_encoder/model.safetensors"
 check no-weights 1 "'text_encoder' has no .safetensors weights" -- --model "$tmp/m"
 check absent 1 "does not exist" -- --model "$tmp/nope"
+
+# Component files: the engine's loading path (io::ModelSources), same options as `generate`.
+tr=$tiny/transformer/diffusion_pytorch_model.safetensors
+te=$tiny/text_encoder/model.safetensors
+vae=$tiny/vae/diffusion_pytorch_model.safetensors
+check file-override 0 "transformer file: $tr" -- --model "$tiny" --transformer "$tr"
+check file-wrong-kind 1 "$vae" -- --model "$tiny" --transformer "$vae"
+check files-need-type 1 "--model-type" -- --transformer "$tr" --text-encoder "$te" --vae "$vae"
+check files-typed 0 "model type: qwen-image-edit-2509" -- --transformer "$tr" --text-encoder "$te" \
+  --vae "$vae" --model-type qwen-image-edit-2509
+check files-processor 0 "processor" -- --transformer "$tr" --text-encoder "$te" --vae "$vae" \
+  --model-type qwen-image-edit-2509
+check files-missing 1 "missing: --vae" -- --transformer "$tr" --text-encoder "$te"
+check files-bad-type 1 "unknown model type" -- --transformer "$tr" --text-encoder "$te" --vae "$vae" \
+  --model-type sdxl
 
 [[ $fails -eq 0 ]] || { echo "$fails check(s) failed"; exit 1; }
 echo "all inspect checks passed"

@@ -4,11 +4,15 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "common/fixtures.h"
+#include "common/st_writer.h"
 #include "image/png.h"
+#include "io/safetensors.h"
 
 namespace fs = std::filesystem;
 using qwen::test::fixture_path;
@@ -195,4 +199,71 @@ TEST(Cli, EditOptionsAreChecked) {
     EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.args << "\n" << r.output;
   }
   EXPECT_FALSE(fs::exists(out));
+}
+
+namespace {
+
+// A single-file copy of a fixture component, keys passed through `rename` (empty = dropped) and
+// the values of the tensor named `perturb` negated (to tell the copy's weights apart).
+void single_file(const std::string& src, const std::string& dst,
+                 const std::function<std::string(const std::string&)>& rename,
+                 const std::string& perturb = "") {
+  const auto store = qwen::io::TensorStore::open(src);
+  std::vector<qwen::test::StTensor> out;
+  for (const auto& [name, ref] : store.all()) {
+    const std::string n = rename(name);
+    if (n.empty()) continue;
+    qwen::test::StTensor t{n, qwen::io::dtype_name(ref.info->dtype), ref.info->shape, {}};
+    const uint8_t* p = ref.file->data(*ref.info);
+    t.bytes.assign(p, p + (ref.info->end - ref.info->begin));
+    if (name == perturb) {  // negate every value: flip the sign bit (little-endian, top byte)
+      const size_t es = qwen::io::dtype_size(ref.info->dtype);
+      for (size_t i = es - 1; i < t.bytes.size(); i += es) t.bytes[i] ^= 0x80;
+    }
+    out.push_back(std::move(t));
+  }
+  qwen::test::write_file(dst, qwen::test::st_serialize(out));
+}
+
+}  // namespace
+
+// --transformer / --text-encoder / --vae (issue #12): single files replace the folder's
+// components. ComfyUI-style copies of the fixture's own weights give the reference image; a
+// transformer file with other weights gives another image (the file is really used).
+TEST(Cli, ComponentFilesReplaceTheFoldersComponents) {
+  const std::string dir = qwen::test::tiny_model_dir();
+  const auto tr = tmp("comfy_transformer.safetensors"), te = tmp("comfy_te.safetensors"),
+             vae = tmp("comfy_vae.safetensors"), other = tmp("other_transformer.safetensors");
+  single_file(dir + "/transformer", tr, [](const std::string& n) { return "model.diffusion_model." + n; });
+  single_file(dir + "/text_encoder", te, [](const std::string& n) { return n; });
+  single_file(dir + "/vae", vae, [](const std::string& n) { return n; });
+  single_file(dir + "/transformer", other, [](const std::string& n) { return n; }, "proj_out.bias");
+  const std::string job =
+      " --prompt 'A red bicycle leaning against a blue wall, watercolor'"
+      " --true-cfg-scale 1 --width 96 --height 64 --steps 4 --seed 42 --quiet --output ";
+  const auto out = tmp("files.png"), out_other = tmp("files_other.png");
+  fs::remove(out);
+  fs::remove(out_other);
+  auto r = run("generate " + model() + " --transformer " + tr + " --text-encoder " + te +
+               " --vae " + vae + job + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_t2i_cfg1/output.png")), 1);
+  r = run("generate " + model() + " --transformer " + other + job + out_other);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_GT(max_diff(out_other, out), 2);
+
+  // Without a folder, the vision-capable encoder cannot tell base from edit: asked, not guessed.
+  r = run("generate --transformer " + tr + " --text-encoder " + te + " --vae " + vae + job +
+          tmp("never.png"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--model-type"), std::string::npos) << r.output;
+  // With --daemon the files belong in the daemon's config.
+  r = run("generate --daemon --transformer " + tr + job + tmp("never.png"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("daemon's config"), std::string::npos) << r.output;
+  // A file of the wrong kind names the file.
+  r = run("generate " + model() + " --transformer " + vae + job + tmp("never.png"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find(vae), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp("never.png")));
 }

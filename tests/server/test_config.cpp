@@ -1,0 +1,82 @@
+// daemon.conf / qwen-imaged command line (daemon/server/config.cpp): per-model component files.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "server/config.h"
+
+using qwen::server::DaemonConfig;
+
+namespace {
+
+std::string write_conf(const std::string& text) {
+  char path[] = "/tmp/qwen-conf-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ::close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string parse(std::vector<std::string> args, DaemonConfig* cfg) {
+  std::vector<char*> argv;
+  args.insert(args.begin(), "qwen-imaged");
+  for (auto& a : args) argv.push_back(a.data());
+  return qwen::server::parse_args(static_cast<int>(argv.size()), argv.data(), cfg);
+}
+
+}  // namespace
+
+TEST(DaemonConfig, ComponentFilesBelongToTheModelAboveThem) {
+  const std::string conf = write_conf(
+      "model = /data/Qwen-Image\n"
+      "transformer = /data/comfy/qwen_image_fp8_e4m3fn.safetensors\n"
+      "model = comfy-edit=\n"
+      "transformer = /data/comfy/qwen_image_edit_2511_bf16.safetensors\n"
+      "text_encoder = /data/comfy/qwen_2.5_vl_7b.safetensors\n"
+      "vae = /data/comfy/qwen_image_vae.safetensors\n"
+      "model_type = qwen-image-edit-2511\n");
+  DaemonConfig cfg;
+  ASSERT_EQ(parse({"--config", conf}, &cfg), "");
+  ::unlink(conf.c_str());
+  ASSERT_EQ(cfg.models.size(), 2u);
+  EXPECT_EQ(cfg.models[0].name, "Qwen-Image");
+  EXPECT_EQ(cfg.models[0].dir, "/data/Qwen-Image");
+  EXPECT_EQ(cfg.models[0].transformer, "/data/comfy/qwen_image_fp8_e4m3fn.safetensors");
+  EXPECT_EQ(cfg.models[0].vae, "");
+  EXPECT_EQ(cfg.models[1].name, "comfy-edit");
+  EXPECT_EQ(cfg.models[1].dir, "");
+  EXPECT_EQ(cfg.models[1].text_encoder, "/data/comfy/qwen_2.5_vl_7b.safetensors");
+  EXPECT_EQ(cfg.models[1].vae, "/data/comfy/qwen_image_vae.safetensors");
+  EXPECT_EQ(cfg.models[1].model_type, "qwen-image-edit-2511");
+}
+
+TEST(DaemonConfig, CommandLineFilesApplyToTheLastModel) {
+  DaemonConfig cfg;
+  ASSERT_EQ(parse({"--no-config", "--model", "a=", "--transformer", "/t.safetensors",
+                   "--text-encoder", "/te.safetensors", "--vae", "/v.safetensors",
+                   "--model-type", "qwen-image"},
+                  &cfg),
+            "");
+  ASSERT_EQ(cfg.models.size(), 1u);
+  EXPECT_EQ(cfg.models[0].transformer, "/t.safetensors");
+  EXPECT_EQ(cfg.models[0].model_type, "qwen-image");
+}
+
+TEST(DaemonConfig, IncompleteOrMisplacedFilesAreErrors) {
+  std::string conf = write_conf("transformer = /t.safetensors\nmodel = /data/Qwen-Image\n");
+  DaemonConfig cfg;
+  std::string e = parse({"--config", conf}, &cfg);
+  ::unlink(conf.c_str());
+  EXPECT_NE(e.find(":1:"), std::string::npos) << e;
+  EXPECT_NE(e.find("must follow the 'model =' line"), std::string::npos) << e;
+
+  conf = write_conf("model = bare=\ntransformer = /t.safetensors\n");
+  DaemonConfig cfg2;
+  e = parse({"--config", conf}, &cfg2);
+  ::unlink(conf.c_str());
+  EXPECT_NE(e.find("model 'bare' has no folder"), std::string::npos) << e;
+}
