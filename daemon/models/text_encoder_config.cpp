@@ -53,14 +53,21 @@ TextEncoderConfig TextEncoderConfig::from_json_text(const std::string& text,
   read(arch, "intermediate_size", c.intermediate_size, label);
   read(arch, "rms_norm_eps", c.rms_norm_eps, label);
   read(arch, "rope_theta", c.rope_theta, label);
+  // Rope settings: `rope_scaling` (+ top-level `rope_theta`) as transformers 4.x saved them (the
+  // released checkpoints), or `rope_parameters` (with `rope_theta` inside) as transformers 5 saves
+  // them; transformers 5's Qwen2_5_VLTextConfig reads either (rope_scaling wins).
   for (const json* o : arch) {
     if (!o) continue;
     auto rs = o->find("rope_scaling");
+    if (rs == o->end() || !rs->is_object()) rs = o->find("rope_parameters");
     if (rs == o->end() || !rs->is_object()) continue;
+    if (auto th = rs->find("rope_theta"); th != rs->end() && th->is_number() &&
+                                          !o->contains("rope_theta"))
+      c.rope_theta = th->get<double>();
     auto ms = rs->find("mrope_section");
     if (ms == rs->end()) continue;
     if (!ms->is_array() || ms->size() != 3)
-      throw std::runtime_error(label + ": rope_scaling.mrope_section must be a list of 3 integers");
+      throw std::runtime_error(label + ": rope_scaling.mrope_section (or rope_parameters.mrope_section) must be a list of 3 integers");
     for (size_t i = 0; i < 3; ++i) {
       if (!(*ms)[i].is_number_integer())
         throw std::runtime_error(label + ": rope_scaling.mrope_section must hold integers");

@@ -43,6 +43,26 @@ TEST(TextEncoderConfig, FlatLayoutRealSize) {
   EXPECT_EQ(c.vision.depth, 32);
 }
 
+// transformers 5 saves `rope_parameters` (rope_theta inside) instead of rope_scaling + rope_theta.
+TEST(TextEncoderConfig, Transformers5RopeParametersLayout) {
+  auto c = TextEncoderConfig::from_json_text(R"({
+    "text_config": {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
+      "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064,
+      "rope_parameters": {"mrope_section": [8, 28, 28], "rope_type": "default",
+                          "rope_theta": 500000.0}}})",
+                                             "v5");
+  EXPECT_EQ(c.mrope_section, (std::array<int64_t, 3>{8, 28, 28}));
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  // A top-level rope_theta (the 4.x layout) wins over the default.
+  auto d = TextEncoderConfig::from_json_text(R"({
+    "hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
+    "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064,
+    "rope_theta": 250000.0, "rope_scaling": {"mrope_section": [16, 24, 24], "type": "default"}})",
+                                             "v4");
+  EXPECT_DOUBLE_EQ(d.rope_theta, 250000.0);
+  EXPECT_EQ(d.mrope_section, (std::array<int64_t, 3>{16, 24, 24}));
+}
+
 TEST(TextEncoderConfig, BadInputGivesClearErrors) {
   EXPECT_THROW(TextEncoderConfig::from_json_text("{not json", "x"), std::runtime_error);
   EXPECT_THROW(TextEncoderConfig::from_json_text("[1,2]", "x"), std::runtime_error);
