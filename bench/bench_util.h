@@ -1,15 +1,52 @@
-// Helpers of the transformer benchmarks (dit_bench.cpp: bench_transformer, bench_edit).
+// Helpers of the torch benchmarks (dit_bench.cpp: bench_transformer, bench_edit; bench_attention,
+// bench_fixtures).
 #pragma once
 
+#include <ATen/DeviceAccelerator.h>
 #include <dlfcn.h>
 #include <sys/resource.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "models/transformer.h"
 
 namespace qwen::bench {
+
+// True peak device memory from the CUDA caching allocator's statistics (what
+// torch.cuda.max_memory_allocated / max_memory_reserved report): `allocated` is the peak of bytes
+// held by live tensors, `reserved` the peak of what the allocator took from the driver (the
+// footprint other processes see, less the CUDA context). Through at::accelerator (libtorch >= 2.9)
+// so that no CUDA header is needed; every call is behind torch::cuda::is_available(), so a CPU
+// build or a machine without a GPU gets std::nullopt.
+struct DevicePeak {
+  double allocated_gib = 0;
+  double reserved_gib = 0;
+};
+
+inline bool cuda_device(const torch::Device& d) {
+  return d.is_cuda() && torch::cuda::is_available();
+}
+
+inline c10::DeviceIndex device_index(const torch::Device& d) {
+  return d.has_index() ? d.index() : at::accelerator::getDeviceIndex();
+}
+
+// Starts a new peak: call right before the region to measure.
+inline void reset_device_peak(const torch::Device& d) {
+  if (!cuda_device(d)) return;
+  at::accelerator::resetPeakStats(device_index(d));
+}
+
+inline std::optional<DevicePeak> device_peak(const torch::Device& d) {
+  if (!cuda_device(d)) return std::nullopt;
+  const auto stats = at::accelerator::getDeviceStats(device_index(d));
+  constexpr auto kAll = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  constexpr double kGiB = double(1u << 30);
+  return DevicePeak{double(stats.allocated_bytes[kAll].peak) / kGiB,
+                    double(stats.reserved_bytes[kAll].peak) / kGiB};
+}
 
 // Device memory in use by this process as the driver sees it (caching allocator included).
 // Looked up at run time so that the bench needs no CUDA headers.
@@ -17,7 +54,7 @@ inline double cuda_used_gib() {
   using Fn = int (*)(size_t*, size_t*);
   static Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
   if (!fn) {
-    for (const char* lib : {"libcudart.so.12", "libcudart.so"}) {
+    for (const char* lib : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
       if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) {
         fn = reinterpret_cast<Fn>(dlsym(h, "cudaMemGetInfo"));
         if (fn) break;

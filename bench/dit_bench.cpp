@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -97,6 +98,11 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
 }  // namespace
 
 int run_dit_bench(int argc, char** argv, bool edit) {
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   Args a;
   if (!parse(argc, argv, edit, a)) {
     usage(edit);
@@ -123,7 +129,7 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   cfg.zero_cond_t = a.zero_cond_t;
 
   torch::NoGradGuard ng;
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = Clock::now();
   // Parameters are created (uninitialized) in the target dtype, block by block on the device, then
   // filled with random values there.
   const auto old_dtype = c10::get_default_dtype();
@@ -138,8 +144,7 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   }
   model->eval();
   if (device.is_cuda()) torch::cuda::synchronize();
-  const double build_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double build_s = seconds_since(t0);
 
   const int64_t h = a.height / 16, w = a.width / 16;
   const int64_t hc = a.cond_height / 16, wc = a.cond_width / 16;
@@ -171,10 +176,15 @@ int run_dit_bench(int argc, char** argv, bool edit) {
 
   std::vector<qwen::models::ImageShape> shapes{{1, h, w}};
   if (edit) shapes.push_back({1, hc, wc});
-  double timed = 0;
+  double timed = 0, warm_s = 0;
+  std::optional<DevicePeak> peak_before;  // build + warm-up
   for (int i = 0; i < a.warmup + a.steps; ++i) {
     if (device.is_cuda()) torch::cuda::synchronize();
-    auto s0 = std::chrono::steady_clock::now();
+    if (i == a.warmup) {  // the timed steps start: a fresh peak
+      peak_before = device_peak(device);
+      reset_device_peak(device);
+    }
+    auto s0 = Clock::now();
     auto t = ts[i].expand({1}).to(dtype) / 1000;
     auto x = edit ? torch::cat({latents, cond_latents}, 1) : latents;
     auto v = model->forward(x, txt, {}, t, shapes).slice(1, 0, s_img);
@@ -184,20 +194,45 @@ int run_dit_bench(int argc, char** argv, bool edit) {
     }
     latents = sched.step(v, latents);
     if (device.is_cuda()) torch::cuda::synchronize();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    const double dt = seconds_since(s0);
     const bool warm = i < a.warmup;
-    if (!warm) timed += dt;
+    (warm ? warm_s : timed) += dt;
     std::printf("step %d%s: %.3f s\n", i + 1, warm ? " (warm-up)" : "", dt);
   }
+  const auto peak_steps = device_peak(device);
+  const bool finite = torch::isfinite(latents).all().item<bool>();
   const double per_step = timed / a.steps;
   double flops = forward_flops(cfg, s_img + s_cond, a.txt_len);
   if (a.cfg) flops += forward_flops(cfg, s_img + s_cond, s_neg);
+  // Everything but the step loop: process start, weights, inputs, the final checks.
+  const double outside_s = seconds_since(t_start) - timed - warm_s;
   std::printf("seconds per step: %.3f\n", per_step);
   std::printf("achieved: %.2f TFLOP/s (%.2f TFLOP per step)\n", flops / per_step / 1e12,
               flops / 1e12);
-  if (device.is_cuda()) std::printf("device memory in use: %.2f GiB\n", cuda_used_gib());
-  std::printf("peak host memory (RSS): %.2f GiB\n", host_peak_gib());
-  std::printf("finite output: %s\n", torch::isfinite(latents).all().item<bool>() ? "yes" : "no");
+  std::printf("time outside the step loop: %.2f s (weights %.2f s), warm-up steps %.2f s\n",
+              outside_s, build_s, warm_s);
+  double peak_alloc = -1, peak_reserved = -1;
+  if (peak_steps) {
+    peak_alloc = peak_steps->allocated_gib;
+    peak_reserved = peak_steps->reserved_gib;
+    std::printf(
+        "peak device memory (timed steps, caching allocator): %.2f GiB allocated, %.2f GiB "
+        "reserved\n",
+        peak_alloc, peak_reserved);
+    if (peak_before)
+      std::printf("peak device memory (weights + warm-up): %.2f GiB allocated, %.2f GiB reserved\n",
+                  peak_before->allocated_gib, peak_before->reserved_gib);
+    std::printf("device memory in use (driver): %.2f GiB\n", cuda_used_gib());
+  }
+  const double rss = host_peak_gib();
+  std::printf("peak host memory (RSS): %.2f GiB\n", rss);
+  std::printf("finite output: %s\n", finite ? "yes" : "no");
+  // One line for scripts (bench/gpu/check.sh): key=value, -1 = not measured on this device.
+  std::printf(
+      "RESULT s_per_step=%.4f tflops=%.2f peak_alloc_gib=%.2f peak_reserved_gib=%.2f "
+      "peak_rss_gib=%.2f outside_loop_s=%.2f weights_s=%.2f warmup_s=%.2f finite=%s\n",
+      per_step, flops / per_step / 1e12, peak_alloc, peak_reserved, rss, outside_s, build_s, warm_s,
+      finite ? "yes" : "no");
   return 0;
 }
 

@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# bench/gpu/check.sh [--dry-run] [--out DIR] [--build-dir DIR] [--carry DIR] [--budget SECONDS]
+#                    [--build-only] [--only STAGE,...] [--jobs N]
+#
+# The prepared GPU check: ONE command on a lent GPU machine (docs/gpu-check.md), under 8 minutes.
+#   configure  CMake (Ninja, Release, no plug-in, no tests) against the carried prefix
+#              (bench/gpu/prepare.sh) and the machine's torch (python3's wheel)
+#   build      only bench_fixtures, bench_attention, bench_transformer, bench_edit
+#   fixtures_f32   the tiny fixture pipelines on CUDA float32, TF32 off, against the goldens
+#   fixtures_bf16  the same on CUDA bfloat16 against CPU bfloat16 (both against the goldens)
+#   attention  each SDPA backend (flash, memory-efficient, cuDNN, math) at the real sequence lengths
+#   t2i_1024, edit_1024, t2i_1328
+#              the real-size (20.4B) transformer benches, true CFG, bfloat16: s/step, TFLOP/s, true
+#              peak device memory (caching allocator), time outside the step loop
+# Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
+# run ends in time; the summary ($OUT/summary.md: a table of every number) is rewritten after each
+# stage and at exit, whatever failed. Logs: $OUT/{env,build,fixtures,attention,dit}.log (6 files
+# in all: the device tool brings back at most 8). Exit code 0 only when every stage passed.
+#
+# --dry-run: the same stages on the CPU at reduced sizes (float32 instead of CUDA, tiny attention
+# and transformer shapes), using an already-built tree (--build-dir, default <repo>/build) instead
+# of configure + build; about a minute. CTest runs it (GpuCheck.DryRun) so the script cannot rot.
+# --build-only: configure + build, then stop (to test the carried prefix on a machine without GPU).
+# --only fixtures_f32,attention,...: run only these of the stages after the build (a short rerun).
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+dry=0
+build_only=0
+out=""
+build_dir=""
+carry=""
+budget=""
+only=""
+jobs=$(nproc 2>/dev/null || echo 4)
+
+usage() {
+  sed -n '2,3p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
+  echo "see the header of ${BASH_SOURCE[0]} and docs/gpu-check.md" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1 ;;
+    --build-only) build_only=1 ;;
+    --out) out=${2:?--out needs a folder}; shift ;;
+    --build-dir) build_dir=${2:?--build-dir needs a folder}; shift ;;
+    --carry) carry=${2:?--carry needs a folder}; shift ;;
+    --budget) budget=${2:?--budget needs seconds}; shift ;;
+    --jobs) jobs=${2:?--jobs needs a number}; shift ;;
+    --only) only=",${2:?--only needs stage names},"; shift ;;
+    -h | --help) usage ;;
+    *) echo "check.sh: unknown option '$1'" >&2; usage ;;
+  esac
+  shift
+done
+
+if [ $dry = 1 ]; then
+  mode="dry-run (CPU, reduced sizes)"
+  build_dir=${build_dir:-$repo/build}
+  budget=${budget:-300}
+  out=${out:-$build_dir/gpu-check-dry-run}
+else
+  mode="device (CUDA)"
+  build_dir=${build_dir:-$repo/build-gpu}
+  carry=${carry:-$repo/.gpu-carry}
+  budget=${budget:-450}
+  out=${out:-${OUT:-$build_dir/gpu-check-out}}
+fi
+case "$budget" in '' | *[!0-9]*) echo "check.sh: --budget must be whole seconds" >&2; exit 2 ;; esac
+mkdir -p "$out" || { echo "check.sh: cannot create $out" >&2; exit 2; }
+[ $dry = 1 ] || mkdir -p "$build_dir" || { echo "check.sh: cannot create $build_dir" >&2; exit 2; }
+out=$(cd "$out" && pwd)
+[ -d "$build_dir" ] && build_dir=$(cd "$build_dir" && pwd)
+[ -n "$carry" ] && carry=$(cd "$carry" 2>/dev/null && pwd || echo "$carry")
+cd "$repo" || exit 2
+
+work=$(mktemp -d /tmp/gpu-check.XXXXXX)
+t_start=$(date +%s)
+summary=$out/summary.md
+rm -f "$out"/{summary.md,env.log,build.log,fixtures.log,attention.log,dit.log}
+
+names=()    # stage names, in order
+status=()   # PASS / FAIL (rc N) / TIMEOUT / SKIPPED (...)
+seconds=()
+limits=()
+logs=()
+failed=0
+
+# ---- the summary -----------------------------------------------------------------------------
+kv() { # kv "RESULT a=1 b=2" b -> 2
+  printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
+}
+stage_out() { # the output of one stage, or nothing
+  [ -f "$work/$1.out" ] && cat "$work/$1.out"
+}
+
+write_summary() {
+  local now total i line
+  now=$(date +%s)
+  total=$((now - t_start))
+  {
+    echo "# GPU check summary"
+    echo
+    if [ $failed = 0 ]; then echo "**Result: PASS** (so far ${#names[@]} stages)"; else echo "**Result: FAIL**"; fi
+    echo
+    echo "- mode: $mode; wall time ${total} s of a ${budget} s budget; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "- build dir: $build_dir"
+    if [ -f "$work/env.out" ]; then
+      sed -n 's/^\(gpu\|torch\|host\|compiler\|cmake\): /- \1: /p' "$work/env.out"
+    fi
+    echo
+    echo "## Stages"
+    echo
+    echo "| stage | status | seconds | timeout (s) | log |"
+    echo "| --- | --- | ---: | ---: | --- |"
+    for i in "${!names[@]}"; do
+      echo "| ${names[$i]} | ${status[$i]} | ${seconds[$i]} | ${limits[$i]} | ${logs[$i]} |"
+    done
+
+    echo
+    echo "## Fixture pipelines (tests/fixtures/qwen-tiny)"
+    echo
+    echo "fixtures_f32: float32, TF32 off, against the goldens (loop: max |diff| of every noise"
+    echo "prediction and step latents, tolerance 5e-4; engine: 8-bit levels, tolerance 1)."
+    echo "fixtures_bf16: bfloat16 on the device and on the CPU, both against the float32 goldens."
+    echo
+    echo "| stage | level | case | pass | numbers |"
+    echo "| --- | --- | --- | --- | --- |"
+    for s in fixtures_f32 fixtures_bf16; do
+      stage_out $s | grep '^RESULT check=' | while read -r line; do
+        echo "| $s | $(kv "$line" check) | $(kv "$line" case) | $(kv "$line" pass) | $(echo "$line" | cut -d' ' -f5- | sed 's/|/\\|/g') |"
+      done
+    done
+
+    echo
+    echo "## Transformer benches (random weights, true CFG)"
+    echo
+    echo "| stage | shape | s/step | TFLOP/s | peak alloc GiB | peak reserved GiB | peak RSS GiB | outside loop s | weights s | warm-up s | finite |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    for s in t2i_1024 edit_1024 t2i_1328; do
+      line=$(stage_out $s | grep '^RESULT s_per_step=' | tail -1)
+      [ -n "$line" ] || continue
+      local shape
+      shape=$(stage_out $s | sed -n 's/^\(image\|edit:\) \(.*\), text \([0-9]*\) tokens.*/\1 \2, text \3/p' | head -1)
+      shape="$shape; $(stage_out $s | sed -n 's/^config: \([0-9]*\) layers, \([0-9]*\) heads x \([0-9]*\) (\([0-9.]*\) B parameters), \(.*\)$/\1 layers, \2x\3 heads, \4 B params, \5/p' | head -1)"
+      echo "| $s | $shape | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(kv "$line" peak_reserved_gib) | $(kv "$line" peak_rss_gib) | $(kv "$line" outside_loop_s) | $(kv "$line" weights_s) | $(kv "$line" warmup_s) | $(kv "$line" finite) |"
+    done
+    echo
+    echo "peak alloc/reserved: the caching allocator's peaks over the timed steps (-1: not a CUDA run)."
+
+    echo
+    echo "## SDPA backends (one backend enabled at a time; rel_err against math in float32)"
+    echo
+    echo "| case | seq | backend | mask | ms (median) | TFLOP/s | rel_err | peak MiB | ok |"
+    echo "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |"
+    stage_out attention | grep '^RESULT case=' | while read -r line; do
+      echo "| $(kv "$line" case) | $(kv "$line" seq) | $(kv "$line" backend) | $(kv "$line" mask) | $(kv "$line" ms) | $(kv "$line" tflops) | $(kv "$line" rel_err) | $(kv "$line" peak_mib) | $(kv "$line" ok) |"
+    done
+    stage_out attention | grep -q '^RESULT case=' &&
+      { echo; echo "n/a rows: the backend refused these inputs (reason in attention.log)."; }
+
+    # The end of a failed stage's output, so the summary alone says what broke.
+    for i in "${!names[@]}"; do
+      case "${status[$i]}" in
+        PASS | SKIPPED*) ;;
+        *)
+          echo
+          echo "## ${names[$i]}: ${status[$i]} (last lines of ${logs[$i]})"
+          echo
+          echo '```'
+          stage_out "${names[$i]}" | grep -v '^\[[0-9]*/[0-9]*\] ' | tail -15
+          echo '```'
+          ;;
+      esac
+    done
+  } >"$summary.tmp" 2>/dev/null
+  mv -f "$summary.tmp" "$summary"
+}
+
+finish() {
+  local rc=$?
+  write_summary
+  # The device tool brings back files of at most 16 MiB.
+  for f in "$out"/*.log; do
+    [ -f "$f" ] || continue
+    if [ "$(stat -c %s "$f")" -gt 15728640 ]; then
+      tail -c 15000000 "$f" >"$f.tmp" && mv -f "$f.tmp" "$f"
+    fi
+  done
+  rm -rf "$work"
+  echo
+  cat "$summary"
+  echo
+  echo "summary: $summary; logs: $out"
+  [ $rc != 0 ] && exit $rc
+  [ $failed = 0 ] && exit 0 || exit 1
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# ---- stages --------------------------------------------------------------------------------------
+record() { # name status seconds limit log
+  names+=("$1")
+  status+=("$2")
+  seconds+=("$3")
+  limits+=("$4")
+  logs+=("$5")
+  case "$2" in PASS) ;; *) failed=1 ;; esac
+  write_summary
+}
+
+# run_stage NAME LOG TIMEOUT [--check FUNC] -- CMD...
+run_stage() {
+  local name=$1 log=$2 limit=$3 check=""
+  shift 3
+  if [ "$1" = --check ]; then check=$2; shift 2; fi
+  [ "$1" = -- ] && shift
+  case "$name" in
+    env | targets | configure | build) ;;
+    *) [ -z "$only" ] || [[ "$only" == *",$name,"* ]] || return 0 ;;
+  esac
+  local now left t rc st t0 dt
+  now=$(date +%s)
+  left=$((t_start + budget - now - 10))
+  if [ $left -lt 15 ]; then
+    echo "==== $name: skipped, the ${budget} s budget is spent" | tee -a "$out/$log"
+    record "$name" "SKIPPED (no time left)" 0 "$limit" "$log"
+    return 1
+  fi
+  t=$((limit < left ? limit : left))
+  {
+    echo
+    echo "==== $name (timeout ${t} s): $*"
+  } | tee -a "$out/$log"
+  t0=$(date +%s.%N)
+  timeout --kill-after=10 "$t" "$@" >"$work/$name.out" 2>&1
+  rc=$?
+  dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  cat "$work/$name.out" >>"$out/$log"
+  if [ $rc = 124 ] || [ $rc = 137 ]; then
+    st="TIMEOUT (${t} s)"
+  elif [ $rc != 0 ]; then
+    st="FAIL (exit $rc)"
+  else
+    st=PASS
+    if [ -n "$check" ]; then
+      local why
+      why=$($check "$work/$name.out") || st="FAIL ($why)"
+    fi
+  fi
+  echo "==== $name: $st in $dt s" | tee -a "$out/$log"
+  record "$name" "$st" "$dt" "$t" "$log"
+  [ "$st" = PASS ]
+}
+
+skip_stage() { # name log reason
+  echo "==== $1: skipped ($3)" | tee -a "$out/$2"
+  record "$1" "SKIPPED ($3)" 0 - "$2"
+}
+
+check_dit() { # the bench printed its RESULT line and the output is finite
+  local line
+  line=$(grep '^RESULT s_per_step=' "$1" | tail -1)
+  [ -n "$line" ] || { echo "no RESULT line"; return 1; }
+  [ "$(kv "$line" finite)" = yes ] || { echo "non-finite output"; return 1; }
+}
+
+env_report() {
+  echo "host: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(ldd --version 2>&1 | head -1)"
+  if command -v nvidia-smi >/dev/null; then
+    echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+  else
+    echo "gpu: none (no nvidia-smi)"
+  fi
+  local py=${QWEN_CHECK_PYTHON:-python3}
+  [ $dry = 1 ] && [ -x "$repo/.venv/bin/python" ] && py=$repo/.venv/bin/python
+  echo "torch: $("$py" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu available:", torch.cuda.is_available())' 2>&1 | tail -1)"
+  echo "compiler: $(${CXX:-c++} --version 2>&1 | head -1)"
+  echo "cmake: $(cmake --version 2>&1 | head -1), ninja $(ninja --version 2>&1 | head -1)"
+  echo "disk: $(df -h "$repo" 2>/dev/null | tail -1)"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi 2>&1 | head -20
+  fi
+}
+
+# ---- configure + build (device) or the existing tree (dry run) ------------------------------------
+targets=(bench_fixtures bench_attention bench_transformer bench_edit)
+run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
+
+built=0
+if [ $dry = 1 ]; then
+  check_targets() {
+    local missing=""
+    for t in "${targets[@]}"; do [ -x "$build_dir/bench/$t" ] || missing="$missing $t"; done
+    if [ -n "$missing" ]; then
+      echo "missing in $build_dir/bench:$missing; build them: cmake --build $build_dir --target ${targets[*]}"
+      return 1
+    fi
+    echo "found ${targets[*]} in $build_dir/bench"
+    echo "(the device run configures and builds them itself: see docs/gpu-check.md)"
+  }
+  run_stage targets build.log 10 -- bash -c "$(declare -f check_targets); targets=(${targets[*]}); build_dir='$build_dir'; check_targets" && built=1
+else
+  py=${QWEN_CHECK_PYTHON:-python3}
+  # The carried .pc files, for configure and for any re-run of CMake during the build.
+  export PKG_CONFIG_PATH="$carry/prefix/lib/x86_64-linux-gnu/pkgconfig:$carry/prefix/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  configure() {
+    set -e
+    if [ ! -d "$carry/prefix" ]; then
+      echo "no carried prefix at $carry/prefix: run bench/gpu/prepare.sh on the development machine and carry .gpu-carry"
+      exit 1
+    fi
+    local tp
+    tp=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+    echo "torch's CMake prefix ($py): $tp"
+    local gen=Ninja
+    command -v ninja >/dev/null || gen="Unix Makefiles"
+    if [ -f "$build_dir/CMakeCache.txt" ] && ! grep -q "^CMAKE_GENERATOR:INTERNAL=$gen\$" "$build_dir/CMakeCache.txt"; then
+      echo "$build_dir was configured with another generator: starting afresh"
+      rm -rf "$build_dir/CMakeCache.txt" "$build_dir/CMakeFiles"
+    fi
+    set -x
+    cmake -S "$repo" -B "$build_dir" -G "$gen" -DCMAKE_BUILD_TYPE=Release \
+      -DQWEN_IMAGE_BUILD_TESTS=OFF -DQWEN_IMAGE_BUILD_PLUGIN=OFF -DQWEN_IMAGE_CCACHE=OFF \
+      -DCMAKE_PREFIX_PATH="$carry/prefix;$tp" \
+      -DPKG_CONFIG_EXECUTABLE="$carry/prefix/bin/pkg-config" \
+      -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
+      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 --no-warn-unused-cli
+  }
+  build() {
+    set -x
+    cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs"
+  }
+  if run_stage configure build.log 150 -- bash -c "$(declare -f configure); carry='$carry' py='$py' repo='$repo' build_dir='$build_dir'; configure"; then
+    run_stage build build.log 330 -- bash -c "$(declare -f build); targets=(${targets[*]}); build_dir='$build_dir' jobs='$jobs'; build" && built=1
+  else
+    skip_stage build build.log "configure failed"
+  fi
+fi
+
+b=$build_dir/bench
+if [ $build_only = 1 ]; then
+  echo "--build-only: stopping after the build"
+elif [ $built = 0 ]; then
+  for s in fixtures_f32 fixtures_bf16 attention t2i_1024 edit_1024 t2i_1328; do
+    case $s in fixtures_*) l=fixtures.log ;; attention) l=attention.log ;; *) l=dit.log ;; esac
+    skip_stage $s $l "no build"
+  done
+elif [ $dry = 1 ]; then
+  # CPU, float32 / reduced shapes, 2 threads (what CI has).
+  run_stage fixtures_f32 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype float32 --against golden --threads 2
+  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype bfloat16 --against cpu --threads 2 \
+    --cases loop:pipeline_t2i_cfg1,engine:pipeline_t2i_cfg1
+  run_stage attention attention.log 60 -- "$b/bench_attention" --device cpu --dtype float32 --heads 2 --head-dim 64 \
+    --seq t2i-1024:136,t2i-1328:220,edit-1024:264 --iters 2 --warmup 1 --with-mask --threads 2
+  small=(--device cpu --dtype float32 --reduced --layers 1 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2)
+  run_stage t2i_1024 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 64 --height 64
+  run_stage edit_1024 dit.log 60 --check check_dit -- "$b/bench_edit" "${small[@]}" --width 64 --height 64
+  run_stage t2i_1328 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 80 --height 80
+else
+  run_stage fixtures_f32 fixtures.log 100 -- "$b/bench_fixtures" --device cuda --dtype float32 --against golden
+  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cuda --dtype bfloat16 --against cpu
+  run_stage attention attention.log 120 -- "$b/bench_attention" --device cuda --dtype bfloat16 --with-mask
+  real=(--device cuda --dtype bfloat16 --steps 3 --warmup 1)
+  run_stage t2i_1024 dit.log 120 --check check_dit -- "$b/bench_transformer" "${real[@]}" --width 1024 --height 1024
+  run_stage edit_1024 dit.log 120 --check check_dit -- "$b/bench_edit" "${real[@]}" --width 1024 --height 1024
+  run_stage t2i_1328 dit.log 120 --check check_dit -- "$b/bench_transformer" "${real[@]}" --width 1328 --height 1328
+fi
+exit 0 # finish() sets the exit code from the stages
