@@ -2,6 +2,7 @@
 // checkpoints. See io/tensor_format.h.
 #include "io/tensor_format.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -220,10 +221,12 @@ FileFormat describe_safetensors(const TensorStore& store) {
   }
 
   // 3. Legacy scaled fp8 (comfy/utils.py convert_old_quants, comfy/ops.py@a125cd8
-  //    scaled_fp8_ops): the `scaled_fp8` marker (2 elements = full-precision matmul) and
-  //    `<layer>.scale_weight`. ComfyUI only honours scale_weight with the marker present; here a
-  //    scale_weight next to an fp8 weight is applied even without it (ignoring it would give wrong
-  //    weights). Likewise a bare `<layer>.weight_scale` next to an fp8 weight.
+  //    scaled_fp8_ops): the `scaled_fp8` marker (2 elements = full-precision matmul),
+  //    `<layer>.scale_weight` and `<layer>.scale_input`. A layer counts as scaled when any of its
+  //    scale tensors is present (legacy or current names), so a layer that kept its input scale but
+  //    lost its weight scale is an error below rather than silently unscaled. ComfyUI only honours
+  //    scale_weight with the marker present; here it is applied without it too (ignoring it would
+  //    give wrong weights), and likewise a bare `<layer>.weight_scale` next to an fp8 weight.
   const TensorRef* marker = nullptr;
   for (const auto& [name, ref] : store.all()) {
     if (name == "scaled_fp8" || ends_with(name, ".scaled_fp8")) {
@@ -232,13 +235,16 @@ FileFormat describe_safetensors(const TensorStore& store) {
     }
   }
   for (const auto& [name, ref] : store.all()) {
-    const bool legacy_scale = ends_with(name, ".scale_weight");
-    if (!legacy_scale && !ends_with(name, ".weight_scale")) continue;
-    const std::string layer = strip_suffix(name, legacy_scale ? ".scale_weight" : ".weight_scale");
+    std::string suffix;
+    for (const char* s : {".scale_weight", ".scale_input", ".weight_scale", ".input_scale"})
+      if (ends_with(name, s)) suffix = s;
+    if (suffix.empty()) continue;
+    const bool legacy_key = suffix == ".scale_weight" || suffix == ".scale_input";
+    const std::string layer = strip_suffix(name, suffix);
     if (confs.count(layer)) continue;
     const TensorRef* w = store.find(layer + ".weight");
     if (!w) continue;  // reported as an unexpected tensor by the loader
-    if (!legacy_scale && !is_fp8(w->info->dtype)) continue;
+    if (suffix != ".scale_weight" && !is_fp8(w->info->dtype)) continue;
     LayerConf c;
     const DType stored = is_fp8(w->info->dtype)                            ? w->info->dtype
                          : marker && marker->info->dtype == DType::F8_E5M2 ? DType::F8_E5M2
@@ -248,7 +254,7 @@ FileFormat describe_safetensors(const TensorStore& store) {
     c.file = ref.file->path();
     c.where = "tensor '" + name + "'";
     confs[layer] = c;
-    if (legacy_scale) legacy = true;
+    if (legacy_key) legacy = true;
   }
   if (marker) legacy = true;
 
@@ -316,15 +322,9 @@ FileFormat describe_safetensors(const TensorStore& store) {
     t.shape = ref.info->shape;
     t.ref = ref;
     if (is_fp8(ref.info->dtype)) {
-      // A matrix left unscaled in a file that scales its fp8 weights lost its scale (ComfyUI would
-      // silently use 1). 1-D fp8 tensors (biases, norms) are plain casts there too.
-      if (!confs.empty() && ref.info->shape.size() >= 2) {
-        const std::string layer = ends_with(name, ".weight") ? strip_suffix(name, ".weight") : name;
-        fail(ref.file->path(), "fp8 weight '" + name + "' has no scale tensor '" + layer +
-                                   ".weight_scale' (or '" + layer +
-                                   ".scale_weight'), although this file stores scaled fp8 "
-                                   "weights; the file is incomplete or damaged, download it again");
-      }
+      // No scale tensor and no settings: a plain fp8 cast (scale 1), in a scaled file too, as
+      // ComfyUI does for layers without scale_weight (scaled_fp8_ops' default of ones, or no
+      // comfy_quant entry). Layers that have settings or any scale are handled above.
       t.encoding = Encoding::Fp8;
       t.fp8 = ref.info->dtype;
     }
@@ -341,6 +341,39 @@ FileFormat describe_safetensors(const TensorStore& store) {
       if (t.encoding == Encoding::Fp8) out.kind = FileKind::Fp8;
   }
   return out;
+}
+
+std::string gguf_llama_key_to_transformers(const std::string& key) {
+  static const std::pair<const char*, const char*> kTop[] = {
+      {"token_embd.", "model.embed_tokens."},
+      {"output_norm.", "model.norm."},
+      {"output.", "lm_head."},
+  };
+  static const std::pair<const char*, const char*> kBlock[] = {
+      {"attn_norm.", "input_layernorm."},
+      {"attn_q_norm.", "self_attn.q_norm."},
+      {"attn_k_norm.", "self_attn.k_norm."},
+      {"attn_q.", "self_attn.q_proj."},
+      {"attn_k.", "self_attn.k_proj."},
+      {"attn_v.", "self_attn.v_proj."},
+      {"attn_output.", "self_attn.o_proj."},
+      {"ffn_up.", "mlp.up_proj."},
+      {"ffn_down.", "mlp.down_proj."},
+      {"ffn_gate.", "mlp.gate_proj."},
+      {"ffn_norm.", "post_attention_layernorm."},
+  };
+  for (const auto& [from, to] : kTop)
+    if (starts_with(key, from)) return to + key.substr(std::strlen(from));
+  if (!starts_with(key, "blk.")) return key;
+  const size_t dot = key.find('.', 4);
+  if (dot == std::string::npos || dot == 4) return key;
+  const std::string n = key.substr(4, dot - 4);
+  if (n.size() > 6 || !std::all_of(n.begin(), n.end(), ::isdigit)) return key;
+  const std::string rest = key.substr(dot + 1);
+  for (const auto& [from, to] : kBlock)
+    if (starts_with(rest, from))
+      return "model.layers." + n + "." + to + rest.substr(std::strlen(from));
+  return key;
 }
 
 FileFormat describe_gguf(const std::shared_ptr<GgufFile>& file) {

@@ -84,16 +84,24 @@ struct FileFormat {
 
 // Describes a safetensors checkpoint (one file or shards; keys as they are in `store`, prefixed
 // or not). Throws CheckpointError naming the file and the key on: bad comfy_quant /
-// _quantization_metadata JSON, a quantised layer without its weight, an fp8 weight without a
-// scale in a scaled file, a scale that is not one float, a weight whose dtype does not match its
-// format, and any other quantisation format (nvfp4, mxfp8, int8 / int4 ConvRot, AWQ, ...), with
-// what to download instead.
+// _quantization_metadata JSON, a quantised layer without its weight, an fp8 weight whose layer
+// has settings (comfy_quant) or an input scale but no weight scale, a scale that is not one
+// float, a weight whose dtype does not match its format, and any other quantisation format
+// (nvfp4, mxfp8, int8 / int4 ConvRot, AWQ, ...), with what to download instead. An fp8 tensor
+// with neither settings nor scales is a plain cast (scale 1), as in ComfyUI.
 FileFormat describe_safetensors(const TensorStore& store);
 
 // Describes a GGUF file (keys as stored). Throws CheckpointError naming the file and the tensor for
 // a ggml type qwen-image does not dequantise (IQ1/IQ2/IQ3, TQ, MXFP4, ...), saying what to
 // download instead.
 FileFormat describe_gguf(const std::shared_ptr<GgufFile>& file);
+
+// llama.cpp tensor names of a GGUF text encoder (arch "qwen2vl" / "qwen2" / "llama") -> the
+// transformers names of the legacy layout (`model.layers.N.self_attn.q_proj.weight`,
+// `model.embed_tokens.weight`, `model.norm.weight`, `lm_head.weight`), as ComfyUI-GGUF's
+// loader.py LLAMA_SD_MAP; names it does not know are returned unchanged. (Its llama_permute of
+// q/k applies to arch "llama" only, not to Qwen.)
+std::string gguf_llama_key_to_transformers(const std::string& key);
 
 // Message tail shared by the "unsupported format" errors.
 std::string download_instead_hint();

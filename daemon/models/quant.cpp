@@ -109,6 +109,34 @@ torch::Tensor QuantizedWeight::dequantize(torch::Dtype dtype, torch::Device devi
   return to(device).dequantize(dtype);
 }
 
+torch::Tensor QuantizedWeight::rows(const torch::Tensor& ids, torch::Dtype dtype) const {
+  if (shape_.size() != 2)
+    throw io::CheckpointError("QuantizedWeight::rows needs a 2-D weight, this one is " +
+                              io::shape_to_string(shape_));
+  const torch::Tensor flat = ids.reshape({-1}).to(torch::kInt64);
+  const int64_t n = flat.numel(), cols = shape_[1];
+  std::vector<int64_t> out_shape = ids.sizes().vec();
+  out_shape.push_back(cols);
+  torch::Tensor out;
+  switch (kind_) {
+    case Kind::Dense:
+      out = storage_.index_select(0, flat).to(dtype);
+      break;
+    case Kind::Fp8:  // gathered as bytes (index_select has no float8 kernels everywhere)
+      out = dequantize_fp8(
+          storage_.view(torch::kUInt8).index_select(0, flat).view(storage_.scalar_type()), scale_,
+          dtype);
+      break;
+    case Kind::Ggml: {
+      const int64_t row_bytes = storage_.numel() / std::max<int64_t>(shape_[0], 1);
+      out = dequantize_ggml(storage_.view({shape_[0], row_bytes}).index_select(0, flat), ggml_,
+                            {n, cols}, dtype);
+      break;
+    }
+  }
+  return out.view(out_shape);
+}
+
 QuantizedWeight QuantizedWeight::to(torch::Device device, bool non_blocking) const {
   QuantizedWeight q = *this;
   auto move = [&](const torch::Tensor& t) {

@@ -48,6 +48,10 @@ class QuantizedWeight {
   // The same on `device`: the quantised bytes are moved there first (never the dequantised
   // tensor), so a CPU-resident weight costs one small upload per call.
   torch::Tensor dequantize(torch::Dtype dtype, torch::Device device) const;
+  // Rows `ids` (integer tensor of any shape, on the storage's device) of a 2-D weight, dequantised
+  // into [*ids.shape, columns]: equal to dequantize(dtype)[ids], touching only those rows (GGUF
+  // rows are whole blocks). For embedding tables.
+  torch::Tensor rows(const torch::Tensor& ids, torch::Dtype dtype = torch::kFloat32) const;
   // A copy whose storage and scales live on `device` (quantised bytes only are copied).
   QuantizedWeight to(torch::Device device, bool non_blocking = false) const;
 

@@ -312,6 +312,29 @@ TEST(QuantizedWeight, LinearDequantisesPerCall) {
                                                         b.to(torch::kBFloat16))));
 }
 
+TEST(QuantizedWeight, RowsOfAnEmbeddingTable) {
+  const torch::Tensor ids = torch::tensor({{3, 0, 63}, {7, 7, 1}}, torch::kInt64);
+  const FileFormat g = describe("q-pub-Kmix.gguf");
+  const FileFormat s = describe("pub-tiny_fp8_e4m3fn_scaled.safetensors");
+  for (const auto* t : {g.find("transformer_blocks.0.img_mlp.net.2.weight"),   // Q2_K
+                        g.find("transformer_blocks.2.txt_mlp.net.2.weight"),   // IQ4_XS
+                        g.find("transformer_blocks.0.attn.to_v.weight"),       // Q8_0
+                        g.find("img_in.weight"),                               // BF16 (ggml)
+                        s.find("transformer_blocks.1.attn.to_q.weight"),       // fp8 * scale
+                        s.find("transformer_blocks.1.attn.norm_q.weight")}) {  // plain BF16 1-D
+    ASSERT_NE(t, nullptr);
+    SCOPED_TRACE(t->key + " " + t->storage());
+    const QuantizedWeight q = QuantizedWeight::from_format(*t);
+    if (q.shape().size() != 2) {
+      EXPECT_HAS(error_of([&] { q.rows(ids); }), "needs a 2-D weight");
+      continue;
+    }
+    const torch::Tensor want = q.dequantize().index_select(0, ids.reshape({-1})).view({2, 3, -1});
+    EXPECT_TRUE(SameBits(q.rows(ids), want));
+    EXPECT_TRUE(SameBits(q.rows(ids, torch::kBFloat16), want.to(torch::kBFloat16)));
+  }
+}
+
 TEST(Dequant, RejectsBadInput) {
   const torch::Tensor blocks = torch::zeros({100}, torch::kUInt8);
   EXPECT_HAS(error_of([&] {

@@ -240,13 +240,31 @@ TEST(TensorFormatErrors, MissingScaleForAnFp8Weight) {
   EXPECT_HAS(msg, mixed.path + ": fp8 weight '" + layer + ".weight'");
   EXPECT_HAS(msg, "has no scale tensor '" + layer + ".weight_scale'");
 
-  // Legacy: the layer's scale_weight gone, the fp8 matrix still there.
+  // Legacy: the layer's scale_weight gone, its scale_input still there.
   Written legacy(sample_tensors(kScaled, [](StTensor& t) {
     return t.name != "transformer_blocks.0.attn.to_q.scale_weight";
   }));
   msg = error_of([&] { legacy.describe(); });
-  EXPECT_HAS(msg,
-             legacy.path + ": fp8 weight 'transformer_blocks.0.attn.to_q.weight' has no scale");
+  EXPECT_HAS(msg, legacy.path +
+                      ": fp8 weight 'transformer_blocks.0.attn.to_q.weight' (float8_e4m3fn, "
+                      "tensor 'transformer_blocks.0.attn.to_q.scale_input') has no scale");
+}
+
+TEST(TensorFormat, UnscaledFp8InAScaledFileIsAPlainCast) {
+  // No settings and no scale at all: scale 1, as ComfyUI (scaled_fp8_ops defaults scale_weight to
+  // ones; convert_old_quants gives the layer no comfy_quant entry).
+  const std::string layer = "transformer_blocks.0.attn.to_q";
+  Written w(sample_tensors(kScaled, [&](StTensor& t) {
+    return t.name != layer + ".scale_weight" && t.name != layer + ".scale_input";
+  }));
+  const FileFormat f = w.describe();
+  EXPECT_EQ(f.kind, FileKind::Fp8Scaled);
+  const auto* t = f.find(layer + ".weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->encoding, Encoding::Fp8);
+  EXPECT_EQ(t->scale.info, nullptr);
+  EXPECT_EQ(t->storage(), "F8_E4M3");
+  EXPECT_EQ(f.find("transformer_blocks.0.attn.to_k.weight")->storage(), "F8_E4M3*scale");
 }
 
 TEST(TensorFormatErrors, OtherFormatsNameTheFormatAndWhatToDownload) {
@@ -326,4 +344,31 @@ TEST(TensorFormatErrors, UnsupportedGgufType) {
                       ": tensor 'iq2' is stored as GGUF type IQ2_XXS, which "
                       "qwen-image does not dequantise");
   EXPECT_HAS(msg, "download a GGUF quantised to one of those");
+}
+
+TEST(TensorFormat, GgufTextEncoderNames) {
+  using qwen::io::gguf_llama_key_to_transformers;
+  EXPECT_EQ(gguf_llama_key_to_transformers("token_embd.weight"), "model.embed_tokens.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("output_norm.weight"), "model.norm.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("output.weight"), "lm_head.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.27.attn_q.bias"),
+            "model.layers.27.self_attn.q_proj.bias");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.0.attn_output.weight"),
+            "model.layers.0.self_attn.o_proj.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.3.attn_q_norm.weight"),
+            "model.layers.3.self_attn.q_norm.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.1.ffn_gate.weight"),
+            "model.layers.1.mlp.gate_proj.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.1.ffn_down.weight"),
+            "model.layers.1.mlp.down_proj.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.1.ffn_up.weight"),
+            "model.layers.1.mlp.up_proj.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.1.attn_norm.weight"),
+            "model.layers.1.input_layernorm.weight");
+  EXPECT_EQ(gguf_llama_key_to_transformers("blk.1.ffn_norm.weight"),
+            "model.layers.1.post_attention_layernorm.weight");
+  // Already transformers names, diffusers names and unknown llama.cpp names stay as they are.
+  for (const char* k : {"model.layers.0.mlp.up_proj.weight", "img_in.weight", "blk.x.attn_q.weight",
+                        "blk.1.unknown.weight", "v.blk.0.attn_q.weight"})
+    EXPECT_EQ(gguf_llama_key_to_transformers(k), k);
 }
