@@ -7,11 +7,12 @@
 #              (bench/gpu/prepare.sh) and the machine's torch (python3's wheel)
 #   build      only bench_fixtures, bench_attention, bench_transformer, bench_edit
 #   fixtures_f32   the tiny fixture pipelines on CUDA float32, TF32 off, against the goldens
-#   fixtures_bf16  the same on CUDA bfloat16 against CPU bfloat16 (both against the goldens)
-#   attention  each SDPA backend (flash, memory-efficient, cuDNN, math) at the real sequence lengths
-#   t2i_1024, edit_1024, t2i_1328
+#   t2i_1024, attention, edit_1024, t2i_1328
 #              the real-size (20.4B) transformer benches, true CFG, bfloat16: s/step, TFLOP/s, true
-#              peak device memory (caching allocator), time outside the step loop
+#              peak device memory (caching allocator), time outside the step loop; and each SDPA
+#              backend (flash, memory-efficient, cuDNN, math) at the real sequence lengths
+#   fixtures_bf16  the fixture pipelines on CUDA bfloat16 against CPU bfloat16 (both against the
+#              goldens)
 # Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
 # run ends in time; the summary ($OUT/summary.md: a table of every number) is rewritten after each
 # stage and at exit, whatever failed. Logs: $OUT/{env,build,fixtures,attention,dit}.log (6 files
@@ -20,7 +21,8 @@
 # --dry-run: the same stages on the CPU at reduced sizes (float32 instead of CUDA, tiny attention
 # and transformer shapes), using an already-built tree (--build-dir, default <repo>/build) instead
 # of configure + build; about a minute. CTest runs it (GpuCheck.DryRun) so the script cannot rot.
-# --build-only: configure + build, then stop (to test the carried prefix on a machine without GPU).
+# --build-only: configure + build, then stop (to test the carried prefix on a machine without GPU;
+# QWEN_CHECK_BUILD_TIMEOUT=seconds lifts the build stage's 330 s for a slow machine).
 # --only fixtures_f32,attention,...: run only these of the stages after the build (a short rerun).
 set -uo pipefail
 
@@ -285,7 +287,8 @@ env_report() {
 }
 
 # ---- configure + build (device) or the existing tree (dry run) ------------------------------------
-targets=(bench_fixtures bench_attention bench_transformer bench_edit)
+# QWEN_CHECK_TARGETS overrides the list (e.g. torch-free targets, to test the carried prefix quickly).
+read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention bench_transformer bench_edit}"
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -333,7 +336,7 @@ else
     cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs"
   }
   if run_stage configure build.log 150 -- bash -c "$(declare -f configure); carry='$carry' py='$py' repo='$repo' build_dir='$build_dir'; configure"; then
-    run_stage build build.log 330 -- bash -c "$(declare -f build); targets=(${targets[*]}); build_dir='$build_dir' jobs='$jobs'; build" && built=1
+    run_stage build build.log "${QWEN_CHECK_BUILD_TIMEOUT:-330}" -- bash -c "$(declare -f build); targets=(${targets[*]}); build_dir='$build_dir' jobs='$jobs'; build" && built=1
   else
     skip_stage build build.log "configure failed"
   fi
@@ -343,28 +346,29 @@ b=$build_dir/bench
 if [ $build_only = 1 ]; then
   echo "--build-only: stopping after the build"
 elif [ $built = 0 ]; then
-  for s in fixtures_f32 fixtures_bf16 attention t2i_1024 edit_1024 t2i_1328; do
+  for s in fixtures_f32 t2i_1024 attention edit_1024 t2i_1328 fixtures_bf16; do
     case $s in fixtures_*) l=fixtures.log ;; attention) l=attention.log ;; *) l=dit.log ;; esac
     skip_stage $s $l "no build"
   done
 elif [ $dry = 1 ]; then
-  # CPU, float32 / reduced shapes, 2 threads (what CI has).
+  # CPU, float32 / reduced shapes, 2 threads (what CI has); the device's order.
+  small=(--device cpu --dtype float32 --reduced --layers 1 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2)
   run_stage fixtures_f32 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype float32 --against golden --threads 2
-  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype bfloat16 --against cpu --threads 2 \
-    --cases loop:pipeline_t2i_cfg1,engine:pipeline_t2i_cfg1
+  run_stage t2i_1024 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 64 --height 64
   run_stage attention attention.log 60 -- "$b/bench_attention" --device cpu --dtype float32 --heads 2 --head-dim 64 \
     --seq t2i-1024:136,t2i-1328:220,edit-1024:264 --iters 2 --warmup 1 --with-mask --threads 2
-  small=(--device cpu --dtype float32 --reduced --layers 1 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2)
-  run_stage t2i_1024 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 64 --height 64
   run_stage edit_1024 dit.log 60 --check check_dit -- "$b/bench_edit" "${small[@]}" --width 64 --height 64
   run_stage t2i_1328 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 80 --height 80
+  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype bfloat16 --against cpu --threads 2 \
+    --cases loop:pipeline_t2i_cfg1,engine:pipeline_t2i_cfg1
 else
-  run_stage fixtures_f32 fixtures.log 100 -- "$b/bench_fixtures" --device cuda --dtype float32 --against golden
-  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cuda --dtype bfloat16 --against cpu
-  run_stage attention attention.log 120 -- "$b/bench_attention" --device cuda --dtype bfloat16 --with-mask
+  # Correctness first, then the numbers most wanted; the CPU-heavy bf16 comparison last.
   real=(--device cuda --dtype bfloat16 --steps 3 --warmup 1)
+  run_stage fixtures_f32 fixtures.log 100 -- "$b/bench_fixtures" --device cuda --dtype float32 --against golden
   run_stage t2i_1024 dit.log 120 --check check_dit -- "$b/bench_transformer" "${real[@]}" --width 1024 --height 1024
+  run_stage attention attention.log 120 -- "$b/bench_attention" --device cuda --dtype bfloat16 --with-mask
   run_stage edit_1024 dit.log 120 --check check_dit -- "$b/bench_edit" "${real[@]}" --width 1024 --height 1024
   run_stage t2i_1328 dit.log 120 --check check_dit -- "$b/bench_transformer" "${real[@]}" --width 1328 --height 1328
+  run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cuda --dtype bfloat16 --against cpu
 fi
 exit 0 # finish() sets the exit code from the stages
