@@ -435,12 +435,15 @@ def main():
     ap.add_argument("--mm-token-types", default="forward", choices=["forward", "omit"],
                     help="transformers 5: forward mm_token_type_ids to the text encoder in the edit pipelines "
                          "(3-D M-RoPE, as diffusers PR #14189) or omit them as diffusers <= 0.42.1 does (1-D)")
-    ap.add_argument("--te-config", default="checkpoint", choices=["checkpoint", "native"],
-                    help="text-encoder config.json layout: the real checkpoint's (rope_scaling + rope_theta) or "
-                         "as this transformers saves it (transformers 5: rope_parameters)")
+    ap.add_argument("--te-config", default="random", choices=["checkpoint", "native", "random"],
+                    help="text-encoder config.json layout: the real checkpoint's (rope_scaling + rope_theta), as "
+                         "this transformers saves it (transformers 5: rope_parameters), or one of the two at "
+                         "random (default; drawn from its own generator, so the other draws do not change)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time() * 1000) % (2**31)
     print(f"gen_random: seed {seed}", flush=True)
+    if args.te_config == "random":
+        args.te_config = random.Random(seed ^ 0x5EED).choice(["checkpoint", "native"])
     torch.set_num_threads(args.threads)
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)

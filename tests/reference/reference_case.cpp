@@ -53,7 +53,8 @@ std::string reference_python(std::string* why) {
   if (!done) {
     done = true;
     const char* env = std::getenv("QWEN_REFERENCE_PYTHON");  // override (e.g. another venv)
-    std::string py = env && *env ? std::string(env) : std::string(QWEN_SOURCE_DIR) + "/.venv/bin/python";
+    std::string py =
+        env && *env ? std::string(env) : std::string(QWEN_SOURCE_DIR) + "/.venv/bin/python";
     if (!exists(py)) {
       cached_why = "live reference not available: " + py +
                    " does not exist (run installers/setup.sh to create the reference venv)";
@@ -69,6 +70,11 @@ std::string reference_python(std::string* why) {
   }
   if (why) *why = cached_why;
   return cached_py;
+}
+
+bool reference_required() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
 }
 
 ReferenceCase::ReferenceCase(const std::string& parts, const std::string& extra_args) {

@@ -1,13 +1,12 @@
-// Differential tests against the live reference: a Python script (gen_random.py) writes a fresh random
-// tiny model folder, inputs and the outputs of the real diffusers / transformers code into a temp dir;
-// the tests load it with the project's code and compare. Seed: $QWEN_REFERENCE_SEED, else the clock
-// (printed); $QWEN_REFERENCE_PYTHON overrides the interpreter. The temp dir is removed after a
-// passing test; kept (and printed) after a failure or with $QWEN_REFERENCE_KEEP=1.
+// Differential tests against the live reference: a Python script (gen_random.py) writes a fresh
+// random tiny model folder, inputs and the outputs of the real diffusers / transformers code into a
+// temp dir; the tests load it with the project's code and compare. Seed: $QWEN_REFERENCE_SEED, else
+// the clock (printed); $QWEN_REFERENCE_PYTHON overrides the interpreter. The temp dir is removed
+// after a passing test; kept (and printed) after a failure or with $QWEN_REFERENCE_KEEP=1.
 #pragma once
 
-#include <torch/torch.h>
-
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,8 +14,8 @@
 
 namespace qwen::reftest {
 
-// Component and pipeline tolerances: the ones of the fixture tests (tests/fixtures/qwen-tiny/README.md,
-// "Tolerances").
+// Component and pipeline tolerances: the ones of the fixture tests
+// (tests/fixtures/qwen-tiny/README.md, "Tolerances").
 inline constexpr double kComponentAtol = 1e-4;
 inline constexpr double kComponentRtol = 1e-4;
 inline constexpr int kPngMaxLevels = 1;
@@ -24,6 +23,9 @@ inline constexpr int kPngMaxLevels = 1;
 // The reference interpreter (<source>/.venv/bin/python), or "" with `why` set when it cannot import
 // torch + diffusers + transformers.
 std::string reference_python(std::string* why);
+
+// True when $CI is "true" (CI runs .ci/run with CI=true): a missing reference is then a failure.
+bool reference_required();
 
 class ReferenceCase {
  public:
@@ -55,10 +57,15 @@ class ReferenceCase {
 
 }  // namespace qwen::reftest
 
-// Generates the case or skips / fails the calling test.
-#define QWEN_REFERENCE_CASE(var, parts)                                              \
-  ::qwen::reftest::ReferenceCase var(parts);                                         \
-  if (!var.skip_reason().empty()) GTEST_SKIP() << var.skip_reason();                 \
-  ASSERT_TRUE(var.ok()) << "gen_random.py failed (seed " << var.seed() << "):\n"     \
-                        << var.error();                                              \
+// Generates the case, or (reference unavailable) fails the calling test under CI=true and skips it
+// otherwise; fails it when gen_random.py fails.
+#define QWEN_REFERENCE_CASE(var, parts)                                                          \
+  ::qwen::reftest::ReferenceCase var(parts);                                                     \
+  if (!var.skip_reason().empty()) {                                                              \
+    if (::qwen::reftest::reference_required())                                                   \
+      GTEST_FAIL() << var.skip_reason() << " (CI=true: the live reference is "                   \
+                   << "required; installers/setup.sh creates it)";                               \
+    GTEST_SKIP() << var.skip_reason();                                                           \
+  }                                                                                              \
+  ASSERT_TRUE(var.ok()) << "gen_random.py failed (seed " << var.seed() << "):\n" << var.error(); \
   ::testing::Test::RecordProperty("reference_seed", std::to_string(var.seed()))
