@@ -314,6 +314,7 @@ else
       echo "no carried prefix at $carry/prefix: run bench/gpu/prepare.sh on the development machine and carry .gpu-carry"
       exit 1
     fi
+    chmod +x "$carry/prefix/bin/"* 2>/dev/null || true # in case the copy lost the mode bits
     local tp
     tp=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
     echo "torch's CMake prefix ($py): $tp"
