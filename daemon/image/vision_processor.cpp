@@ -8,6 +8,15 @@
 
 namespace qwen {
 
+const char* to_string(VisionBackend b) { return b == VisionBackend::Pil ? "pil" : "torchvision"; }
+
+VisionBackend parse_vision_backend(const std::string& name) {
+  if (name == "torchvision") return VisionBackend::Torchvision;
+  if (name == "pil") return VisionBackend::Pil;
+  throw ImageError("vision processor must be 'torchvision' (the default) or 'pil', got '" + name +
+                   "'");
+}
+
 VisionProcessorConfig VisionProcessorConfig::from_json_file(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw ImageError(path + ": cannot open the image processor config");
@@ -51,32 +60,57 @@ VisionProcessorConfig VisionProcessorConfig::from_json_file(const std::string& p
   return c;
 }
 
-ImageU8 vision_resize(const ImageU8& image, const VisionProcessorConfig& config) {
+ImageU8 vision_resize(const ImageU8& image, const VisionProcessorConfig& config,
+                      const VisionResizer& torchvision_resize) {
   validate_image(image, "vision processor input", {1, 2, 3, 4});
+  // Both backends convert a PIL image with transformers' convert_to_rgb (alpha on white).
   ImageU8 rgb = config.do_convert_rgb ? composite_on_white(image) : to_rgb(image);
   const Size s =
       smart_resize(rgb.height, rgb.width, config.factor(), config.min_pixels, config.max_pixels);
-  return resize(rgb, s.width, s.height, ResampleFilter::Bicubic);
+  if (config.backend == VisionBackend::Pil)
+    return resize(rgb, s.width, s.height, ResampleFilter::Bicubic, config.pillow_order);
+  // torchvision's resize returns the input unchanged when the size is the same.
+  if (s.width == rgb.width && s.height == rgb.height) return rgb;
+  if (!torchvision_resize)
+    throw ImageError(
+        "vision processor: the torchvision backend needs torch's resize (pipelines::vision_inputs "
+        "supplies it); select the pil backend to run without torch");
+  ImageU8 out = torchvision_resize(rgb, s.width, s.height);
+  if (out.width != s.width || out.height != s.height || out.channels != 3)
+    throw ImageError("vision processor: the torchvision resize returned a wrong image size");
+  return out;
 }
 
 VisionPatches preprocess_vision(const std::vector<ImageU8>& images,
-                                const VisionProcessorConfig& config) {
+                                const VisionProcessorConfig& config,
+                                const VisionResizer& torchvision_resize) {
   if (images.empty()) throw ImageError("vision processor: no images given");
   const int ps = config.patch_size, ms = config.merge_size, tps = config.temporal_patch_size;
   VisionPatches out;
   out.row_width = config.row_width();
-  // Per channel lookup: uint8 -> normalised float32, computed exactly as numpy does.
+  // Per channel lookup: uint8 -> normalised float32.
   std::array<std::array<float, 256>, 3> lut{};
   for (int c = 0; c < 3; ++c) {
-    for (int u = 0; u < 256; ++u) {
-      const float v = float(double(u) * config.rescale_factor);
-      lut[c][u] = (v - config.image_mean[c]) / config.image_std[c];
+    if (config.backend == VisionBackend::Pil) {
+      // Qwen2VLImageProcessorPil: numpy rescale (float64, stored float32), then
+      // (x - mean) / std in float32.
+      for (int u = 0; u < 256; ++u) {
+        const float v = float(double(u) * config.rescale_factor);
+        lut[c][u] = (v - config.image_mean[c]) / config.image_std[c];
+      }
+    } else {
+      // TorchvisionBackend._fuse_mean_std_and_rescale_factor: float32 tensor(mean) times the
+      // Python float 1 / rescale_factor, computed in float32; then tvF.normalize on the float32
+      // image: sub_(mean') then div_(std'), each rounded to float32.
+      const float inv = float(1.0 / config.rescale_factor);
+      const float mean = config.image_mean[c] * inv, std = config.image_std[c] * inv;
+      for (int u = 0; u < 256; ++u) lut[c][u] = (float(u) - mean) / std;
     }
   }
   std::vector<ImageU8> resized;
   resized.reserve(images.size());
   for (const ImageU8& im : images) {
-    resized.push_back(vision_resize(im, config));
+    resized.push_back(vision_resize(im, config, torchvision_resize));
     const ImageU8& r = resized.back();
     const int64_t gh = r.height / ps, gw = r.width / ps;
     out.grid_thw.push_back({1, gh, gw});

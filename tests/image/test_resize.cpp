@@ -1,3 +1,7 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "image/convert.h"
@@ -22,8 +26,9 @@ ResampleFilter filter_named(const std::string& s) {
 }  // namespace
 
 // Byte-exact against PIL Image.resize (shrink, enlarge, one axis only, mixed, 1x1; gray, RGB,
-// RGBA through premultiplied alpha).
-TEST(Resize, MatchesPilByteExactly) {
+// RGBA through premultiplied alpha). The committed PNGs were made with Pillow 11.3: the
+// horizontal-first order (PillowOrder::Pillow12).
+TEST(Resize, MatchesPil12ByteExactly) {
   std::ifstream f(data_path("resize/manifest.json"));
   const auto m = nlohmann::json::parse(f);
   ASSERT_GE(m.size(), 40u);
@@ -32,9 +37,72 @@ TEST(Resize, MatchesPilByteExactly) {
     SCOPED_TRACE(name);
     const ImageU8 src = read_png(data_path("resize/" + e["source"].get<std::string>()));
     const ImageU8 expected = read_png(data_path("resize/" + name));
-    const ImageU8 got = resize(src, e["width"], e["height"], filter_named(e["filter"]));
+    const ImageU8 got =
+        resize(src, e["width"], e["height"], filter_named(e["filter"]), PillowOrder::Pillow12);
     EXPECT_EQ(qwen::test::count_diff(got, expected), 0u);
   }
+}
+
+// The default order against the Pillow of the live reference (tests/reference/requirements.txt,
+// Pillow 13), on the manifest's sources and sizes plus shapes where Pillow 13 runs the vertical
+// pass first (and the order matters): the PNGs are made now by the installed Pillow.
+TEST(Resize, MatchesTheInstalledPillowByteExactly) {
+  const std::string py = std::string(QWEN_SOURCE_DIR) + "/.venv/bin/python";
+  if (::access(py.c_str(), X_OK) != 0) {
+    if (std::getenv("CI")) FAIL() << py << " is missing: run installers/setup.sh";
+    GTEST_SKIP() << py << " is missing (installers/setup.sh makes it)";
+  }
+  char dir_tmpl[] = "/tmp/qwen-resize-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl;
+  std::ifstream f(data_path("resize/manifest.json"));
+  auto m = nlohmann::json::parse(f);
+  // Vertical-first shapes of every source (height shrinks by more than 2x the width's change).
+  for (const char* src : {"src_rgb.png", "src_rgba.png", "src_gray.png"})
+    for (const char* filter : {"bicubic", "lanczos", "bilinear", "box", "hamming"})
+      for (const auto& wh : {std::pair{90, 11}, std::pair{61, 17}, std::pair{110, 30}})
+        m.push_back({{"source", src}, {"filter", filter}, {"width", wh.first},
+                     {"height", wh.second}, {"expected", ""}});
+  nlohmann::json jobs = nlohmann::json::array();
+  for (size_t i = 0; i < m.size(); ++i)
+    jobs.push_back({data_path("resize/" + m[i]["source"].get<std::string>()), m[i]["filter"],
+                    m[i]["width"], m[i]["height"], dir + "/" + std::to_string(i) + ".png"});
+  std::ofstream(dir + "/jobs.json") << jobs.dump();
+  const std::string script =
+      "import json, sys\n"
+      "from PIL import Image\n"
+      "F = dict(bicubic=Image.BICUBIC, lanczos=Image.LANCZOS, bilinear=Image.BILINEAR, "
+      "box=Image.BOX, hamming=Image.HAMMING)\n"
+      "for src, flt, w, h, out in json.load(open(sys.argv[1])):\n"
+      "    Image.open(src).resize((w, h), F[flt]).save(out)\n"
+      "import PIL; print(PIL.__version__)\n";
+  std::ofstream(dir + "/resize.py") << script;
+  FILE* p = ::popen((py + " " + dir + "/resize.py " + dir + "/jobs.json 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[256];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  ASSERT_EQ(::pclose(p), 0) << out;
+  ASSERT_EQ(out.substr(0, 3), "13.") << "the reference's Pillow is " << out;
+  size_t vertical_first_differs = 0;
+  for (size_t i = 0; i < m.size(); ++i) {
+    SCOPED_TRACE(m[i].dump());
+    const ImageU8 src = read_png(data_path("resize/" + m[i]["source"].get<std::string>()));
+    const ImageU8 expected = read_png(dir + "/" + std::to_string(i) + ".png");
+    const auto filter = filter_named(m[i]["filter"]);
+    const ImageU8 got = resize(src, m[i]["width"], m[i]["height"], filter);
+    EXPECT_EQ(qwen::test::count_diff(got, expected), 0u);
+    vertical_first_differs +=
+        qwen::test::count_diff(
+            resize(src, m[i]["width"], m[i]["height"], filter, PillowOrder::Pillow12), expected) >
+        0;
+  }
+  // The added shapes exercise the order: the Pillow 12 order would miss several of them.
+  EXPECT_GE(vertical_first_differs, 10u);
+  for (size_t i = 0; i <= m.size(); ++i) std::remove((dir + "/" + std::to_string(i) + ".png").c_str());
+  std::remove((dir + "/jobs.json").c_str());
+  std::remove((dir + "/resize.py").c_str());
+  ::rmdir(dir.c_str());
 }
 
 // The Edit pipelines' condition images: calculate_dimensions + PIL LANCZOS of the input PNGs.

@@ -41,6 +41,10 @@ class PromptEncoding : public ::testing::Test {
         vl::load_text_encoder(dir + "/text_encoder", torch::kFloat32, torch::kCPU, true));
     proc_ = new qwen::VisionProcessorConfig(
         qwen::VisionProcessorConfig::from_json_file(dir + "/processor/preprocessor_config.json"));
+    // The fixtures were made with the PIL processor and Pillow 11.3: its resize pass order
+    // (image/resample.h).
+    proc_->backend = qwen::VisionBackend::Pil;
+    proc_->pillow_order = qwen::PillowOrder::Pillow12;
   }
   static void TearDownTestSuite() {
     delete tok_;

@@ -136,7 +136,7 @@ TEST(Vae, BadShapesAndFilesGiveClearErrors) {
   expect_msg([] { tiny_vae()->encode(torch::zeros({1, 3, 1, 60, 96})); }, "multiples of 8");
   expect_msg([] { tiny_vae()->decode(torch::zeros({1, 4, 1, 8, 8})); }, "[B, 16, 1, h, w]");
   expect_msg([] { load_vae("/nonexistent/vae", torch::kFloat, torch::kCPU); },
-             "/nonexistent/vae/config.json");
+             "/nonexistent/vae: does not exist");
   expect_msg([] { VaeConfig::from_json_text("{\"z_dim\": 16, \"latents_std\": [1, 2]}", "cfg"); },
              "latents_mean / latents_std");
   expect_msg([] { VaeConfig::from_json_text("{\"_class_name\": \"AutoencoderKL\"}", "cfg"); },
