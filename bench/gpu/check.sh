@@ -233,7 +233,11 @@ run_stage() {
   t=$((limit < left ? limit : left))
   {
     echo
-    echo "==== $name (timeout ${t} s): $*"
+    if [ "$1" = bash ] && [ "$2" = -c ]; then # a function of this script: set -x shows its commands
+      echo "==== $name (timeout ${t} s)"
+    else
+      echo "==== $name (timeout ${t} s): $*"
+    fi
   } | tee -a "$out/$log"
   t0=$(date +%s.%N)
   timeout --kill-after=10 "$t" "$@" >"$work/$name.out" 2>&1
@@ -315,6 +319,15 @@ else
       exit 1
     fi
     chmod +x "$carry/prefix/bin/"* 2>/dev/null || true # in case the copy lost the mode bits
+    # The carried pkgconf (Debian 12 build) needs glibc >= 2.34; elsewhere the machine's own
+    # pkg-config reads the carried .pc files just as well.
+    local pkgconfig="$carry/prefix/bin/pkg-config"
+    if ! "$pkgconfig" --version >/dev/null 2>&1; then
+      echo "the carried pkg-config does not run here: $("$pkgconfig" --version 2>&1 | head -1)"
+      pkgconfig=$(command -v pkg-config || command -v pkgconf || true)
+      [ -n "$pkgconfig" ] || { echo "and the machine has no pkg-config"; exit 1; }
+      echo "using $pkgconfig"
+    fi
     local tp
     tp=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
     echo "torch's CMake prefix ($py): $tp"
@@ -328,7 +341,7 @@ else
     cmake -S "$repo" -B "$build_dir" -G "$gen" -DCMAKE_BUILD_TYPE=Release \
       -DQWEN_IMAGE_BUILD_TESTS=OFF -DQWEN_IMAGE_BUILD_PLUGIN=OFF -DQWEN_IMAGE_CCACHE=OFF \
       -DCMAKE_PREFIX_PATH="$carry/prefix;$tp" \
-      -DPKG_CONFIG_EXECUTABLE="$carry/prefix/bin/pkg-config" \
+      -DPKG_CONFIG_EXECUTABLE="$pkgconfig" \
       -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
       -DCMAKE_POLICY_VERSION_MINIMUM=3.5 --no-warn-unused-cli
   }
