@@ -29,7 +29,10 @@ inline bool cuda_device(const torch::Device& d) {
   return d.is_cuda() && torch::cuda::is_available();
 }
 
+// Initializes CUDA (and with it the caching allocator, whose statistics calls assert an
+// initialized device) the way the first CUDA tensor would, then names the device.
 inline c10::DeviceIndex device_index(const torch::Device& d) {
+  at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
   return d.has_index() ? d.index() : at::accelerator::getDeviceIndex();
 }
 

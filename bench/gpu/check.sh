@@ -88,6 +88,7 @@ seconds=()
 limits=()
 logs=()
 failed=0
+finished=0
 
 # ---- the summary -----------------------------------------------------------------------------
 kv() { # kv "RESULT a=1 b=2" b -> 2
@@ -104,7 +105,13 @@ write_summary() {
   {
     echo "# GPU check summary"
     echo
-    if [ $failed = 0 ]; then echo "**Result: PASS** (so far ${#names[@]} stages)"; else echo "**Result: FAIL**"; fi
+    local verdict=PASS
+    [ $failed = 0 ] || verdict=FAIL
+    if [ "$finished" = 1 ]; then
+      echo "**Result: $verdict** (${#names[@]} stages)"
+    else
+      echo "**Result so far: $verdict** (running: ${#names[@]} stages done)"
+    fi
     echo
     echo "- mode: $mode; wall time ${total} s of a ${budget} s budget; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "- build dir: $build_dir"
@@ -182,6 +189,7 @@ write_summary() {
 
 finish() {
   local rc=$?
+  finished=1
   write_summary
   # The device tool brings back files of at most 16 MiB.
   for f in "$out"/*.log; do
