@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <utility>
 
@@ -47,21 +49,51 @@ std::optional<ComponentKind> kind_of_component_name(const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+bool is_gguf_path(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec) && is_gguf_file(path);
+}
+
+}  // namespace
+
+std::vector<std::string> weight_file_names(const std::string& path) {
+  if (!is_gguf_path(path)) return TensorStore::open(path).names();
+  std::vector<std::string> out;
+  const auto file = GgufFile::open(path);
+  for (const auto& t : file->tensors()) out.push_back(gguf_llama_key_to_transformers(t.name));
+  return out;
+}
+
 ComponentWeights open_component(const std::string& path, std::optional<ComponentKind> kind) {
   ComponentWeights out{kind.value_or(ComponentKind::Transformer),
                        path,
                        "diffusers",
-                       TensorStore::open(path),
+                       TensorStore(),
                        json(),
-                       false};
+                       false,
+                       FileFormat()};
   TensorStore& store = out.store;
-  if (store.size() == 0) fail(path, "checkpoint holds no tensors");
-  for (const auto& [name, ref] : store.all()) {
-    if (name == "scaled_fp8" || name.ends_with(".scale_weight"))
-      fail(path, "scaled-FP8 checkpoint (tensor '" + name +
-                     "'): not supported; use a BF16, FP16 or plain FP8 file");
+  // GGUF: ggml blocks that a TensorStore cannot hold; names mapped like ComfyUI-GGUF's loader
+  // (llama.cpp text-encoder names -> transformers names, then the safetensors rules below).
+  std::shared_ptr<GgufFile> gguf;
+  std::map<std::string, std::string> gguf_key;  // transformers-style name -> stored name
+  std::vector<std::string> names;
+  if (is_gguf_path(path)) {
+    gguf = GgufFile::open(path);
+    store.set_source(path);
+    for (const auto& t : gguf->tensors()) {
+      const std::string n = gguf_llama_key_to_transformers(t.name);
+      gguf_key.emplace(n, t.name);
+      names.push_back(n);
+    }
+  } else {
+    store = TensorStore::open(path);
+    names = store.names();
   }
-  const auto detected = detect_component_kind(store);
+  if (names.empty()) fail(path, "checkpoint holds no tensors");
+  const auto detected = detect_component_kind(names);
   if (kind && detected && *detected != *kind)
     fail(path, std::string("expected a ") + component_kind_name(*kind) +
                    " checkpoint, but the tensor names are those of a " +
@@ -74,23 +106,47 @@ ComponentWeights open_component(const std::string& path, std::optional<Component
     out.kind = *detected;
   }
   if (out.kind == ComponentKind::TextEncoder) out.layout = "transformers";
-  const size_t before = store.size();
-  const auto names_before = store.names();
-  switch (out.kind) {
-    case ComponentKind::Transformer:
-      out.zero_cond_t = normalize_transformer_keys(store);
-      break;
-    case ComponentKind::TextEncoder:
-      normalize_text_encoder_keys(store);
-      break;
-    case ComponentKind::Vae:
-      normalize_vae_keys(store);
-      break;
+  bool marker = false;
+  std::map<std::string, std::string> canon;
+  try {
+    canon = canonical_names(out.kind, names, &marker);
+  } catch (const CheckpointError& e) {
+    fail(path, e.what());
   }
-  if (store.names() != names_before || store.size() != before) {
+  if (out.kind == ComponentKind::Transformer) out.zero_cond_t = marker;
+  bool renamed = canon.size() != names.size();
+  for (const auto& [from, to] : canon) renamed = renamed || from != to;
+  if (renamed) {
     out.layout = out.kind == ComponentKind::Transformer   ? "comfyui"
                  : out.kind == ComponentKind::TextEncoder ? "transformers-legacy"
                                                           : "wan";
+  }
+  if (gguf) {
+    if (gguf_key.size() != names.size()) fail(path, "two GGUF tensors map to the same name");
+    bool llama = false;
+    for (const auto& [n, stored] : gguf_key) llama = llama || n != stored;
+    if (llama) out.layout = "llama.cpp";
+    FileFormat raw = describe_gguf(gguf);
+    out.format.source = raw.source;
+    out.format.kind = raw.kind;
+    for (const auto& [from, to] : canon)
+      out.format.tensors.emplace(to, raw.tensors.at(gguf_key.at(from)));
+  } else {
+    switch (out.kind) {
+      case ComponentKind::Transformer:
+        normalize_transformer_keys(store);
+        break;
+      case ComponentKind::TextEncoder:
+        normalize_text_encoder_keys(store);
+        break;
+      case ComponentKind::Vae:
+        normalize_vae_keys(store);
+        break;
+    }
+    // Per-tensor formats on the canonical names (tensor_format.h); scale / marker / comfy_quant
+    // keys are folded into the formats and leave the store.
+    out.format = describe_safetensors(store);
+    for (const auto& k : out.format.aux_keys) store.erase(k);
   }
   std::error_code ec;
   const fs::path cfg_path = fs::is_directory(path, ec)
@@ -107,13 +163,13 @@ ComponentWeights open_component(const std::string& path, std::optional<Component
   } else {
     switch (out.kind) {
       case ComponentKind::Transformer:
-        out.config = transformer_config_from_shapes(store, out.zero_cond_t);
+        out.config = transformer_config_from_shapes(out.format, out.zero_cond_t);
         break;
       case ComponentKind::TextEncoder:
-        out.config = text_encoder_config_from_shapes(store);
+        out.config = text_encoder_config_from_shapes(out.format);
         break;
       case ComponentKind::Vae:
-        out.config = vae_config_from_shapes(store);
+        out.config = vae_config_from_shapes(out.format);
         break;
     }
   }

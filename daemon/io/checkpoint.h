@@ -7,12 +7,14 @@
 // transformers >= 4.52 layout (`model.language_model.*`, `model.visual.*`, `lm_head.weight`).
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "io/safetensors.h"
+#include "io/tensor_format.h"
 
 namespace qwen::io {
 
@@ -34,31 +36,53 @@ void normalize_vae_keys(TensorStore& store);
 // already a diffusers key or unknown.
 std::string wan_vae_key_to_diffusers(const std::string& key);
 
+// The canonical name of every stored name of a `kind` component, by the rules above (stored ->
+// canonical; names left out are dropped: the `__index_timestep_zero__` marker). `*zero_cond_t`
+// (transformer) says whether the marker was present. Two names mapping to one is an error.
+std::map<std::string, std::string> canonical_names(ComponentKind kind,
+                                                   const std::vector<std::string>& stored,
+                                                   bool* zero_cond_t = nullptr);
+
 // Guesses the kind of a single component file from its tensor names; nullopt when unrecognised.
 std::optional<ComponentKind> detect_component_kind(const TensorStore& store);
+std::optional<ComponentKind> detect_component_kind(const std::vector<std::string>& names);
 
 // ---- configuration derived from tensor shapes (single-file checkpoints) -----------------------
 // The returned json has the same fields as the component's config.json in a diffusers folder.
 // Values that shapes cannot tell (e.g. rope axes, head counts) are those of the released
-// Qwen-Image models. Throws CheckpointError naming the missing tensor when the store is incomplete.
-nlohmann::json transformer_config_from_shapes(const TensorStore& store, bool zero_cond_t);
-nlohmann::json text_encoder_config_from_shapes(const TensorStore& store);
-nlohmann::json vae_config_from_shapes(const TensorStore& store);
+// Qwen-Image models. Shapes are the logical ones (TensorFormat::shape; canonical keys), so fp8 and
+// GGUF files give the configuration of their dequantised weights. Throws CheckpointError naming
+// the missing tensor when the file is incomplete.
+nlohmann::json transformer_config_from_shapes(const FileFormat& format, bool zero_cond_t);
+nlohmann::json text_encoder_config_from_shapes(const FileFormat& format);
+nlohmann::json vae_config_from_shapes(const FileFormat& format);
 
 // A component from one file (or a folder/index): canonical keys + its configuration.
 struct ComponentWeights {
   ComponentKind kind;
   std::string source;        // the path given
   std::string layout;        // "diffusers", "comfyui", "wan", "transformers-legacy", ...
-  TensorStore store;         // canonical keys
+  TensorStore store;         // safetensors tensors under canonical keys, aux keys (scales,
+                             // markers, comfy_quant) dropped; empty for a GGUF file
   nlohmann::json config;     // config.json equivalent
   bool zero_cond_t = false;  // transformer: `__index_timestep_zero__` marker or config flag
+  // How every tensor is stored, under canonical keys (the one per-tensor description, for
+  // safetensors and GGUF alike): what models::load_module reads. `format.kind` /
+  // `format.summary()` name the file's format; TensorFormat::shape is the logical shape.
+  FileFormat format;
 };
-// `path`: a .safetensors file, a shard index, or a folder holding either. `kind`: expected kind;
-// when nullopt it is detected. A config.json next to the weights (folder) is used when present,
-// otherwise the configuration is derived from shapes.
+// `path`: a .safetensors file, a shard index, a folder holding either, or a .gguf file. `kind`:
+// expected kind; when nullopt it is detected. A config.json next to the weights (folder) is used
+// when present, otherwise the configuration is derived from the (logical) shapes. Every format of
+// io/tensor_format.h is accepted (plain, fp8, legacy scaled fp8, comfy_quant, GGUF); any other
+// throws the format layer's CheckpointError naming the file. GGUF tensor names: the transformer's
+// are diffusers keys (`model.diffusion_model.` stripped); a text encoder's llama.cpp names are
+// mapped by gguf_llama_key_to_transformers, then normalised like a safetensors file.
 ComponentWeights open_component(const std::string& path,
                                 std::optional<ComponentKind> kind = std::nullopt);
+// The tensor names of a weight file as stored (safetensors file / index / folder, or GGUF; GGUF
+// llama.cpp text-encoder names mapped to transformers names): for model-type detection.
+std::vector<std::string> weight_file_names(const std::string& path);
 
 // ---- where a model comes from -------------------------------------------------------------
 // The one description of a model's files that the engine, `inspect`, the CLI and daemon.conf share:

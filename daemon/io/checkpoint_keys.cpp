@@ -15,45 +15,31 @@ bool ends_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
-// Rebuilds the store with every key passed through `f`; collisions are errors.
-template <class F>
-bool rename_all(TensorStore& store, F&& f) {
-  bool changed = false;
-  std::vector<std::pair<std::string, std::string>> moves;
-  for (const auto& name : store.names()) {
-    std::string to = f(name);
-    if (to != name) moves.emplace_back(name, std::move(to));
-  }
-  if (moves.empty()) return false;
-  // Two passes through temporary names so that chains (a->b, b->c) cannot collide mid-way.
-  for (size_t i = 0; i < moves.size(); ++i)
-    store.rename(moves[i].first, "\x01tmp" + std::to_string(i));
-  for (size_t i = 0; i < moves.size(); ++i) {
-    store.rename("\x01tmp" + std::to_string(i), moves[i].second);
-    changed = true;
-  }
-  return changed;
+// Strips `prefix` from every name when at least one name has it.
+void strip_if_present(std::map<std::string, std::string>& names, const std::string& prefix) {
+  bool any = false;
+  for (const auto& [from, to] : names) any = any || starts_with(to, prefix);
+  if (!any) return;
+  for (auto& [from, to] : names)
+    if (starts_with(to, prefix)) to = to.substr(prefix.size());
 }
 
-// Strips `prefix` when at least one key has it.
-bool strip_if_present(TensorStore& store, const std::string& prefix) {
-  for (const auto& [name, ref] : store.all())
-    if (starts_with(name, prefix)) {
-      store.strip_prefix(prefix);
-      return true;
-    }
-  return false;
+// Logical shapes by canonical name (io/tensor_format.h TensorFormat::shape).
+struct Shape {
+  const std::string& name;
+  const std::vector<int64_t>& shape;
+};
+const TensorFormat* find(const FileFormat& f, const std::string& name) { return f.find(name); }
+
+Shape need(const FileFormat& f, const std::string& name, const char* what) {
+  const TensorFormat* t = f.find(name);
+  if (!t)
+    throw CheckpointError(f.source + ": cannot derive the " + what + " configuration: tensor '" +
+                          name + "' is missing");
+  return Shape{t->key, t->shape};
 }
 
-const TensorInfo& need(const TensorStore& store, const std::string& name, const char* what) {
-  const TensorRef* r = store.find(name);
-  if (!r)
-    throw CheckpointError(store.source() + ": cannot derive the " + what +
-                          " configuration: tensor '" + name + "' is missing");
-  return *r->info;
-}
-
-int64_t dim(const TensorInfo& t, size_t i) {
+int64_t dim(const Shape& t, size_t i) {
   if (t.shape.size() <= i)
     throw CheckpointError("tensor '" + t.name + "' has shape " + shape_to_string(t.shape) +
                           ", expected at least " + std::to_string(i + 1) + " dimensions");
@@ -61,9 +47,9 @@ int64_t dim(const TensorInfo& t, size_t i) {
 }
 
 // Number of distinct N in keys `<prefix>N.<...>`, checking they are 0..N-1.
-int count_indexed(const TensorStore& store, const std::string& prefix) {
+int count_indexed(const FileFormat& f, const std::string& prefix) {
   std::set<int> seen;
-  for (const auto& [name, ref] : store.all()) {
+  for (const auto& [name, t] : f.tensors) {
     if (!starts_with(name, prefix)) continue;
     const std::string rest = name.substr(prefix.size());
     const size_t dot = rest.find('.');
@@ -74,7 +60,7 @@ int count_indexed(const TensorStore& store, const std::string& prefix) {
   int n = 0;
   while (seen.count(n)) ++n;
   if (static_cast<size_t>(n) != seen.size())
-    throw CheckpointError(store.source() + ": blocks under '" + prefix + "' are not numbered 0.." +
+    throw CheckpointError(f.source + ": blocks under '" + prefix + "' are not numbered 0.." +
                           std::to_string(seen.size() - 1) + " (block " + std::to_string(n) +
                           " is missing)");
   return n;
@@ -94,35 +80,48 @@ const char* component_kind_name(ComponentKind k) {
   return "?";
 }
 
-bool normalize_transformer_keys(TensorStore& store) {
-  strip_if_present(store, "model.diffusion_model.");
-  strip_if_present(store, "diffusion_model.");
-  const bool marker = store.find("__index_timestep_zero__") != nullptr;
-  if (marker) store.erase("__index_timestep_zero__");
-  return marker;
+namespace {
+
+void transformer_names(std::map<std::string, std::string>& names, bool* zero_cond_t) {
+  strip_if_present(names, "model.diffusion_model.");
+  strip_if_present(names, "diffusion_model.");
+  bool marker = false;
+  for (auto it = names.begin(); it != names.end();) {
+    if (it->second == "__index_timestep_zero__") {
+      marker = true;
+      it = names.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (zero_cond_t) *zero_cond_t = marker;
 }
 
-void normalize_text_encoder_keys(TensorStore& store) {
+void text_encoder_names(std::map<std::string, std::string>& names) {
   // Wrapper prefix (e.g. ComfyUI `text_encoders.qwen25_7b.transformer.`): whatever precedes the
   // embedding table's `model.`.
-  for (const auto& [name, ref] : store.all()) {
+  std::string prefix;
+  for (const auto& [from, name] : names) {
     for (const char* anchor :
          {"model.language_model.embed_tokens.weight", "model.embed_tokens.weight"}) {
       if (ends_with(name, anchor) && name.size() > std::strlen(anchor)) {
-        const std::string prefix = name.substr(0, name.size() - std::strlen(anchor));
-        store.strip_prefix(prefix);
-        goto stripped;
+        prefix = name.substr(0, name.size() - std::strlen(anchor));
+        goto found;
       }
     }
   }
-stripped:
-  rename_all(store, [](const std::string& k) -> std::string {
-    if (starts_with(k, "model.language_model.") || starts_with(k, "model.visual.")) return k;
-    if (starts_with(k, "visual.")) return "model." + k;
-    if (starts_with(k, "model.")) return "model.language_model." + k.substr(6);
-    return k;
-  });
+found:
+  for (auto& [from, k] : names) {
+    if (!prefix.empty() && starts_with(k, prefix)) k = k.substr(prefix.size());
+    if (starts_with(k, "model.language_model.") || starts_with(k, "model.visual.")) continue;
+    if (starts_with(k, "visual."))
+      k = "model." + k;
+    else if (starts_with(k, "model."))
+      k = "model.language_model." + k.substr(6);
+  }
 }
+
+}  // namespace
 
 std::string wan_vae_key_to_diffusers(const std::string& key) {
   if (starts_with(key, "conv1.")) return "quant_conv." + key.substr(6);
@@ -172,21 +171,86 @@ std::string wan_vae_key_to_diffusers(const std::string& key) {
   return key;
 }
 
-void normalize_vae_keys(TensorStore& store) {
-  strip_if_present(store, "first_stage_model.");
-  strip_if_present(store, "vae.");
+namespace {
+
+void vae_names(std::map<std::string, std::string>& names) {
+  strip_if_present(names, "first_stage_model.");
+  strip_if_present(names, "vae.");
   bool wan = false;
-  for (const auto& [name, ref] : store.all())
+  for (const auto& [from, name] : names)
     if (starts_with(name, "encoder.conv1.") || starts_with(name, "decoder.conv1.") ||
         starts_with(name, "encoder.downsamples.") || starts_with(name, "decoder.upsamples.") ||
         starts_with(name, "encoder.middle.") || starts_with(name, "decoder.middle."))
       wan = true;
-  if (wan) rename_all(store, wan_vae_key_to_diffusers);
+  if (wan)
+    for (auto& [from, k] : names) k = wan_vae_key_to_diffusers(k);
+}
+
+// Applies canonical_names() to a store (two passes through temporary names, so that chains
+// a->b, b->c cannot collide mid-way).
+void apply_names(TensorStore& store, const std::map<std::string, std::string>& names) {
+  std::vector<std::pair<std::string, std::string>> moves;
+  for (const auto& name : store.names()) {
+    const auto it = names.find(name);
+    if (it == names.end())
+      store.erase(name);
+    else if (it->second != name)
+      moves.emplace_back(name, it->second);
+  }
+  for (size_t i = 0; i < moves.size(); ++i)
+    store.rename(moves[i].first, "\x01tmp" + std::to_string(i));
+  for (size_t i = 0; i < moves.size(); ++i)
+    store.rename("\x01tmp" + std::to_string(i), moves[i].second);
+}
+
+}  // namespace
+
+std::map<std::string, std::string> canonical_names(ComponentKind kind,
+                                                   const std::vector<std::string>& stored,
+                                                   bool* zero_cond_t) {
+  std::map<std::string, std::string> names;
+  for (const auto& n : stored) names.emplace(n, n);
+  if (zero_cond_t) *zero_cond_t = false;
+  switch (kind) {
+    case ComponentKind::Transformer:
+      transformer_names(names, zero_cond_t);
+      break;
+    case ComponentKind::TextEncoder:
+      text_encoder_names(names);
+      break;
+    case ComponentKind::Vae:
+      vae_names(names);
+      break;
+  }
+  std::map<std::string, std::string> seen;  // canonical -> stored
+  for (const auto& [from, to] : names)
+    if (const auto [it, fresh] = seen.emplace(to, from); !fresh)
+      throw CheckpointError("tensors '" + it->second + "' and '" + from +
+                            "' both name the canonical tensor '" + to + "'");
+  return names;
+}
+
+bool normalize_transformer_keys(TensorStore& store) {
+  bool marker = false;
+  apply_names(store, canonical_names(ComponentKind::Transformer, store.names(), &marker));
+  return marker;
+}
+
+void normalize_text_encoder_keys(TensorStore& store) {
+  apply_names(store, canonical_names(ComponentKind::TextEncoder, store.names()));
+}
+
+void normalize_vae_keys(TensorStore& store) {
+  apply_names(store, canonical_names(ComponentKind::Vae, store.names()));
 }
 
 std::optional<ComponentKind> detect_component_kind(const TensorStore& store) {
+  return detect_component_kind(store.names());
+}
+
+std::optional<ComponentKind> detect_component_kind(const std::vector<std::string>& names) {
   bool te = false, tr = false, vae_enc = false, vae_dec = false;
-  for (const auto& [name, ref] : store.all()) {
+  for (const auto& name : names) {
     if (ends_with(name, "embed_tokens.weight")) te = true;
     if (ends_with(name, "img_in.weight") ||
         name.find("transformer_blocks.0.img_mod.") != std::string::npos)
@@ -204,17 +268,17 @@ std::optional<ComponentKind> detect_component_kind(const TensorStore& store) {
 
 // ---------------------------------------------------------------------------------------------
 
-json transformer_config_from_shapes(const TensorStore& s, bool zero_cond_t) {
-  const auto& img_in = need(s, "img_in.weight", "transformer");
-  const auto& txt_in = need(s, "txt_in.weight", "transformer");
-  const auto& proj_out = need(s, "proj_out.weight", "transformer");
+json transformer_config_from_shapes(const FileFormat& s, bool zero_cond_t) {
+  const Shape img_in = need(s, "img_in.weight", "transformer");
+  const Shape txt_in = need(s, "txt_in.weight", "transformer");
+  const Shape proj_out = need(s, "proj_out.weight", "transformer");
   const int layers = count_indexed(s, "transformer_blocks.");
   if (layers == 0)
-    throw CheckpointError(s.source() + ": no transformer_blocks.* tensors (not a transformer?)");
-  const auto& norm_q = need(s, "transformer_blocks.0.attn.norm_q.weight", "transformer");
+    throw CheckpointError(s.source + ": no transformer_blocks.* tensors (not a transformer?)");
+  const Shape norm_q = need(s, "transformer_blocks.0.attn.norm_q.weight", "transformer");
   const int64_t inner = dim(img_in, 0), head_dim = dim(norm_q, 0);
   if (head_dim <= 0 || inner % head_dim != 0)
-    throw CheckpointError(s.source() + ": inner dimension " + std::to_string(inner) +
+    throw CheckpointError(s.source + ": inner dimension " + std::to_string(inner) +
                           " is not a multiple of the head size " + std::to_string(head_dim));
   const int patch = 2;  // not visible in shapes; every released model uses 2
   json axes = head_dim == 128
@@ -230,20 +294,20 @@ json transformer_config_from_shapes(const TensorStore& s, bool zero_cond_t) {
       {"attention_head_dim", head_dim},
       {"num_attention_heads", inner / head_dim},
       {"joint_attention_dim", dim(txt_in, 1)},
-      {"guidance_embeds", s.find("time_text_embed.guidance_embedder.linear_1.weight") != nullptr},
+      {"guidance_embeds", find(s, "time_text_embed.guidance_embedder.linear_1.weight") != nullptr},
       {"axes_dims_rope", axes},
       {"zero_cond_t", zero_cond_t},
-      {"use_additional_t_cond", s.find("time_text_embed.addition_t_embedding.weight") != nullptr},
+      {"use_additional_t_cond", find(s, "time_text_embed.addition_t_embedding.weight") != nullptr},
       {"use_layer3d_rope", false}};
 }
 
-json text_encoder_config_from_shapes(const TensorStore& s) {
+json text_encoder_config_from_shapes(const FileFormat& s) {
   const std::string lm = "model.language_model.";
-  const auto& emb = need(s, lm + "embed_tokens.weight", "text encoder");
+  const Shape emb = need(s, lm + "embed_tokens.weight", "text encoder");
   const int layers = count_indexed(s, lm + "layers.");
-  if (layers == 0) throw CheckpointError(s.source() + ": no model.language_model.layers.* tensors");
-  const auto& k = need(s, lm + "layers.0.self_attn.k_proj.weight", "text encoder");
-  const auto& gate = need(s, lm + "layers.0.mlp.gate_proj.weight", "text encoder");
+  if (layers == 0) throw CheckpointError(s.source + ": no model.language_model.layers.* tensors");
+  const Shape k = need(s, lm + "layers.0.self_attn.k_proj.weight", "text encoder");
+  const Shape gate = need(s, lm + "layers.0.mlp.gate_proj.weight", "text encoder");
   const int64_t hidden = dim(emb, 1), kv_dim = dim(k, 0);
   int64_t head_dim = 128;
   while (head_dim > 1 && (hidden % head_dim || kv_dim % head_dim)) head_dim /= 2;
@@ -267,7 +331,7 @@ json text_encoder_config_from_shapes(const TensorStore& s) {
            {"max_position_embeddings", 128000},
            {"attention_dropout", 0.0},
            {"use_sliding_window", false},
-           {"tie_word_embeddings", s.find("lm_head.weight") == nullptr},
+           {"tie_word_embeddings", find(s, "lm_head.weight") == nullptr},
            {"bos_token_id", 151643},
            {"eos_token_id", 151645},
            {"image_token_id", 151655},
@@ -278,9 +342,9 @@ json text_encoder_config_from_shapes(const TensorStore& s) {
   const std::string vis = "model.visual.";
   const int depth = count_indexed(s, vis + "blocks.");
   if (depth > 0) {
-    const auto& patch = need(s, vis + "patch_embed.proj.weight", "vision tower");
-    const auto& vgate = need(s, vis + "blocks.0.mlp.gate_proj.weight", "vision tower");
-    const auto& merger = need(s, vis + "merger.mlp.2.weight", "vision tower");
+    const Shape patch = need(s, vis + "patch_embed.proj.weight", "vision tower");
+    const Shape vgate = need(s, vis + "blocks.0.mlp.gate_proj.weight", "vision tower");
+    const Shape merger = need(s, vis + "merger.mlp.2.weight", "vision tower");
     const int64_t vh = dim(patch, 0);
     const int64_t vhead = vh % 80 == 0 ? 80 : vh % 64 == 0 ? 64 : 16;
     json full = json::array();
@@ -303,9 +367,9 @@ json text_encoder_config_from_shapes(const TensorStore& s) {
   return cfg;
 }
 
-json vae_config_from_shapes(const TensorStore& s) {
-  const auto& conv_in = need(s, "encoder.conv_in.weight", "VAE");
-  const auto& pq = need(s, "post_quant_conv.weight", "VAE");
+json vae_config_from_shapes(const FileFormat& s) {
+  const Shape conv_in = need(s, "encoder.conv_in.weight", "VAE");
+  const Shape pq = need(s, "post_quant_conv.weight", "VAE");
   const int64_t base = dim(conv_in, 0);
   const int blocks = count_indexed(s, "encoder.down_blocks.");
   json dim_mult = json::array(), temporal = json::array();
@@ -313,23 +377,23 @@ json vae_config_from_shapes(const TensorStore& s) {
   auto close_level = [&](int64_t channels) {
     if (num_res < 0) num_res = res_in_level;
     if (res_in_level != num_res)
-      throw CheckpointError(s.source() + ": VAE encoder levels have different block counts");
+      throw CheckpointError(s.source + ": VAE encoder levels have different block counts");
     dim_mult.push_back(channels / base);
     res_in_level = 0;
   };
   int64_t channels = base;
   for (int i = 0; i < blocks; ++i) {
     const std::string p = "encoder.down_blocks." + std::to_string(i) + ".";
-    if (s.find(p + "resample.1.weight")) {
+    if (find(s, p + "resample.1.weight")) {
       close_level(channels);
-      temporal.push_back(s.find(p + "time_conv.weight") != nullptr);
+      temporal.push_back(find(s, p + "time_conv.weight") != nullptr);
     } else {
       channels = dim(need(s, p + "conv1.weight", "VAE"), 0);
       ++res_in_level;
     }
   }
   if (res_in_level == 0)
-    throw CheckpointError(s.source() +
+    throw CheckpointError(s.source +
                           ": VAE encoder has no residual blocks after its last resample");
   close_level(channels);
   return json{{"_class_name", "AutoencoderKLQwenImage"},

@@ -22,14 +22,16 @@ void usage(FILE* f) {
                "read and validated; a broken checkpoint exits with status 1 and says what is\n"
                "wrong.\n\n"
                "  --model PATH  a diffusers model folder (model_index.json + component folders),\n"
-               "                or one component: a .safetensors file, a *.safetensors.index.json\n"
+               "                or one component: a .safetensors file (bf16/fp16/fp32, fp8, scaled\n"
+               "                fp8, comfy_quant), a .gguf file, a *.safetensors.index.json\n"
                "                or a component folder (transformer, text encoder or VAE; the kind\n"
                "                is detected from the tensor names)\n"
                "  --transformer FILE, --text-encoder FILE, --vae FILE\n"
                "                component files that replace the folder's (or, all three without\n"
                "                --model, make up the model), exactly as `generate` takes them\n"
                "  --model-type TYPE  what the files are when the weights cannot tell\n"
-               "  --tensors     also list every tensor (canonical name, dtype, shape)\n"
+               "  --tensors     also list every tensor (canonical name, storage type: dtype,\n"
+               "                F8_E4M3*scale, Q4_K, ...; logical shape)\n"
                "  --config      also print each weight component's configuration (JSON)\n"
                "  -h, --help    this text\n");
 }
@@ -65,13 +67,17 @@ struct Summary {
   std::string dtypes;
 };
 
-Summary summarize(const TensorStore& s) {
+// Over the per-tensor formats (io/tensor_format.h): logical parameter counts, stored bytes (scales
+// not counted), storage types ("BF16", "F8_E4M3*scale", "Q4_K", ...).
+Summary summarize(const FileFormat& f) {
   Summary out;
   std::map<std::string, size_t> dt;
-  for (const auto& [name, ref] : s.all()) {
-    out.params += static_cast<uint64_t>(ref.info->numel());
-    out.bytes += ref.info->end - ref.info->begin;
-    ++dt[dtype_name(ref.info->dtype)];
+  for (const auto& [name, t] : f.tensors) {
+    int64_t n = 1;
+    for (const int64_t d : t.shape) n *= d;
+    out.params += static_cast<uint64_t>(n);
+    out.bytes += t.stored_bytes();
+    ++dt[t.storage()];
   }
   for (const auto& [d, n] : dt) {
     if (!out.dtypes.empty()) out.dtypes += ",";
@@ -81,10 +87,10 @@ Summary summarize(const TensorStore& s) {
   return out;
 }
 
-void print_tensors(FILE* out, const TensorStore& s) {
-  for (const auto& [name, ref] : s.all())
-    std::fprintf(out, "    %-60s %-8s %s\n", name.c_str(), dtype_name(ref.info->dtype),
-                 shape_to_string(ref.info->shape).c_str());
+void print_tensors(FILE* out, const FileFormat& f) {
+  for (const auto& [name, t] : f.tensors)
+    std::fprintf(out, "    %-60s %-14s %s\n", name.c_str(), t.storage().c_str(),
+                 shape_to_string(t.shape).c_str());
 }
 
 constexpr const char* kRow = "%-13s %-36s %-20s %8s %22s %12s  %s\n";
@@ -140,19 +146,20 @@ int inspect_main(int argc, char** argv, FILE* out, FILE* err) {
   try {
     uint64_t total_params = 0, total_bytes = 0;
     auto row = [&](const std::string& name, const std::string& cls, const ComponentWeights& w) {
-      const Summary s = summarize(w.store);
+      const Summary s = summarize(w.format);
       total_params += s.params;
       total_bytes += s.bytes;
       std::string layout = w.layout;
       if (w.kind == ComponentKind::Transformer && w.zero_cond_t) layout += ",zero_cond_t";
       std::fprintf(out, kRow, name.c_str(), cls.c_str(), layout.c_str(),
-                   std::to_string(w.store.size()).c_str(),
+                   std::to_string(w.format.tensors.size()).c_str(),
                    (std::to_string(s.params) + " (" + human_count(s.params) + ")").c_str(),
                    human_bytes(s.bytes).c_str(), s.dtypes.c_str());
     };
     auto details = [&](const ComponentWeights& w) {
+      std::fprintf(out, "  format: %s\n", w.format.summary().c_str());
       if (config) std::fprintf(out, "  config: %s\n", w.config.dump().c_str());
-      if (tensors) print_tensors(out, w.store);
+      if (tensors) print_tensors(out, w.format);
     };
     if (is_model_folder(model) || sources.has_files()) {
       // The engine's loading path (ModelFolder over ModelSources): what inspect accepts, the

@@ -57,9 +57,9 @@ std::string class_of(const std::string& name) {
 }
 
 // True when the text encoder file has vision tower weights.
-bool has_vision_tower(const TensorStore& te) {
-  for (const auto& n : te.names())
-    if (n.starts_with("model.visual.")) return true;
+bool has_vision_tower(const std::vector<std::string>& te) {
+  for (const auto& n : te)
+    if (n.starts_with("visual.") || n.find(".visual.") != std::string::npos) return true;
   return false;
 }
 
@@ -157,15 +157,13 @@ ModelFolder ModelFolder::open(const ModelSources& src) {
     }
     // The model type: given, or told by the weights where they can tell it.
     if (!type) {
-      const TensorStore tr = TensorStore::open(src.transformer);
       bool marker = false;
-      for (const auto& n : tr.names())
+      for (const auto& n : weight_file_names(src.transformer))
         if (n.ends_with("__index_timestep_zero__")) marker = true;
       if (marker) {
         type = find_model_type("qwen-image-edit-2511");
       } else {
-        const TensorStore te = TensorStore::open(src.text_encoder);
-        if (!has_vision_tower(te)) {
+        if (!has_vision_tower(weight_file_names(src.text_encoder))) {
           type = find_model_type("qwen-image");
         } else {
           fail(src.transformer,

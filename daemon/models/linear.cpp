@@ -1,5 +1,7 @@
 #include "models/linear.h"
 
+#include "models/quant.h"
+
 namespace qwen::models {
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
@@ -7,6 +9,47 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   if (has_bias) bias = register_parameter("bias", torch::empty({out}), /*requires_grad=*/false);
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return at::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (qweight_) return quantized_linear(x, *qweight_, bias);
+  return at::linear(x, weight, bias);
+}
+
+void LinearImpl::set_quantized(QuantizedWeight w) {
+  torch::NoGradGuard no_grad;
+  weight.set_data(
+      torch::empty({0}, torch::TensorOptions().dtype(weight.scalar_type()).device(w.device())));
+  qweight_ = std::make_shared<const QuantizedWeight>(std::move(w));
+}
+
+void LinearImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(device, dtype, non_blocking);
+  if (qweight_)
+    qweight_ = std::make_shared<const QuantizedWeight>(qweight_->to(device, non_blocking));
+}
+
+void LinearImpl::to(torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(dtype, non_blocking);
+}
+
+void LinearImpl::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  if (qweight_)
+    qweight_ = std::make_shared<const QuantizedWeight>(qweight_->to(device, non_blocking));
+}
+
+int64_t quantized_weight_bytes(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& m : module.modules(/*include_self=*/true))
+    if (const auto* l = dynamic_cast<const LinearImpl*>(m.get()))
+      if (const QuantizedWeight* q = l->quantized()) n += q->storage_bytes();
+  return n;
+}
+
+int64_t resident_bytes(torch::nn::Module& module) {
+  int64_t n = quantized_weight_bytes(module);
+  for (const auto& p : module.parameters()) n += p.numel() * p.element_size();
+  for (const auto& b : module.buffers()) n += b.numel() * b.element_size();
+  return n;
+}
 
 }  // namespace qwen::models

@@ -6,19 +6,48 @@
 // loader replaces every parameter (models/weights.h). Building the 20.4B transformer this way
 // costs nothing, where torch::nn::Linear would fill 82 GB of float32 with random numbers before
 // the first weight is read. Code that wants random weights (benchmarks) fills them explicitly.
+//
+// A checkpoint that stores `weight` quantised (fp8, scaled fp8, GGUF blocks) keeps it as stored:
+// the loader calls set_quantized(), `weight` becomes an empty placeholder, and forward
+// dequantises the weight just before use, in the input's dtype on the input's device
+// (models/quant.h quantized_linear; ComfyUI-GGUF's GGMLLayer does the same per call).
 #pragma once
 
 #include <torch/torch.h>
 
+#include <memory>
+
 namespace qwen::models {
+
+class QuantizedWeight;  // models/quant.h
 
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   torch::Tensor forward(const torch::Tensor& x);
 
+  // Keeps `w` (logical shape [out, in]) as the weight, in its stored form; `weight` becomes an
+  // empty tensor of `weight`'s dtype on w's device.
+  void set_quantized(QuantizedWeight w);
+  // The quantised weight, or null for a plain one.
+  const QuantizedWeight* quantized() const { return qweight_.get(); }
+
+  // Module::to also moves the quantised bytes; a dtype never casts them (only `bias` and the
+  // placeholder follow it).
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
   torch::Tensor weight, bias;
+
+ private:
+  std::shared_ptr<const QuantizedWeight> qweight_;
 };
 TORCH_MODULE(Linear);
+
+// Bytes of every quantised Linear weight of `module` (QuantizedWeight::storage_bytes, scales
+// included), and of its parameters and buffers: together what the module holds resident.
+int64_t quantized_weight_bytes(torch::nn::Module& module);
+int64_t resident_bytes(torch::nn::Module& module);
 
 }  // namespace qwen::models

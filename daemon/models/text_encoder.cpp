@@ -147,7 +147,7 @@ TextEncoder load_text_encoder(const io::ComponentWeights& weights, torch::Dtype 
   TextEncoder te(cfg, with_vision);
   std::vector<std::string> ignore = {"lm_head."};
   if (!with_vision) ignore.push_back("model.visual.");
-  load_module(*te, weights.store, "text_encoder", dtype, device, ignore);
+  load_module(*te, weights, "text_encoder", dtype, device, ignore);
   te->eval();
   return te;
 }

@@ -237,7 +237,7 @@ AutoencoderKLQwenImage load_vae(const io::ComponentWeights& weights, torch::Dtyp
   const VaeConfig config =
       VaeConfig::from_json_text(weights.config.dump(), weights.source + " (configuration)");
   AutoencoderKLQwenImage model(config);
-  load_module(*model, weights.store, "vae", dtype, device);
+  load_module(*model, weights, "vae", dtype, device);
   model->eval();
   return model;
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 
 namespace qwen::models {
@@ -29,6 +30,18 @@ struct LoadReport {
 // key prefixes that may be present without a parameter (e.g. "visual." when the vision tower is not
 // loaded, "lm_head.").
 LoadReport load_module(torch::nn::Module& module, const io::TensorStore& store,
+                       const std::string& component, torch::Dtype dtype, torch::Device device,
+                       const std::vector<std::string>& ignore_unexpected = {});
+
+// The same from an opened component (io::open_component / io::ModelFolder::weights), in any format
+// of io/tensor_format.h; the loading path of the engine (models/weights_format.cpp). Plain tensors
+// load exactly as above. A quantised (fp8, scaled fp8, GGUF) 2-D weight of a models::Linear stays
+// quantised: a QuantizedWeight (zero-copy over the mapping on CPU, the stored bytes only on
+// another device) that the Linear dequantises per forward (LinearImpl::set_quantized). Any other
+// quantised tensor (1-D norms / biases, convolutions, embedding tables) is dequantised at load in
+// float32 and converted to `dtype`, as ComfyUI-GGUF does for small tensors. Shapes are checked
+// against the logical (dequantised) shapes.
+LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& weights,
                        const std::string& component, torch::Dtype dtype, torch::Device device,
                        const std::vector<std::string>& ignore_unexpected = {});
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "io/checkpoint.h"
+#include "models/linear.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
 #include "pipelines/image_latents.h"
@@ -217,7 +218,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
                                                          weights.source + " (configuration)");
     // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
-    models::load_module(*t, weights.store, "transformer", dtype_, device_);
+    models::load_module(*t, weights, "transformer", dtype_, device_);
     t->eval();
     return t;
   });
@@ -239,6 +240,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       info_.parameters += p.numel();
       info_.bytes += p.numel() * dtype_bytes(p.scalar_type());
     }
+    info_.bytes += models::quantized_weight_bytes(*m);  // weights kept quantised (models/linear.h)
   }
 }
 

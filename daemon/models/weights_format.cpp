@@ -1,0 +1,107 @@
+// Component weights in any stored format -> module parameters and quantised Linear weights.
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "models/linear.h"
+#include "models/quant.h"
+#include "models/weights.h"
+
+namespace qwen::models {
+
+LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& weights,
+                       const std::string& component, torch::Dtype dtype, torch::Device device,
+                       const std::vector<std::string>& ignore_unexpected) {
+  const io::FileFormat& format = weights.format;
+  LoadReport report;
+  std::vector<std::string> mismatches;
+  std::set<std::string> used;
+  struct Target {
+    std::string name;
+    torch::Tensor tensor;
+    const io::TensorFormat* format;
+  };
+  std::vector<Target> targets;
+  std::vector<torch::Tensor> computed_buffers;
+
+  // The Linears, by their weight's checkpoint key.
+  std::map<std::string, LinearImpl*> linears;
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/true))
+    if (auto* l = dynamic_cast<LinearImpl*>(item.value().get()))
+      linears[item.key().empty() ? "weight" : item.key() + ".weight"] = l;
+
+  auto visit = [&](const std::string& name, torch::Tensor& t, bool required) {
+    const io::TensorFormat* f = format.find(name);
+    if (!f) {
+      if (required)
+        report.missing.push_back(name);
+      else
+        computed_buffers.push_back(t);
+      return;
+    }
+    used.insert(name);
+    const std::vector<int64_t> want(t.sizes().begin(), t.sizes().end());
+    if (want != f->shape) {
+      mismatches.push_back(name + " (expected " + io::shape_to_string(want) + ", found " +
+                           io::shape_to_string(f->shape) + ")");
+      return;
+    }
+    targets.push_back({name, t, f});
+  };
+  for (auto& item : module.named_parameters(/*recurse=*/true))
+    visit(item.key(), item.value(), true);
+  for (auto& item : module.named_buffers(/*recurse=*/true)) visit(item.key(), item.value(), false);
+
+  std::vector<std::string> unexpected;
+  for (const auto& [name, f] : format.tensors) {
+    if (used.count(name)) continue;
+    bool ignored = false;
+    for (const auto& p : ignore_unexpected)
+      if (name.rfind(p, 0) == 0) ignored = true;
+    (ignored ? report.unexpected : unexpected).push_back(name);
+  }
+  if (!report.missing.empty() || !unexpected.empty() || !mismatches.empty()) {
+    std::ostringstream msg;
+    msg << component << " (" << weights.source << "): checkpoint does not match the model";
+    auto list = [&](const char* what, const std::vector<std::string>& v) {
+      if (v.empty()) return;
+      msg << "\n  " << v.size() << " " << what << ":";
+      for (const auto& n : v) msg << "\n    " << n;
+    };
+    list("missing tensors", report.missing);
+    list("unexpected tensors", unexpected);
+    list("shape mismatches", mismatches);
+    throw io::CheckpointError(msg.str());
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor, f] : targets) {
+    const torch::Dtype want =
+        torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type();
+    try {
+      if (!f->quantized()) {
+        tensor.set_data(to_tensor(f->ref, want, device));  // exactly the TensorStore path
+        continue;
+      }
+      QuantizedWeight q = QuantizedWeight::from_format(*f);
+      const auto lin = linears.find(name);
+      if (lin != linears.end() && f->shape.size() == 2) {
+        lin->second->set_quantized(device.is_cpu() ? std::move(q) : q.to(device));
+      } else {
+        // Small or non-matmul tensors: dequantised once, in float32 (exact), then converted.
+        torch::Tensor w = q.dequantize(torch::kFloat32);
+        if (w.is_alias_of(q.storage())) w = w.clone();  // never a view of the read-only mapping
+        if (!device.is_cpu()) w = w.to(device);
+        tensor.set_data(w.scalar_type() == want ? w : w.to(want));
+      }
+    } catch (const c10::Error& e) {
+      throw io::CheckpointError(component + " (" + weights.source + "): cannot load tensor '" +
+                                name + "' (" + f->storage() + "): " + e.what_without_backtrace());
+    }
+  }
+  for (auto& b : computed_buffers)
+    if (b.device() != device) b.set_data(b.to(device));
+  return report;
+}
+
+}  // namespace qwen::models
