@@ -83,7 +83,10 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                  "  --strength S             with --mask: how much to change, (0, 1] (default 1)\n"
                  "  --geometry reference|exact  reference (default): resize like diffusers;\n"
                  "                           exact: keep the aspect ratio, return the result on\n"
-                 "                           the input's pixel grid (no drift)\n");
+                 "                           the input's pixel grid (no drift)\n"
+                 "  --vision-processor torchvision|pil  the Qwen2-VL image processor to follow:\n"
+                 "                           torchvision (default, what diffusers loads) or\n"
+                 "                           pil (transformers' Qwen2VLImageProcessorPil)\n");
   else if (needs_image)
     std::fprintf(out,
                  "  --image IN.png           input image\n"
@@ -210,6 +213,11 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
         o.edit_pipeline = qwen::PipelineKind::EditPlus;
       else
         throw UsageError("--pipeline must be 'edit' or 'edit-plus', got '" + v + "'");
+    } else if (kind == qwen::PipelineKind::Edit && a == "--vision-processor") {
+      const std::string v = value();
+      if (v != "torchvision" && v != "pil")
+        throw UsageError("--vision-processor must be 'torchvision' or 'pil', got '" + v + "'");
+      o.engine.vision_processor = v;
     } else if (kind == qwen::PipelineKind::Edit && a == "--geometry") {
       const std::string v = value();
       if (v == "reference")
@@ -229,6 +237,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--transformer/--text-encoder/--vae/--model-type load a model in-process; with --daemon, "
         "name the files in the daemon's config (docs/daemon.md) and pick the model with --model");
+  if (o.daemon && !o.engine.vision_processor.empty())
+    throw UsageError(
+        "--vision-processor applies to an in-process model; with --daemon, set vision_processor "
+        "in the daemon's config (docs/daemon.md)");
   if (o.engine.model_dir.empty() && !o.daemon && !files)
     throw UsageError("--model DIR (or --transformer, --text-encoder and --vae files) is required");
   if (kind != qwen::PipelineKind::Generate && o.image_paths.empty())

@@ -169,6 +169,16 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   sources.model_type = options.model_type;
   if (sources.folder.empty() && !sources.has_files())
     throw EngineError("no model given (a model folder, or --transformer, --text-encoder and --vae files)");
+  // Which Qwen2-VL image processor the edit pipelines reproduce (image/vision_processor.h): the
+  // torchvision one a diffusers from_pretrained gives (default), or the PIL one.
+  VisionBackend vision_backend = VisionBackend::Torchvision;
+  if (!options.vision_processor.empty()) {
+    try {
+      vision_backend = parse_vision_backend(options.vision_processor);
+    } catch (const ImageError& e) {
+      throw EngineError(e.what());
+    }
+  }
   const io::ModelFolder model = with_context("model", [&] { return io::ModelFolder::open(sources); });
   info_.model_dir = sources.label();
   info_.model_type = model.model_type();
@@ -225,8 +235,10 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate;
   if (info_.can_edit) {
     processor_ = with_context("processor", [&] {
-      return VisionProcessorConfig::from_json_file(model.component("processor").path +
-                                                   "/preprocessor_config.json");
+      auto c = VisionProcessorConfig::from_json_file(model.component("processor").path +
+                                                     "/preprocessor_config.json");
+      c.backend = vision_backend;
+      return c;
     });
   }
   vae_ = with_context("vae", [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });

@@ -87,6 +87,9 @@ struct EngineOptions {
   std::string dtype;     // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
   int threads = 0;       // CPU threads for torch; 0 = all hardware threads
   bool preview = false;  // fill ProgressInfo.preview every step (see there)
+  // Edit models: the Qwen2-VL image processor to reproduce, "torchvision" (what diffusers'
+  // from_pretrained gives; default when empty) or "pil" (transformers' Qwen2VLImageProcessorPil).
+  std::string vision_processor;
 };
 
 struct ModelInfo {

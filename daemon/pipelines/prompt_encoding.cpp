@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "pipelines/vision_resize.h"
+
 namespace qwen::pipelines {
 namespace {
 
@@ -191,7 +193,8 @@ PromptEmbeds encode_prompt_edit(models::qwenvl::TextEncoder& encoder,
 std::pair<torch::Tensor, torch::Tensor> vision_inputs(const std::vector<ImageU8>& images,
                                                       const VisionProcessorConfig& processor) {
   if (images.empty()) throw std::invalid_argument("editing needs at least one image");
-  VisionPatches p = preprocess_vision(images, processor);
+  // The Torchvision backend resizes with torch's uint8 kernel (pipelines/vision_resize.h).
+  VisionPatches p = preprocess_vision(images, processor, torchvision_resizer());
   auto pv = torch::from_blob(p.pixel_values.data(), {p.rows, p.row_width}, torch::kFloat32).clone();
   auto grid = torch::empty({static_cast<int64_t>(p.grid_thw.size()), 3}, torch::kInt64);
   for (size_t i = 0; i < p.grid_thw.size(); ++i)

@@ -76,6 +76,10 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
     c->instance = val;
   } else if (key == "threads") {
     if (!parse_int(val, 0, 1024, &c->threads)) return "threads must be 0..1024";
+  } else if (key == "vision_processor") {
+    if (val != "torchvision" && val != "pil")
+      return "vision_processor must be torchvision or pil";
+    c->vision_processor = val;
   } else if (key == "lazy") {
     if (!parse_bool(val, &c->lazy)) return "lazy must be true or false";
   } else if (key == "log") {
@@ -134,6 +138,7 @@ const char* usage_text() {
   return "usage: qwen-imaged [--model [NAME=]DIR [--transformer F] [--text-encoder F] [--vae F]\n"
          "                   [--model-type T] ...] [--device cpu|cuda|cuda:N]\n"
          "                   [--dtype float32|bfloat16] [--instance NAME] [--threads N] [--lazy]\n"
+         "                   [--vision-processor torchvision|pil]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models N]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
@@ -188,6 +193,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--dtype", "dtype"},
         {"--instance", "instance"},
         {"--threads", "threads"},
+        {"--vision-processor", "vision_processor"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},

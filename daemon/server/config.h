@@ -22,6 +22,9 @@ struct DaemonConfig {
   std::string dtype;
   std::string instance;  // "" = $QWEN_IMAGE_INSTANCE or "default"
   int threads = 0;
+  // Edit models' Qwen2-VL image processor: "" / "torchvision" (default) or "pil"
+  // (EngineOptions::vision_processor).
+  std::string vision_processor;
   bool lazy = false;  // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;

@@ -112,6 +112,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.device = cfg_.device;
   o.dtype = cfg_.dtype;
   o.threads = cfg_.threads;
+  o.vision_processor = cfg_.vision_processor;
   o.preview = cfg_.preview_every > 0;
   try {
     auto eng = factory_(o);

@@ -133,8 +133,9 @@ TEST(Cli, EditWithTwoImagesMatchesReferencePng) {
                "2，保持光照一致' --negative-prompt ' ' --image " +
                fixture_path("cases/pipeline_edit_plus/image_0.png") + " --image " +
                fixture_path("cases/pipeline_edit_plus/image_1.png") +
-               " --width 80 --height 48 --steps 2 --seed 9 --output " + out);
+               " --width 80 --height 48 --steps 2 --seed 9 --vision-processor pil --output " + out);
   ASSERT_EQ(r.code, 0) << r.output;
+  // The fixture was made with the PIL image processor: --vision-processor pil.
   EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_edit_plus/output.png")), 1);
 }
 
@@ -146,7 +147,9 @@ TEST(Cli, EditPipelineOptionOverridesTheModelsDefault) {
                            " --threads 2 --prompt 'Make the sky purple' --negative-prompt ' '"
                            " --image " +
                            fixture_path("cases/pipeline_edit/image_0.png") +
-                           " --width 64 --height 64 --steps 2 --seed 5 --quiet --output " + out;
+                           " --width 64 --height 64 --steps 2 --seed 5 --quiet"
+                           " --vision-processor pil --output " +
+                           out;
   auto r = run(args + " --pipeline edit");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_LE(max_diff(out, fixture_path("cases/pipeline_edit/output.png")), 1);
@@ -186,6 +189,8 @@ TEST(Cli, EditOptionsAreChecked) {
   const Case cases[] = {
       {m + img + " --pipeline sideways --output " + out, "--pipeline must be"},
       {m + img + " --geometry wobbly --output " + out, "--geometry must be"},
+      {m + img + " --vision-processor fast --output " + out, "--vision-processor must be"},
+      {m + img + " --vision-processor pil --daemon --output " + out, "--vision-processor applies"},
       {m + img + " --strength 0.5 --output " + out, "--strength applies"},
       {m + img + img + mask + " --output " + out, "exactly one --image"},
       {m + img + mask + " --pipeline edit-plus --output " + out, "not edit-plus"},

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "common/fixtures.h"
@@ -163,6 +164,40 @@ TEST_F(PromptEncoding, EditEndToEndMatchesFixtures) {
     EXPECT_TRUE(qt::AllClose(pe.embeds, t["prompt_embeds"], 1e-4, 1e-4));
     EXPECT_FALSE(pe.mask.defined());
     EXPECT_TRUE(t["prompt_embeds_mask"].all().item<bool>());
+  }
+}
+
+// The engine's default, the torchvision processor (what diffusers' from_pretrained gives), on the
+// same condition images as the PIL fixtures: same grid, pixel_values a little different (torch's
+// antialiased bicubic on uint8 and the fused float32 normalisation), prompt embeddings close.
+// Bit-exactness of this path against transformers: ReferenceDifferential.VisionProcessor*.
+TEST_F(PromptEncoding, EditTorchvisionProcessorIsCloseToThePilFixtures) {
+  qwen::VisionProcessorConfig tv = *proc_;
+  tv.backend = qwen::VisionBackend::Torchvision;
+  for (const char* name : {"text_encoder_edit", "text_encoder_edit_plus"}) {
+    SCOPED_TRACE(name);
+    auto in = case_inputs(name);
+    auto t = case_tensors(name);
+    std::vector<qwen::ImageU8> images;
+    for (const auto& f : in["condition_images"])
+      images.push_back(qwen::read_png(
+          qt::fixture_path(std::string("cases/") + name + "/" + f.get<std::string>())));
+    auto [pv_pil, grid_pil] = qp::vision_inputs(images, *proc_);
+    auto [pv, grid] = qp::vision_inputs(images, tv);
+    ASSERT_TRUE(torch::equal(grid, grid_pil));
+    const double pv_diff = (pv - pv_pil).abs().max().item<double>();
+    EXPECT_GT(pv_diff, 0.0);
+    EXPECT_LT(pv_diff, 0.1);
+    const bool plus = std::string(name) == "text_encoder_edit_plus";
+    auto pe = qp::encode_prompt_edit(*te_, *tok_, in["prompt"].get<std::string>(), images, tv,
+                                     plus ? qp::EditTemplate::EditPlus : qp::EditTemplate::Edit);
+    ASSERT_EQ(pe.embeds.sizes(), t["prompt_embeds"].sizes());
+    const double pe_diff = (pe.embeds - t["prompt_embeds"]).abs().max().item<double>();
+    std::cout << "[torchvision vs PIL processor] " << name << ": pixel_values max abs " << pv_diff
+              << ", prompt_embeds max abs " << pe_diff << std::endl;
+    RecordProperty(std::string("torchvision_vs_pil_prompt_embeds_") + name,
+                   std::to_string(pe_diff));
+    EXPECT_LT(pe_diff, 5e-2);
   }
 }
 
