@@ -8,7 +8,9 @@ the CPU benchmark (bench/reference/compare_cpu.py).
 
 Parts: transformer, vae, text_encoder (components); t2i, img2img, inpaint (QwenImagePipeline,
 QwenImageImg2ImgPipeline, QwenImageInpaintPipeline on OUT/model); edit, edit_plus, edit_inpaint
-(QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageEditInpaintPipeline on OUT/edit_model).
+(QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageEditInpaintPipeline on OUT/edit_model);
+vision_processor (no model: random images of random sizes and modes through both Qwen2-VL image
+processors, the default torchvision one and the PIL one; OUT/vision_processor_image_<i>.png).
 
 OUT/model/              model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/
                         (weights stored as BF16 or F32, chosen at random; tokenizer + scheduler config copied
@@ -20,10 +22,11 @@ OUT/<part>.safetensors  inputs and reference outputs of each part (float32 / int
 OUT/<part>_output.png   the reference pipeline's image of each pipeline part; its input images are
                         OUT/<part>_image_<i>.png and OUT/<part>_mask.png (white = repaint), named in case.json
 
-The edit pipelines run with the PIL image processor (transformers 4: the slow Qwen2VLImageProcessor,
-use_fast=False; transformers 5: Qwen2VLImageProcessorPil), which the engine implements; a plain from_pretrained
-gives the torchvision one (transformers 4: Qwen2VLImageProcessorFast, 5: Qwen2VLImageProcessor), selectable
-with --edit-processor default (README.md there).
+The edit pipelines and the text_encoder part's vision inputs run with the image processor a plain
+from_pretrained gives (--edit-processor default: the torchvision one, transformers 4: Qwen2VLImageProcessorFast,
+5: Qwen2VLImageProcessor), which the engine follows by default; --edit-processor pil selects the PIL one
+(transformers 4: the slow Qwen2VLImageProcessor, use_fast=False; 5: Qwen2VLImageProcessorPil), the engine's
+`vision_processor = pil` (README.md there).
 
 transformers 5 computes Qwen2.5-VL's 3-D M-RoPE positions only when the processor's mm_token_type_ids reach
 the model; diffusers (<= 0.42.1) does not pass them (diffusers issue #14194), so out of the box the image
@@ -411,6 +414,43 @@ def build_vae(cfg, gen, storage, out_dir):
     return AutoencoderKLQwenImage.from_pretrained(out_dir, torch_dtype=torch.float32).eval()
 
 
+def vision_processor_part(seed, out, case):
+    """Random images (noise or smooth, modes RGB / RGBA / L / LA, sides 20-400 px, some already multiples of 28)
+    through both Qwen2-VL image processors of the fixture edit model, one call per image: pixel_values and
+    image_grid_thw of each (default_* / pil_*). Draws from its own generators (the other parts' draws do not
+    change)."""
+    rng = random.Random(seed ^ 0x715)
+    nrng = np.random.default_rng(seed ^ 0x715)
+    procs = {b: load_processor(os.path.join(FIXTURE_EDIT_MODEL, "processor"), b).image_processor
+             for b in ("default", "pil")}
+    d, images = {}, []
+    for i in range(12):
+        if i % 4 == 3:
+            w, h = 28 * rng.randint(2, 8), 28 * rng.randint(2, 8)
+        else:
+            w, h = rng.randint(20, 400), rng.randint(20, 400)
+        if i % 2 == 0:
+            a = nrng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        else:
+            c = torch.from_numpy(nrng.random((1, 4, rng.randint(2, 6), rng.randint(2, 6))))
+            sm = torch.nn.functional.interpolate(c, size=(h, w), mode="bicubic", align_corners=False)[0]
+            sm = sm.permute(1, 2, 0).numpy() * 0.8 + 0.2 * nrng.random((h, w, 4))
+            a = np.clip(np.round(sm * 255), 0, 255).astype(np.uint8)
+        mode = ["RGB", "RGBA", "L", "LA"][rng.randint(0, 3)]
+        im = Image.fromarray(a, "RGBA")
+        im = im.convert(mode) if mode != "LA" else im.convert("LA")
+        name = f"vision_processor_image_{i}.png"
+        im.save(os.path.join(out, name))
+        images.append(dict(file=name, mode=mode, size=[w, h]))
+        for b, ip in procs.items():
+            r = ip(images=[im], return_tensors="pt")
+            d[f"{b}_pixel_values_{i}"] = r["pixel_values"]
+            d[f"{b}_image_grid_thw_{i}"] = r["image_grid_thw"]
+    save_tensors(d, os.path.join(out, "vision_processor.safetensors"))
+    case["parts"]["vision_processor"] = dict(images=images,
+                                             processors={b: type(p).__name__ for b, p in procs.items()})
+
+
 def save_tensors(d, path):
     out = {}
     for k, v in d.items():
@@ -429,9 +469,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--storage", default=None, choices=["bfloat16", "float32"])
     ap.add_argument("--model-only", action="store_true", help="write the model folder only")
-    ap.add_argument("--edit-processor", default="pil", choices=["pil", "default"],
-                    help="image processor of the edit parts: the PIL one the engine implements, or what a plain "
-                         "from_pretrained gives (torchvision-based)")
+    ap.add_argument("--edit-processor", default="default", choices=["pil", "default"],
+                    help="image processor of the edit parts and the text_encoder part's vision inputs: what a "
+                         "plain from_pretrained gives (torchvision-based; the engine's default), or the PIL one "
+                         "(the engine's vision_processor = pil)")
     ap.add_argument("--mm-token-types", default="forward", choices=["forward", "omit"],
                     help="transformers 5: forward mm_token_type_ids to the text encoder in the edit pipelines "
                          "(3-D M-RoPE, as diffusers PR #14189) or omit them as diffusers <= 0.42.1 does (1-D)")
@@ -540,9 +581,10 @@ def main():
         pos = probe.calls[-1]["position_ids"]
         d = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=pos,
                  hidden_states=torch.stack(list(o.hidden_states)))
-        # Vision path: one or two random images through the PIL processor and the whole model, called as
-        # transformers documents it (model(**processor outputs): transformers 5 adds mm_token_type_ids).
-        proc = load_processor(os.path.join(FIXTURE_EDIT_MODEL, "processor"), "pil")
+        # Vision path: one or two random images through the processor (--edit-processor) and the whole model,
+        # called as transformers documents it (model(**processor outputs): transformers 5 adds
+        # mm_token_type_ids).
+        proc = load_processor(os.path.join(FIXTURE_EDIT_MODEL, "processor"), args.edit_processor)
         nimg = rng.randint(1, 2)
         images = []
         for i in range(nimg):
@@ -563,7 +605,11 @@ def main():
                  vl_last_hidden_state=ov.hidden_states[-1],
                  vl_image_embeds=vision_embeds(te, mi["pixel_values"], mi["image_grid_thw"]))
         save_tensors(d, os.path.join(out, "text_encoder.safetensors"))
-        case["parts"]["text_encoder"] = dict(prompts=prompts, vl_prompt=vp, images=nimg)
+        case["parts"]["text_encoder"] = dict(prompts=prompts, vl_prompt=vp, images=nimg,
+                                             image_processor=type(proc.image_processor).__name__)
+
+    if "vision_processor" in parts:
+        vision_processor_part(seed, out, case)
 
     if "t2i" in parts:
         sched = FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(mdir, "scheduler"))

@@ -41,9 +41,11 @@ inline RunParams pipeline_params(const ReferenceCase& ref, const std::string& pa
   return rp;
 }
 
-// Opens `model_dir` (CPU, float32, one thread), runs part `part` and compares with the reference.
+// Opens `model_dir` (CPU, float32, one thread; EngineOptions::vision_processor
+// `vision_processor`, "" = the default), runs part `part` and compares with the reference.
 inline void expect_pipeline_matches(const ReferenceCase& ref, const std::string& part,
-                                    PipelineKind kind, const std::string& model_dir) {
+                                    PipelineKind kind, const std::string& model_dir,
+                                    const std::string& vision_processor = "") {
   const auto& p = ref.json()["parts"][part];
   const std::string where = "seed " + std::to_string(ref.seed()) + ", " + part + " job " +
                             p.dump() + ", config " + ref.json()["config"].dump();
@@ -52,6 +54,7 @@ inline void expect_pipeline_matches(const ReferenceCase& ref, const std::string&
   opt.device = "cpu";
   opt.dtype = "float32";
   opt.threads = 1;
+  opt.vision_processor = vision_processor;
   const auto t0 = std::chrono::steady_clock::now();
   auto engine = Engine::open(opt);
   const RunParams rp = pipeline_params(ref, part, kind);

@@ -57,10 +57,11 @@ class ReferenceCase {
 
 }  // namespace qwen::reftest
 
-// Generates the case, or (reference unavailable) fails the calling test under CI=true and skips it
-// otherwise; fails it when gen_random.py fails.
-#define QWEN_REFERENCE_CASE(var, parts)                                                          \
-  ::qwen::reftest::ReferenceCase var(parts);                                                     \
+// Generates the case (QWEN_REFERENCE_CASE(var, parts[, extra gen_random.py arguments])), or
+// (reference unavailable) fails the calling test under CI=true and skips it otherwise; fails it
+// when gen_random.py fails.
+#define QWEN_REFERENCE_CASE(var, ...)                                                            \
+  ::qwen::reftest::ReferenceCase var(__VA_ARGS__);                                               \
   if (!var.skip_reason().empty()) {                                                              \
     if (::qwen::reftest::reference_required())                                                   \
       GTEST_FAIL() << var.skip_reason() << " (CI=true: the live reference is "                   \

@@ -2,12 +2,17 @@
 // size, layers, heads / KV heads, M-RoPE sections, vision depth / width / full-attention blocks,
 // storage dtype) every run: a padded batch of random prompts in the T2I template (all hidden
 // states and position ids of the unpadded tokens), and an Edit-Plus style prompt with 1-2 random
-// images of random sizes (position ids, rope deltas, vision embeddings, last hidden state).
+// images of random sizes (the engine's pixel_values and grid from the images, bit-exact with the
+// processor gen_random.py used: by default the torchvision one, the engine's default; position
+// ids, rope deltas, vision embeddings, last hidden state).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/fixtures.h"
+#include "image/png.h"
+#include "image/vision_processor.h"
 #include "models/text_encoder.h"
+#include "pipelines/prompt_encoding.h"
 #include "reference_case.h"
 
 namespace {
@@ -42,6 +47,27 @@ TEST(ReferenceDifferential, TextEncoderMatchesTransformers) {
     EXPECT_TRUE(qwen::test::AllClose(out.hidden_states[i].index({valid}),
                                      expected[i].index({valid}), atol, rtol))
         << "hidden_states[" << i << "], " << where;
+  }
+
+  // The processor step from the saved images (gen_random.py --edit-processor: default / pil).
+  {
+    const bool pil = ref.json()["options"]["edit_processor"] == "pil";
+    auto proc = qwen::VisionProcessorConfig::from_json_file(qwen::test::tiny_edit_model_dir() +
+                                                            "/processor/preprocessor_config.json");
+    proc.backend = pil ? qwen::VisionBackend::Pil : qwen::VisionBackend::Torchvision;
+    const std::string pillow = ref.json()["versions"]["pillow"].get<std::string>();
+    if (std::stoi(pillow.substr(0, pillow.find('.'))) < 13)
+      proc.pillow_order = qwen::PillowOrder::Pillow12;
+    std::vector<qwen::ImageU8> images;
+    for (int i = 0; i < ref.json()["parts"]["text_encoder"]["images"].get<int>(); ++i)
+      images.push_back(
+          qwen::read_png(ref.dir() + "/text_encoder_image_" + std::to_string(i) + ".png"));
+    auto [pv, grid] = qwen::pipelines::vision_inputs(images, proc);
+    EXPECT_TRUE(torch::equal(grid, t.at("vl_image_grid_thw"))) << where;
+    ASSERT_EQ(pv.sizes(), t.at("vl_pixel_values").sizes()) << where;
+    EXPECT_TRUE(torch::equal(pv, t.at("vl_pixel_values")))
+        << (pil ? "pil" : "torchvision") << " processor: max abs "
+        << (pv - t.at("vl_pixel_values")).abs().max().item<double>() << ", " << where;
   }
 
   auto emb = te->encode_images(t.at("vl_pixel_values"), t.at("vl_image_grid_thw"));
