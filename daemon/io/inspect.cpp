@@ -82,7 +82,11 @@ Summary summarize(const FileFormat& f) {
   for (const auto& [d, n] : dt) {
     if (!out.dtypes.empty()) out.dtypes += ",";
     out.dtypes += d;
-    if (dt.size() > 1) out.dtypes += "(" + std::to_string(n) + ")";
+    if (dt.size() > 1) {  // appended piecewise: GCC 12 -O3 false -Wrestrict
+      out.dtypes += '(';
+      out.dtypes += std::to_string(n);
+      out.dtypes += ')';
+    }
   }
   return out;
 }

@@ -59,8 +59,14 @@ std::pair<torch::Tensor, torch::Tensor> MultiAxisRope::tables(
     if (s[0] <= 0 || s[1] <= 0 || s[2] <= 0)
       throw std::invalid_argument("RoPE: image shapes must be positive");
   std::string key = device.str() + "|" + std::to_string(txt_len);
-  for (const auto& s : img_shapes)
-    key += "|" + std::to_string(s[0]) + "," + std::to_string(s[1]) + "," + std::to_string(s[2]);
+  for (const auto& s : img_shapes) {  // appended piecewise: GCC 12 -O3 false -Wstringop-overflow
+    key += '|';
+    key += std::to_string(s[0]);
+    key += ',';
+    key += std::to_string(s[1]);
+    key += ',';
+    key += std::to_string(s[2]);
+  }
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
 
   auto img_ang = angles(image_positions(img_shapes));

@@ -44,14 +44,6 @@ constexpr int64_t kMaxPixels = 64ll * 1024 * 1024;
 constexpr int kMaxSteps = 1000;
 constexpr int64_t kMaxImages = 64;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw EngineError("cannot read " + p.string());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 int64_t dtype_bytes(torch::Dtype d) { return static_cast<int64_t>(c10::elementSize(d)); }
 
 }  // namespace
