@@ -1,5 +1,6 @@
 #include "pipelines/denoise.h"
 
+#include "models/attention.h"
 #include "pipelines/engine.h"
 #include "pipelines/latents.h"
 
@@ -25,6 +26,12 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   const int begin = scheduler.begin_index();
   const int total = scheduler.num_steps() - begin;
 
+  // An all-true text mask is dropped once here (not per call: it costs a host sync): without a
+  // mask the joint attention can run on the flash kernels. Same numbers (the mask adds 0).
+  const torch::Tensor cond_mask = models::padding_mask_or_none(r.cond.mask);
+  const torch::Tensor uncond_mask =
+      cfg ? models::padding_mask_or_none(r.uncond.mask) : torch::Tensor();
+
   // Every per-step scalar stays on the device: no host synchronisation inside the loop.
   auto ts = torch::tensor(scheduler.timesteps(), torch::kFloat32).to(device);
 
@@ -33,14 +40,14 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     auto t = ts[i].expand({batch}).to(dtype) / 1000;
     auto model_in =
         r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;
-    auto pred = transformer.forward(model_in, r.cond.embeds, r.cond.mask, t, r.img_shapes);
+    auto pred = transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes);
     pred = pred.slice(1, 0, s_noise);
     if (trace) {
       trace->transformer_timesteps.push_back(cpu_f32(t));
       trace->noise_preds.push_back(cpu_f32(pred));
     }
     if (cfg) {
-      auto neg = transformer.forward(model_in, r.uncond.embeds, r.uncond.mask, t, r.img_shapes);
+      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes);
       neg = neg.slice(1, 0, s_noise);
       if (trace) {
         trace->transformer_timesteps.push_back(cpu_f32(t));

@@ -1,6 +1,7 @@
 #include "pipelines/engine.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "io/checkpoint.h"
+#include "models/attention.h"
 #include "models/linear.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
@@ -224,6 +226,21 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     t->eval();
     return t;
   });
+  {
+    // The self-check times the transformer's own head layout (CUDA only; on the CPU this only
+    // validates the requested name).
+    const auto& tc = transformer_->config();
+    models::SdpaProbe probe;
+    probe.heads = tc.num_attention_heads;
+    probe.head_dim = tc.attention_head_dim;
+    probe.dtype = dtype_;
+    const auto choice = with_context(
+        "attention", [&] { return models::configure_sdpa(options.sdpa_backend, device_, probe); });
+    if (device_.is_cuda()) {
+      info_.attention = models::describe(choice);
+      log("attention: " + info_.attention);
+    }
+  }
   info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate;
   if (info_.can_edit) {
     processor_ = with_context("processor", [&] {
@@ -246,6 +263,13 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     }
     info_.bytes += models::quantized_weight_bytes(*m);  // weights kept quantised (models/linear.h)
   }
+}
+
+void QwenEngine::log(const std::string& message) const {
+  if (options_.log)
+    options_.log(message);
+  else
+    std::fprintf(stderr, "qwen-image: %s\n", message.c_str());
 }
 
 std::vector<ImageU8> QwenEngine::decode(const torch::Tensor& latents, int64_t height,

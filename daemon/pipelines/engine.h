@@ -90,6 +90,12 @@ struct EngineOptions {
   // Edit models: the Qwen2-VL image processor to reproduce, "torchvision" (what diffusers'
   // from_pretrained gives; default when empty) or "pil" (transformers' Qwen2VLImageProcessorPil).
   std::string vision_processor;
+  // CUDA attention kernel: "auto" (a start-up self-check times cuDNN, flash and memory-efficient
+  // attention and takes the fastest that agrees with float32 math), "cudnn", "flash", "efficient"
+  // or "math"; empty = $QWEN_SDPA_BACKEND, else auto. Ignored on the CPU.
+  std::string sdpa_backend;
+  // Receives the engine's information lines (attention backend, load rates); empty = stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct ModelInfo {
@@ -102,6 +108,7 @@ struct ModelInfo {
   bool can_edit = false;  // has a vision tower + processor
   int64_t parameters = 0;
   int64_t bytes = 0;
+  std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU
 };
 
 class Engine {

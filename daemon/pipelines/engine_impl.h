@@ -95,6 +95,8 @@ class QwenEngine : public Engine {
   // Packed final latents -> RGB images.
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
 
+  void log(const std::string& message) const;
+
   EngineOptions options_;
   ModelInfo info_;
   torch::Device device_{torch::kCPU};
