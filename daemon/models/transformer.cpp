@@ -119,6 +119,9 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
   proj_out = register_module(
       "proj_out", Linear(d, config_.patch_size * config_.patch_size * config_.out_channels));
   if (build_device != torch::Device(torch::kCPU)) this->to(build_device);
+  // Inference only: no parameter tracks gradients (torch::nn::Embedding registers its table with
+  // requires_grad; every parameter of our own modules is registered without).
+  for (auto& p : parameters()) p.set_requires_grad(false);
 }
 
 torch::Tensor QwenImageTransformer2DModelImpl::forward(

@@ -92,6 +92,8 @@ AutoencoderKLQwenImageImpl::AutoencoderKLQwenImageImpl(const VaeConfig& config) 
   post_quant_conv_ = register_module(
       "post_quant_conv", std::make_shared<vae::CausalConv3d>(config.z_dim, config.z_dim, 1, 1, 0));
   decoder_ = register_module("decoder", std::make_shared<vae::Decoder>(config));
+  // Inference only: the torch::nn::Conv2d layers register their parameters with requires_grad.
+  for (auto& p : parameters()) p.set_requires_grad(false);
 }
 
 torch::Dtype AutoencoderKLQwenImageImpl::dtype() const {

@@ -6,8 +6,8 @@ namespace qwen::models::vae {
 
 CausalConv3d::CausalConv3d(int64_t in, int64_t out, int64_t kt, int64_t k, int64_t padding)
     : padding_(padding) {
-  weight = register_parameter("weight", torch::empty({out, in, kt, k, k}));
-  bias = register_parameter("bias", torch::zeros({out}));
+  weight = register_parameter("weight", torch::empty({out, in, kt, k, k}), /*requires_grad=*/false);
+  bias = register_parameter("bias", torch::zeros({out}), /*requires_grad=*/false);
 }
 
 torch::Tensor CausalConv3d::forward(const torch::Tensor& x) {
@@ -23,7 +23,7 @@ torch::Tensor CausalConv3d::forward(const torch::Tensor& x) {
 RmsNorm::RmsNorm(int64_t dim, int gamma_dims) : scale_(std::sqrt(double(dim))) {
   std::vector<int64_t> shape{dim};
   for (int i = 0; i < gamma_dims; ++i) shape.push_back(1);
-  gamma = register_parameter("gamma", torch::ones(shape));
+  gamma = register_parameter("gamma", torch::ones(shape), /*requires_grad=*/false);
 }
 
 torch::Tensor RmsNorm::forward(const torch::Tensor& x) {

@@ -153,6 +153,10 @@ ResolvedParams resolve_params(const RunParams& in) {
 }
 
 QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
+  // Inference mode for everything the engine does (loading here, jobs in run()): no autograd
+  // bookkeeping (version counters, views tracking) on any tensor; the parameters it loads are
+  // inference tensors.
+  c10::InferenceMode inference;
   // The one loading path (io::ModelFolder over io::ModelSources): a diffusers folder, component
   // files replacing its weights, or the three component files alone; `inspect` reads the same.
   io::ModelSources sources;
@@ -401,6 +405,7 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
 }
 
 std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
+  c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
   const auto p = resolve_params(params);
   try {
     switch (params.pipeline) {
