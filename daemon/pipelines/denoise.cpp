@@ -40,14 +40,19 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     auto t = ts[i].expand({batch}).to(dtype) / 1000;
     auto model_in =
         r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;
-    auto pred = transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes);
+    // The timestep embedding and every block's img_mod / txt_mod depend on t alone: computed by
+    // the conditional pass, read by the unconditional one (same tensors, so the same numbers).
+    models::TimestepModulation modulation;
+    auto pred =
+        transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes, {}, &modulation);
     pred = pred.slice(1, 0, s_noise);
     if (trace) {
       trace->transformer_timesteps.push_back(cpu_f32(t));
       trace->noise_preds.push_back(cpu_f32(pred));
     }
     if (cfg) {
-      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes);
+      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes, {},
+                                     &modulation);
       neg = neg.slice(1, 0, s_noise);
       if (trace) {
         trace->transformer_timesteps.push_back(cpu_f32(t));
