@@ -60,8 +60,9 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
       }
       pred = true_cfg(pred, neg, r.true_cfg_scale);
     }
+    const int done = i - begin + 1;
     torch::Tensor x0;
-    if (on_step)  // the flow-matching clean estimate: x0 = x_t - sigma_t * v
+    if (on_step.want_x0(done, total))  // the flow-matching clean estimate: x0 = x_t - sigma_t * v
       x0 = latents.to(torch::kFloat32) - scheduler.sigmas_on(device)[i] * pred.to(torch::kFloat32);
     latents = scheduler.step(pred, latents);
     if (inpaint) {
@@ -72,11 +73,11 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     }
     if (trace) trace->step_latents.push_back(cpu_f32(latents));
     if (on_step) {
-      if (inpaint)
+      if (inpaint && x0.defined())
         x0 =
             (1 - r.inpaint_mask.to(torch::kFloat32)) * r.inpaint_image_latents.to(torch::kFloat32) +
             r.inpaint_mask.to(torch::kFloat32) * x0;
-      if (!on_step(i - begin + 1, total, latents, x0)) throw CancelledError();
+      if (!on_step(done, total, latents, x0)) throw CancelledError();
     }
   }
   return latents;

@@ -291,17 +291,21 @@ std::string message_of(const std::exception& e) {
 }
 
 StepCallback make_step_callback(const ProgressFn& progress, bool preview, int64_t height,
-                                int64_t width) {
+                                int64_t width, int preview_every) {
   if (!progress) return {};
-  return [progress, preview, height, width](int done, int total, const torch::Tensor&,
-                                            const torch::Tensor& x0) {
-    ProgressInfo info;
-    info.step = done;
-    info.total = total;
-    if (preview && x0.defined() && height > 0 && width > 0)
-      info.preview = latent_preview(x0, height, width);
-    return progress(info);
-  };
+  const bool previews = preview && height > 0 && width > 0;
+  return StepCallback(
+      [progress, previews, height, width](int done, int total, const torch::Tensor&,
+                                          const torch::Tensor& x0) {
+        ProgressInfo info;
+        info.step = done;
+        info.total = total;
+        if (previews && x0.defined()) info.preview = latent_preview(x0, height, width);
+        return progress(info);
+      },
+      [previews, preview_every](int done, int total) {
+        return previews && preview_due(done, total, preview_every);
+      });
 }
 
 ImageU8 latent_preview(const torch::Tensor& packed, int64_t height, int64_t width, int max_side) {
@@ -370,9 +374,9 @@ std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t s
   auto [cond, uncond] = encode_t2i_conditions(p);
   const LatentJob job = latent_job(p);
   auto gen = make_generator(seed);
-  auto latents =
-      t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
-                  make_step_callback(progress, options_.preview, p.height, p.width));
+  auto latents = t2i_latents(
+      *transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
+      make_step_callback(progress, options_.preview, p.height, p.width, options_.preview_every));
   return decode(latents, p.height, p.width);
 }
 
@@ -398,9 +402,10 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
       return pack_mask_latents(*params.mask, p.width, p.height, job.batch, dtype_, device_);
     });
   }
-  auto latents = img2img_latents(*transformer_, scheduler_config_, job, p.strength, image_latents,
-                                 mask_latents, cond, uncond, gen, dtype_, device_,
-                                 make_step_callback(progress, options_.preview, p.height, p.width));
+  auto latents = img2img_latents(
+      *transformer_, scheduler_config_, job, p.strength, image_latents, mask_latents, cond, uncond,
+      gen, dtype_, device_,
+      make_step_callback(progress, options_.preview, p.height, p.width, options_.preview_every));
   return decode(latents, p.height, p.width);
 }
 

@@ -55,11 +55,12 @@ auto with_context(const std::string& what, F&& f) -> decltype(f()) {
     throw EngineError(what + ": " + message_of(e));
   }
 }
-// ProgressFn -> the denoising loop's per-step callback. With `preview`, every step's
-// ProgressInfo.preview carries latent_preview() of the x0 estimate of the first batch entry for an
-// image of height x width pixels.
+// ProgressFn -> the denoising loop's per-step callback. With `preview`, the ProgressInfo.preview of
+// the steps preview_due(step, total, preview_every) picks carries latent_preview() of the x0
+// estimate of the first batch entry for an image of height x width pixels; the loop computes no
+// x0 estimate (and copies nothing to the host) on the other steps.
 StepCallback make_step_callback(const ProgressFn& progress, bool preview = false,
-                                int64_t height = 0, int64_t width = 0);
+                                int64_t height = 0, int64_t width = 0, int preview_every = 1);
 // A cheap RGB approximation of packed normalised latents [B, S, 64] (batch entry 0) of an image of
 // height x width pixels, on the latent grid (1/8 of the pixel size), downscaled (area average) to
 // at most `max_side` on the long side: a fixed linear map 16 latent channels -> RGB (the published
