@@ -152,6 +152,15 @@ ResolvedParams resolve_params(const RunParams& in) {
   return p;
 }
 
+template <typename F>
+auto QwenEngine::load_component(const std::string& component, F&& load) -> decltype(load()) {
+  models::LoadMeter meter;
+  auto result = with_context(component, std::forward<F>(load));
+  info_.loads.push_back({component, meter.bytes(), meter.seconds()});
+  log(component + ": " + meter.summary(device_));
+  return result;
+}
+
 QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   // Inference mode for everything the engine does (loading here, jobs in run()): no autograd
   // bookkeeping (version counters, views tracking) on any tensor; the parameters it loads are
@@ -217,7 +226,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     if (!c) throw EngineError("model '" + info_.model_dir + "' has no tokenizer");
     return tokenizer::Qwen2Tokenizer::load(c->path);
   });
-  transformer_ = with_context("transformer", [&] {
+  transformer_ = load_component("transformer", [&] {
     // Canonical keys (ComfyUI prefixes stripped); the config carries zero_cond_t from config.json
     // or from the `__index_timestep_zero__` marker that ComfyUI 2511 files have instead of the
     // key; without a config.json the configuration is derived from the tensor shapes.
@@ -254,8 +263,9 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       return c;
     });
   }
-  vae_ = with_context("vae", [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
-  text_encoder_ = with_context("text_encoder", [&] {
+  vae_ = load_component("vae",
+                        [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
+  text_encoder_ = load_component("text_encoder", [&] {
     return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_, device_,
                                              /*with_vision=*/info_.can_edit);
   });

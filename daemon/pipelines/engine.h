@@ -113,6 +113,15 @@ struct ModelInfo {
   int64_t parameters = 0;
   int64_t bytes = 0;
   std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU
+  // Per loaded component: checkpoint bytes moved into it and the time it took (the load rate is
+  // bytes / seconds; on the CPU the tensors are mapped, not copied).
+  struct ComponentLoad {
+    std::string component;
+    int64_t bytes = 0;
+    double seconds = 0;
+    double gb_per_s() const { return seconds > 0 ? bytes / seconds / 1e9 : 0.0; }
+  };
+  std::vector<ComponentLoad> loads;
 };
 
 class Engine {

@@ -97,6 +97,9 @@ class QwenEngine : public Engine {
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
 
   void log(const std::string& message) const;
+  // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.
+  template <typename F>
+  auto load_component(const std::string& component, F&& load) -> decltype(load());
 
   EngineOptions options_;
   ModelInfo info_;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "common/fixtures.h"
+#include "io/safetensors.h"
 #include "models/text_encoder.h"
 #include "models/transformer.h"
 #include "models/vae.h"
@@ -73,4 +74,33 @@ TEST(InferenceMode, TheEngineLoadsAndRunsInInferenceMode) {
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(images.size(), 1u);
   EXPECT_FALSE(c10::InferenceMode::is_enabled());  // restored for the caller
+}
+
+// Each component's load is measured and logged (the GB/s line; on the CPU the tensors are mapped).
+TEST(InferenceMode, TheEngineReportsEachComponentsLoad) {
+  std::vector<std::string> lines;
+  qwen::EngineOptions o;
+  o.model_dir = qwen::test::tiny_model_dir();
+  o.device = "cpu";
+  o.threads = 2;
+  o.log = [&](const std::string& m) { lines.push_back(m); };
+  auto engine = qwen::Engine::open(o);
+  const auto& loads = engine->info().loads;
+  ASSERT_EQ(loads.size(), 3u);
+  EXPECT_EQ(loads[0].component, "transformer");
+  EXPECT_EQ(loads[1].component, "vae");
+  EXPECT_EQ(loads[2].component, "text_encoder");
+  for (const auto& l : loads) EXPECT_GT(l.bytes, 0) << l.component;
+  // Every stored byte of the transformer and VAE files (all their tensors are parameters).
+  for (int i : {0, 1}) {
+    const auto store =
+        qwen::io::TensorStore::open(qwen::test::tiny_model_dir() + "/" + loads[i].component);
+    EXPECT_EQ(loads[i].bytes, int64_t(store.total_bytes())) << loads[i].component;
+  }
+  ASSERT_EQ(lines.size(), 3u);  // no attention line on the CPU
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(lines[i].rfind(loads[i].component + ": ", 0), 0u) << lines[i];
+    EXPECT_NE(lines[i].find("GB/s"), std::string::npos) << lines[i];
+  }
+  EXPECT_TRUE(engine->info().attention.empty());
 }
