@@ -360,6 +360,10 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
         std::fprintf(stderr, "loading %s ...\n",
                      (o.engine.model_dir.empty() ? o.engine.transformer_file : o.engine.model_dir)
                          .c_str());
+      // The engine's information lines (attention backend, load rates) follow --quiet.
+      o.engine.log = [quiet = o.quiet](const std::string& m) {
+        if (!quiet) std::fprintf(stderr, "%s\n", m.c_str());
+      };
       auto engine = qwen::Engine::open(o.engine);
       if (!o.quiet) {
         const auto& info = engine->info();

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -233,6 +234,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   for (size_t i = 0; i < file->header_.tensors.size(); ++i)
     file->index_[file->header_.tensors[i].name] = i;
   return file;
+}
+
+bool SafetensorsFile::will_need(const TensorInfo& t) const {
+  if (t.end <= t.begin) return true;
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<uintptr_t>(data(t));
+  const uintptr_t start = first & ~static_cast<uintptr_t>(page - 1);
+  const uintptr_t stop = first + (t.end - t.begin);
+  return ::madvise(reinterpret_cast<void*>(start), stop - start, MADV_WILLNEED) == 0;
 }
 
 SafetensorsFile::~SafetensorsFile() {

@@ -64,6 +64,10 @@ class SafetensorsFile {
   // lives).
   const uint8_t* data(const TensorInfo& t) const;
   uint64_t file_size() const { return size_; }
+  // Read-ahead hint: asks the kernel to start reading the pages of `t` now
+  // (madvise(MADV_WILLNEED) on its page-aligned range), so that a loader copying tensor i can
+  // have tensor i + 1 on its way from disk. Returns false when the kernel refuses (harmless).
+  bool will_need(const TensorInfo& t) const;
 
  private:
   SafetensorsFile() = default;

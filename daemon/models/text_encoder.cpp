@@ -78,6 +78,8 @@ TextEncoderImpl::TextEncoderImpl(const TextEncoderConfig& cfg, bool with_vision)
         "text encoder config has no vision_config: cannot build the "
         "vision tower needed for image inputs");
   model = register_module("model", QwenVLModel(cfg, with_vision));
+  // Inference only: no parameter tracks gradients.
+  for (auto& p : parameters()) p.set_requires_grad(false);
 }
 
 torch::Dtype TextEncoderImpl::dtype() const {

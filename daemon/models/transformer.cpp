@@ -119,12 +119,35 @@ QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const Transform
   proj_out = register_module(
       "proj_out", Linear(d, config_.patch_size * config_.patch_size * config_.out_channels));
   if (build_device != torch::Device(torch::kCPU)) this->to(build_device);
+  // Inference only: no parameter tracks gradients (torch::nn::Embedding registers its table with
+  // requires_grad; every parameter of our own modules is registered without).
+  for (auto& p : parameters()) p.set_requires_grad(false);
+}
+
+void QwenImageTransformer2DModelImpl::compute_modulation(const torch::Tensor& timestep,
+                                                         const torch::Tensor& additional_t_cond,
+                                                         torch::Dtype dtype,
+                                                         TimestepModulation& out) {
+  auto t = timestep.to(dtype);
+  if (config_.zero_cond_t) t = torch::cat({t, t * 0}, 0);
+  out.model = this;
+  out.timestep = timestep;
+  out.additional_t_cond = additional_t_cond;
+  out.dtype = dtype;
+  out.temb = time_text_embed(t, dtype, additional_t_cond);
+  out.blocks.clear();
+  for (auto& block : blocks_) out.blocks.push_back(block->modulation(out.temb));
+  // AdaLayerNormContinuous's linear(SiLU(temb)) on the real-timestep rows.
+  auto temb = config_.zero_cond_t ? out.temb.chunk(2, 0)[0] : out.temb;
+  out.norm_out = norm_out_linear(torch::silu(temb).to(dtype));
+  ++modulation_computations_;
 }
 
 torch::Tensor QwenImageTransformer2DModelImpl::forward(
     const torch::Tensor& hidden_states, const torch::Tensor& encoder_hidden_states,
     const torch::Tensor& encoder_hidden_states_mask, const torch::Tensor& timestep,
-    const std::vector<ImageShape>& img_shapes, const torch::Tensor& additional_t_cond) {
+    const std::vector<ImageShape>& img_shapes, const torch::Tensor& additional_t_cond,
+    TimestepModulation* modulation) {
   TORCH_CHECK(hidden_states.dim() == 3 && hidden_states.size(2) == config_.in_channels,
               "transformer: hidden_states must be [B, S, ", config_.in_channels, "], got ",
               hidden_states.sizes());
@@ -143,10 +166,8 @@ torch::Tensor QwenImageTransformer2DModelImpl::forward(
 
   auto x = img_in(hidden_states);
   const auto dtype = x.scalar_type();
-  auto t = timestep.to(dtype);
   torch::Tensor modulate_index;
   if (config_.zero_cond_t) {
-    t = torch::cat({t, t * 0}, 0);
     const int64_t first = img_shapes[0][0] * img_shapes[0][1] * img_shapes[0][2];
     // Built on the device: a host tensor copied per call would synchronise the stream.
     auto row =
@@ -157,7 +178,15 @@ torch::Tensor QwenImageTransformer2DModelImpl::forward(
   auto c = txt_in(txt_norm(encoder_hidden_states));
   const int64_t s_txt = c.size(1);
 
-  auto temb = time_text_embed(t, dtype, additional_t_cond);
+  TimestepModulation local;
+  TimestepModulation& mod = modulation ? *modulation : local;
+  const bool reuse =
+      mod.model == this && mod.dtype == dtype && mod.timestep.defined() &&
+      mod.timestep.is_same(timestep) &&
+      mod.additional_t_cond.defined() == additional_t_cond.defined() &&
+      (!additional_t_cond.defined() || mod.additional_t_cond.is_same(additional_t_cond)) &&
+      mod.blocks.size() == blocks_.size();
+  if (!reuse) compute_modulation(timestep, additional_t_cond, dtype, mod);
   auto [img_freqs, txt_freqs] = rope_.tables(img_shapes, s_txt, x.device());
 
   torch::Tensor key_mask;
@@ -173,14 +202,13 @@ torch::Tensor QwenImageTransformer2DModelImpl::forward(
     key_mask = torch::cat({txt_mask, img_mask}, 1);
   }
 
-  for (auto& block : blocks_) {
-    std::tie(c, x) = block(x, c, temb, img_freqs, txt_freqs, key_mask, modulate_index);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    std::tie(c, x) =
+        blocks_[i]->forward(x, c, mod.blocks[i], img_freqs, txt_freqs, key_mask, modulate_index);
   }
-  if (config_.zero_cond_t) temb = temb.chunk(2, 0)[0];
 
   // AdaLayerNormContinuous: (scale, shift) = chunk(linear(SiLU(temb))), scale first.
-  auto e = norm_out_linear(torch::silu(temb).to(dtype));
-  auto parts = e.chunk(2, 1);
+  auto parts = mod.norm_out.chunk(2, 1);
   auto y = dit::layer_norm_no_affine(x) * (1 + parts[0].unsqueeze(1)) + parts[1].unsqueeze(1);
   return proj_out(y);
 }

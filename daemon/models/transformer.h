@@ -41,6 +41,22 @@ struct TransformerConfig {
   int64_t parameter_count() const;
 };
 
+// The timestep-only tensors of a forward pass: the timestep embedding, every block's img_mod /
+// txt_mod output (Linear(SiLU(temb))) and norm_out's. They depend on the timestep alone, so the
+// conditional and unconditional (CFG) passes of a denoising step share one computation: pass the
+// same object (and the same timestep tensor) to both forward() calls. Exact: the second pass reads
+// the very tensors the first computed, with the same ops and shapes as computing them again.
+struct TimestepModulation {
+  // What the tensors were computed for: reused only for the same timestep tensor object (and
+  // additional_t_cond), model and dtype; otherwise recomputed in place.
+  const void* model = nullptr;
+  torch::Tensor timestep, additional_t_cond;
+  torch::Dtype dtype = torch::kFloat32;
+  torch::Tensor temb;  // [B, D] ([2B, D] with zero_cond_t)
+  std::vector<dit::BlockModulation> blocks;
+  torch::Tensor norm_out;  // norm_out.linear(SiLU(temb)) [B, 2D]
+};
+
 class QwenImageTransformer2DModelImpl : public torch::nn::Module {
  public:
   // Parameters are created in the default dtype (torch::get_default_dtype) and left uninitialised
@@ -54,15 +70,20 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
   // encoder_hidden_states: [B, S_txt, joint_attention_dim];
   // encoder_hidden_states_mask: [B, S_txt] (1/true = valid) or undefined for "all valid";
   // timestep: [B], already divided by 1000; img_shapes: the segments of one sample (every sample
-  // shares them); additional_t_cond: [B] int64 (Layered models only).
+  // shares them); additional_t_cond: [B] int64 (Layered models only); modulation: when given,
+  // the timestep-only tensors are taken from it if it was filled for this timestep, else computed
+  // and stored in it (see TimestepModulation).
   // Returns [B, S_img, patch^2 * out_channels].
   torch::Tensor forward(const torch::Tensor& hidden_states,
                         const torch::Tensor& encoder_hidden_states,
                         const torch::Tensor& encoder_hidden_states_mask,
                         const torch::Tensor& timestep, const std::vector<ImageShape>& img_shapes,
-                        const torch::Tensor& additional_t_cond = {});
+                        const torch::Tensor& additional_t_cond = {},
+                        TimestepModulation* modulation = nullptr);
 
   const TransformerConfig& config() const { return config_; }
+  // How many times forward() computed the timestep modulation (tests: once per denoising step).
+  int64_t modulation_computations() const { return modulation_computations_; }
 
   Linear img_in{nullptr}, txt_in{nullptr}, proj_out{nullptr};
   dit::RMSNorm txt_norm{nullptr};
@@ -73,7 +94,11 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
   Linear norm_out_linear{nullptr};
 
  private:
+  void compute_modulation(const torch::Tensor& timestep, const torch::Tensor& additional_t_cond,
+                          torch::Dtype dtype, TimestepModulation& out);
+
   TransformerConfig config_;
+  int64_t modulation_computations_ = 0;
   std::vector<dit::TransformerBlock> blocks_;
   dit::MultiAxisRope rope_;
 };

@@ -92,15 +92,22 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, int64_t h
   txt_mlp = register_module("txt_mlp", FeedForward(dim));
 }
 
+BlockModulation TransformerBlockImpl::modulation(const torch::Tensor& temb) {
+  // img_mod / txt_mod = Sequential(SiLU, Linear(D, 6D)); with zero_cond_t the text stream only
+  // takes the real-timestep rows.
+  BlockModulation m;
+  m.img = img_mod_linear_(torch::silu(temb));
+  auto t_txt = zero_cond_t_ ? temb.chunk(2, 0)[0] : temb;
+  m.txt = txt_mod_linear_(torch::silu(t_txt));
+  return m;
+}
+
 std::pair<torch::Tensor, torch::Tensor> TransformerBlockImpl::forward(
-    const torch::Tensor& x_in, const torch::Tensor& c_in, const torch::Tensor& temb,
+    const torch::Tensor& x_in, const torch::Tensor& c_in, const BlockModulation& mod,
     const torch::Tensor& img_freqs, const torch::Tensor& txt_freqs, const torch::Tensor& key_mask,
     const torch::Tensor& modulate_index) {
-  auto img_params = img_mod_linear_(torch::silu(temb));
-  auto t_txt = zero_cond_t_ ? temb.chunk(2, 0)[0] : temb;
-  auto txt_params = txt_mod_linear_(torch::silu(t_txt));
-  auto img_halves = img_params.chunk(2, -1);
-  auto txt_halves = txt_params.chunk(2, -1);
+  auto img_halves = mod.img.chunk(2, -1);
+  auto txt_halves = mod.txt.chunk(2, -1);
 
   auto [xa, g1x] = modulate(layer_norm_no_affine(x_in), img_halves[0], modulate_index);
   auto [ca, g1c] = modulate(layer_norm_no_affine(c_in), txt_halves[0], {});

@@ -32,14 +32,22 @@ class JointAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(JointAttention);
 
+// A block's timestep-only modulation parameters: img_mod(temb) [B, 6D] ([2B, 6D] with
+// zero_cond_t) and txt_mod(temb) [B, 6D].
+struct BlockModulation {
+  torch::Tensor img, txt;
+};
+
 class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim, bool zero_cond_t);
-  // temb: [B, D], or [2B, D] with zero_cond_t (rows B..2B-1 = the t=0 embedding);
-  // modulate_index: int [B, S_img] (0 = real t, 1 = t=0) with zero_cond_t, else undefined.
-  // Returns (text stream, image stream).
+  // temb: [B, D], or [2B, D] with zero_cond_t (rows B..2B-1 = the t=0 embedding). Depends on the
+  // timestep only, so the transformer computes it once per timestep (TimestepModulation).
+  BlockModulation modulation(const torch::Tensor& temb);
+  // mod: modulation(temb); modulate_index: int [B, S_img] (0 = real t, 1 = t=0) with zero_cond_t,
+  // else undefined. Returns (text stream, image stream).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& c,
-                                                  const torch::Tensor& temb,
+                                                  const BlockModulation& mod,
                                                   const torch::Tensor& img_freqs,
                                                   const torch::Tensor& txt_freqs,
                                                   const torch::Tensor& key_mask,

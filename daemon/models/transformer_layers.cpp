@@ -5,7 +5,7 @@
 namespace qwen::models::dit {
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", torch::ones({dim}), /*requires_grad=*/false);
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {

@@ -3,6 +3,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "models/device_memory.h"
 #include "models/weights.h"
 
 namespace qwen::models {
@@ -92,6 +93,8 @@ AutoencoderKLQwenImageImpl::AutoencoderKLQwenImageImpl(const VaeConfig& config) 
   post_quant_conv_ = register_module(
       "post_quant_conv", std::make_shared<vae::CausalConv3d>(config.z_dim, config.z_dim, 1, 1, 0));
   decoder_ = register_module("decoder", std::make_shared<vae::Decoder>(config));
+  // Inference only: the torch::nn::Conv2d layers register their parameters with requires_grad.
+  for (auto& p : parameters()) p.set_requires_grad(false);
 }
 
 torch::Dtype AutoencoderKLQwenImageImpl::dtype() const {
@@ -119,8 +122,7 @@ VaePosterior AutoencoderKLQwenImageImpl::encode(const torch::Tensor& x) {
   }
   torch::NoGradGuard no_grad;
   const torch::Tensor x4 = x.select(2, 0).to(device(), dtype());
-  const bool tiled = tiling_.enabled &&
-                     (x4.size(2) > tiling_.tile_sample_min || x4.size(3) > tiling_.tile_sample_min);
+  const bool tiled = use_tiling(x4.size(0), x4.size(2), x4.size(3));
   const torch::Tensor h = tiled ? tiled_encode(x4) : encode_4d(x4);
   VaePosterior p;
   p.mean = h.narrow(1, 0, config_.z_dim).unsqueeze(2);
@@ -137,11 +139,38 @@ torch::Tensor AutoencoderKLQwenImageImpl::decode(const torch::Tensor& z) {
   torch::NoGradGuard no_grad;
   const torch::Tensor z4 = z.select(2, 0).to(device(), dtype());
   const int f = config_.spatial_compression();
-  const int tile_latent = tiling_.tile_sample_min / f;
-  if (tiling_.enabled && (z4.size(2) > tile_latent || z4.size(3) > tile_latent)) {
-    return tiled_decode(z4).unsqueeze(2);
-  }
+  if (use_tiling(z4.size(0), z4.size(2) * f, z4.size(3) * f)) return tiled_decode(z4).unsqueeze(2);
   return torch::clamp(decode_4d(z4), -1.0, 1.0).unsqueeze(2);
+}
+
+int64_t vae_peak_bytes(int64_t batch, int64_t height, int64_t width, torch::Dtype dtype) {
+  const int64_t per_pixel = 768 + 336 * static_cast<int64_t>(c10::elementSize(dtype));
+  return batch * height * width * per_pixel * 3 / 2;
+}
+
+bool vae_should_tile(const VaeTiling& t, int64_t batch, int64_t height, int64_t width,
+                     torch::Dtype dtype, std::optional<int64_t> available_bytes) {
+  if (height <= t.tile_sample_min && width <= t.tile_sample_min) return false;  // one tile
+  if (t.enabled) return true;
+  if (!t.automatic) return false;
+  if (t.auto_max_pixels > 0 && height * width > t.auto_max_pixels) return true;
+  return available_bytes && vae_peak_bytes(batch, height, width, dtype) > *available_bytes;
+}
+
+bool AutoencoderKLQwenImageImpl::use_tiling(int64_t batch, int64_t height, int64_t width) const {
+  // Ask the device only when the size alone does not decide.
+  if (vae_should_tile(tiling_, batch, height, width, dtype(), std::nullopt)) return true;
+  if (!tiling_.automatic || tiling_.enabled || !device().is_cuda()) return false;
+  return vae_should_tile(tiling_, batch, height, width, dtype(), device_available_bytes(device()));
+}
+
+void AutoencoderKLQwenImageImpl::prepare_for_inference() {
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto conv = std::dynamic_pointer_cast<vae::CausalConv3d>(m))
+      conv->prepare();
+    else if (auto norm = std::dynamic_pointer_cast<vae::RmsNorm>(m))
+      norm->prepare();
+  }
 }
 
 torch::Tensor AutoencoderKLQwenImageImpl::encode_4d(const torch::Tensor& x) {
@@ -239,6 +268,7 @@ AutoencoderKLQwenImage load_vae(const io::ComponentWeights& weights, torch::Dtyp
   AutoencoderKLQwenImage model(config);
   load_module(*model, weights, "vae", dtype, device);
   model->eval();
+  model->prepare_for_inference();
   return model;
 }
 

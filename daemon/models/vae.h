@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,12 +32,32 @@ struct VaePosterior {
   torch::Tensor sample(at::Generator generator) const;
 };
 
-// Tiled encode/decode (diffusers enable_tiling()): off by default. Sizes are in pixels.
+// Tiled encode/decode (diffusers enable_tiling()). Sizes are in pixels.
+//  enabled:   tile every image larger than one tile (the diffusers switch).
+//  automatic: otherwise tile only an image too large to process whole (vae_should_tile): more
+//             than auto_max_pixels pixels, or on CUDA an estimated activation peak
+//             (vae_peak_bytes) above the memory the process can still get. Below that the
+//             untiled path runs, bit for bit what tiling off gives. The tiled result differs
+//             slightly (blended tile seams, no clamp: diffusers' tiled path).
 struct VaeTiling {
   bool enabled = false;
   int tile_sample_min = 256;
   int tile_sample_stride = 192;
+  bool automatic = true;
+  // 4 MP: above every size the pipelines default to (1328 x 1328 = 1.76 MP) and twice 1024 x 2048.
+  int64_t auto_max_pixels = 2048 * 2048;
 };
+
+// Estimated peak bytes of the activations of an untiled encode or decode of `batch` images of
+// height x width pixels with the released VAE (96 base channels): the decoder's last upsample
+// holds a float32 copy of 192 channels at full resolution next to its dtype copy and the conv
+// output, about 768 + 336 * element_size bytes per pixel, with 50% headroom for workspaces.
+int64_t vae_peak_bytes(int64_t batch, int64_t height, int64_t width, torch::Dtype dtype);
+// The tiling decision for an image of height x width pixels (batch of `batch`); `available_bytes`
+// is the device memory the process can still use (models::device_available_bytes), nullopt when
+// unknown (the CPU: the pixel rule only). Never tiles an image that fits in one tile.
+bool vae_should_tile(const VaeTiling& tiling, int64_t batch, int64_t height, int64_t width,
+                     torch::Dtype dtype, std::optional<int64_t> available_bytes);
 
 namespace vae {
 class Encoder : public torch::nn::Module {
@@ -79,6 +100,9 @@ class AutoencoderKLQwenImageImpl : public torch::nn::Module {
 
   void set_tiling(const VaeTiling& tiling) { tiling_ = tiling; }
   const VaeTiling& tiling() const { return tiling_; }
+  // Prepares every layer's weights for repeated calls (vae::CausalConv3d::prepare); load_vae does
+  // it after loading. Call again after replacing weights.
+  void prepare_for_inference();
   const VaeConfig& config() const { return config_; }
   torch::Dtype dtype() const;
   torch::Device device() const;
@@ -88,6 +112,7 @@ class AutoencoderKLQwenImageImpl : public torch::nn::Module {
   torch::Tensor decode_4d(const torch::Tensor& z);  // post_quant_conv + decoder
   torch::Tensor tiled_encode(const torch::Tensor& x);
   torch::Tensor tiled_decode(const torch::Tensor& z);
+  bool use_tiling(int64_t batch, int64_t height, int64_t width) const;  // pixels
 
   VaeConfig config_;
   VaeTiling tiling_;

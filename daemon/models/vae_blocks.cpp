@@ -6,13 +6,37 @@ namespace qwen::models::vae {
 
 CausalConv3d::CausalConv3d(int64_t in, int64_t out, int64_t kt, int64_t k, int64_t padding)
     : padding_(padding) {
-  weight = register_parameter("weight", torch::empty({out, in, kt, k, k}));
-  bias = register_parameter("bias", torch::zeros({out}));
+  weight = register_parameter("weight", torch::empty({out, in, kt, k, k}), /*requires_grad=*/false);
+  bias = register_parameter("bias", torch::zeros({out}), /*requires_grad=*/false);
+}
+
+torch::Tensor with_contiguous_taps(const torch::Tensor& weight) {
+  return weight.permute({2, 0, 1, 3, 4}).contiguous().permute({1, 2, 0, 3, 4});
+}
+
+void CausalConv3d::prepare() {
+  torch::NoGradGuard no_grad;
+  const int64_t last = weight.size(2) - 1;
+  if (!weight.select(2, last).is_contiguous()) {
+    if (weight.device().is_cpu()) {
+      kernel_ = weight.select(2, last).contiguous();
+      prepared_for_ = weight.data_ptr();
+      return;
+    }
+    weight.set_data(with_contiguous_taps(weight));
+  }
+  kernel_ = weight.select(2, last);
+  prepared_for_ = weight.data_ptr();
+}
+
+torch::Tensor CausalConv3d::kernel() const {
+  if (kernel_.defined() && weight.data_ptr() == prepared_for_) return kernel_;
+  return weight.select(2, weight.size(2) - 1);
 }
 
 torch::Tensor CausalConv3d::forward(const torch::Tensor& x) {
   // Causal padding puts kT-1 zero frames in front of the single frame: only the last tap sees data.
-  const torch::Tensor w = weight.select(2, weight.size(2) - 1);
+  const torch::Tensor w = kernel();
   if (w.size(2) == 1 && w.size(3) == 1) {
     // 1x1 conv as a channel matmul.
     return torch::conv2d(x, w, bias);
@@ -23,7 +47,7 @@ torch::Tensor CausalConv3d::forward(const torch::Tensor& x) {
 RmsNorm::RmsNorm(int64_t dim, int gamma_dims) : scale_(std::sqrt(double(dim))) {
   std::vector<int64_t> shape{dim};
   for (int i = 0; i < gamma_dims; ++i) shape.push_back(1);
-  gamma = register_parameter("gamma", torch::ones(shape));
+  gamma = register_parameter("gamma", torch::ones(shape), /*requires_grad=*/false);
 }
 
 torch::Tensor RmsNorm::forward(const torch::Tensor& x) {
@@ -32,7 +56,15 @@ torch::Tensor RmsNorm::forward(const torch::Tensor& x) {
   torch::Tensor n = xf / xf.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
   if (low) n = n.to(x.scalar_type());
   // gamma is [C,1,1,1] (written for 5-D inputs) or [C,1,1]; on our 4-D tensors it is [C,1,1].
-  return n * scale_ * gamma.view({gamma.size(0), 1, 1});
+  const torch::Tensor& g = prepared_for_ && gamma.data_ptr() == prepared_for_
+                               ? gamma3_
+                               : gamma.view({gamma.size(0), 1, 1});
+  return n * scale_ * g;
+}
+
+void RmsNorm::prepare() {
+  gamma3_ = gamma.view({gamma.size(0), 1, 1});
+  prepared_for_ = gamma.data_ptr();
 }
 
 ResidualBlock::ResidualBlock(int64_t in, int64_t out) {

@@ -20,16 +20,31 @@ class Layer : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
 };
 
+// The values of a 5-D conv weight [out, in, kT, kH, kW] stored as [kT, out, in, kH, kW] (returned
+// as the 5-D view of that storage): every temporal tap select(2, t) is then contiguous.
+torch::Tensor with_contiguous_taps(const torch::Tensor& weight);
+
 // QwenImageCausalConv3d evaluated on one frame: parameters `weight` [out, in, kT, kH, kW] and
 // `bias` [out]; spatial padding kH/2 (3x3x3) or 0 (1x1x1).
 class CausalConv3d : public torch::nn::Module {
  public:
   CausalConv3d(int64_t in, int64_t out, int64_t kt, int64_t k, int64_t padding);
   torch::Tensor forward(const torch::Tensor& x);
+  // Makes the 2-D kernel (the last temporal tap) a contiguous tensor once, so that forward() does
+  // not slice the 5-D weight and have the convolution copy the strided slice on every call. On
+  // the CPU the tap is copied once (the 5-D parameter keeps aliasing the checkpoint mapping; its
+  // other taps are never read again); on other devices the parameter itself is re-laid out
+  // [kT, out, in, kH, kW] underneath its 5-D view, so the tap costs no memory. Call again after
+  // the weight changes (forward() falls back to slicing when it sees another weight).
+  void prepare();
+  // The kernel forward() uses: the prepared one, or the slice of the current weight.
+  torch::Tensor kernel() const;
   torch::Tensor weight, bias;
 
  private:
   int64_t padding_;
+  torch::Tensor kernel_;                // prepared 2-D kernel
+  const void* prepared_for_ = nullptr;  // weight.data_ptr() when it was prepared
 };
 
 // QwenImageRMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma. For bf16/fp16 the
@@ -39,10 +54,13 @@ class RmsNorm : public torch::nn::Module {
   // gamma_dims: 3 for [C,1,1,1] (residual blocks, norm_out), 2 for [C,1,1] (attention).
   RmsNorm(int64_t dim, int gamma_dims);
   torch::Tensor forward(const torch::Tensor& x);
+  void prepare();  // keeps the [C, 1, 1] view of gamma (see CausalConv3d::prepare)
   torch::Tensor gamma;
 
  private:
   double scale_;
+  torch::Tensor gamma3_;
+  const void* prepared_for_ = nullptr;
 };
 
 class ResidualBlock : public Layer {

@@ -1,5 +1,6 @@
 #include "pipelines/denoise.h"
 
+#include "models/attention.h"
 #include "pipelines/engine.h"
 #include "pipelines/latents.h"
 
@@ -25,6 +26,12 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   const int begin = scheduler.begin_index();
   const int total = scheduler.num_steps() - begin;
 
+  // An all-true text mask is dropped once here (not per call: it costs a host sync): without a
+  // mask the joint attention can run on the flash kernels. Same numbers (the mask adds 0).
+  const torch::Tensor cond_mask = models::padding_mask_or_none(r.cond.mask);
+  const torch::Tensor uncond_mask =
+      cfg ? models::padding_mask_or_none(r.uncond.mask) : torch::Tensor();
+
   // Every per-step scalar stays on the device: no host synchronisation inside the loop.
   auto ts = torch::tensor(scheduler.timesteps(), torch::kFloat32).to(device);
 
@@ -33,14 +40,19 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     auto t = ts[i].expand({batch}).to(dtype) / 1000;
     auto model_in =
         r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;
-    auto pred = transformer.forward(model_in, r.cond.embeds, r.cond.mask, t, r.img_shapes);
+    // The timestep embedding and every block's img_mod / txt_mod depend on t alone: computed by
+    // the conditional pass, read by the unconditional one (same tensors, so the same numbers).
+    models::TimestepModulation modulation;
+    auto pred =
+        transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes, {}, &modulation);
     pred = pred.slice(1, 0, s_noise);
     if (trace) {
       trace->transformer_timesteps.push_back(cpu_f32(t));
       trace->noise_preds.push_back(cpu_f32(pred));
     }
     if (cfg) {
-      auto neg = transformer.forward(model_in, r.uncond.embeds, r.uncond.mask, t, r.img_shapes);
+      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes, {},
+                                     &modulation);
       neg = neg.slice(1, 0, s_noise);
       if (trace) {
         trace->transformer_timesteps.push_back(cpu_f32(t));
@@ -48,8 +60,9 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
       }
       pred = true_cfg(pred, neg, r.true_cfg_scale);
     }
+    const int done = i - begin + 1;
     torch::Tensor x0;
-    if (on_step)  // the flow-matching clean estimate: x0 = x_t - sigma_t * v
+    if (on_step.want_x0(done, total))  // the flow-matching clean estimate: x0 = x_t - sigma_t * v
       x0 = latents.to(torch::kFloat32) - scheduler.sigmas_on(device)[i] * pred.to(torch::kFloat32);
     latents = scheduler.step(pred, latents);
     if (inpaint) {
@@ -60,11 +73,11 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     }
     if (trace) trace->step_latents.push_back(cpu_f32(latents));
     if (on_step) {
-      if (inpaint)
+      if (inpaint && x0.defined())
         x0 =
             (1 - r.inpaint_mask.to(torch::kFloat32)) * r.inpaint_image_latents.to(torch::kFloat32) +
             r.inpaint_mask.to(torch::kFloat32) * x0;
-      if (!on_step(i - begin + 1, total, latents, x0)) throw CancelledError();
+      if (!on_step(done, total, latents, x0)) throw CancelledError();
     }
   }
   return latents;

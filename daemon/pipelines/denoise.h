@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "models/transformer.h"
@@ -43,8 +44,29 @@ struct DenoiseTrace {
 // Called after every step with (steps done, steps total, packed latents after the step, packed
 // x0 estimate of this step: x - sigma * v before the step, float32, with the kept latents blended
 // in when inpainting); return false to cancel (the loop then throws qwen::CancelledError).
-using StepCallback =
-    std::function<bool(int, int, const torch::Tensor& latents, const torch::Tensor& x0_estimate)>;
+// The x0 estimate is computed only on steps where `wants_x0(done, total)` is true (every step when
+// wants_x0 is empty); it is undefined on the others, which then cost no extra work (the preview of
+// a step nobody publishes: no device->host copy, no arithmetic).
+struct StepCallback {
+  using Fn = std::function<bool(int done, int total, const torch::Tensor& latents,
+                                const torch::Tensor& x0_estimate)>;
+  Fn fn;
+  std::function<bool(int done, int total)> wants_x0;
+
+  StepCallback() = default;
+  template <typename F>
+  requires(!std::is_same_v<std::decay_t<F>, StepCallback> &&
+           std::is_invocable_r_v<bool, F&, int, int, const torch::Tensor&, const torch::Tensor&>)
+      StepCallback(F f, std::function<bool(int, int)> wants = {})  // NOLINT: implicit on purpose
+      : fn(std::move(f)), wants_x0(std::move(wants)) {}
+
+  explicit operator bool() const { return static_cast<bool>(fn); }
+  bool operator()(int done, int total, const torch::Tensor& latents,
+                  const torch::Tensor& x0) const {
+    return fn(done, total, latents, x0);
+  }
+  bool want_x0(int done, int total) const { return fn && (!wants_x0 || wants_x0(done, total)); }
+};
 
 // Runs timesteps[begin_index:] of `scheduler` (set_timesteps/set_begin_index already called).
 // Returns the final packed latents.

@@ -1,6 +1,7 @@
 #include "pipelines/engine.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "io/checkpoint.h"
+#include "models/attention.h"
 #include "models/linear.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
@@ -150,7 +152,20 @@ ResolvedParams resolve_params(const RunParams& in) {
   return p;
 }
 
+template <typename F>
+auto QwenEngine::load_component(const std::string& component, F&& load) -> decltype(load()) {
+  models::LoadMeter meter;
+  auto result = with_context(component, std::forward<F>(load));
+  info_.loads.push_back({component, meter.bytes(), meter.seconds()});
+  log(component + ": " + meter.summary(device_));
+  return result;
+}
+
 QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
+  // Inference mode for everything the engine does (loading here, jobs in run()): no autograd
+  // bookkeeping (version counters, views tracking) on any tensor; the parameters it loads are
+  // inference tensors.
+  c10::InferenceMode inference;
   // The one loading path (io::ModelFolder over io::ModelSources): a diffusers folder, component
   // files replacing its weights, or the three component files alone; `inspect` reads the same.
   io::ModelSources sources;
@@ -211,7 +226,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     if (!c) throw EngineError("model '" + info_.model_dir + "' has no tokenizer");
     return tokenizer::Qwen2Tokenizer::load(c->path);
   });
-  transformer_ = with_context("transformer", [&] {
+  transformer_ = load_component("transformer", [&] {
     // Canonical keys (ComfyUI prefixes stripped); the config carries zero_cond_t from config.json
     // or from the `__index_timestep_zero__` marker that ComfyUI 2511 files have instead of the
     // key; without a config.json the configuration is derived from the tensor shapes.
@@ -224,6 +239,21 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     t->eval();
     return t;
   });
+  {
+    // The self-check times the transformer's own head layout (CUDA only; on the CPU this only
+    // validates the requested name).
+    const auto& tc = transformer_->config();
+    models::SdpaProbe probe;
+    probe.heads = tc.num_attention_heads;
+    probe.head_dim = tc.attention_head_dim;
+    probe.dtype = dtype_;
+    const auto choice = with_context(
+        "attention", [&] { return models::configure_sdpa(options.sdpa_backend, device_, probe); });
+    if (device_.is_cuda()) {
+      info_.attention = models::describe(choice);
+      log("attention: " + info_.attention);
+    }
+  }
   info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate;
   if (info_.can_edit) {
     processor_ = with_context("processor", [&] {
@@ -233,8 +263,9 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       return c;
     });
   }
-  vae_ = with_context("vae", [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
-  text_encoder_ = with_context("text_encoder", [&] {
+  vae_ = load_component("vae",
+                        [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
+  text_encoder_ = load_component("text_encoder", [&] {
     return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_, device_,
                                              /*with_vision=*/info_.can_edit);
   });
@@ -246,6 +277,13 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     }
     info_.bytes += models::quantized_weight_bytes(*m);  // weights kept quantised (models/linear.h)
   }
+}
+
+void QwenEngine::log(const std::string& message) const {
+  if (options_.log)
+    options_.log(message);
+  else
+    std::fprintf(stderr, "qwen-image: %s\n", message.c_str());
 }
 
 std::vector<ImageU8> QwenEngine::decode(const torch::Tensor& latents, int64_t height,
@@ -263,17 +301,21 @@ std::string message_of(const std::exception& e) {
 }
 
 StepCallback make_step_callback(const ProgressFn& progress, bool preview, int64_t height,
-                                int64_t width) {
+                                int64_t width, int preview_every) {
   if (!progress) return {};
-  return [progress, preview, height, width](int done, int total, const torch::Tensor&,
-                                            const torch::Tensor& x0) {
-    ProgressInfo info;
-    info.step = done;
-    info.total = total;
-    if (preview && x0.defined() && height > 0 && width > 0)
-      info.preview = latent_preview(x0, height, width);
-    return progress(info);
-  };
+  const bool previews = preview && height > 0 && width > 0;
+  return StepCallback(
+      [progress, previews, height, width](int done, int total, const torch::Tensor&,
+                                          const torch::Tensor& x0) {
+        ProgressInfo info;
+        info.step = done;
+        info.total = total;
+        if (previews && x0.defined()) info.preview = latent_preview(x0, height, width);
+        return progress(info);
+      },
+      [previews, preview_every](int done, int total) {
+        return previews && preview_due(done, total, preview_every);
+      });
 }
 
 ImageU8 latent_preview(const torch::Tensor& packed, int64_t height, int64_t width, int max_side) {
@@ -342,9 +384,9 @@ std::vector<ImageU8> QwenEngine::run_generate(const ResolvedParams& p, int64_t s
   auto [cond, uncond] = encode_t2i_conditions(p);
   const LatentJob job = latent_job(p);
   auto gen = make_generator(seed);
-  auto latents =
-      t2i_latents(*transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
-                  make_step_callback(progress, options_.preview, p.height, p.width));
+  auto latents = t2i_latents(
+      *transformer_, scheduler_config_, job, cond, uncond, gen, dtype_, device_,
+      make_step_callback(progress, options_.preview, p.height, p.width, options_.preview_every));
   return decode(latents, p.height, p.width);
 }
 
@@ -370,13 +412,15 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
       return pack_mask_latents(*params.mask, p.width, p.height, job.batch, dtype_, device_);
     });
   }
-  auto latents = img2img_latents(*transformer_, scheduler_config_, job, p.strength, image_latents,
-                                 mask_latents, cond, uncond, gen, dtype_, device_,
-                                 make_step_callback(progress, options_.preview, p.height, p.width));
+  auto latents = img2img_latents(
+      *transformer_, scheduler_config_, job, p.strength, image_latents, mask_latents, cond, uncond,
+      gen, dtype_, device_,
+      make_step_callback(progress, options_.preview, p.height, p.width, options_.preview_every));
   return decode(latents, p.height, p.width);
 }
 
 std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
+  c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
   const auto p = resolve_params(params);
   try {
     switch (params.pipeline) {

@@ -65,12 +65,12 @@ struct RunParams {
 struct ProgressInfo {
   int step = 0;   // steps done
   int total = 0;  // steps to run
-  // With EngineOptions.preview: after every step, a small RGB preview of the current clean-image
-  // estimate x0 = x_t - sigma_t * v of the first batch entry (inpaint: the kept area blended in),
-  // on the latent grid (1/8 of the model's pixel size, at most 256 px on the long side), by a fixed
-  // linear 16 -> 3 map of the latents instead of a VAE decode (colours approximate,
-  // sub-millisecond). Exact geometry: the preview shows the whole model canvas (padding included).
-  // Empty otherwise.
+  // With EngineOptions.preview: on the steps preview_due() picks, a small RGB preview of the
+  // current clean-image estimate x0 = x_t - sigma_t * v of the first batch entry (inpaint: the kept
+  // area blended in), on the latent grid (1/8 of the model's pixel size, at most 256 px on the long
+  // side), by a fixed linear 16 -> 3 map of the latents instead of a VAE decode (colours
+  // approximate, sub-millisecond). Exact geometry: the preview shows the whole model canvas
+  // (padding included). Empty otherwise.
   ImageU8 preview;
 };
 // Called after every denoising step. Return false to cancel the job (the engine then throws
@@ -86,10 +86,20 @@ struct EngineOptions {
   std::string device;    // "cpu", "cuda", "cuda:N"; empty = cuda when available, else cpu
   std::string dtype;     // "float32", "bfloat16"; empty = bfloat16 on cuda, float32 on cpu
   int threads = 0;       // CPU threads for torch; 0 = all hardware threads
-  bool preview = false;  // fill ProgressInfo.preview every step (see there)
+  bool preview = false;  // fill ProgressInfo.preview (see there) on the steps preview_due() picks
+  // With `preview`: a preview on step 1, every preview_every-th step after it and the last step
+  // (the daemon's preview_every); steps without one make no preview work at all (no x0 estimate,
+  // no device->host copy). 1 = every step.
+  int preview_every = 1;
   // Edit models: the Qwen2-VL image processor to reproduce, "torchvision" (what diffusers'
   // from_pretrained gives; default when empty) or "pil" (transformers' Qwen2VLImageProcessorPil).
   std::string vision_processor;
+  // CUDA attention kernel: "auto" (a start-up self-check times cuDNN, flash and memory-efficient
+  // attention and takes the fastest that agrees with float32 math), "cudnn", "flash", "efficient"
+  // or "math"; empty = $QWEN_SDPA_BACKEND, else auto. Ignored on the CPU.
+  std::string sdpa_backend;
+  // Receives the engine's information lines (attention backend, load rates); empty = stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct ModelInfo {
@@ -102,6 +112,16 @@ struct ModelInfo {
   bool can_edit = false;  // has a vision tower + processor
   int64_t parameters = 0;
   int64_t bytes = 0;
+  std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU
+  // Per loaded component: checkpoint bytes moved into it and the time it took (the load rate is
+  // bytes / seconds; on the CPU the tensors are mapped, not copied).
+  struct ComponentLoad {
+    std::string component;
+    int64_t bytes = 0;
+    double seconds = 0;
+    double gb_per_s() const { return seconds > 0 ? bytes / seconds / 1e9 : 0.0; }
+  };
+  std::vector<ComponentLoad> loads;
 };
 
 class Engine {
@@ -114,6 +134,12 @@ class Engine {
   // Runs one job. Returns prompts.size() * num_images_per_prompt RGB images in batch order.
   virtual std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress = {}) = 0;
 };
+
+// Whether step `step` (1-based) of `total` carries a preview when one is wanted every `every`
+// steps: steps 1, 1 + every, 1 + 2 * every, ... and the last one. `every` < 1: never.
+inline bool preview_due(int step, int total, int every) {
+  return every >= 1 && step >= 1 && (step == total || (step - 1) % every == 0);
+}
 
 // Sets the torch CPU thread count (torch defaults to 1 here). 0 = hardware concurrency.
 void set_torch_threads(int threads);

@@ -154,11 +154,13 @@ std::vector<ImageU8> QwenEngine::run_edit(const ResolvedParams& p, const RunPara
     latents =
         edit_inpaint_latents(*transformer_, scheduler_config_, job, p.strength, inpaint_latents,
                              mask_latents, cond, uncond, gen, dtype_, device_,
-                             make_step_callback(progress, options_.preview, job.height, job.width));
+                             make_step_callback(progress, options_.preview, job.height, job.width,
+                                                options_.preview_every));
   } else {
     latents = edit_latents(*transformer_, scheduler_config_, job, conditions, cond, uncond, gen,
                            dtype_, device_,
-                           make_step_callback(progress, options_.preview, job.height, job.width));
+                           make_step_callback(progress, options_.preview, job.height, job.width,
+                                              options_.preview_every));
   }
   auto images = decode(latents, job.height, job.width);
   if (exact) {

@@ -55,11 +55,12 @@ auto with_context(const std::string& what, F&& f) -> decltype(f()) {
     throw EngineError(what + ": " + message_of(e));
   }
 }
-// ProgressFn -> the denoising loop's per-step callback. With `preview`, every step's
-// ProgressInfo.preview carries latent_preview() of the x0 estimate of the first batch entry for an
-// image of height x width pixels.
+// ProgressFn -> the denoising loop's per-step callback. With `preview`, the ProgressInfo.preview of
+// the steps preview_due(step, total, preview_every) picks carries latent_preview() of the x0
+// estimate of the first batch entry for an image of height x width pixels; the loop computes no
+// x0 estimate (and copies nothing to the host) on the other steps.
 StepCallback make_step_callback(const ProgressFn& progress, bool preview = false,
-                                int64_t height = 0, int64_t width = 0);
+                                int64_t height = 0, int64_t width = 0, int preview_every = 1);
 // A cheap RGB approximation of packed normalised latents [B, S, 64] (batch entry 0) of an image of
 // height x width pixels, on the latent grid (1/8 of the pixel size), downscaled (area average) to
 // at most `max_side` on the long side: a fixed linear map 16 latent channels -> RGB (the published
@@ -94,6 +95,11 @@ class QwenEngine : public Engine {
   std::pair<TextCondition, TextCondition> encode_t2i_conditions(const ResolvedParams& p);
   // Packed final latents -> RGB images.
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
+
+  void log(const std::string& message) const;
+  // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.
+  template <typename F>
+  auto load_component(const std::string& component, F&& load) -> decltype(load());
 
   EngineOptions options_;
   ModelInfo info_;

@@ -114,6 +114,9 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.threads = cfg_.threads;
   o.vision_processor = cfg_.vision_processor;
   o.preview = cfg_.preview_every > 0;
+  o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
+  const std::string name = e.spec.name;
+  o.log = [name](const std::string& m) { log_info("model " + name + ": " + m); };  // load rates
   try {
     auto eng = factory_(o);
     if (!eng) throw EngineError("the engine factory returned nothing");

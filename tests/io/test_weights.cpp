@@ -327,3 +327,69 @@ TEST(Fixtures, AllCloseSemantics) {
   auto m = AllClose(torch::zeros({2, 3}), torch::ones({2, 3}).index_put_({1, 2}, 5.0), 0.5);
   EXPECT_NE(std::string(m.message()).find("worst at [1, 2]"), std::string::npos) << m.message();
 }
+
+// The accelerator loading path (two staging buffers, chunks, read-ahead, conversion after the
+// copy) run on the CPU with tiny buffers: every tensor arrives intact, in the caller's order.
+TEST(Weights, StagedLoadChunksConvertsAndKeepsOrder) {
+  std::vector<float> big(70);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = 0.5f * float(i) - 7.25f;
+  const std::vector<uint16_t> bf = {0x3F80, 0xC000, 0x7F7F, 0x0001, 0x8000, 0x3EAB, 0x4049};
+  const std::vector<int64_t> ints = {-3, 0, 1ll << 40};
+  StoreFile f({make("a", "F32", {10, 7}, bytes_of(big)), make("b", "BF16", {7}, bytes_of(bf)),
+               make("c", "I64", {3}, bytes_of(ints)), make("d", "F32", {0, 4}, {}),
+               make("e", "F32", {2, 35}, bytes_of(big))});
+  using qwen::models::StagedTensor;
+  const auto* a = f.store.find("a");
+  const auto* b = f.store.find("b");
+  const auto* c = f.store.find("c");
+  const auto* d = f.store.find("d");
+  const auto* e = f.store.find("e");
+  // Reverse file order, conversions both ways; 24-byte buffers split "a" into 12 chunks.
+  const std::vector<StagedTensor> items = {{e, torch::kBFloat16},
+                                           {d, torch::kFloat32},
+                                           {c, torch::kInt64},
+                                           {b, torch::kFloat32},
+                                           {a, torch::kFloat32}};
+  qwen::models::StagingOptions o;
+  o.buffer_bytes = 24;
+  o.pinned = false;
+  const auto got = qwen::models::load_staged(items, torch::kCPU, o);
+  ASSERT_EQ(got.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto want = to_tensor(*items[i].ref, items[i].dtype);
+    EXPECT_EQ(got[i].scalar_type(), items[i].dtype) << i;
+    EXPECT_EQ(got[i].sizes(), want.sizes()) << i;
+    EXPECT_TRUE(torch::equal(got[i], want)) << i;
+    EXPECT_NE(got[i].numel() ? got[i].data_ptr() : nullptr,
+              static_cast<const void*>(items[i].ref->file->data(*items[i].ref->info)))
+        << i << ": staged tensors are copies";
+  }
+  EXPECT_TRUE(a->file->will_need(*a->info));
+  EXPECT_TRUE(d->file->will_need(*d->info));  // empty range
+}
+
+// load_module reports what it moved, to the report and to every LoadMeter alive on the thread;
+// on the CPU nothing is staged (the parameters are the mapping itself).
+TEST(Weights, LoadRateIsMetered) {
+  StoreFile f(net_tensors("F32"));
+  int64_t stored = 0;
+  for (const auto& name : f.store.names())
+    stored += int64_t(f.store.find(name)->info->end - f.store.find(name)->info->begin);
+  qwen::models::LoadMeter outer;
+  qwen::models::LoadReport report;
+  {
+    qwen::models::LoadMeter inner;
+    Net net;
+    report = load_module(net, f.store, "net", torch::kFloat32, torch::kCPU);
+    EXPECT_EQ(inner.bytes(), report.bytes);
+  }
+  EXPECT_EQ(report.bytes, stored);
+  EXPECT_EQ(report.staged, 0);
+  EXPECT_GE(report.seconds, 0.0);
+  Net again;
+  load_module(again, f.store, "net", torch::kFloat32, torch::kCPU);
+  EXPECT_EQ(outer.bytes(), 2 * stored);
+  EXPECT_EQ(outer.staged_bytes(), 0);
+  EXPECT_NE(outer.summary(torch::kCPU).find("mapped from the files"), std::string::npos)
+      << outer.summary(torch::kCPU);
+}
