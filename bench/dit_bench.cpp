@@ -187,9 +187,12 @@ int run_dit_bench(int argc, char** argv, bool edit) {
     auto s0 = Clock::now();
     auto t = ts[i].expand({1}).to(dtype) / 1000;
     auto x = edit ? torch::cat({latents, cond_latents}, 1) : latents;
-    auto v = model->forward(x, txt, {}, t, shapes).slice(1, 0, s_img);
+    // As the pipelines' loop (pipelines::denoise): the timestep-only modulation is computed once
+    // per step and shared by the CFG passes.
+    qwen::models::TimestepModulation modulation;
+    auto v = model->forward(x, txt, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
     if (a.cfg) {
-      auto vn = model->forward(x, neg, {}, t, shapes).slice(1, 0, s_img);
+      auto vn = model->forward(x, neg, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
       v = qwen::pipelines::true_cfg(v, vn, 4.0);
     }
     latents = sched.step(v, latents);

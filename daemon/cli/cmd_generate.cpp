@@ -71,6 +71,9 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "  --device cpu|cuda[:N]    default: cuda when available, else cpu\n"
                "  --dtype float32|bfloat16 default: bfloat16 on cuda, float32 on cpu\n"
                "  --threads T              CPU threads (default: all cores)\n"
+               "  --attention auto|cudnn|flash|efficient|math  CUDA attention kernel (default:\n"
+               "                           $QWEN_SDPA_BACKEND, else auto = fastest exact one\n"
+               "                           found by a start-up self-check)\n"
                "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n");
   if (edit)
     std::fprintf(out,
@@ -187,6 +190,13 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.engine.dtype = value();
     else if (a == "--threads")
       o.engine.threads = parse_int(a, value());
+    else if (a == "--attention") {
+      const std::string v = value();
+      if (v != "auto" && v != "cudnn" && v != "flash" && v != "efficient" && v != "math")
+        throw UsageError("--attention must be auto, cudnn, flash, efficient or math, got '" + v +
+                         "'");
+      o.engine.sdpa_backend = v;
+    }
     else if (a == "--output" || a == "-o")
       o.output = value();
     else if (a == "--daemon")
@@ -241,6 +251,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--vision-processor applies to an in-process model; with --daemon, set vision_processor "
         "in the daemon's config (docs/daemon.md)");
+  if (o.daemon && !o.engine.sdpa_backend.empty())
+    throw UsageError(
+        "--attention applies to an in-process model; with --daemon, set attention in the "
+        "daemon's config (docs/daemon.md)");
   if (o.engine.model_dir.empty() && !o.daemon && !files)
     throw UsageError("--model DIR (or --transformer, --text-encoder and --vae files) is required");
   if (kind != qwen::PipelineKind::Generate && o.image_paths.empty())

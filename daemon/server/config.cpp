@@ -80,6 +80,10 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
     if (val != "torchvision" && val != "pil")
       return "vision_processor must be torchvision or pil";
     c->vision_processor = val;
+  } else if (key == "attention") {
+    if (val != "auto" && val != "cudnn" && val != "flash" && val != "efficient" && val != "math")
+      return "attention must be auto, cudnn, flash, efficient or math";
+    c->attention = val;
   } else if (key == "lazy") {
     if (!parse_bool(val, &c->lazy)) return "lazy must be true or false";
   } else if (key == "log") {
@@ -139,6 +143,7 @@ const char* usage_text() {
          "                   [--model-type T] ...] [--device cpu|cuda|cuda:N]\n"
          "                   [--dtype float32|bfloat16] [--instance NAME] [--threads N] [--lazy]\n"
          "                   [--vision-processor torchvision|pil]\n"
+         "                   [--attention auto|cudnn|flash|efficient|math]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models N]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
@@ -194,6 +199,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--instance", "instance"},
         {"--threads", "threads"},
         {"--vision-processor", "vision_processor"},
+        {"--attention", "attention"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},

@@ -25,6 +25,9 @@ struct DaemonConfig {
   // Edit models' Qwen2-VL image processor: "" / "torchvision" (default) or "pil"
   // (EngineOptions::vision_processor).
   std::string vision_processor;
+  // CUDA attention kernel: "" / "auto" (start-up self-check), "cudnn", "flash", "efficient" or
+  // "math" (EngineOptions::sdpa_backend; $QWEN_SDPA_BACKEND when unset).
+  std::string attention;
   bool lazy = false;  // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;

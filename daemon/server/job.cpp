@@ -113,6 +113,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.dtype = cfg_.dtype;
   o.threads = cfg_.threads;
   o.vision_processor = cfg_.vision_processor;
+  o.sdpa_backend = cfg_.attention;
   o.preview = cfg_.preview_every > 0;
   o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
   const std::string name = e.spec.name;

@@ -65,7 +65,8 @@ TEST(Cli, GenerateMatchesReferencePng) {
   fs::remove(out);
   auto r = run("generate " + model() +
                " --prompt 'A red bicycle leaning against a blue wall, watercolor'"
-               " --true-cfg-scale 1 --width 96 --height 64 --steps 4 --seed 42 --output " +
+               " --true-cfg-scale 1 --width 96 --height 64 --steps 4 --seed 42"
+               " --attention math --output " +  // the CUDA kernel choice: accepted, no-op on CPU
                out);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("step 4/4"), std::string::npos) << r.output;
@@ -112,6 +113,10 @@ TEST(Cli, BadInputsFailWithAMessage) {
       {"generate " + model() + " --prompt x --true-cfg-scale -2 --output " + out, "CFG"},
       {"generate " + model() + " --prompt x --steps many --output " + out, "integer"},
       {"generate " + model() + " --prompt x --bogus --output " + out, "unknown option"},
+      {"generate " + model() + " --prompt x --attention fastest --output " + out,
+       "--attention must be auto, cudnn, flash, efficient or math, got 'fastest'"},
+      {"generate " + model() + " --prompt x --attention flash --daemon --output " + out,
+       "--attention applies"},
       {"generate --model /nonexistent --prompt x --output " + out, "does not exist"},
       {"generate " + model() + " --prompt x --output /nonexistent-dir/a.png", "cannot write"},
       {"img2img " + model() + " --prompt x --output " + out, "--image"},

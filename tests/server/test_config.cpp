@@ -80,3 +80,24 @@ TEST(DaemonConfig, IncompleteOrMisplacedFilesAreErrors) {
   ::unlink(conf.c_str());
   EXPECT_NE(e.find("model 'bare' has no folder"), std::string::npos) << e;
 }
+
+// The CUDA attention kernel: `attention =` in the file, --attention on the command line (wins),
+// and a clear error naming the line for an unknown kernel.
+TEST(DaemonConfig, AttentionKernelFromFileAndCommandLine) {
+  std::string conf = write_conf("model = /data/Qwen-Image\nattention = cudnn\n");
+  DaemonConfig cfg;
+  ASSERT_EQ(parse({"--config", conf}, &cfg), "");
+  EXPECT_EQ(cfg.attention, "cudnn");
+  DaemonConfig cfg2;
+  ASSERT_EQ(parse({"--config", conf, "--attention", "flash"}, &cfg2), "");
+  EXPECT_EQ(cfg2.attention, "flash");
+  ::unlink(conf.c_str());
+
+  conf = write_conf("model = /data/Qwen-Image\nattention = fastest\n");
+  DaemonConfig cfg3;
+  const std::string e = parse({"--config", conf}, &cfg3);
+  ::unlink(conf.c_str());
+  EXPECT_NE(e.find(":2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("attention must be auto, cudnn, flash, efficient or math"), std::string::npos)
+      << e;
+}
