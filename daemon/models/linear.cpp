@@ -10,8 +10,33 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  if (qweight_) return quantized_linear(x, *qweight_, bias);
-  return at::linear(x, weight, bias);
+  if (merged_.defined()) return at::linear(x, merged_, bias);
+  auto y = qweight_ ? quantized_linear(x, *qweight_, bias) : at::linear(x, weight, bias);
+  // peft/tuners/lora/layer.py Linear.forward: result = result + lora_B(lora_A(x)) * scaling.
+  for (const auto& b : lora_) y = y + at::linear(at::linear(x, b.down), b.up) * b.scale;
+  return y;
+}
+
+void LinearImpl::set_lora(std::vector<LoraBranch> branches, bool merge) {
+  clear_lora();
+  if (branches.empty()) return;
+  if (!merge) {
+    lora_ = std::move(branches);
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  const auto dtype = weight.scalar_type();  // the placeholder of a quantised weight follows it too
+  auto w = qweight_ ? qweight_->dequantize(torch::kFloat32, weight.device())
+                    : weight.to(torch::kFloat32);
+  if (!qweight_) w = w.clone();
+  for (const auto& b : branches)
+    w.add_(at::matmul(b.up.to(torch::kFloat32), b.down.to(torch::kFloat32)), b.scale);
+  merged_ = w.to(dtype);
+}
+
+void LinearImpl::clear_lora() {
+  lora_.clear();
+  merged_ = torch::Tensor();
 }
 
 void LinearImpl::set_quantized(QuantizedWeight w) {

@@ -16,10 +16,19 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <vector>
 
 namespace qwen::models {
 
 class QuantizedWeight;  // models/quant.h
+
+// One LoRA on a Linear (models/lora.h): y += scale * up(down(x)), down [r, in], up [out, r], both
+// in the compute dtype on the layer's device. `scale` is the user's strength times the factor
+// diffusers/PEFT compute (lora_alpha / r, see lora.h).
+struct LoraBranch {
+  torch::Tensor down, up;
+  double scale = 1.0;
+};
 
 class LinearImpl : public torch::nn::Module {
  public:
@@ -38,10 +47,23 @@ class LinearImpl : public torch::nn::Module {
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;
 
+  // LoRAs (models/lora.h apply_loras). Side branch (default): forward adds
+  // `scale * up(down(x))` per branch after the base product, in the order given, as PEFT's
+  // lora.Linear.forward does; the base weight (plain or quantised) is never touched. Merged:
+  // forward uses a working copy W + sum scale * up @ down (computed in float32, rounded once to
+  // the weight's dtype; quantised weights are dequantised for the copy), `weight` stays as
+  // loaded. clear_lora() drops branches and copy: the layer is exactly the loaded one again.
+  void set_lora(std::vector<LoraBranch> branches, bool merge);
+  void clear_lora();
+  const std::vector<LoraBranch>& lora() const { return lora_; }
+  bool lora_merged() const { return merged_.defined(); }
+
   torch::Tensor weight, bias;
 
  private:
   std::shared_ptr<const QuantizedWeight> qweight_;
+  std::vector<LoraBranch> lora_;
+  torch::Tensor merged_;
 };
 TORCH_MODULE(Linear);
 
