@@ -9,4 +9,5 @@ int cmd_img2img(int argc, char** argv);
 int cmd_inpaint(int argc, char** argv);
 int cmd_edit(int argc, char** argv);
 int cmd_status(int argc, char** argv);  // cmd_status.cpp (talks to the daemon)
+int cmd_plan(int argc, char** argv);    // cmd_plan.cpp (memory planner, torch-free)
 }  // namespace qwen::cli

@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"inpaint", qwen::cli::cmd_inpaint, "repaint the white part of a mask"},
     {"edit", qwen::cli::cmd_edit, "instruction edit of one or more images"},
     {"status", qwen::cli::cmd_status, "show the daemon's state"},
+    {"plan", qwen::cli::cmd_plan, "predict device memory and placement for a card"},
 };
 
 void usage(FILE* out) {

@@ -149,7 +149,7 @@ ComponentSize reformat(const ComponentSize& c, double bits_per_weight, const std
 // gigabytes (a "24 GB" card has 24 GiB), so G/GB/GiB all mean 2^30. Throws std::invalid_argument
 // naming the value.
 int64_t parse_size(const std::string& text);
-// "23.4 GiB"
+// "23.4 GiB" (below 100 MiB: "12.5 MiB")
 std::string format_gib(int64_t bytes);
 
 }  // namespace qwen::plan

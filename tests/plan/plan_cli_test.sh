@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `qwen-image plan` on the fixture models: one line per component, the predicted peak last, exit
+# status 0 when it fits, 1 with advice when nothing fits, 2 on usage errors; --list-modes.
+# Usage: plan_cli_test.sh QWEN_IMAGE_BINARY FIXTURE_MODELS_DIR
+set -u
+bin="$1"
+models="$2"
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+
+modes="$("$bin" plan --list-modes)"; rc=$?
+check "list-modes exits 0" '[ $rc -eq 0 ]'
+check "list-modes starts with auto" '[ "$(echo "$modes" | head -1)" = auto ]'
+check "list-modes names stream" 'echo "$modes" | grep -qx stream'
+
+for m in qwen-image-tiny qwen-image-edit-2509-tiny; do
+  out="$("$bin" plan --model "$models/$m" --vram 4G --width 256 --height 256 2>&1)"; rc=$?
+  check "$m fits 4G (rc $rc)" '[ $rc -eq 0 ]'
+  check "$m lines" 'echo "$out" | grep -q "^transformer: " && echo "$out" | grep -q "^text_encoder: " && echo "$out" | grep -q "^vae: "'
+  check "$m ends with the predicted peak" 'echo "$out" | tail -1 | grep -Eq "^predicted peak: [0-9]+\.[0-9] GiB$"'
+  for mode in $modes; do
+    out="$("$bin" plan --model "$models/$m" --vram 4G --width 256 --height 256 --memory "$mode" 2>&1)"; rc=$?
+    check "$m --memory $mode (rc $rc)" '[ $rc -eq 0 ] && echo "$out" | tail -1 | grep -q "^predicted peak: "'
+  done
+done
+
+out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 100M 2>&1)"; rc=$?
+check "nothing fits 100M exits 1 (rc $rc)" '[ $rc -eq 1 ]'
+check "nothing fits says so" 'echo "$out" | grep -q "does not fit"'
+out="$("$bin" plan --model "$models/qwen-image-tiny" 2>&1)"; rc=$?
+check "missing --vram is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q -- "--vram"'
+out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 24X 2>&1)"; rc=$?
+check "bad --vram names the value (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "24X"'
+out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 2G --memory nope 2>&1)"; rc=$?
+check "unknown mode is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "nope"'
+out="$("$bin" plan --model "$models/does-not-exist" --vram 2G 2>&1)"; rc=$?
+check "missing model names it (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "does-not-exist"'
+exit $fail
