@@ -7,12 +7,16 @@
 #   ~/.config/qwen-image/qwen-image.conf                     (plug-in config, if none yet)
 #   ~/.local/share/doc/qwen-image/                           (daemon.md, user-guide.md)
 #   $GIMP_DIR/plug-ins/qwen-image-gimp/qwen-image-gimp       (the GIMP 2.10 plug-in)
-#   $GIMP3_DIR/plug-ins/qwen-image-gimp3/qwen-image-gimp3    (the GIMP 3.0 plug-in)
-#   ~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/  (Flatpak GIMP 3)
+#   $GIMP3_DIR/plug-ins/qwen-image-gimp3/qwen-image-gimp3    (the GIMP 3 plug-in, 3.0 and 3.2)
+#   ~/.var/app/org.gimp.GIMP/config/GIMP/3.x/plug-ins/qwen-image-gimp3/  (Flatpak GIMP 3)
 # GIMP_DIR is $GIMP2_DIRECTORY when set, else ~/.config/GIMP/2.10; GIMP3_DIR is $GIMP3_DIRECTORY
-# when set, else ~/.config/GIMP/3.0. Which GIMPs are installed is detected (gimp-2.10 /
-# gimp-3.0 on PATH, their profile folders or *_DIRECTORY variables, the org.gimp.GIMP Flatpak);
-# --gimp 2|3|both overrides it. When none is found, every plug-in that was built is installed.
+# when set, else ~/.config/GIMP/3.x for the series of the GIMP 3 actually installed (3.0, 3.2:
+# asked from gimp-console-3 / gimp-3 --version, or named by gimp-3.x on PATH, or an existing
+# ~/.config/GIMP/3.x profile). The Flatpak's series comes from its existing profile folders,
+# else `flatpak info`, else 3.2 (Flathub's current GIMP). Which GIMPs are installed is detected
+# (gimp-2.10 / gimp-3.x on PATH, their profile folders or *_DIRECTORY variables, the
+# org.gimp.GIMP Flatpak); --gimp 2|3|both overrides it. When none is found, every plug-in that
+# was built is installed.
 # Every file it creates is listed in a manifest; --uninstall removes exactly those files (configs
 # you edited since are kept) and the folders it created when they are empty.
 #
@@ -22,7 +26,7 @@
 #     --build-dir DIR  CMake build folder (default build-install)
 #     --no-build       install from an existing build folder
 #     --plugin-only    only the plug-in (no libtorch needed; the daemon runs elsewhere or later)
-#     --gimp WHICH     install the plug-in for GIMP 2.10, 3.0 or both (default: detected)
+#     --gimp WHICH     install the plug-in for GIMP 2.10, 3 or both (default: detected)
 #     --enable         also `systemctl --user enable --now qwen-imaged`
 #     --uninstall      remove what the last install put in place
 set -euo pipefail
@@ -56,8 +60,7 @@ done
 CONFIG_HOME=${XDG_CONFIG_HOME:-$HOME/.config}
 DATA_HOME=${XDG_DATA_HOME:-$HOME/.local/share}
 GIMP_DIR=${GIMP2_DIRECTORY:-$CONFIG_HOME/GIMP/2.10}
-GIMP3_DIR=${GIMP3_DIRECTORY:-$CONFIG_HOME/GIMP/3.0}
-FLATPAK_GIMP_DIR="$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0"
+FLATPAK_CONFIG="$HOME/.var/app/org.gimp.GIMP/config/GIMP"
 MANIFEST_DIR="$DATA_HOME/qwen-image"
 MANIFEST="$MANIFEST_DIR/install-manifest.txt"
 have_systemctl() { [ -z "${QWEN_INSTALL_NO_SYSTEMD:-}" ] && command -v systemctl >/dev/null 2>&1 &&
@@ -95,16 +98,47 @@ fi
 
 # ---------------------------------------------------------------------------------- detect
 on_path() { command -v "$1" >/dev/null 2>&1; }
+# "3.0", "3.2", ... from a "version 3.2.6" text on stdin.
+series_of() { grep -o '\b3\.[0-9][0-9]*\.[0-9][0-9]*' | head -n1 | cut -d. -f1,2; }
+# The series of the GIMP 3 installed on this machine, one per line (none when none is found).
+gimp3_series() {
+  local p v d
+  for p in gimp-console-3 gimp-3; do
+    if on_path "$p"; then  # in a throw-away HOME: GIMP may create folders even for --version
+      d=$(mktemp -d)
+      v=$(env HOME="$d" XDG_CONFIG_HOME="$d" XDG_DATA_HOME="$d" XDG_CACHE_HOME="$d" \
+        timeout 20 "$p" --version 2>/dev/null </dev/null | series_of || true)
+      rm -rf "$d"
+      if [ -n "$v" ]; then echo "$v"; break; fi
+    fi
+  done
+  for p in $(compgen -c gimp-console-3. 2>/dev/null; compgen -c gimp-3. 2>/dev/null); do
+    echo "${p##*-}"
+  done
+  for d in "$CONFIG_HOME"/GIMP/3.*; do if [ -d "$d" ]; then basename "$d"; fi; done
+  return 0
+}
+# The series of the Flatpak GIMP: its profile folders, else `flatpak info`, else Flathub's current.
+flatpak_series() {
+  local d v found=0
+  for d in "$FLATPAK_CONFIG"/3.*; do
+    if [ -d "$d" ]; then basename "$d"; found=1; fi
+  done
+  if [ "$found" = 0 ]; then
+    v=$(flatpak info org.gimp.GIMP 2>/dev/null | grep -i '^ *version:' | series_of || true)
+    echo "${v:-3.2}"
+  fi
+  return 0
+}
 GIMP2=0 GIMP3=0 FLATPAK=0
 case "$WANT_GIMP" in
   2|2.10) GIMP2=1 ;;
-  3|3.0) GIMP3=1 ;;
+  3|3.0|3.2) GIMP3=1 ;;
   both) GIMP2=1 GIMP3=1 ;;
   auto)
     if [ -n "${GIMP2_DIRECTORY:-}" ] || on_path gimp-2.10 || on_path gimp-console-2.10 ||
       [ -d "$CONFIG_HOME/GIMP/2.10" ]; then GIMP2=1; fi
-    if [ -n "${GIMP3_DIRECTORY:-}" ] || on_path gimp-3.0 || on_path gimp-console-3.0 ||
-      [ -d "$CONFIG_HOME/GIMP/3.0" ]; then GIMP3=1; fi
+    if [ -n "${GIMP3_DIRECTORY:-}" ] || [ -n "$(gimp3_series)" ]; then GIMP3=1; fi
     if [ -d "$HOME/.var/app/org.gimp.GIMP" ] ||
       { on_path flatpak && flatpak info org.gimp.GIMP >/dev/null 2>&1; }; then FLATPAK=1; fi
     ;;
@@ -112,7 +146,22 @@ case "$WANT_GIMP" in
 esac
 AUTO_NONE=0
 if [ "$GIMP2$GIMP3$FLATPAK" = 000 ]; then AUTO_NONE=1; fi
-echo "GIMP found: 2.10=$GIMP2 3.0=$GIMP3 flatpak=$FLATPAK"
+# The GIMP 3 profile folders to install into.
+GIMP3_DIRS=()
+if [ -n "${GIMP3_DIRECTORY:-}" ]; then
+  GIMP3_DIRS+=("$GIMP3_DIRECTORY")
+else
+  SERIES=$(gimp3_series | sort -u -V)
+  if [ -z "$SERIES" ]; then  # --gimp 3, or nothing detected: the series asked for, else 3.2
+    case "$WANT_GIMP" in 3.0) SERIES=3.0 ;; *) SERIES=3.2 ;; esac
+  fi
+  for v in $SERIES; do GIMP3_DIRS+=("$CONFIG_HOME/GIMP/$v"); done
+fi
+FLATPAK_DIRS=()
+if [ "$FLATPAK" = 1 ]; then
+  for v in $(flatpak_series | sort -u -V); do FLATPAK_DIRS+=("$FLATPAK_CONFIG/$v"); done
+fi
+echo "GIMP found: 2.10=$GIMP2 3=$GIMP3 ($(printf '%s ' "${GIMP3_DIRS[@]##*/}"| sed 's/ $//')) flatpak=$FLATPAK${FLATPAK_DIRS[*]:+ (${FLATPAK_DIRS[*]##*/})}"
 
 # ---------------------------------------------------------------------------------- build
 TARGETS=()
@@ -230,15 +279,15 @@ if [ "$GIMP2" = 1 ]; then
     echo "install.sh: GIMP 2.10 found but its plug-in is not built (install libgimp2.0-dev)" >&2
   fi
 fi
-GIMP3_DIRS=()
-if [ "$GIMP3" = 1 ]; then GIMP3_DIRS+=("$GIMP3_DIR"); fi
-if [ "$FLATPAK" = 1 ]; then GIMP3_DIRS+=("$FLATPAK_GIMP_DIR"); fi
-for dir in "${GIMP3_DIRS[@]}"; do
+TARGET_DIRS=()
+if [ "$GIMP3" = 1 ]; then TARGET_DIRS+=("${GIMP3_DIRS[@]}"); fi
+if [ "$FLATPAK" = 1 ]; then TARGET_DIRS+=("${FLATPAK_DIRS[@]}"); fi
+for dir in "${TARGET_DIRS[@]}"; do
   if [ -n "$P3" ]; then
     install_file "$P3" "$dir/plug-ins/qwen-image-gimp3/qwen-image-gimp3" 755
     INSTALLED=1
   else
-    echo "install.sh: GIMP 3 found but its plug-in is not built (install libgimp-3.0-dev, 3.0.x)" >&2
+    echo "install.sh: GIMP 3 found but its plug-in is not built (install libgimp-3.0-dev)" >&2
   fi
 done
 if [ "$INSTALLED" = 0 ]; then

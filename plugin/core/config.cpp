@@ -184,13 +184,25 @@ bool running_in_flatpak() {
   return (id && *id) || std::ifstream("/.flatpak-info").good();
 }
 
+namespace {
+std::string& gimp_series() {
+  static std::string series = "3.0";
+  return series;
+}
+}  // namespace
+
+void set_gimp_series(const std::string& series) {
+  if (!series.empty()) gimp_series() = series;
+}
+
 std::string flatpak_message() {
   return "Qwen-Image: GIMP runs as a Flatpak, and its sandbox has a private /dev/shm, so the "
          "plug-in cannot reach the qwen-imaged daemon on this computer. Allow it once with\n"
          "  flatpak override --user --device=shm org.gimp.GIMP\n"
          "then restart GIMP (and start the daemon outside the sandbox: systemctl --user start "
          "qwen-imaged). The plug-in belongs in "
-         "~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/.";
+         "~/.var/app/org.gimp.GIMP/config/GIMP/" +
+         gimp_series() + "/plug-ins/qwen-image-gimp3/.";
 }
 
 std::string user_message(ErrorKind kind, const std::string& detail, const PluginConfig& config) {

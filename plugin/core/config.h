@@ -69,8 +69,11 @@ std::string user_message(ErrorKind kind, const std::string& detail, const Plugin
 // so NoDaemon and SharedMemory are worded as flatpak_message() instead of the generic text.
 bool running_in_flatpak();
 // What to do about it: `flatpak override --user --device=shm org.gimp.GIMP` and the Flatpak
-// plug-in folder.
+// plug-in folder (~/.var/app/org.gimp.GIMP/config/GIMP/<series>/plug-ins/...).
 std::string flatpak_message();
+// The GIMP series the plug-in runs in ("3.0", "3.2", ...; default "3.0"): the GIMP 3 front-end
+// sets it from the running libgimp, so one plug-in names the right profile folder on 3.0 and 3.2.
+void set_gimp_series(const std::string& series);
 // The "how to start it yourself" sentence used when no daemon answers.
 std::string how_to_start(const PluginConfig& config);
 

@@ -1,10 +1,12 @@
-// GIMP 3.0 front-end: a GimpPlugIn subclass registering the same three procedures as the 2.10
-// plug-in (same names, same arguments after run-mode/image/drawables, same meaning), typed
-// GimpProcedure arguments, remembered values in GimpProcedureConfig and the GTK3 procedure dialog.
-// The work (pixels, daemon, result layers) is the shared plugin/common/ code.
+// GIMP 3 front-end (3.0 and 3.2: libgimp's API and ABI stay "3.0" across 3.x): a GimpPlugIn
+// subclass registering the same three procedures as the 2.10 plug-in (same names, same arguments
+// after run-mode/image/drawables, same meaning), typed GimpProcedure arguments, remembered values
+// in GimpProcedureConfig and the GTK3 procedure dialog. The work (pixels, daemon, result layers) is
+// the shared plugin/common/ code.
 #include <libgimp/gimpui.h>
 
 #include <cstring>
+#include <string>
 
 #include "plugin3.h"
 
@@ -92,10 +94,14 @@ GimpValueArray* run(GimpProcedure* procedure, GimpRunMode run_mode, GimpImage* i
                     GimpDrawable** drawables, GimpProcedureConfig* config, gpointer) {
   const Proc proc = proc_of(gimp_procedure_get_name(procedure));
   gegl_init(nullptr, nullptr);
+  // The running GIMP's series (libgimpbase's runtime version, not the headers'): 3.0 or 3.2.
+  set_gimp_series(std::to_string(gimp_major_version) + "." + std::to_string(gimp_minor_version));
   const PluginConfig plugin_config = load_config();
   for (auto& w : plugin_config.warnings)
     g_printerr("%s: %s: %s\n", kBinary3, plugin_config.path.c_str(), w.c_str());
 
+  // NULL-terminated in 3.0 and 3.2. Any drawable is read as pixels (text layers, 3.2's link and
+  // vector layers too); results are always new raster layers.
   if (!drawables || !drawables[0] || drawables[1])
     return fail(procedure, GIMP_PDB_CALLING_ERROR,
                 "Qwen-Image: select exactly one layer and run it again.");

@@ -1,14 +1,15 @@
-// Declarations of the thin libgimp 3.0 layer of the plug-in (plugin/gimp3/*.cpp). The work itself
-// is in plugin/common/, shared with the GIMP 2.10 front-end (plugin/gimp/).
+// Declarations of the thin libgimp 3 (3.0, 3.2) layer of the plug-in (plugin/gimp3/*.cpp). The work
+// itself is in plugin/common/, shared with the GIMP 2.10 front-end (plugin/gimp/).
 #pragma once
 
 #include <libgimp/gimp.h>
 
 #include "frontend.h"
 
-// Pinned to the GIMP 3.0 series: GimpRunImageFunc (the run callback) changed after 3.0.
-#if !GIMP_CHECK_VERSION(3, 0, 0) || GIMP_CHECK_VERSION(3, 1, 0)
-#error "plugin/gimp3 is written against libgimp 3.0.x"
+// Any GIMP 3.x (built and tested on 3.0.4 and 3.2.6): libgimp's API and ABI stay "3.0" across
+// 3.x, GimpRunImageFunc included (a NULL-terminated drawables array). The 2.99 previews differ.
+#if !GIMP_CHECK_VERSION(3, 0, 0) || GIMP_CHECK_VERSION(4, 0, 0)
+#error "plugin/gimp3 is written against libgimp 3.x (3.0 or later)"
 #endif
 
 namespace qwen::plugin {

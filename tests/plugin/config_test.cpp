@@ -99,6 +99,12 @@ TEST(PluginConfig, FlatpakSandboxSaysHowToShareDevShm) {
     EXPECT_NE(m.find("~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/"), std::string::npos);
     EXPECT_NE(m.find("instance 'default'"), std::string::npos);
   }
+  // GIMP 3.2's profile folder when the plug-in runs in 3.2.
+  set_gimp_series("3.2");
+  EXPECT_NE(user_message(ErrorKind::NoDaemon, "", c)
+                .find("~/.var/app/org.gimp.GIMP/config/GIMP/3.2/plug-ins/"),
+            std::string::npos);
+  set_gimp_series("3.0");
   // Other failures keep their own wording.
   EXPECT_NE(user_message(ErrorKind::JobFailed, "boom", c).find("job failed"), std::string::npos);
   ::unsetenv("FLATPAK_ID");

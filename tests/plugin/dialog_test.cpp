@@ -13,10 +13,11 @@ using namespace qwen::plugin::test;
 namespace fs = std::filesystem;
 
 TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
-  if (plugin_binary().empty()) GTEST_SKIP() << "the GIMP plug-in is not built";
-  if (daemon_binary().empty()) GTEST_SKIP() << "qwen-imaged is not built (plug-in-only build)";
+  if (plugin_binary().empty()) QWEN_E2E_UNAVAILABLE("the GIMP plug-in is not built");
+  if (daemon_binary().empty())
+    QWEN_E2E_UNAVAILABLE("qwen-imaged is not built (plug-in-only build)");
   if (!fs::exists("/usr/bin/xvfb-run") || !fs::exists("/usr/bin/gimp-2.10"))
-    GTEST_SKIP() << "needs xvfb-run and gimp-2.10";
+    QWEN_E2E_UNAVAILABLE("needs xvfb-run and gimp-2.10");
   GimpEnv env("min_pixels = 0\nmax_pixels = 16384\nautostart = false\n");
   Daemon daemon(env, {"--fake-engine", "--model", tiny_model(), "--model", tiny_edit_model()});
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));

@@ -39,8 +39,9 @@ std::vector<std::string> fake_args(int step_ms = 5) {
 class PluginE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (plugin_binary().empty()) GTEST_SKIP() << "the GIMP plug-in is not built";
-    if (daemon_binary().empty()) GTEST_SKIP() << "qwen-imaged is not built (plug-in-only build)";
+    if (plugin_binary().empty()) QWEN_E2E_UNAVAILABLE("the GIMP plug-in is not built");
+    if (daemon_binary().empty())
+      QWEN_E2E_UNAVAILABLE("qwen-imaged is not built (plug-in-only build)");
   }
 };
 
@@ -408,7 +409,7 @@ static void ellipse_inpaint_changes_only_inside(const std::string& model) {
   if (!daemon.ready(300)) {
     std::string log = read_file(env.file("daemon.log"));
     if (log.find("no inference engine") != std::string::npos)
-      GTEST_SKIP() << "this qwen-imaged has no inference engine yet";
+      QWEN_E2E_UNAVAILABLE("this qwen-imaged has no inference engine yet");
     FAIL() << "the daemon did not come up with the tiny model:\n" << log;
   }
   const double cx = 48, cy = 32, rx = 24, ry = 16;
@@ -433,7 +434,7 @@ static void ellipse_inpaint_changes_only_inside(const std::string& model) {
   auto layers = read_layers(env.file("layers.txt"));
   const std::string log = read_file(env.file("daemon.log"));
   if (layers.size() != 2u && log.find("is not supported by this engine yet") != std::string::npos)
-    GTEST_SKIP() << "the engine does not run this pipeline yet";
+    QWEN_E2E_UNAVAILABLE("the engine does not run this pipeline yet");
   ASSERT_EQ(layers.size(), 2u) << out << log;
   EXPECT_TRUE(layers[0].has_mask);
   Pnm before = read_pnm(env.file("before.pnm")), after = read_pnm(env.file("after.pnm"));
@@ -470,7 +471,7 @@ TEST_F(PluginE2E, TinyEditModelEditsTheLayer) {
   if (!daemon.ready(300)) {
     std::string log = read_file(env.file("daemon.log"));
     if (log.find("no inference engine") != std::string::npos)
-      GTEST_SKIP() << "this qwen-imaged has no inference engine yet";
+      QWEN_E2E_UNAVAILABLE("this qwen-imaged has no inference engine yet");
     FAIL() << "the daemon did not come up with the tiny edit model:\n" << log;
   }
   std::string out = env.run_console(

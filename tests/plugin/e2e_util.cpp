@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,14 @@ namespace qwen::plugin::test {
 namespace {
 std::string existing(const std::string& p) { return fs::exists(p) ? p : ""; }
 }  // namespace
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  if (!ci || !*ci) return false;
+  std::string v = ci;
+  for (auto& c : v) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return v != "0" && v != "false" && v != "no";
+}
 
 std::string plugin_binary() { return existing(QWEN_BINARY_DIR "/plugin/qwen-image-gimp"); }
 std::string daemon_binary() {

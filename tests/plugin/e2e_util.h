@@ -8,7 +8,22 @@
 #include <string>
 #include <vector>
 
+// Ends the current test (test body or SetUp) because it cannot run here: a skip on a developer's
+// machine, a failure under CI=true, so that no end-to-end test is silently skipped in CI.
+#define QWEN_E2E_UNAVAILABLE(why)                                    \
+  do {                                                               \
+    if (::qwen::plugin::test::in_ci()) {                             \
+      FAIL() << "cannot run, and CI=true forbids skipping: " << why; \
+    } else {                                                         \
+      GTEST_SKIP() << why << " (under CI=true this fails)";          \
+    }                                                                \
+  } while (0)
+
 namespace qwen::plugin::test {
+
+// True when $CI is set to anything but "", "0" or "false": an end-to-end test that cannot run
+// there FAILS instead of skipping (see QWEN_E2E_UNAVAILABLE).
+bool in_ci();
 
 std::string plugin_binary();  // the built plug-in (empty when not built)
 std::string daemon_binary();  // the built qwen-imaged (empty when not built)

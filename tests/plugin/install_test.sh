@@ -55,7 +55,8 @@ mkdir -p "$HOME/.var/app/org.gimp.GIMP"
   { cat "$TMP/log"; fail "install.sh with GIMP 3"; }
 cmp -s "$GIMP3_DIRECTORY/plug-ins/qwen-image-gimp3/qwen-image-gimp3" "$FAKE/plugin/qwen-image-gimp3" ||
   fail "GIMP3_DIRECTORY did not get the GIMP 3 plug-in"
-FP="$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/qwen-image-gimp3"
+# A Flatpak without a profile yet: Flathub's current GIMP, 3.2.
+FP="$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.2/plug-ins/qwen-image-gimp3/qwen-image-gimp3"
 [ -x "$FP" ] || fail "the Flatpak GIMP did not get the GIMP 3 plug-in"
 grep -q "flatpak override --user --device=shm org.gimp.GIMP" "$TMP/log" || fail "no Flatpak hint"
 # The 2.10 profile folder exists from above, so 2.10 gets its own plug-in too.
@@ -69,5 +70,38 @@ rm -rf "$HOME/.var"
   { cat "$TMP/log"; fail "install.sh --gimp 3"; }
 [ -x "$GIMP3_DIRECTORY/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] || fail "--gimp 3"
 [ ! -e "$HOME/.config/GIMP/2.10/plug-ins/qwen-image-gimp" ] || fail "--gimp 3 installed 2.10"
+"$SRC/installers/install.sh" --uninstall >/dev/null 2>&1
+unset GIMP3_DIRECTORY
+
+# The series of the GIMP 3 actually installed: an existing ~/.config/GIMP/3.2 profile gets it, and
+# so does a Flatpak whose profile is 3.0 (its own folder); --uninstall leaves both profiles as they
+# were.
+mkdir -p "$HOME/.config/GIMP/3.2" "$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0"
+"$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" --gimp 3 >"$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "install.sh into GIMP 3.2"; }
+[ -x "$HOME/.config/GIMP/3.2/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] || fail "no plug-in in ~/.config/GIMP/3.2"
+[ ! -e "$HOME/.config/GIMP/3.0" ] || fail "a 3.0 profile was made next to the 3.2 one"
+grep -q "3=1 (3.2)" "$TMP/log" || { cat "$TMP/log"; fail "3.2 not reported"; }
+"$SRC/installers/install.sh" --uninstall >/dev/null 2>&1
+"$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" >"$TMP/log" 2>&1 ||
+  { cat "$TMP/log"; fail "install.sh with a 3.0 Flatpak profile"; }
+[ -x "$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] ||
+  fail "the Flatpak's 3.0 profile did not get the plug-in"
+[ ! -e "$HOME/.var/app/org.gimp.GIMP/config/GIMP/3.2" ] || fail "a Flatpak 3.2 profile was made"
+"$SRC/installers/install.sh" --uninstall >/dev/null 2>&1
+[ -d "$HOME/.config/GIMP/3.2" ] && [ -z "$(ls -A "$HOME/.config/GIMP/3.2")" ] || fail "the 3.2 profile changed"
+rm -rf "$HOME/.config/GIMP/3.2" "$HOME/.var"
+
+# The GIMP on PATH says which series: gimp-console-3 --version (a stand-in saying 3.0.4).
+mkdir -p "$TMP/bin"
+printf '#!/bin/sh\necho "GNU Image Manipulation Program version 3.0.4"\n' >"$TMP/bin/gimp-console-3"
+chmod +x "$TMP/bin/gimp-console-3"
+PATH="$TMP/bin:$PATH" "$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" \
+  --gimp 3 >"$TMP/log" 2>&1 || { cat "$TMP/log"; fail "install.sh with gimp-console-3 3.0.4"; }
+[ -x "$HOME/.config/GIMP/3.0/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] || fail "GIMP 3.0.4 on PATH: not in ~/.config/GIMP/3.0"
+printf '#!/bin/sh\necho "GNU Image Manipulation Program version 3.2.6"\n' >"$TMP/bin/gimp-console-3"
+PATH="$TMP/bin:$PATH" "$SRC/installers/install.sh" --no-build --plugin-only --build-dir "$FAKE" \
+  --gimp 3 >"$TMP/log" 2>&1 || { cat "$TMP/log"; fail "install.sh with gimp-console-3 3.2.6"; }
+[ -x "$HOME/.config/GIMP/3.2/plug-ins/qwen-image-gimp3/qwen-image-gimp3" ] || fail "GIMP 3.2.6 on PATH: not in ~/.config/GIMP/3.2"
 "$SRC/installers/install.sh" --uninstall >/dev/null 2>&1
 echo "install_test: OK"

@@ -1,8 +1,10 @@
-// End-to-end on GIMP 3.0: the GIMP 3 plug-in is built inside a Debian 13 (trixie) chroot with
-// GIMP 3.0.4 (setup_chroot.sh, cached in /var/cache/qwen-image/trixie-gimp3), then
-// gimp-console-3.0 runs there with a fresh profile while qwen-imaged (fake engine) runs on the
-// host; the chroot shares the host's /dev/shm (in_chroot.sh). The cases mirror the 2.10 ones in
-// tests/plugin/e2e_test.cpp. Everything skips (not passes) where the chroot cannot be made.
+// End-to-end on GIMP 3.0 and 3.2: the GIMP 3 plug-in is built inside a Debian chroot with that
+// GIMP (setup_chroot.sh: trixie = GIMP 3.0.4, forky = GIMP 3.2.x; cached in
+// /var/cache/qwen-image/<suite>-gimp3), then gimp-console runs there with a fresh profile while
+// qwen-imaged (fake engine) runs on the host; the chroot shares the host's /dev/shm
+// (in_chroot.sh). Every case runs once per GIMP (the /Gimp3_0 and /Gimp3_2 instances); the cases
+// mirror the 2.10 ones in tests/plugin/e2e_test.cpp. Where a chroot cannot be made the tests skip,
+// except under CI=true, where they fail (QWEN_E2E_UNAVAILABLE).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "e2e_util.h"
 #include "geometry.h"
@@ -31,9 +34,24 @@ const std::string kBuildInside = [] {
   return "/var/cache/qwen-build-gimp3" + key;
 }();
 
-std::string chroot_root() {
-  const char* r = std::getenv("QWEN_GIMP3_CHROOT");
-  return r && *r ? r : "/var/cache/qwen-image/trixie-gimp3";
+// One GIMP 3 under test: the Debian suite whose chroot carries it and the series it must be.
+struct Gimp {
+  std::string suite;   // trixie, forky (or sid: $QWEN_GIMP32_SUITE)
+  std::string series;  // "3.0", "3.2"
+};
+void PrintTo(const Gimp& g, std::ostream* os) {
+  *os << "GIMP " << g.series << " (" << g.suite << ")";
+}
+const Gimp kGimp30{"trixie", "3.0"};
+const Gimp kGimp32{[] {
+                     const char* s = std::getenv("QWEN_GIMP32_SUITE");
+                     return std::string(s && *s ? s : "forky");
+                   }(),
+                   "3.2"};
+
+std::string chroot_root(const Gimp& g) {
+  const char* r = std::getenv(g.series == "3.0" ? "QWEN_GIMP3_CHROOT" : "QWEN_GIMP32_CHROOT");
+  return r && *r ? r : "/var/cache/qwen-image/" + g.suite + "-gimp3";
 }
 
 std::string q(const std::string& s) {
@@ -62,60 +80,87 @@ std::string tail(const std::string& s, size_t n = 3000) {
   return s.size() > n ? s.substr(s.size() - n) : s;
 }
 
-// The chroot and the plug-in built in it, once per test process.
-struct ChrootSetup {
-  std::string skip;    // why the tests skip ("" = ready)
-  std::string error;   // why they fail
-  std::string plugin;  // the built plug-in (host path)
-};
-const ChrootSetup& setup() {
-  static const ChrootSetup s = [] {
-    ChrootSetup s;
-    if (geteuid() != 0) {
-      s.skip = "the GIMP 3 tests need root (debootstrap, chroot, mount namespaces)";
-      return s;
-    }
-    std::string out;
-    int rc = run({"/bin/bash", kHere + "/setup_chroot.sh", chroot_root()}, 780, out);
-    if (rc == 77 || rc == -1) {
-      s.skip = rc == -1 ? "making the trixie chroot took too long" : tail(out, 600);
-      return s;
-    }
-    if (rc != 0) {
-      s.error = "setup_chroot.sh failed: " + tail(out);
-      return s;
-    }
-    // Incremental build of the GIMP 3 plug-in inside the chroot (the source bound read-write at
-    // the same path; the build folder lives in the chroot, so it is cached with it).
-    const std::string build =
-        std::string("flock ") + kBuildInside + ".lock sh -c 'cmake -S " + kSource + " -B " +
-        kBuildInside +
-        " -DQWEN_IMAGE_PLUGIN_ONLY=ON -DQWEN_IMAGE_BUILD_TESTS=OFF >/dev/null && cmake --build " +
-        kBuildInside + " -j2 --target qwen-image-gimp3'";
-    rc = run(
-        {"/bin/bash", kHere + "/in_chroot.sh", chroot_root(), kSource, "--", "bash", "-c", build},
-        300, out);
-    if (rc != 0) {
-      s.error = "building the GIMP 3 plug-in in the chroot failed (" + std::to_string(rc) +
-                "): " + tail(out);
-      return s;
-    }
-    s.plugin = chroot_root() + kBuildInside + "/plugin/qwen-image-gimp3";
-    if (!fs::exists(s.plugin)) s.error = "no plug-in at " + s.plugin;
-    return s;
-  }();
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
   return s;
 }
 
-// A GIMP 3 profile with the plug-in, a plug-in config and a unique daemon instance; the folder is
-// bound into the chroot at the same path.
+// A chroot and the plug-in built in it, once per GIMP and test process.
+struct ChrootSetup {
+  std::string unavailable;  // why the tests cannot run here ("" = ready)
+  std::string error;        // why they fail
+  std::string plugin;       // the built plug-in (host path)
+  std::string console;      // gimp-console-3.x inside the chroot
+  std::string version;      // the chroot's GIMP package version
+};
+const ChrootSetup& setup(const Gimp& g) {
+  static std::map<std::string, ChrootSetup> done;
+  if (auto it = done.find(g.series); it != done.end()) return it->second;
+  ChrootSetup& s = done[g.series];
+  const std::string root = chroot_root(g);
+  if (geteuid() != 0) {
+    s.unavailable = "the GIMP 3 tests need root (debootstrap, chroot, mount namespaces)";
+    return s;
+  }
+  // installers/setup.sh makes the chroots ahead; the first test makes them where it did not.
+  std::string out;
+  int rc = run({"/bin/bash", kHere + "/setup_chroot.sh", g.suite, root}, 1500, out);
+  if (rc == 77 || rc == -1) {
+    s.unavailable = rc == -1 ? "making the " + g.suite + " chroot took too long" : tail(out, 600);
+    return s;
+  }
+  if (rc != 0) {
+    s.error = "setup_chroot.sh " + g.suite + " failed: " + tail(out);
+    return s;
+  }
+  rc = run({"/usr/sbin/chroot", root, "dpkg-query", "-W", "-f", "${Version}", "gimp"}, 60, out);
+  s.version = trim(out);
+  if (rc != 0 || s.version.rfind(g.series + ".", 0) != 0) {
+    s.error = "the " + g.suite + " chroot (" + root + ") has GIMP '" + s.version + "', expected " +
+              g.series + ".x";
+    return s;
+  }
+  for (std::string c :
+       {"gimp-console-" + g.series, std::string("gimp-console-3"), std::string("gimp-console")})
+    if (fs::exists(root + "/usr/bin/" + c)) {
+      s.console = c;
+      break;
+    }
+  if (s.console.empty()) {
+    s.error = "no gimp-console in " + root + "/usr/bin";
+    return s;
+  }
+  // Incremental build of the GIMP 3 plug-in inside the chroot (the source bound read-write at
+  // the same path; the build folder lives in the chroot, so it is cached with it).
+  const std::string build =
+      std::string("flock ") + kBuildInside + ".lock sh -c 'cmake -S " + kSource + " -B " +
+      kBuildInside +
+      " -DQWEN_IMAGE_PLUGIN_ONLY=ON -DQWEN_IMAGE_BUILD_TESTS=OFF >/dev/null && cmake --build " +
+      kBuildInside + " -j2 --target qwen-image-gimp3'";
+  rc = run({"/bin/bash", kHere + "/in_chroot.sh", root, kSource, "--", "bash", "-c", build}, 600,
+           out);
+  if (rc != 0) {
+    s.error = "building the GIMP 3 plug-in in the " + g.suite + " chroot (GIMP " + s.version +
+              ") failed (" + std::to_string(rc) + "): " + tail(out);
+    return s;
+  }
+  s.plugin = root + kBuildInside + "/plugin/qwen-image-gimp3";
+  if (!fs::exists(s.plugin)) s.error = "no plug-in at " + s.plugin;
+  return s;
+}
+
+// A GIMP 3 profile with the plug-in (by default the one built for that GIMP), a plug-in config and
+// a unique daemon instance; the folder is bound into the chroot at the same path.
 struct Gimp3Env {
-  explicit Gimp3Env(const std::string& config_text) : instance(unique_name("gimp3-e2e")) {
+  Gimp3Env(const Gimp& gimp, const std::string& config_text, const std::string& plugin = "")
+      : gimp(gimp), instance(unique_name("gimp3-e2e")) {
     fs::create_directories(dir.path + "/profile/plug-ins/qwen-image-gimp3");
-    fs::copy_file(setup().plugin, dir.path + "/profile/plug-ins/qwen-image-gimp3/qwen-image-gimp3");
+    fs::copy_file(plugin.empty() ? setup(gimp).plugin : plugin,
+                  dir.path + "/profile/plug-ins/qwen-image-gimp3/qwen-image-gimp3");
     std::ofstream(dir.path + "/qwen-image.conf") << config_text;
   }
   ~Gimp3Env() { stop_daemons_of_instance(instance); }
+  Gimp gimp;
   TempDir dir;
   std::string instance;
   std::string file(const std::string& name) const { return dir.path + "/" + name; }
@@ -123,7 +168,7 @@ struct Gimp3Env {
                           const std::vector<std::string>& extra_env = {}) {
     std::vector<std::string> argv = {"/bin/bash",
                                      kHere + "/in_chroot.sh",
-                                     chroot_root(),
+                                     chroot_root(gimp),
                                      dir.path,
                                      kSource,
                                      "--",
@@ -137,7 +182,8 @@ struct Gimp3Env {
     const std::string batch =
         "(begin (load " + q(kHere + "/e2e_helpers3.scm") + ") " + script + ")";
     for (std::string a :
-         {"gimp-console-3.0", "-i", "-n", "--batch-interpreter=plug-in-script-fu-eval", "-b"})
+         {setup(gimp).console, std::string("-i"), std::string("-n"),
+          std::string("--batch-interpreter=plug-in-script-fu-eval"), std::string("-b")})
       argv.push_back(a);
     argv.push_back(batch);
     argv.push_back("--quit");
@@ -180,25 +226,26 @@ Diff compare(const Pnm& a, const Pnm& b, F where) {
   return d;
 }
 
-// Skips the test (GTEST_SKIP must be in the test body itself) when there is no daemon to run.
+// Ends the test (skip, or failure under CI=true) when there is no daemon to run.
 #define NEED_DAEMON()          \
   if (daemon_binary().empty()) \
-  GTEST_SKIP() << "qwen-imaged is not built (plug-in-only build; set QWEN_TEST_DAEMON)"
+  QWEN_E2E_UNAVAILABLE("qwen-imaged is not built (plug-in-only build; set QWEN_TEST_DAEMON)")
 
-class PluginGimp3E2E : public ::testing::Test {
+class PluginGimp3E2E : public ::testing::TestWithParam<Gimp> {
  protected:
   void SetUp() override {
-    const ChrootSetup& s = setup();
-    if (!s.skip.empty()) GTEST_SKIP() << "GIMP 3 chroot unavailable: " << s.skip;
+    const ChrootSetup& s = setup(GetParam());
+    if (!s.unavailable.empty())
+      QWEN_E2E_UNAVAILABLE("GIMP " + GetParam().series + " chroot unavailable: " + s.unavailable);
     ASSERT_TRUE(s.error.empty()) << s.error;
   }
 };
 
 }  // namespace
 
-TEST_F(PluginGimp3E2E, GenerateAddsCanvasSizedLayerAboveActive) {
+TEST_P(PluginGimp3E2E, GenerateAddsCanvasSizedLayerAboveActive) {
   NEED_DAEMON();
-  Gimp3Env env(test_config());
+  Gimp3Env env(GetParam(), test_config());
   Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
   std::string out = env.run_console(
@@ -225,9 +272,9 @@ TEST_F(PluginGimp3E2E, GenerateAddsCanvasSizedLayerAboveActive) {
   EXPECT_GT(compare(before, after, [](int, int) { return true; }).differing, 64 * 48 / 2);
 }
 
-TEST_F(PluginGimp3E2E, GenerateUsesSelectionBoundsOnGrayOffsetLayer) {
+TEST_P(PluginGimp3E2E, GenerateUsesSelectionBoundsOnGrayOffsetLayer) {
   NEED_DAEMON();
-  Gimp3Env env(test_config());
+  Gimp3Env env(GetParam(), test_config());
   Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
   // Gray image; the layer is offset and partly outside; the selection is partly off the canvas.
@@ -248,9 +295,9 @@ TEST_F(PluginGimp3E2E, GenerateUsesSelectionBoundsOnGrayOffsetLayer) {
   EXPECT_EQ(read_pnm(env.file("flat.pnm")).channels, 1) << out;  // still a grayscale image
 }
 
-TEST_F(PluginGimp3E2E, EditSelectionKeepsEverythingOutsideTheSelection) {
+TEST_P(PluginGimp3E2E, EditSelectionKeepsEverythingOutsideTheSelection) {
   NEED_DAEMON();
-  Gimp3Env env(test_config());
+  Gimp3Env env(GetParam(), test_config());
   Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
   // Layer partly outside the canvas, selection partly outside the layer.
@@ -282,9 +329,9 @@ TEST_F(PluginGimp3E2E, EditSelectionKeepsEverythingOutsideTheSelection) {
   EXPECT_GT(outside.total, 0);
 }
 
-TEST_F(PluginGimp3E2E, EditSelectionChangesOnlyInsideTheEllipse) {
+TEST_P(PluginGimp3E2E, EditSelectionChangesOnlyInsideTheEllipse) {
   NEED_DAEMON();
-  Gimp3Env env(test_config());
+  Gimp3Env env(GetParam(), test_config());
   Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
   std::string out = env.run_console(
@@ -323,9 +370,9 @@ TEST_F(PluginGimp3E2E, EditSelectionChangesOnlyInsideTheEllipse) {
   EXPECT_LT(inside.mean_abs, 8.0);
 }
 
-TEST_F(PluginGimp3E2E, EditLayerKeepsSizeAndOffsets) {
+TEST_P(PluginGimp3E2E, EditLayerKeepsSizeAndOffsets) {
   NEED_DAEMON();
-  Gimp3Env env(test_config());
+  Gimp3Env env(GetParam(), test_config());
   Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
   std::string out = env.run_console(
@@ -341,8 +388,8 @@ TEST_F(PluginGimp3E2E, EditLayerKeepsSizeAndOffsets) {
 }
 
 // No daemon needed: inside a Flatpak an unreachable daemon is explained as the sandbox's /dev/shm.
-TEST_F(PluginGimp3E2E, UnreachableDaemonInFlatpakSaysHowToGrantShm) {
-  Gimp3Env env(test_config());
+TEST_P(PluginGimp3E2E, UnreachableDaemonInFlatpakSaysHowToGrantShm) {
+  Gimp3Env env(GetParam(), test_config());
   const std::string call =
       "(let* ((r (qw-make-image RGB 32 32 32 32 0 0)) (img (car r)) (l (cadr r)))"
       " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"x\" \"\" 2 4.0 1 \"\")"
@@ -354,7 +401,76 @@ TEST_F(PluginGimp3E2E, UnreachableDaemonInFlatpakSaysHowToGrantShm) {
   std::string flatpak = env.run_console(call, {"FLATPAK_ID=org.gimp.GIMP"});
   EXPECT_NE(flatpak.find("flatpak override --user --device=shm org.gimp.GIMP"), std::string::npos)
       << flatpak;
-  EXPECT_NE(flatpak.find("~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/"), std::string::npos)
+  // The profile folder of the GIMP it runs in (3.0 or 3.2), from the running libgimp.
+  EXPECT_NE(
+      flatpak.find("~/.var/app/org.gimp.GIMP/config/GIMP/" + GetParam().series + "/plug-ins/"),
+      std::string::npos)
       << flatpak;
   EXPECT_FALSE(fs::exists(env.file("done.txt")));  // the call failed, the script stopped
 }
+
+// Any drawable is read as pixels: Edit Layer on a text layer adds a new raster (not text) layer
+// with the text layer's size and offsets; the text layer stays a text layer.
+TEST_P(PluginGimp3E2E, EditLayerReadsATextLayerAsPixels) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 96 64 96 64 0 0)) (img (car r))"
+      "       (t (car (gimp-text-font img -1 6 8 \"Qwen\" 0 TRUE 24 (car "
+      "(gimp-context-get-font))))))"
+      " (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector t) \"make it red\" \"\" 2"
+      " 4.0 1 \"\")"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) +
+      ")"
+      " (let* ((ls (car (gimp-image-get-layers img))) (port (open-output-file " +
+      q(env.file("text.txt")) +
+      ")))"
+      "  (do ((i 0 (+ i 1))) ((= i (vector-length ls)))"
+      "   (display (car (gimp-item-id-is-text-layer (vector-ref ls i))) port)"
+      "   (newline port))"
+      "  (close-output-port port)))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 3u) << out;
+  EXPECT_EQ(layers[0].x, layers[1].x) << out;
+  EXPECT_EQ(layers[0].y, layers[1].y);
+  EXPECT_EQ(layers[0].w, layers[1].w);
+  EXPECT_EQ(layers[0].h, layers[1].h);
+  EXPECT_GT(layers[1].w, 0);
+  // Script-Fu writes the booleans as 1/0 (or #t/#f): top to bottom result, text, base.
+  std::string kinds = read_file(env.file("text.txt"));
+  for (auto [from, to] : {std::pair{"#t", "1"}, std::pair{"#f", "0"}})
+    for (size_t at; (at = kinds.find(from)) != std::string::npos;) kinds.replace(at, 2, to);
+  EXPECT_EQ(kinds, "0\n1\n0\n") << out;
+}
+
+// One binary for 3.0 and 3.2: the plug-in built against GIMP 3.0.4's libgimp runs in GIMP 3.2.
+TEST(PluginGimp3Compat, PluginBuiltOn30RunsIn32) {
+  NEED_DAEMON();
+  for (const Gimp* g : {&kGimp30, &kGimp32}) {
+    const ChrootSetup& s = setup(*g);
+    if (!s.unavailable.empty())
+      QWEN_E2E_UNAVAILABLE("GIMP " + g->series + " chroot unavailable: " + s.unavailable);
+    ASSERT_TRUE(s.error.empty()) << s.error;
+  }
+  Gimp3Env env(kGimp32, test_config(), setup(kGimp30).plugin);
+  Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"a red fox\" \"\" 2"
+      " 4.0 42 \"\")"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) + "))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << "GIMP " << setup(kGimp32).version << ":\n" << out;
+  EXPECT_EQ(layers[0].name, "a red fox");
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{0, 0, 64, 48}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),
+                         [](const ::testing::TestParamInfo<Gimp>& info) {
+                           return info.param.series == "3.0" ? "Gimp3_0" : "Gimp3_2";
+                         });
