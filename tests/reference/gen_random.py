@@ -11,6 +11,11 @@ QwenImageImg2ImgPipeline, QwenImageInpaintPipeline on OUT/model); edit, edit_plu
 (QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageEditInpaintPipeline on OUT/edit_model);
 vision_processor (no model: random images of random sizes and modes through both Qwen2-VL image
 processors, the default torchvision one and the PIL one; OUT/vision_processor_image_<i>.png).
+formats (issue #12; --formats picks the files): a model whose matrices fit the GGUF blocks (formats_config), its
+transformer as city96 GGUF files (Q8_0, Q4_0, Q4_K_M) and ComfyUI fp8 scaled files (comfy_quant, legacy), its text
+encoder as a llama.cpp GGUF (Q8_0) and a Comfy fp8 scaled file (quant_formats.py), and one text-to-image job run
+by QwenImagePipeline once per file with that component's weights replaced by the file's dequantisation
+(OUT/formats/<file>, OUT/formats_<name>.safetensors).
 
 OUT/model/              model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/
                         (weights stored as BF16 or F32, chosen at random; tokenizer + scheduler config copied
@@ -196,7 +201,7 @@ def even_split(rng, total, parts=3):
     return [2 * (b[i + 1] - b[i]) for i in range(parts)]
 
 
-PIPELINE_PARTS = ("t2i", "img2img", "inpaint", "edit", "edit_plus", "edit_inpaint")
+PIPELINE_PARTS = ("t2i", "img2img", "inpaint", "edit", "edit_plus", "edit_inpaint", "formats")
 EDIT_PARTS = ("edit", "edit_plus", "edit_inpaint")
 
 
@@ -451,6 +456,151 @@ def vision_processor_part(seed, out, case):
                                              processors={b: type(p).__name__ for b, p in procs.items()})
 
 
+# The formats part (issue #12): quantised single files of the random model, each with the reference image of its
+# dequantised weights (write_format; the writers are in quant_formats.py).
+FORMATS = ("gguf_Q8_0", "gguf_Q4_0", "gguf_Q4_K_M", "fp8_comfy_quant", "fp8_legacy", "te_gguf_Q8_0",
+           "te_fp8_legacy")
+
+
+# The ggml types each GGUF format must contain (test_reference_formats.cpp checks them too).
+FORMAT_TYPES = {"gguf_Q8_0": ["Q8_0"], "gguf_Q4_0": ["Q4_0", "Q4_1"], "gguf_Q4_K_M": ["Q4_K", "Q5_K", "Q6_K"],
+                "te_gguf_Q8_0": ["Q8_0"]}
+
+
+def formats_config(rng, cfg):
+    """A random tiny configuration whose matrices all fit the GGUF blocks (issue #12 formats part): transformer
+    inner dimension 256 (2 or 4 heads; every transformer-block matrix has rows of 256 or 1024 values, so Q4_K /
+    Q5_K / Q6_K super-blocks fit, as in the real 3072-wide model), text encoder hidden 32 or 64 (rows of
+    multiples of 32: Q8_0 fits every text-encoder matrix, token embedding included)."""
+    t = cfg["transformer"]
+    heads = rng.choice([2, 4])
+    t.update(num_attention_heads=heads, attention_head_dim=256 // heads,
+             axes_dims_rope=even_split(rng, 256 // heads, 3))
+    te = cfg["text"]
+    txt_heads = rng.choice([1, 2, 4])
+    hidden = rng.choice([32, 64])
+    te.update(hidden_size=hidden, num_attention_heads=txt_heads,
+              num_key_value_heads=rng.choice([d for d in (1, 2, 4) if txt_heads % d == 0]),
+              intermediate_size=hidden * rng.choice([2, 3, 4]),
+              mrope_section=[m // 2 for m in even_split(rng, hidden // txt_heads, 3)])
+    t["joint_attention_dim"] = hidden
+    cfg["vision"]["out_hidden_size"] = hidden
+    cfg["formats"] = True
+
+
+def write_format(name, rng, fdir, tr, te):
+    """Writes format `name` into fdir; returns (component, file name, dequantised state dict, storage counts,
+    details)."""
+    import quant_formats as qf
+
+    if name.startswith("gguf_"):
+        main = name[len("gguf_"):]
+        # Q4_K_M: Q4_K matrices, Q6_K down-projections, Q5_K attention in block 0 (city96's lcpp.patch mix).
+        kind, layer0 = {"Q4_K_M": ("Q4_K", "Q5_K")}.get(main, (main, None))
+        f = f"transformer-{main}.gguf"
+        deq, types = qf.transformer_gguf(tr.state_dict(), os.path.join(fdir, f), kind, layer0)
+        need = set(FORMAT_TYPES[name]) - set(types)
+        assert not need, f"{name}: no tensor of type {sorted(need)} in {types}"
+        return "transformer", f, deq, types, dict(layout="city96")
+    if name.startswith("fp8_"):
+        scheme = name[len("fp8_"):]
+        sd = tr.state_dict()
+        f = f"transformer_fp8_{scheme}.safetensors"
+        if scheme == "legacy":
+            # Every Linear weight fp8, scale [] or [1] (ComfyUI's own / community converters).
+            scale_shape = () if rng.random() < 0.5 else (1,)
+            deq, types = qf.fp8_scaled(sd, os.path.join(fdir, f), "legacy",
+                                       lambda k: k.endswith(".weight") and sd[k].dim() == 2, scale_shape=scale_shape)
+            return "transformer", f, deq, types, dict(scale_shape=list(scale_shape))
+        # fp8mixed: the transformer-block Linear weights except block 0's modulation; per-layer comfy_quant
+        # tensors or the header's _quantization_metadata; the model.diffusion_model. prefix half of the time.
+        header = rng.random() < 0.5
+        prefix = "model.diffusion_model." if rng.random() < 0.5 else ""
+        deq, types = qf.fp8_scaled(
+            sd, os.path.join(fdir, f), "comfy_quant",
+            lambda k: (k.startswith("transformer_blocks.") and k.endswith(".weight") and sd[k].dim() == 2
+                       and not k.startswith(("transformer_blocks.0.img_mod", "transformer_blocks.0.txt_mod"))),
+            prefix=prefix, header_metadata=header)
+        return "transformer", f, deq, types, dict(header_metadata=header, prefix=prefix)
+    if name.startswith("te_gguf_"):
+        main = name[len("te_gguf_"):]
+        f = f"text_encoder-{main}.gguf"
+        deq, types = qf.text_encoder_gguf(te.state_dict(), os.path.join(fdir, f), main)
+        assert main in types, f"{name}: no {main} tensor in {types}"
+        return "text_encoder", f, deq, types, dict(layout="llama.cpp")
+    if name == "te_fp8_legacy":
+        # Comfy-Org's qwen_2.5_vl_7b_fp8_scaled layout: transformers-legacy names (model.layers.*, visual.*),
+        # the language model's Linear weights fp8 with scale_weight, the rest BF16.
+        sd = {}
+        for k, v in te.state_dict().items():
+            k2 = k.replace("model.language_model.", "model.", 1).replace("model.visual.", "visual.", 1)
+            sd[k2] = v
+        f = "text_encoder_fp8_scaled.safetensors"
+        deq, types = qf.fp8_scaled(sd, os.path.join(fdir, f), "legacy",
+                                   lambda k: k.startswith("model.layers.") and k.endswith(".weight") and sd[k].dim() == 2)
+        back = {}
+        for k, v in deq.items():
+            if k.startswith("model."):
+                k = "model.language_model." + k[len("model."):]
+            elif k.startswith("visual."):
+                k = "model." + k
+            back[k] = v
+        return "text_encoder", f, back, types, dict(layout="transformers-legacy")
+    raise SystemExit(f"unknown format {name} (one of {', '.join(FORMATS)})")
+
+
+def formats_part(args, rng, out, mdir, case, tr, te, vae, tok):
+    """One text-to-image job (random prompt, CFG, size, steps, seed), run by diffusers' QwenImagePipeline on the
+    model's own weights and once per quantised file with that component's weights replaced by the file's
+    dequantisation (gguf.quants.dequantize of the file read back / ComfyUI's float(w) * scale).
+    OUT/formats/<file>, OUT/formats_<name>.safetensors (image), case.json parts.formats.files."""
+    import copy
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
+
+    fdir = os.path.join(out, "formats")
+    os.makedirs(fdir, exist_ok=True)
+    p = dict(prompt=rand_prompt(rng))
+    p["negative_prompt"], p["true_cfg_scale"] = rand_cfg(rng)
+    p["height"], p["width"] = 16 * rng.randint(2, 5), 16 * rng.randint(2, 5)
+    p["steps"] = rng.randint(2, 3)
+    p["seed"] = rng.randint(0, 2**31 - 1)
+
+    def run(transformer, text_encoder):
+        sched = FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(mdir, "scheduler"))
+        pipe = QwenImagePipeline(scheduler=sched, vae=vae, text_encoder=text_encoder, tokenizer=tok,
+                                 transformer=transformer)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe(prompt=p["prompt"], negative_prompt=p["negative_prompt"], true_cfg_scale=p["true_cfg_scale"],
+                    height=p["height"], width=p["width"], num_inference_steps=p["steps"],
+                    generator=torch.Generator().manual_seed(p["seed"]), output_type="np").images[0]
+
+    def levels(img):
+        return np.clip(np.round(img * 255), 0, 255).astype(np.int32)
+
+    t = time.time()
+    base = levels(run(tr, te))
+    p["seconds"] = round(time.time() - t, 2)  # one reference run (the unquantised weights)
+    p["files"] = []
+    for name in [n for n in args.formats.split(",") if n]:
+        t = time.time()
+        comp, f, deq, types, details = write_format(name, rng, fdir, tr, te)
+        model = copy.deepcopy(tr if comp == "transformer" else te)
+        orig = model.state_dict()
+        change = max(float((deq[k] - orig[k].float()).abs().max()) for k in orig)
+        model.load_state_dict(deq, strict=True)
+        img = run(model, te) if comp == "transformer" else run(tr, model)
+        save_tensors(dict(image=torch.from_numpy(img)), os.path.join(out, f"formats_{name}.safetensors"))
+        e = dict(name=name, component=comp, file=f"formats/{f}", storage=types, max_weight_change=change,
+                 levels_vs_unquantised=int(np.abs(levels(img) - base).max()), seconds=round(time.time() - t, 2),
+                 bytes=os.path.getsize(os.path.join(fdir, f)), **details)
+        p["files"].append(e)
+        print(f"gen_random: formats {name}: {f} {e['bytes']} bytes, {types}, weights change <= {change:.3g}, "
+              f"image {e['levels_vs_unquantised']} levels from the unquantised one, {e['seconds']} s", flush=True)
+        del model
+    case["parts"]["formats"] = p
+
+
 def save_tensors(d, path):
     out = {}
     for k, v in d.items():
@@ -476,6 +626,9 @@ def main():
     ap.add_argument("--mm-token-types", default="forward", choices=["forward", "omit"],
                     help="transformers 5: forward mm_token_type_ids to the text encoder in the edit pipelines "
                          "(3-D M-RoPE, as diffusers PR #14189) or omit them as diffusers <= 0.42.1 does (1-D)")
+    ap.add_argument("--formats", default=",".join(FORMATS),
+                    help="formats part: the quantised files to write and run (comma-separated; " + ", ".join(FORMATS)
+                         + ")")
     ap.add_argument("--te-config", default="random", choices=["checkpoint", "native", "random"],
                     help="text-encoder config.json layout: the real checkpoint's (rope_scaling + rope_theta), as "
                          "this transformers saves it (transformers 5: rope_parameters), or one of the two at "
@@ -503,6 +656,8 @@ def main():
     if args.storage:
         cfg["storage"] = args.storage
     storage = cfg["storage"]
+    if "formats" in parts:
+        formats_config(random.Random(seed ^ 0xF0F0), cfg)
     if args.size == "tiny" and any(p in parts for p in EDIT_PARTS):
         # The edit jobs run at ~1 MP whatever the input size (VAE-encoded condition images, the default
         # output size): cap the VAE width and the transformer so that each part stays well under a minute.
@@ -724,6 +879,9 @@ def main():
             from safetensors.torch import load_file
 
             save_tensors(dict(load_file(path), **extra), path)
+
+    if "formats" in parts:
+        formats_part(args, rng, out, mdir, case, tr, te, vae, tok)
 
     case["seconds"] = round(time.time() - t0, 2)
     with open(os.path.join(out, "case.json"), "w", encoding="utf-8") as f:

@@ -41,40 +41,42 @@ inline RunParams pipeline_params(const ReferenceCase& ref, const std::string& pa
   return rp;
 }
 
-// Opens `model_dir` (CPU, float32, one thread; EngineOptions::vision_processor
-// `vision_processor`, "" = the default), runs part `part` and compares with the reference.
-inline void expect_pipeline_matches(const ReferenceCase& ref, const std::string& part,
-                                    PipelineKind kind, const std::string& model_dir,
-                                    const std::string& vision_processor = "") {
+// Runs part `part` (its job parameters) on an engine opened with `opt` (CPU, float32, one thread
+// are set here) and compares its 8-bit image with round(OUT/<image>.safetensors "image" * 255)
+// within kPngMaxLevels; `image` defaults to `part`. Returns the max level difference (-1 when the
+// image could not be compared).
+inline int expect_engine_matches(const ReferenceCase& ref, const std::string& part,
+                                 PipelineKind kind, EngineOptions opt, std::string image = "") {
+  if (image.empty()) image = part;
   const auto& p = ref.json()["parts"][part];
-  const std::string where = "seed " + std::to_string(ref.seed()) + ", " + part + " job " +
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", " + image + " job " +
                             p.dump() + ", config " + ref.json()["config"].dump();
-  EngineOptions opt;
-  opt.model_dir = model_dir;
   opt.device = "cpu";
   opt.dtype = "float32";
   opt.threads = 1;
-  opt.vision_processor = vision_processor;
   const auto t0 = std::chrono::steady_clock::now();
   auto engine = Engine::open(opt);
   const RunParams rp = pipeline_params(ref, part, kind);
   auto images = engine->run(rp);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << "[reference] " << part << ": engine " << secs << " s, reference "
+  std::cout << "[reference] " << image << ": engine " << secs << " s, reference "
             << p.value("seconds", 0.0) << " s" << std::endl;
-  ASSERT_EQ(images.size(), 1u) << where;
+  EXPECT_EQ(images.size(), 1u) << where;
+  if (images.size() != 1) return -1;
   const auto& img = images[0];
-  auto expected = (ref.tensors(part).at("image") * 255).round().clamp(0, 255).to(torch::kInt32);
-  ASSERT_EQ(img.height, expected.size(0)) << where;
-  ASSERT_EQ(img.width, expected.size(1)) << where;
-  ASSERT_EQ(img.channels, 3) << where;
+  auto expected = (ref.tensors(image).at("image") * 255).round().clamp(0, 255).to(torch::kInt32);
+  EXPECT_EQ(img.height, expected.size(0)) << where;
+  EXPECT_EQ(img.width, expected.size(1)) << where;
+  EXPECT_EQ(img.channels, 3) << where;
+  if (img.height != expected.size(0) || img.width != expected.size(1) || img.channels != 3)
+    return -1;
   auto actual = torch::from_blob(const_cast<uint8_t*>(img.pixels.data()),
                                  {img.height, img.width, 3}, torch::kUInt8)
                     .to(torch::kInt32);
   auto diff = (actual - expected).abs();
   const int max_diff = diff.max().item<int>();
   const double frac = (diff > 0).to(torch::kDouble).mean().item<double>();
-  std::cout << "[reference] " << part << ": inputs "
+  std::cout << "[reference] " << image << ": inputs "
             << p.value("image_sizes", nlohmann::json()).dump() << ", output " << img.width << "x"
             << img.height << ", steps " << rp.steps
             << (p.contains("strength") ? ", strength " + p["strength"].dump() : "")
@@ -82,9 +84,21 @@ inline void expect_pipeline_matches(const ReferenceCase& ref, const std::string&
             << ", zero_cond_t " << ref.json()["config"]["transformer"]["zero_cond_t"]
             << ", qk_gain " << ref.json()["config"]["qk_gain"] << ": max level difference "
             << max_diff << ", " << frac * 100 << " % of values differ" << std::endl;
-  ::testing::Test::RecordProperty("max_level_diff", std::to_string(max_diff));
+  ::testing::Test::RecordProperty("max_level_diff_" + image, std::to_string(max_diff));
   EXPECT_LE(max_diff, kPngMaxLevels) << "max level difference " << max_diff << ", " << frac * 100
                                      << " % of values differ; " << where;
+  return max_diff;
+}
+
+// Opens `model_dir` (EngineOptions::vision_processor `vision_processor`, "" = the default), runs
+// part `part` and compares with the reference (expect_engine_matches).
+inline void expect_pipeline_matches(const ReferenceCase& ref, const std::string& part,
+                                    PipelineKind kind, const std::string& model_dir,
+                                    const std::string& vision_processor = "") {
+  EngineOptions opt;
+  opt.model_dir = model_dir;
+  opt.vision_processor = vision_processor;
+  expect_engine_matches(ref, part, kind, opt);
 }
 
 }  // namespace qwen::reftest
