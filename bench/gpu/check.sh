@@ -5,12 +5,15 @@
 # The prepared GPU check: ONE command on a lent GPU machine (docs/gpu-check.md), under 8 minutes.
 #   configure  CMake (Ninja, Release, no plug-in, no tests) against the carried prefix
 #              (bench/gpu/prepare.sh) and the machine's torch (python3's wheel)
-#   build      only bench_fixtures, bench_attention, bench_transformer, bench_edit
+#   build      only bench_fixtures, bench_attention, bench_transformer, bench_edit, bench_formats
 #   fixtures_f32   the tiny fixture pipelines on CUDA float32, TF32 off, against the goldens
 #   t2i_1024, attention, edit_1024, t2i_1328
 #              the real-size (20.4B) transformer benches, true CFG, bfloat16: s/step, TFLOP/s, true
 #              peak device memory (caching allocator), time outside the step loop; and each SDPA
 #              backend (flash, memory-efficient, cuDNN, math) at the real sequence lengths
+#   formats    the per-step cost of each weight format (dense bf16, fp8, fp8 scaled, Q8_0, Q4_K) on
+#              2 real-size transformer blocks at 1024x1024 with true CFG: s/step, s/block, weight
+#              bytes per block and the 60-block estimates (bench_formats)
 #   fixtures_bf16  the fixture pipelines on CUDA bfloat16 against CPU bfloat16 (both against the
 #              goldens)
 # Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
@@ -159,6 +162,19 @@ write_summary() {
     echo "peak alloc/reserved: the caching allocator's peaks over the timed steps (-1: not a CUDA run)."
 
     echo
+    if stage_out formats | grep -q '^RESULT format='; then
+      echo "## Weight formats (bench_formats: random weights of each format, kept quantised, dequantised per layer call)"
+      echo
+      stage_out formats | sed -n 's/^config: \(.*\)$/- \1/p; s/^\(image .*\)$/- \1/p' | head -2
+      echo
+      echo "| format | s/step | s/block | block weights (MB) | 60-block s/step | 60-block weights GiB | vs dense | finite |"
+      echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+      stage_out formats | grep '^RESULT format=' | while read -r line; do
+        echo "| $(kv "$line" format) | $(kv "$line" s_per_step) | $(kv "$line" s_per_block) | $(awk -v b="$(kv "$line" block_weight_bytes)" 'BEGIN {printf "%.1f", b / 1e6}') | $(kv "$line" est60_s_per_step) | $(kv "$line" est60_weight_gib) | $(kv "$line" vs_dense) | $(kv "$line" finite) |"
+      done
+      echo
+    fi
+
     echo "## SDPA backends (one backend enabled at a time; rel_err against math in float32)"
     echo
     echo "| case | seq | backend | mask | ms (median) | TFLOP/s | rel_err | peak MiB | ok |"
@@ -280,6 +296,14 @@ check_dit() { # the bench printed its RESULT line and the output is finite
   [ "$(kv "$line" finite)" = yes ] || { echo "non-finite output"; return 1; }
 }
 
+check_formats() { # one finite RESULT line per format
+  local n bad
+  n=$(grep -c '^RESULT format=' "$1")
+  [ "$n" -ge 1 ] || { echo "no RESULT line"; return 1; }
+  bad=$(grep '^RESULT format=' "$1" | grep -v 'finite=yes' | sed 's/^RESULT format=\([^ ]*\).*/\1/' | tr '\n' ' ')
+  [ -z "$bad" ] || { echo "non-finite output: $bad"; return 1; }
+}
+
 env_report() {
   echo "host: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(ldd --version 2>&1 | head -1)"
   if command -v nvidia-smi >/dev/null; then
@@ -300,7 +324,7 @@ env_report() {
 
 # ---- configure + build (device) or the existing tree (dry run) ------------------------------------
 # QWEN_CHECK_TARGETS overrides the list (e.g. torch-free targets, to test the carried prefix quickly).
-read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention bench_transformer bench_edit}"
+read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention bench_transformer bench_edit bench_formats}"
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -368,7 +392,7 @@ b=$build_dir/bench
 if [ $build_only = 1 ]; then
   echo "--build-only: stopping after the build"
 elif [ $built = 0 ]; then
-  for s in fixtures_f32 t2i_1024 attention edit_1024 t2i_1328 fixtures_bf16; do
+  for s in fixtures_f32 t2i_1024 attention edit_1024 t2i_1328 formats fixtures_bf16; do
     case $s in fixtures_*) l=fixtures.log ;; attention) l=attention.log ;; *) l=dit.log ;; esac
     skip_stage $s $l "no build"
   done
@@ -381,6 +405,8 @@ elif [ $dry = 1 ]; then
     --seq t2i-1024:136,t2i-1328:220,edit-1024:264 --iters 2 --warmup 1 --with-mask --threads 2
   run_stage edit_1024 dit.log 60 --check check_dit -- "$b/bench_edit" "${small[@]}" --width 64 --height 64
   run_stage t2i_1328 dit.log 60 --check check_dit -- "$b/bench_transformer" "${small[@]}" --width 80 --height 80
+  run_stage formats dit.log 60 --check check_formats -- "$b/bench_formats" --device cpu --dtype float32 --heads 2 \
+    --layers 1 --width 32 --height 32 --txt-len 8 --steps 1 --warmup 1 --threads 2
   run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cpu --dtype bfloat16 --against cpu --threads 2 \
     --cases loop:pipeline_t2i_cfg1,engine:pipeline_t2i_cfg1
 else
@@ -391,6 +417,8 @@ else
   run_stage attention attention.log 120 -- "$b/bench_attention" --device cuda --dtype bfloat16 --with-mask
   run_stage edit_1024 dit.log 120 --check check_dit -- "$b/bench_edit" "${real[@]}" --width 1024 --height 1024
   run_stage t2i_1328 dit.log 120 --check check_dit -- "$b/bench_transformer" "${real[@]}" --width 1328 --height 1328
+  run_stage formats dit.log 90 --check check_formats -- "$b/bench_formats" --device cuda --dtype bfloat16 \
+    --layers 2 --width 1024 --height 1024 --steps 3 --warmup 1
   run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cuda --dtype bfloat16 --against cpu
 fi
 exit 0 # finish() sets the exit code from the stages
