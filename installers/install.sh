@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs Qwen-Image for GIMP for the current user:
 #   $PREFIX/bin/qwen-imaged, $PREFIX/bin/qwen-image         (daemon + command-line client)
+#   $PREFIX/lib/qwen-image/                                  (libtorch + CUDA runtime they load)
 #   $PREFIX/share/qwen-image/assets/                         (tokenizer/scheduler/processor configs)
 #   ~/.config/systemd/user/qwen-imaged.service               (systemd user unit)
 #   ~/.config/qwen-image/daemon.conf                         (daemon config template, if none yet)
@@ -222,14 +223,80 @@ install_config() {
     echo "wrote $2"
   fi
 }
+# ---- the libtorch + CUDA runtime, owned by the install (the checkout's .venv may go away).
+# The built binaries find libtorch through RUNPATH entries into a PyPI torch wheel's
+# site-packages (torch/lib, nvidia/*/lib) or an official libtorch folder. Those libraries are
+# copied under $RUNTIME in the same layout (torch's own $ORIGIN/../../nvidia/... RUNPATHs keep
+# working, and so do the libraries torch dlopens: cuDNN's sub-libraries, NVRTC, linalg), and the
+# installed binaries get $ORIGIN-relative RUNPATHs (patchelf). System folders stay as they are.
+# QWEN_INSTALL_HARDLINK=1 hard-links instead of copying where the filesystem allows (tests).
+RUNTIME="$PREFIX/lib/qwen-image"
+RUNTIME_REL='$ORIGIN/../lib/qwen-image'
+RUNTIME_DONE=0
+copy_runtime_dir() {  # SRC_DIR REL: every shared library of SRC_DIR into $RUNTIME/REL
+  local f dest
+  while IFS= read -r -d '' f; do
+    dest="$RUNTIME/$2/$(basename "$f")"
+    make_dir "$(dirname "$dest")"
+    rm -f "$dest"
+    if [ -n "${QWEN_INSTALL_HARDLINK:-}" ] && ln "$(readlink -f "$f")" "$dest" 2>/dev/null; then :
+    else cp -L "$(readlink -f "$f")" "$dest"; fi
+    chmod 644 "$dest"
+    record file "$dest" "$(sha256sum "$dest" | cut -d' ' -f1)"
+  done < <(find "$1" -maxdepth 1 \( -type f -o -type l \) -name '*.so*' -not -name 'libtorch_python.so' -print0 | sort -z)
+}
+install_runtime() {  # BINARY: copies what its RUNPATH names, prints the new RUNPATH
+  local rp d site="" out=()
+  rp=$(patchelf --print-rpath "$1")
+  IFS=: read -r -a dirs <<<"$rp"
+  for d in "${dirs[@]}"; do
+    [ -n "$d" ] || continue
+    case "$d" in
+      */site-packages/*)
+        site=${d%%/site-packages/*}/site-packages
+        out+=("$RUNTIME_REL/${d#"$site"/}") ;;
+      /usr/* | /lib* | /opt/*/cuda*/lib* | /usr/local/cuda*) out+=("$d") ;;
+      *)
+        if compgen -G "$d/libtorch*.so" >/dev/null; then
+          [ "$RUNTIME_DONE" = 1 ] || copy_runtime_dir "$d" libtorch/lib >&2
+          out+=("$RUNTIME_REL/libtorch/lib")
+        else
+          out+=("$d")
+        fi ;;
+    esac
+  done
+  if [ -n "$site" ] && [ "$RUNTIME_DONE" = 0 ]; then
+    echo "copying libtorch and the CUDA runtime from $site into $RUNTIME" >&2
+    copy_runtime_dir "$site/torch/lib" torch/lib >&2
+    for d in "$site"/nvidia/*/lib; do
+      [ -d "$d" ] && copy_runtime_dir "$d" "${d#"$site"/}" >&2
+    done
+  fi
+  RUNTIME_DONE=1
+  (IFS=:; echo "${out[*]}")
+}
+# install_program SRC DEST: a program of the build with its runtime under $RUNTIME.
+install_program() {
+  command -v patchelf >/dev/null ||
+    { echo "install.sh: patchelf is needed (apt-get install patchelf; installers/setup.sh does)" >&2; exit 1; }
+  local tmp rp
+  tmp=$(mktemp)
+  cp "$1" "$tmp"
+  rp=$(install_runtime "$1")
+  RUNTIME_DONE=1
+  patchelf --set-rpath "$rp" "$tmp"
+  install_file "$tmp" "$2" 755
+  rm -f "$tmp"
+  echo "  RUNPATH $rp"
+}
 make_dir "$MANIFEST_DIR"
 # Folders recorded by the previous install stay recorded.
 printf '%s\n' "$OLD" | grep "^dir${T}" >>"$NEW" || true
 
 BIN="$PREFIX/bin"
 if [ "$PLUGIN_ONLY" = 0 ]; then
-  install_file "$(find_built qwen-imaged)" "$BIN/qwen-imaged" 755
-  install_file "$(find_built qwen-image)" "$BIN/qwen-image" 755
+  install_program "$(find_built qwen-imaged)" "$BIN/qwen-imaged"
+  install_program "$(find_built qwen-image)" "$BIN/qwen-image"
   # The tokenizer / processor / scheduler configuration of the known model types: what the
   # binaries need when a model is given as ComfyUI files without a diffusers folder
   # (io::assets_dir(): <bin>/../share/qwen-image/assets).
@@ -296,6 +363,15 @@ if [ "$INSTALLED" = 0 ]; then
 fi
 
 sort -u "$NEW" >"$MANIFEST"
+# Files of the previous install that this one no longer installs (e.g. the libraries of another
+# torch) go, unless changed since.
+while IFS=$'\t' read -r kind path sum; do
+  [ "$kind" = file ] && [ -f "$path" ] || continue
+  grep -q "^file${T}${path}${T}" "$MANIFEST" && continue
+  if [ -z "$sum" ] || [ "$(sha256sum "$path" | cut -d' ' -f1)" = "$sum" ]; then
+    rm -f "$path" && echo "removed (no longer installed) $path"
+  fi
+done <<<"$OLD"
 if [ "$PLUGIN_ONLY" = 0 ] && have_systemctl; then
   systemctl --user daemon-reload || true
   if [ "$ENABLE" = 1 ]; then systemctl --user enable --now qwen-imaged.service; fi
