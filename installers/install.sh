@@ -252,9 +252,12 @@ install_runtime() {  # BINARY: copies what its RUNPATH names, prints the new RUN
   for d in "${dirs[@]}"; do
     [ -n "$d" ] || continue
     case "$d" in
-      */site-packages/*)
-        site=${d%%/site-packages/*}/site-packages
-        out+=("$RUNTIME_REL/${d#"$site"/}") ;;
+      */torch/lib)  # a torch wheel (site-packages or dist-packages)
+        site=${d%/torch/lib}
+        out+=("$RUNTIME_REL/torch/lib") ;;
+      */nvidia/*/lib)  # the CUDA wheels next to it
+        [ -n "$site" ] || site=${d%/nvidia/*}
+        out+=("$RUNTIME_REL/nvidia/${d#*/nvidia/}") ;;
       /usr/* | /lib* | /opt/*/cuda*/lib* | /usr/local/cuda*) out+=("$d") ;;
       *)
         if compgen -G "$d/libtorch*.so" >/dev/null; then
