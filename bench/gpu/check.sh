@@ -325,6 +325,8 @@ env_report() {
 # ---- configure + build (device) or the existing tree (dry run) ------------------------------------
 # QWEN_CHECK_TARGETS overrides the list (e.g. torch-free targets, to test the carried prefix quickly).
 read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention bench_transformer bench_edit bench_formats}"
+# bench_lora (issue #14): its own line so that the list above stays as it is.
+[ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_lora)
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -420,5 +422,19 @@ else
   run_stage formats dit.log 90 --check check_formats -- "$b/bench_formats" --device cuda --dtype bfloat16 \
     --layers 2 --width 1024 --height 1024 --steps 3 --warmup 1
   run_stage fixtures_bf16 fixtures.log 120 -- "$b/bench_fixtures" --device cuda --dtype bfloat16 --against cpu
+fi
+# LoRA cost (bench_lora, issue #14): s/step without LoRA, with a LoRA on every block Linear as a side
+# branch and merged, ranks 16/64/128 (device: 24 real-size blocks at 1024x1024, bfloat16), and the
+# time to switch LoRA sets.
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ] || [ ! -x "$b/bench_lora" ]; then
+    skip_stage lora dit.log "no build"
+  elif [ $dry = 1 ]; then
+    run_stage lora dit.log 60 -- "$b/bench_lora" --device cpu --dtype float32 --reduced --layers 1 --heads 2 \
+      --width 64 --height 64 --txt-len 8 --ranks 4,16 --steps 1 --warmup 1 --threads 2
+  else
+    run_stage lora dit.log 120 -- "$b/bench_lora" --device cuda --dtype bfloat16 --width 1024 --height 1024 \
+      --ranks 16,64,128 --steps 3 --warmup 1
+  fi
 fi
 exit 0 # finish() sets the exit code from the stages

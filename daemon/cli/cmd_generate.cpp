@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "image/png.h"
+#include "models/lora_info.h"
 #include "pipelines/engine.h"
 #if __has_include("cli/daemon_client.h")
 #include "cli/daemon_client.h"
@@ -37,6 +38,7 @@ struct Options {
   std::string mask_path;
   std::optional<qwen::PipelineKind> edit_pipeline;  // edit: --pipeline edit|edit-plus
   bool strength_given = false;
+  bool steps_given = false;
   bool daemon = false;
   std::string instance;
   bool quiet = false;
@@ -74,7 +76,15 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "  --attention auto|cudnn|flash|efficient|math  CUDA attention kernel (default:\n"
                "                           $QWEN_SDPA_BACKEND, else auto = fastest exact one\n"
                "                           found by a start-up self-check)\n"
-               "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n");
+               "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n"
+               "  --lora FILE[:STRENGTH]   a LoRA on the transformer (strength default 1,\n"
+               "                           negative subtracts); repeat for several\n"
+               "  --lora-mode side|merge   side branch (default) or merged working copy\n"
+               "  --shift S                fixed time shift mu = ln S (Lightning: 3)\n"
+               "  --lightning              Lightning defaults without a Lightning LoRA (merged\n"
+               "                           checkpoints): 8 steps, CFG 1, shift 3 unless set.\n"
+               "                           A LoRA named or tagged Lightning does the same\n"
+               "                           (4 steps when its name says 4steps)\n");
   if (edit)
     std::fprintf(out,
                  "  --image IN.png           input image; repeat for several (edit-plus)\n"
@@ -174,8 +184,24 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.run.width = parse_positive(a, value());
     else if (a == "--height")
       o.run.height = parse_positive(a, value());
-    else if (a == "--steps")
+    else if (a == "--steps") {
       o.run.steps = parse_int(a, value());
+      o.steps_given = true;
+    } else if (a == "--lora") {
+      const auto [file, strength] = qwen::models::parse_lora_argument(value());
+      if (file.empty()) throw UsageError("--lora needs a file name (FILE[:STRENGTH])");
+      o.run.loras.push_back({file, strength});
+    } else if (a == "--lora-mode") {
+      const std::string v = value();
+      if (v != "side" && v != "merge")
+        throw UsageError("--lora-mode must be 'side' or 'merge', got '" + v + "'");
+      o.engine.lora_mode = v;
+    } else if (a == "--shift") {
+      const float v = parse_float(a, value());
+      if (!(v > 0)) throw UsageError("--shift must be a positive number");
+      o.run.shift = v;
+    } else if (a == "--lightning")
+      o.run.lightning = true;
     else if (a == "--true-cfg-scale")
       o.run.true_cfg_scale = parse_float(a, value());
     else if (a == "--seed")
@@ -278,6 +304,19 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     }
   }
   if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
+  if (o.daemon && (!o.run.loras.empty() || o.run.shift || o.run.lightning || !o.engine.lora_mode.empty()))
+    throw UsageError("--lora, --lora-mode, --shift and --lightning run in-process only for now; "
+                     "drop --daemon");
+  // Lightning (a LoRA named or tagged so, or --lightning): 4 or 8 steps unless --steps was given;
+  // CFG 1 and shift 3 are the engine's defaults for such jobs.
+  if (!o.steps_given) {
+    std::optional<int> steps;
+    if (o.run.lightning) steps = 8;
+    for (const auto& l : o.run.loras)
+      if (const auto info = qwen::models::lightning_info(l.path); info.lightning)
+        steps = steps ? std::min(*steps, info.steps) : info.steps;
+    if (steps) o.run.steps = *steps;
+  }
   return o;
 }
 

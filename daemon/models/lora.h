@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "models/lora_info.h"
+
 namespace qwen::models {
 
 // Every problem with a LoRA file or set: what() names the file and says what to do.
@@ -67,15 +69,8 @@ LoraFile read_lora(const std::string& path, const std::vector<std::string>& line
 std::vector<std::string> linear_module_names(torch::nn::Module& model);
 std::map<std::string, std::pair<int64_t, int64_t>> linear_module_shapes(torch::nn::Module& model);
 
-// Lightning (ModelTC/Qwen-Image-Lightning, lightx2v): recognised by the file name or a metadata
-// value containing "lightning" (any case). steps: 4 or 8 from "4step"/"8step" in the name, else 8.
-struct LightningInfo {
-  bool lightning = false;
-  int steps = 8;
-};
+// The same for a file already read.
 LightningInfo lightning_info(const LoraFile& file);
-// The same from the file name and header alone (no tensor is read; torch-free callers too).
-LightningInfo lightning_info(const std::string& path);
 
 struct LoraSpec {
   std::shared_ptr<const LoraFile> file;
@@ -90,9 +85,5 @@ struct LoraSpec {
 int64_t apply_loras(torch::nn::Module& model, const std::vector<LoraSpec>& set, bool merge = false);
 // Removes every LoRA from `model` (the loaded weights were never touched).
 void clear_loras(torch::nn::Module& model);
-
-// "FILE[:STRENGTH]" (CLI and daemon): the strength is the text after the last ':' when it parses
-// as a finite number, else the whole text is the file and the strength is 1.
-std::pair<std::string, double> parse_lora_argument(const std::string& text);
 
 }  // namespace qwen::models

@@ -176,6 +176,8 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   sources.model_type = options.model_type;
   if (sources.folder.empty() && !sources.has_files())
     throw EngineError("no model given (a model folder, or --transformer, --text-encoder and --vae files)");
+  if (!options.lora_mode.empty() && options.lora_mode != "side" && options.lora_mode != "merge")
+    throw EngineError("lora_mode '" + options.lora_mode + "' is not one of side, merge");
   // Which Qwen2-VL image processor the edit pipelines reproduce (image/vision_processor.h): the
   // torchvision one a diffusers from_pretrained gives (default), or the PIL one.
   VisionBackend vision_backend = VisionBackend::Torchvision;
@@ -442,6 +444,80 @@ std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& 
   } catch (const std::exception& e) {
     throw EngineError(std::string(to_string(params.pipeline)) + " failed: " + message_of(e));
   }
+bool QwenEngine::prepare_loras(const RunParams& params) {
+  std::vector<std::pair<std::string, double>> wanted;
+  for (const auto& l : params.loras) wanted.emplace_back(l.path, l.strength);
+  std::vector<models::LoraSpec> set;
+  bool lightning = false;
+  for (const auto& [path, strength] : wanted) {
+    std::error_code ec;
+    const auto mtime = fs::last_write_time(path, ec);
+    if (ec) throw EngineError("LoRA file " + path + " cannot be read: " + ec.message());
+    const int64_t stamp = mtime.time_since_epoch().count();
+    auto it = lora_cache_.find(path);
+    if (it == lora_cache_.end() || it->second.mtime != stamp) {
+      auto file = with_context("LoRA", [&] {
+        return std::make_shared<const models::LoraFile>(models::read_lora(
+            path, models::linear_module_names(*transformer_),
+            models::linear_module_shapes(*transformer_)));
+      });
+      log("LoRA " + path + ": " + models::to_string(file->style) + ", " +
+          std::to_string(file->modules.size()) + " modules, rank " +
+          std::to_string(file->max_rank()));
+      it = lora_cache_.insert_or_assign(path, CachedLora{file, stamp}).first;
+      if (!lora_applied_.empty()) lora_applied_.clear();  // a changed file: re-apply
+    }
+    set.push_back({it->second.file, strength});
+    lightning = lightning || models::lightning_info(*it->second.file).lightning;
+  }
+  if (wanted != lora_applied_) {
+    lora_applied_.clear();
+    try {
+      models::apply_loras(*transformer_, set, options_.lora_mode == "merge");
+    } catch (const std::exception& e) {
+      models::clear_loras(*transformer_);
+      throw EngineError(message_of(e));
+    }
+    lora_applied_ = wanted;
+    lora_applied_lightning_ = lightning;
+  }
+  return lora_applied_lightning_;
 }
 
+}
+
+  // LoRAs and Lightning (issue #14): CFG 1 and shift 3 unless the job set them.
+  const bool lightning = prepare_loras(params) || params.lightning;
+  RunParams adjusted;
+  const RunParams* job = &params;
+  std::optional<double> shift = params.shift;
+  if (lightning) {
+    if (!shift) shift = 3.0;
+    if (!params.true_cfg_scale) {
+      adjusted = params;
+      adjusted.true_cfg_scale = 1.0f;
+      job = &adjusted;
+    }
+  }
+  if (shift && !(std::isfinite(*shift) && *shift > 0))
+    throw EngineError("shift must be a positive number (got " + std::to_string(*shift) + ")");
+  // The job's scheduler: the model's, or the fixed shift mu = ln(shift) of diffusers' Lightning
+  // scheduler config (use_dynamic_shifting with base_shift = max_shift = ln S, max_image_seq_len
+  // 8192, shift_terminal None). Restored when the job ends.
+  struct SchedulerRestore {
+    SchedulerConfig& target;
+    SchedulerConfig saved;
+    ~SchedulerRestore() { target = saved; }
+  } restore{scheduler_config_, scheduler_config_};
+  if (shift) {
+    scheduler_config_.use_dynamic_shifting = true;
+    scheduler_config_.base_shift = scheduler_config_.max_shift = std::log(*shift);
+    scheduler_config_.max_image_seq_len = 8192;
+    scheduler_config_.shift_terminal.reset();
+    scheduler_config_.time_shift_type = "exponential";
+  }
+  return run_job(*job, progress);
+}
+
+std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const ProgressFn& progress) {
 }  // namespace qwen::pipelines

@@ -60,6 +60,20 @@ struct RunParams {
   std::optional<ImageU8> mask;  // 1 channel, white (255) = repaint
   GeometryMode geometry = GeometryMode::Reference;
   int max_sequence_length = 512;
+  // LoRAs on the transformer for this job, in order, each with its strength (negative subtracts;
+  // issue #14, models/lora.h). The engine keeps the base weights: a job without LoRAs after one
+  // with LoRAs runs the loaded model exactly.
+  struct Lora {
+    std::string path;
+    double strength = 1.0;
+  };
+  std::vector<Lora> loras;
+  // Fixed exponential time shift mu = ln(shift), no terminal stretch (diffusers' Lightning
+  // scheduler: base_shift = max_shift = ln 3, shift_terminal unset). Unset: the model's scheduler.
+  std::optional<double> shift;
+  // Lightning defaults even without a recognised Lightning LoRA (merged Lightning checkpoints):
+  // CFG 1 and shift 3 unless set. Steps are the caller's (the CLI picks 4 or 8).
+  bool lightning = false;
 };
 
 struct ProgressInfo {
@@ -98,6 +112,10 @@ struct EngineOptions {
   // attention and takes the fastest that agrees with float32 math), "cudnn", "flash", "efficient"
   // or "math"; empty = $QWEN_SDPA_BACKEND, else auto. Ignored on the CPU.
   std::string sdpa_backend;
+  // How LoRAs are applied (models/linear.h LinearImpl::set_lora): "side" (default: low-rank side
+  // branch, no extra weight memory, any base format) or "merge" (a merged working copy of every
+  // adapted plain or dequantised weight).
+  std::string lora_mode;
   // Receives the engine's information lines (attention backend, load rates); empty = stderr.
   std::function<void(const std::string&)> log;
 };

@@ -4,12 +4,14 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "image/vision_processor.h"
+#include "models/lora.h"
 #include "models/text_encoder.h"
 #include "models/transformer.h"
 #include "models/vae.h"
@@ -77,6 +79,8 @@ class QwenEngine : public Engine {
   const ModelInfo& info() const override { return info_; }
   std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress) override;
 
+  // The transformer's LoRA state now (tests): the applied (path, strength) list.
+  const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
   models::QwenImageTransformer2DModel& transformer() { return transformer_; }
   models::AutoencoderKLQwenImage& vae() { return vae_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_config_; }
@@ -86,6 +90,8 @@ class QwenEngine : public Engine {
  private:
   std::vector<ImageU8> run_generate(const ResolvedParams& p, int64_t seed,
                                     const ProgressFn& progress);
+  // run() after the LoRA set and the job's scheduler are in place.
+  std::vector<ImageU8> run_job(const RunParams& params, const ProgressFn& progress);
   std::vector<ImageU8> run_img2img(const ResolvedParams& p, const RunParams& params,
                                    const ProgressFn& progress);
   // Edit (one image) and Edit-Plus (one or more images; one prompt): engine_edit.cpp.
@@ -98,6 +104,10 @@ class QwenEngine : public Engine {
 
   void log(const std::string& message) const;
   // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.
+  // Puts the job's LoRA set on the transformer (read once per file and kept; the set is only
+  // re-applied when it changes; an empty set clears it). Returns whether a Lightning LoRA is in it.
+  bool prepare_loras(const RunParams& params);
+
   template <typename F>
   auto load_component(const std::string& component, F&& load) -> decltype(load());
 
@@ -113,4 +123,13 @@ class QwenEngine : public Engine {
   std::optional<VisionProcessorConfig> processor_;  // edit models only
 };
 
+  // LoRA files read so far (path -> file, with the modification time it was read at) and the set
+  // on the transformer now.
+  struct CachedLora {
+    std::shared_ptr<const models::LoraFile> file;
+    int64_t mtime = 0;
+  };
+  std::map<std::string, CachedLora> lora_cache_;
+  std::vector<std::pair<std::string, double>> lora_applied_;
+  bool lora_applied_lightning_ = false;
 }  // namespace qwen::pipelines

@@ -470,6 +470,66 @@ TEST(PluginGimp3Compat, PluginBuiltOn30RunsIn32) {
   EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{0, 0, 64, 48}));
 }
 
+// GIMP 3.2's link and vector layers are read as pixels like any drawable: Edit Layer on each adds
+// a new raster layer of the same size and offsets; the link and vector layers stay what they are.
+TEST(PluginGimp32Layers, LinkAndVectorLayersAreReadAsPixels) {
+  NEED_DAEMON();
+  const ChrootSetup& s = setup(kGimp32);
+  if (!s.unavailable.empty()) QWEN_E2E_UNAVAILABLE("GIMP 3.2 chroot unavailable: " + s.unavailable);
+  ASSERT_TRUE(s.error.empty()) << s.error;
+  Gimp3Env env(kGimp32, test_config());
+  Daemon daemon(env.instance, env.file("daemon.log"), fake_args());
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  const std::string edit = " \"make it red\" \"\" 2 4.0 1 \"\")";
+  std::string out = env.run_console(
+      "(define (qw-true? r) (let ((v (car r))) (or (eq? v #t) (and (number? v) (= v 1)))))"
+      "(let* ((r (qw-make-image RGB 96 64 96 64 0 0)) (img (car r)))"
+      " (qw-save-flat img " +
+      q(env.file("linked.png")) +
+      ")"
+      " (let ((ll (car (gimp-link-layer-new img " +
+      q(env.file("linked.png")) +
+      "))))"
+      "  (gimp-image-insert-layer img ll 0 0)"
+      "  (gimp-layer-set-offsets ll 4 6)"
+      "  (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector ll)" +
+      edit +
+      ")"
+      " (let ((p (car (gimp-path-new img \"shape\"))))"
+      "  (gimp-image-insert-path img p 0 0)"
+      "  (gimp-path-bezier-stroke-new-ellipse p 48 32 20 12 0)"
+      "  (let ((vl (car (gimp-vector-layer-new img p))))"
+      "   (gimp-image-insert-layer img vl 0 0)"
+      "   (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector vl)" +
+      edit +
+      "))"
+      " (qw-write-layers img " +
+      q(env.file("layers.txt")) +
+      ")"
+      " (let* ((ls (car (gimp-image-get-layers img))) (port (open-output-file " +
+      q(env.file("kinds.txt")) +
+      ")))"
+      "  (do ((i 0 (+ i 1))) ((= i (vector-length ls)))"
+      "   (let ((id (vector-ref ls i)))"
+      "    (display (cond ((qw-true? (gimp-item-id-is-link-layer id)) \"link\")"
+      "                   ((qw-true? (gimp-item-id-is-vector-layer id)) \"vector\")"
+      "                   (else \"raster\")) port)"
+      "    (newline port)))"
+      "  (close-output-port port)))");
+  // Top to bottom: vector result, vector, link result, link, base.
+  EXPECT_EQ(read_file(env.file("kinds.txt")), "raster\nvector\nraster\nlink\nraster\n") << out;
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 5u) << out;
+  for (int i : {0, 2}) {
+    EXPECT_EQ((Rect{layers[i].x, layers[i].y, layers[i].w, layers[i].h}),
+              (Rect{layers[i + 1].x, layers[i + 1].y, layers[i + 1].w, layers[i + 1].h}))
+        << i << "\n"
+        << out;
+    EXPECT_GT(layers[i].w, 0);
+  }
+  EXPECT_EQ((Rect{layers[3].x, layers[3].y, layers[3].w, layers[3].h}), (Rect{4, 6, 96, 64}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),
                          [](const ::testing::TestParamInfo<Gimp>& info) {
                            return info.param.series == "3.0" ? "Gimp3_0" : "Gimp3_2";
