@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "cli_harness.h"
 #include "common/fixtures.h"
 #include "common/st_writer.h"
 #include "image/png.h"
@@ -19,44 +20,13 @@ using qwen::test::fixture_path;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
+using qwen::test::cli::max_diff;
+using qwen::test::cli::Result;
+using qwen::test::cli::run;
 
-Result run(const std::string& args) {
-  // Appended piecewise: GCC 12 gives a false -Warray-bounds for the chained operator+.
-  std::string cmd = QWEN_CLI;
-  cmd += ' ';
-  cmd += args;
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string tmp(const std::string& name) {
-  fs::path d = fs::path(QWEN_BINARY_DIR) / "t2i_cli_out";
-  fs::create_directories(d);
-  return (d / name).string();
-}
+std::string tmp(const std::string& name) { return qwen::test::cli::out_path("t2i_cli_out", name); }
 
 std::string model() { return "--model " + qwen::test::tiny_model_dir() + " --threads 2"; }
-
-int max_diff(const std::string& a, const std::string& b) {
-  auto x = qwen::read_png(a), y = qwen::read_png(b);
-  if (x.width != y.width || x.height != y.height || x.pixels.size() != y.pixels.size()) return 256;
-  int d = 0;
-  for (size_t i = 0; i < x.pixels.size(); ++i)
-    d = std::max(d, std::abs(int(x.pixels[i]) - int(y.pixels[i])));
-  return d;
-}
 
 }  // namespace
 

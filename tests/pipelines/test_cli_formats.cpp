@@ -5,14 +5,12 @@
 // quantised path (weights kept quantised, dequantised per forward) computes exactly what the
 // dequantised weights compute.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "cli_harness.h"
 #include "common/fixtures.h"
-#include "image/png.h"
 
 namespace fs = std::filesystem;
 
@@ -20,40 +18,11 @@ namespace {
 
 const std::string kSamples = QWEN_FORMAT_SAMPLES;
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
-
-Result run(const std::string& args) {
-  std::string cmd = QWEN_CLI;
-  cmd += ' ';
-  cmd += args;
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using qwen::test::cli::max_diff;
+using qwen::test::cli::run;
 
 std::string tmp(const std::string& name) {
-  fs::path d = fs::path(QWEN_BINARY_DIR) / "cli_formats_out";
-  fs::create_directories(d);
-  return (d / name).string();
-}
-
-int max_diff(const std::string& a, const std::string& b) {
-  auto x = qwen::read_png(a), y = qwen::read_png(b);
-  if (x.width != y.width || x.height != y.height || x.pixels.size() != y.pixels.size()) return 256;
-  int d = 0;
-  for (size_t i = 0; i < x.pixels.size(); ++i)
-    d = std::max(d, std::abs(int(x.pixels[i]) - int(y.pixels[i])));
-  return d;
+  return qwen::test::cli::out_path("cli_formats_out", name);
 }
 
 const char* kJob =
