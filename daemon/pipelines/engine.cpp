@@ -421,29 +421,6 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
   return decode(latents, p.height, p.width);
 }
 
-std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
-  c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
-  const auto p = resolve_params(params);
-  try {
-    switch (params.pipeline) {
-      case PipelineKind::Generate:
-        return run_generate(p, params.seed, progress);
-      case PipelineKind::Img2Img:
-      case PipelineKind::Inpaint:
-        return run_img2img(p, params, progress);
-      case PipelineKind::Edit:
-      case PipelineKind::EditPlus:
-      case PipelineKind::EditInpaint:
-        return run_edit(p, params, progress);
-      default:
-        throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +
-                          "' is not supported by this engine yet");
-    }
-  } catch (const EngineError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw EngineError(std::string(to_string(params.pipeline)) + " failed: " + message_of(e));
-  }
 bool QwenEngine::prepare_loras(const RunParams& params) {
   std::vector<std::pair<std::string, double>> wanted;
   for (const auto& l : params.loras) wanted.emplace_back(l.path, l.strength);
@@ -484,8 +461,8 @@ bool QwenEngine::prepare_loras(const RunParams& params) {
   return lora_applied_lightning_;
 }
 
-}
-
+std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
+  c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
   // LoRAs and Lightning (issue #14): CFG 1 and shift 3 unless the job set them.
   const bool lightning = prepare_loras(params) || params.lightning;
   RunParams adjusted;
@@ -520,4 +497,27 @@ bool QwenEngine::prepare_loras(const RunParams& params) {
 }
 
 std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const ProgressFn& progress) {
+  const auto p = resolve_params(params);
+  try {
+    switch (params.pipeline) {
+      case PipelineKind::Generate:
+        return run_generate(p, params.seed, progress);
+      case PipelineKind::Img2Img:
+      case PipelineKind::Inpaint:
+        return run_img2img(p, params, progress);
+      case PipelineKind::Edit:
+      case PipelineKind::EditPlus:
+      case PipelineKind::EditInpaint:
+        return run_edit(p, params, progress);
+      default:
+        throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +
+                          "' is not supported by this engine yet");
+    }
+  } catch (const EngineError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw EngineError(std::string(to_string(params.pipeline)) + " failed: " + message_of(e));
+  }
+}
+
 }  // namespace qwen::pipelines

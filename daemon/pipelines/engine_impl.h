@@ -78,9 +78,9 @@ class QwenEngine : public Engine {
   explicit QwenEngine(const EngineOptions& options);
   const ModelInfo& info() const override { return info_; }
   std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress) override;
-
   // The transformer's LoRA state now (tests): the applied (path, strength) list.
   const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
+
   models::QwenImageTransformer2DModel& transformer() { return transformer_; }
   models::AutoencoderKLQwenImage& vae() { return vae_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_config_; }
@@ -88,10 +88,10 @@ class QwenEngine : public Engine {
   torch::Dtype dtype() const { return dtype_; }
 
  private:
-  std::vector<ImageU8> run_generate(const ResolvedParams& p, int64_t seed,
-                                    const ProgressFn& progress);
   // run() after the LoRA set and the job's scheduler are in place.
   std::vector<ImageU8> run_job(const RunParams& params, const ProgressFn& progress);
+  std::vector<ImageU8> run_generate(const ResolvedParams& p, int64_t seed,
+                                    const ProgressFn& progress);
   std::vector<ImageU8> run_img2img(const ResolvedParams& p, const RunParams& params,
                                    const ProgressFn& progress);
   // Edit (one image) and Edit-Plus (one or more images; one prompt): engine_edit.cpp.
@@ -102,12 +102,12 @@ class QwenEngine : public Engine {
   // Packed final latents -> RGB images.
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
 
-  void log(const std::string& message) const;
-  // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.
   // Puts the job's LoRA set on the transformer (read once per file and kept; the set is only
   // re-applied when it changes; an empty set clears it). Returns whether a Lightning LoRA is in it.
   bool prepare_loras(const RunParams& params);
 
+  void log(const std::string& message) const;
+  // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.
   template <typename F>
   auto load_component(const std::string& component, F&& load) -> decltype(load());
 
@@ -121,8 +121,6 @@ class QwenEngine : public Engine {
   models::qwenvl::TextEncoder text_encoder_{nullptr};
   std::optional<tokenizer::Qwen2Tokenizer> tokenizer_;
   std::optional<VisionProcessorConfig> processor_;  // edit models only
-};
-
   // LoRA files read so far (path -> file, with the modification time it was read at) and the set
   // on the transformer now.
   struct CachedLora {
@@ -132,4 +130,6 @@ class QwenEngine : public Engine {
   std::map<std::string, CachedLora> lora_cache_;
   std::vector<std::pair<std::string, double>> lora_applied_;
   bool lora_applied_lightning_ = false;
+};
+
 }  // namespace qwen::pipelines
