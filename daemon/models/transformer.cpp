@@ -143,6 +143,32 @@ void QwenImageTransformer2DModelImpl::compute_modulation(const torch::Tensor& ti
   ++modulation_computations_;
 }
 
+std::vector<TimestepModulation> QwenImageTransformer2DModelImpl::compute_modulations(
+    const std::vector<torch::Tensor>& timesteps, torch::Dtype dtype,
+    const std::function<void(size_t, bool)>& around_block) {
+  // compute_modulation() for every timestep, block-major so that each block's weights are needed
+  // once: the same ops on the same inputs.
+  std::vector<TimestepModulation> out(timesteps.size());
+  for (size_t s = 0; s < timesteps.size(); ++s) {
+    auto t = timesteps[s].to(dtype);
+    if (config_.zero_cond_t) t = torch::cat({t, t * 0}, 0);
+    out[s].model = this;
+    out[s].timestep = timesteps[s];
+    out[s].dtype = dtype;
+    out[s].temb = time_text_embed(t, dtype, torch::Tensor());
+  }
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    if (around_block) around_block(b, true);
+    for (auto& m : out) m.blocks.push_back(blocks_[b]->modulation(m.temb));
+    if (around_block) around_block(b, false);
+  }
+  for (auto& m : out) {
+    auto temb = config_.zero_cond_t ? m.temb.chunk(2, 0)[0] : m.temb;
+    m.norm_out = norm_out_linear(torch::silu(temb).to(dtype));
+  }
+  return out;
+}
+
 torch::Tensor QwenImageTransformer2DModelImpl::forward(
     const torch::Tensor& hidden_states, const torch::Tensor& encoder_hidden_states,
     const torch::Tensor& encoder_hidden_states_mask, const torch::Tensor& timestep,
@@ -202,9 +228,12 @@ torch::Tensor QwenImageTransformer2DModelImpl::forward(
     key_mask = torch::cat({txt_mask, img_mask}, 1);
   }
 
+  PlacementHooks* hooks = placement_.get();
   for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (hooks) hooks->before_block(i);
     std::tie(c, x) =
         blocks_[i]->forward(x, c, mod.blocks[i], img_freqs, txt_freqs, key_mask, modulate_index);
+    if (hooks) hooks->after_block(i);
   }
 
   // AdaLayerNormContinuous: (scale, shift) = chunk(linear(SiLU(temb))), scale first.

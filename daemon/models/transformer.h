@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,24 @@ struct TimestepModulation {
   torch::Tensor norm_out;  // norm_out.linear(SiLU(temb)) [B, 2D]
 };
 
+class QwenImageTransformer2DModelImpl;
+// Memory-placement hooks (issue #13; models/offload.h TransformerPlacement implements them), set
+// by the engine according to its memory plan. Without hooks every weight is resident.
+struct PlacementHooks {
+  virtual ~PlacementHooks() = default;
+  // Around every block's forward: block streaming makes the block's weights resident first.
+  virtual void before_block(size_t /*index*/) {}
+  virtual void after_block(size_t /*index*/) {}
+  // Whether the denoising loop asks precompute_modulation() for all of a job's timesteps before
+  // its first step (modulation weights kept off the device).
+  virtual bool precomputes_modulation() const { return false; }
+  virtual std::vector<TimestepModulation> precompute_modulation(
+      QwenImageTransformer2DModelImpl& /*model*/, const std::vector<torch::Tensor>& /*timesteps*/,
+      torch::Dtype /*dtype*/) {
+    return {};
+  }
+};
+
 class QwenImageTransformer2DModelImpl : public torch::nn::Module {
  public:
   // Parameters are created in the default dtype (torch::get_default_dtype) and left uninitialised
@@ -81,6 +100,17 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
                         const torch::Tensor& additional_t_cond = {},
                         TimestepModulation* modulation = nullptr);
 
+  // The TimestepModulation of each of `timesteps` (forward() reuses entry k for the very tensor
+  // timesteps[k]), computed block by block with exactly the ops forward() uses (same numbers);
+  // `around_block(i, true)` runs before block i's img_mod / txt_mod are used, (i, false) after:
+  // the weights may live on the host in between (PlacementHooks::precompute_modulation).
+  std::vector<TimestepModulation> compute_modulations(
+      const std::vector<torch::Tensor>& timesteps, torch::Dtype dtype,
+      const std::function<void(size_t, bool)>& around_block = {});
+  // Memory placement (models/offload.h); null: every weight resident.
+  void set_placement(std::shared_ptr<PlacementHooks> hooks) { placement_ = std::move(hooks); }
+  PlacementHooks* placement() const { return placement_.get(); }
+
   const TransformerConfig& config() const { return config_; }
   // How many times forward() computed the timestep modulation (tests: once per denoising step).
   int64_t modulation_computations() const { return modulation_computations_; }
@@ -99,6 +129,7 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
 
   TransformerConfig config_;
   int64_t modulation_computations_ = 0;
+  std::shared_ptr<PlacementHooks> placement_;
   std::vector<dit::TransformerBlock> blocks_;
   dit::MultiAxisRope rope_;
 };

@@ -35,14 +35,25 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   // Every per-step scalar stays on the device: no host synchronisation inside the loop.
   auto ts = torch::tensor(scheduler.timesteps(), torch::kFloat32).to(device);
 
+  // The reference casts t to the latent dtype, then divides by 1000 in that dtype.
+  std::vector<torch::Tensor> step_t;
+  for (int i = begin; i < scheduler.num_steps(); ++i)
+    step_t.push_back(ts[i].expand({batch}).to(dtype) / 1000);
+  // Memory modes that keep the modulation weights off the device (models/offload.h): the
+  // timestep-only tensors of every step, computed once per job before the first step.
+  std::vector<models::TimestepModulation> precomputed;
+  if (auto* hooks = transformer.placement(); hooks && hooks->precomputes_modulation())
+    precomputed = hooks->precompute_modulation(transformer, step_t, dtype);
+
   for (int i = begin; i < scheduler.num_steps(); ++i) {
-    // The reference casts t to the latent dtype, then divides by 1000 in that dtype.
-    auto t = ts[i].expand({batch}).to(dtype) / 1000;
+    const auto& t = step_t[i - begin];
     auto model_in =
         r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;
     // The timestep embedding and every block's img_mod / txt_mod depend on t alone: computed by
     // the conditional pass, read by the unconditional one (same tensors, so the same numbers).
-    models::TimestepModulation modulation;
+    models::TimestepModulation local;
+    models::TimestepModulation& modulation =
+        precomputed.empty() ? local : precomputed[i - begin];
     auto pred =
         transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes, {}, &modulation);
     pred = pred.slice(1, 0, s_noise);
@@ -60,6 +71,7 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
       }
       pred = true_cfg(pred, neg, r.true_cfg_scale);
     }
+    if (!precomputed.empty()) precomputed[i - begin] = {};  // no longer needed
     const int done = i - begin + 1;
     torch::Tensor x0;
     if (on_step.want_x0(done, total))  // the flow-matching clean estimate: x0 = x_t - sigma_t * v

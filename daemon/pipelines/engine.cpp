@@ -217,6 +217,16 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   info_.device = device_.str();
   info_.dtype = dtype_name(dtype_);
   set_torch_threads(options.threads);
+  // Memory placement (issue #13): refused before anything is loaded when nothing fits.
+  memory_plan_ = with_context(
+      "memory plan", [&] { return plan_engine_memory(model, options.memory, device_, dtype_); });
+  info_.memory = memory_plan_.summary();
+  if (!memory_plan_.fits)
+    throw EngineError("model '" + info_.model_dir + "' does not fit on " + device_.str() + ": " +
+                      memory_plan_.advice);
+  // Logged where it decides something (an accelerator, or a mode asked for by name).
+  if (!device_.is_cpu() || memory_plan_.requested != "auto") log(info_.memory);
+  const bool transformer_resident = memory_plan_.transformer == plan::TransformerPlace::Resident;
 
   scheduler_config_ = with_context("scheduler", [&] {
     const auto& c = model.component("scheduler");
@@ -237,8 +247,14 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
                                                          weights.source + " (configuration)");
     // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
-    models::load_module(*t, weights, "transformer", dtype_, device_);
+    // Placements other than resident load on the host and move only their resident part.
+    models::load_module(*t, weights, "transformer", dtype_,
+                        transformer_resident ? device_ : torch::Device(torch::kCPU));
     t->eval();
+    if (!transformer_resident)
+      t->set_placement(std::make_shared<models::TransformerPlacement>(
+          *t, device_, memory_plan_.transformer == plan::TransformerPlace::Stream,
+          memory_plan_.resident_blocks));
     return t;
   });
   {
@@ -268,9 +284,13 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   vae_ = load_component("vae",
                         [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
   text_encoder_ = load_component("text_encoder", [&] {
-    return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_, device_,
+    const bool on_device = memory_plan_.text_encoder == plan::TextEncoderPlace::Gpu;
+    return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_,
+                                             on_device ? device_ : torch::Device(torch::kCPU),
                                              /*with_vision=*/info_.can_edit);
   });
+  if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload)
+    text_encoder_host_ = std::make_unique<models::HostWeights>(*text_encoder_, device_, true);
   for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
                                                            text_encoder_.get()}) {
     for (const auto& p : m->parameters()) {
@@ -372,10 +392,14 @@ LatentJob latent_job(const ResolvedParams& p) {
 }  // namespace
 
 std::pair<TextCondition, TextCondition> QwenEngine::encode_t2i_conditions(const ResolvedParams& p) {
+  // Memory modes: an offloaded text encoder is on the device for these encodes only; one on the
+  // CPU hands its embeddings over to the device.
+  TextEncoderOnDevice on_device(text_encoder_host_.get());
   auto encode = [&](const std::vector<std::string>& prompts) {
-    return to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, prompts,
-                                          p.max_sequence_length, p.images_per_prompt),
-                        dtype_);
+    auto c = to_condition(encode_prompt_t2i(text_encoder_, *tokenizer_, prompts,
+                                            p.max_sequence_length, p.images_per_prompt),
+                          dtype_);
+    return TextCondition{c.embeds.to(device_), c.mask.defined() ? c.mask.to(device_) : c.mask};
   };
   return {encode(p.prompts), p.do_cfg ? encode(p.negative_prompts) : TextCondition{}};
 }

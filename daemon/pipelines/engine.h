@@ -112,6 +112,9 @@ struct EngineOptions {
   // attention and takes the fastest that agrees with float32 math), "cudnn", "flash", "efficient"
   // or "math"; empty = $QWEN_SDPA_BACKEND, else auto. Ignored on the CPU.
   std::string sdpa_backend;
+  // Memory mode (issue #13, plan/memory_plan.h): "auto" (when empty) or a named mode
+  // (`qwen-image plan --list-modes`): where the text encoder and the transformer's weights live.
+  std::string memory;
   // How LoRAs are applied (models/linear.h LinearImpl::set_lora): "side" (default: low-rank side
   // branch, no extra weight memory, any base format) or "merge" (a merged working copy of every
   // adapted plain or dequantised weight).
@@ -131,6 +134,7 @@ struct ModelInfo {
   int64_t parameters = 0;
   int64_t bytes = 0;
   std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU
+  std::string memory;     // the memory plan followed (plan::MemoryPlan::summary)
   // Per loaded component: checkpoint bytes moved into it and the time it took (the load rate is
   // bytes / seconds; on the CPU the tensors are mapped, not copied).
   struct ComponentLoad {

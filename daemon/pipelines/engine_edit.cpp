@@ -119,6 +119,9 @@ std::vector<ImageU8> QwenEngine::run_edit(const ResolvedParams& p, const RunPara
     for (const auto& prompt : prompts) {
       parts.push_back(encode_prompt_edit(text_encoder_, *tokenizer_, prompt, vl_images, *processor_,
                                          kind, p.images_per_prompt));
+      // A text encoder on the CPU (memory modes): embeddings to the device.
+      parts.back().embeds = parts.back().embeds.to(device_);
+      if (parts.back().mask.defined()) parts.back().mask = parts.back().mask.to(device_);
       longest = std::max(longest, parts.back().embeds.size(1));
     }
     if (parts.size() == 1) return to_condition(parts[0], dtype_);
@@ -141,10 +144,13 @@ std::vector<ImageU8> QwenEngine::run_edit(const ResolvedParams& p, const RunPara
     PromptEmbeds out{torch::cat(embeds, 0), any_mask ? torch::cat(masks, 0) : torch::Tensor()};
     return to_condition(out, dtype_);
   };
+  // An offloaded text encoder (memory modes) is on the device for these encodes only.
+  std::optional<TextEncoderOnDevice> on_device(std::in_place, text_encoder_host_.get());
   auto cond = with_context("prompt", [&] { return encode(p.prompts); });
   TextCondition uncond;
   if (p.do_cfg)
     uncond = with_context("negative prompt", [&] { return encode(p.negative_prompts); });
+  on_device.reset();
 
   torch::Tensor latents;
   if (inpaint) {

@@ -16,6 +16,7 @@
 #include "models/transformer.h"
 #include "models/vae.h"
 #include "pipelines/denoise.h"
+#include "pipelines/placement.h"
 #include "pipelines/engine.h"
 #include "pipelines/prompt_encoding.h"
 #include "pipelines/scheduler.h"
@@ -86,6 +87,7 @@ class QwenEngine : public Engine {
   const SchedulerConfig& scheduler_config() const { return scheduler_config_; }
   torch::Device device() const { return device_; }
   torch::Dtype dtype() const { return dtype_; }
+  const plan::MemoryPlan& memory_plan() const { return memory_plan_; }
 
  private:
   // run() after the LoRA set and the job's scheduler are in place.
@@ -121,6 +123,9 @@ class QwenEngine : public Engine {
   models::qwenvl::TextEncoder text_encoder_{nullptr};
   std::optional<tokenizer::Qwen2Tokenizer> tokenizer_;
   std::optional<VisionProcessorConfig> processor_;  // edit models only
+  // The memory plan followed (issue #13) and the text encoder's host copy when it is offloaded.
+  plan::MemoryPlan memory_plan_;
+  std::unique_ptr<models::HostWeights> text_encoder_host_;
   // LoRA files read so far (path -> file, with the modification time it was read at) and the set
   // on the transformer now.
   struct CachedLora {

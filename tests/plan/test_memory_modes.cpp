@@ -1,0 +1,169 @@
+// Memory modes on the engine (issue #13): every placement gives the all-resident image bit for
+// bit (the same arithmetic; on the CPU host memory stands in for the device, so the offload and
+// streaming machinery of models/offload.h runs), and the machinery itself.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/fixtures.h"
+#include "models/linear.h"
+#include "models/offload.h"
+#include "pipelines/engine.h"
+#include "pipelines/engine_impl.h"
+#include "plan/memory_plan.h"
+
+namespace {
+
+std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& memory) {
+  qwen::EngineOptions o;
+  o.model_dir = dir;
+  o.device = "cpu";
+  o.threads = 2;
+  o.memory = memory;
+  o.log = [](const std::string&) {};
+  return qwen::Engine::open(o);
+}
+
+qwen::RunParams t2i_job() {
+  qwen::RunParams p;
+  p.prompts = {"a red fox in the snow"};
+  p.negative_prompts = {" "};
+  p.width = 48;
+  p.height = 32;
+  p.steps = 2;
+  p.seed = 7;
+  return p;
+}
+
+qwen::RunParams edit_job() {
+  qwen::RunParams p;
+  p.pipeline = qwen::PipelineKind::Edit;
+  p.prompts = {"make it night"};
+  p.negative_prompts = {" "};
+  p.steps = 2;
+  p.seed = 3;
+  qwen::ImageU8 img(40, 32, 3);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>(i * 37 % 251);
+  p.images = {img};
+  return p;
+}
+
+void expect_same_images(const std::vector<qwen::ImageU8>& a, const std::vector<qwen::ImageU8>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].width, b[i].width);
+    EXPECT_EQ(a[i].height, b[i].height);
+    EXPECT_TRUE(a[i].pixels == b[i].pixels) << "image " << i << " differs";
+  }
+}
+
+}  // namespace
+
+TEST(MemoryModes, EveryModeGivesTheResidentImageBitForBit) {
+  struct Case {
+    std::string dir;
+    qwen::RunParams job;
+    std::vector<std::string> modes;  // empty: all
+  };
+  // Every mode on text to image; on an edit model (vision tower in the text encoder, condition
+  // latents) the two that move the most: text encoder offload and block streaming.
+  for (const auto& c :
+       {Case{qwen::test::tiny_model_dir(), t2i_job(), {}},
+        Case{qwen::test::tiny_edit_model_dir(), edit_job(), {"offload-text", "stream-cpu-text"}}}) {
+    SCOPED_TRACE(c.dir);
+    auto resident = open_engine(c.dir, "resident");
+    const auto want = resident->run(c.job);
+    ASSERT_FALSE(want.empty());
+    for (const auto& mode : qwen::plan::memory_modes()) {
+      if (!c.modes.empty() &&
+          std::find(c.modes.begin(), c.modes.end(), std::string(mode.name)) == c.modes.end())
+        continue;
+      SCOPED_TRACE(mode.name);
+      auto engine = open_engine(c.dir, mode.name);
+      auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
+      EXPECT_EQ(qe.memory_plan().mode, mode.name);
+      EXPECT_NE(engine->info().memory.find(mode.name), std::string::npos);
+      // Two jobs: the placement is restored after each (weights back on the host).
+      expect_same_images(engine->run(c.job), want);
+      expect_same_images(engine->run(c.job), want);
+      auto* hooks = qe.transformer()->placement();
+      if (mode.transformer == qwen::plan::TransformerPlace::Resident) {
+        EXPECT_EQ(hooks, nullptr);
+        continue;
+      }
+      auto* placement = dynamic_cast<qwen::models::TransformerPlacement*>(hooks);
+      ASSERT_NE(placement, nullptr);
+      const int64_t layers = qe.transformer()->config().num_layers;
+      EXPECT_GT(placement->stats().modulation_bytes, 0);
+      if (mode.transformer == qwen::plan::TransformerPlace::Stream) {
+        // On the CPU a stream mode streams every block, once per pass.
+        EXPECT_EQ(placement->streamed_blocks(), layers);
+        EXPECT_GT(placement->stats().streamed_bytes, 0);
+      } else {
+        EXPECT_EQ(placement->streamed_blocks(), 0);
+        EXPECT_EQ(placement->stats().streamed_bytes, 0);
+      }
+    }
+  }
+}
+
+TEST(MemoryModes, ModulationIsComputedOncePerJobNotPerStep) {
+  auto engine = open_engine(qwen::test::tiny_model_dir(), "modulation");
+  auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
+  auto* placement =
+      dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
+  ASSERT_NE(placement, nullptr);
+  engine->run(t2i_job());
+  // The modulation weights crossed to the device once for the whole job (3 steps, CFG).
+  const int64_t once = placement->stats().modulation_bytes;
+  EXPECT_EQ(once, placement->host_bytes());
+  EXPECT_EQ(qe.transformer()->modulation_computations(), 0);  // forward() never computed it
+  engine->run(t2i_job());
+  EXPECT_EQ(placement->stats().modulation_bytes, 2 * once);
+}
+
+TEST(MemoryModes, UnknownModeIsRefusedWithTheNames) {
+  try {
+    open_engine(qwen::test::tiny_model_dir(), "everything-on-the-gpu");
+    FAIL() << "accepted an unknown memory mode";
+  } catch (const qwen::EngineError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("everything-on-the-gpu"), std::string::npos) << m;
+    EXPECT_NE(m.find("stream"), std::string::npos) << m;
+  }
+}
+
+TEST(MemoryModes, AutoOnTheCpuKeepsEverythingResident) {
+  auto engine = open_engine(qwen::test::tiny_model_dir(), "");
+  auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
+  EXPECT_EQ(qe.memory_plan().mode, "resident");
+  EXPECT_EQ(qe.memory_plan().requested, "auto");
+  EXPECT_EQ(qe.transformer()->placement(), nullptr);
+}
+
+TEST(HostWeights, UploadPointsAtCopiesAndReleaseRestores) {
+  c10::InferenceMode inference;
+  qwen::models::Linear lin(8, 4);
+  lin->weight.copy_(torch::arange(32, torch::kFloat32).view({4, 8}));
+  lin->bias.copy_(torch::arange(4, torch::kFloat32));
+  const auto x = torch::randn({3, 8});
+  const auto want = lin->forward(x);
+  const void* host_ptr = lin->weight.data_ptr();
+  qwen::models::HostWeights hw(*lin, torch::kCPU, /*pin=*/true);
+  EXPECT_EQ(hw.tensors(), 2u);
+  EXPECT_EQ(hw.bytes(), (32 + 4) * 4);
+  EXPECT_EQ(lin->weight.data_ptr(), host_ptr);  // CPU: the host copy is the tensor itself
+  hw.upload();
+  hw.wait();
+  EXPECT_TRUE(hw.on_device());
+  EXPECT_NE(lin->weight.data_ptr(), host_ptr);  // a real copy stands in for the device
+  EXPECT_TRUE(torch::equal(lin->forward(x), want));
+  hw.release();
+  EXPECT_FALSE(hw.on_device());
+  EXPECT_EQ(lin->weight.data_ptr(), host_ptr);
+  EXPECT_TRUE(torch::equal(lin->forward(x), want));
+  // A filter takes only some tensors.
+  qwen::models::HostWeights only_bias(*lin, torch::kCPU, false,
+                                      [](const std::string& n) { return n == "bias"; });
+  EXPECT_EQ(only_bias.tensors(), 1u);
+}
