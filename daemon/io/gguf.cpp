@@ -17,6 +17,8 @@
 #include <cstring>
 #include <limits>
 
+#include "io/file_map.h"
+
 namespace qwen::io {
 
 static_assert(std::endian::native == std::endian::little,
@@ -647,43 +649,21 @@ GgufHeader parse_gguf(const uint8_t* data, uint64_t size, const std::string& lab
 // ---------------------------------------------------------------------------------------------
 // File
 
-namespace {
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-}  // namespace
-
 bool is_gguf_file(const std::string& path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  detail::Fd f(path);
   if (f.fd < 0) return false;
   char magic[4];
   return ::read(f.fd, magic, 4) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
 std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail(path, std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 24)
-    fail(path,
-         "file of " + std::to_string(size) + " bytes is too short to be a GGUF file (truncated?)");
+  const auto m =
+      detail::map_file(path, 24, "GGUF", [&](const std::string& what) { fail(path, what); });
   std::shared_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  file->size_ = size;
-  // Private writable mapping, as SafetensorsFile: copy-on-write pages, nothing charged up front.
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, f.fd, 0);
-  if (p == MAP_FAILED) p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, f.fd, 0);
-  if (p == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
-  file->base_ = static_cast<const uint8_t*>(p);
-  file->header_ = parse_gguf(file->base_, size, path);
+  file->size_ = m.size;
+  file->base_ = m.base;
+  file->header_ = parse_gguf(file->base_, m.size, path);
   return file;
 }
 

@@ -17,6 +17,8 @@
 #include <set>
 #include <sstream>
 
+#include "io/file_map.h"
+
 namespace qwen::io {
 
 namespace fs = std::filesystem;
@@ -191,36 +193,14 @@ ParsedHeader parse_header(const char* header, size_t header_len, uint64_t file_s
 // ---------------------------------------------------------------------------------------------
 // SafetensorsFile
 
-namespace {
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-}  // namespace
-
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail(path, std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 8)
-    fail(path, "file of " + std::to_string(size) +
-                   " bytes is too short to be a safetensors file (truncated?)");
+  const auto m =
+      detail::map_file(path, 8, "safetensors", [&](const std::string& what) { fail(path, what); });
+  const uint64_t size = m.size;
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
   file->size_ = size;
-  // Private writable mapping: pages are copy-on-write, so in-place ops on zero-copy tensors never
-  // touch the file (and never fault); MAP_NORESERVE avoids charging the whole file to the commit
-  // limit. Fall back to read-only when the kernel refuses.
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, f.fd, 0);
-  if (p == MAP_FAILED) p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, f.fd, 0);
-  if (p == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
-  file->base_ = static_cast<const uint8_t*>(p);
+  file->base_ = m.base;
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file->base_[i];
   if (header_len > kMaxHeaderBytes)
