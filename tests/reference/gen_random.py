@@ -12,7 +12,7 @@ QwenImageImg2ImgPipeline, QwenImageInpaintPipeline on OUT/model); edit, edit_plu
 vision_processor (no model: random images of random sizes and modes through both Qwen2-VL image
 processors, the default torchvision one and the PIL one; OUT/vision_processor_image_<i>.png).
 formats (issue #12; --formats picks the files): a model whose matrices fit the GGUF blocks (formats_config), its
-transformer as city96 GGUF files (Q8_0, Q4_0, Q4_K_M) and ComfyUI fp8 scaled files (comfy_quant, legacy), its text
+transformer as city96 GGUF files (Q8_0, Q5_0, Q4_0, Q4_K_M) and ComfyUI fp8 scaled files (comfy_quant, legacy), its text
 encoder as a llama.cpp GGUF (Q8_0) and a Comfy fp8 scaled file (quant_formats.py), and one text-to-image job run
 by QwenImagePipeline once per file with that component's weights replaced by the file's dequantisation
 (OUT/formats/<file>, OUT/formats_<name>.safetensors).
@@ -458,12 +458,12 @@ def vision_processor_part(seed, out, case):
 
 # The formats part (issue #12): quantised single files of the random model, each with the reference image of its
 # dequantised weights (write_format; the writers are in quant_formats.py).
-FORMATS = ("gguf_Q8_0", "gguf_Q4_0", "gguf_Q4_K_M", "fp8_comfy_quant", "fp8_legacy", "te_gguf_Q8_0",
+FORMATS = ("gguf_Q8_0", "gguf_Q5_0", "gguf_Q4_0", "gguf_Q4_K_M", "fp8_comfy_quant", "fp8_legacy", "te_gguf_Q8_0",
            "te_fp8_legacy")
 
 
 # The ggml types each GGUF format must contain (test_reference_formats.cpp checks them too).
-FORMAT_TYPES = {"gguf_Q8_0": ["Q8_0"], "gguf_Q4_0": ["Q4_0", "Q4_1"], "gguf_Q4_K_M": ["Q4_K", "Q5_K", "Q6_K"],
+FORMAT_TYPES = {"gguf_Q8_0": ["Q8_0"], "gguf_Q5_0": ["Q5_0", "Q5_1"], "gguf_Q4_0": ["Q4_0", "Q4_1"], "gguf_Q4_K_M": ["Q4_K", "Q5_K", "Q6_K"],
                 "te_gguf_Q8_0": ["Q8_0"]}
 
 

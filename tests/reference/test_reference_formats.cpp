@@ -1,13 +1,13 @@
 // Quantised single files (issue #12) vs the live reference on a fresh random tiny model every run:
 // gen_random.py's `formats` part draws a model whose matrices fit the GGUF blocks (transformer
 // 256 wide, text encoder 32 / 64 wide), writes its transformer as city96 / ComfyUI-GGUF files
-// (Q8_0; Q4_0 with Q4_1 down-projections; Q4_K_M: Q4_K, Q5_K in block 0, Q6_K down-projections;
-// gguf-py quantises the legacy types, the K-quant blocks are packed by quant_formats.py) and as
-// ComfyUI fp8 scaled files (per-layer comfy_quant / header _quantization_metadata "fp8mixed";
-// legacy scaled_fp8 + scale_weight), its text encoder as a llama.cpp-named GGUF (Q8_0) and a
-// Comfy fp8 scaled file (transformers-legacy names), and runs diffusers' QwenImagePipeline with
-// that component's weights replaced by the file's dequantisation by the reference code
-// (gguf.quants.dequantize of the file read back; ComfyUI's float(w) * scale).
+// (Q8_0; Q5_0 / Q4_0 with Q5_1 / Q4_1 down-projections; Q4_K_M: Q4_K, Q5_K in block 0's attention,
+// Q6_K down-projections; gguf-py quantises the legacy types, the K-quant blocks are packed by
+// quant_formats.py) and as ComfyUI fp8 scaled files (per-layer comfy_quant / header
+// _quantization_metadata "fp8mixed"; legacy scaled_fp8 + scale_weight), its text encoder as a
+// llama.cpp-named GGUF (Q8_0) and a Comfy fp8 scaled file (transformers-legacy names), and runs
+// diffusers' QwenImagePipeline with that component's weights replaced by the file's dequantisation
+// by the reference code (gguf.quants.dequantize of the file read back; ComfyUI's float(w) * scale).
 // The engine, given the model folder and the file (--transformer / --text-encoder FILE), must
 // give that image within 1 level (kPngMaxLevels), and must read the file in its format with the
 // storage types gen_random.py wrote (so the quantised path, not a float copy, is compared).
@@ -35,6 +35,7 @@ const char* kind_name(const std::string& format) {
 std::vector<std::string> required_types(const std::string& format) {
   if (format == "gguf_Q8_0" || format == "te_gguf_Q8_0") return {"Q8_0"};
   if (format == "gguf_Q4_0") return {"Q4_0", "Q4_1"};
+  if (format == "gguf_Q5_0") return {"Q5_0", "Q5_1"};
   if (format == "gguf_Q4_K_M") return {"Q4_K", "Q5_K", "Q6_K"};
   if (format.starts_with("fp8_") || format.starts_with("te_fp8_")) return {"F8_E4M3*scale"};
   ADD_FAILURE() << "unknown format " << format;
@@ -75,7 +76,7 @@ void expect_formats_match(const qwen::reftest::ReferenceCase& ref) {
 }
 
 TEST(ReferenceDifferential, GgufTransformerMatchesDiffusers) {
-  QWEN_REFERENCE_CASE(ref, "formats", "--formats gguf_Q8_0,gguf_Q4_0,gguf_Q4_K_M");
+  QWEN_REFERENCE_CASE(ref, "formats", "--formats gguf_Q8_0,gguf_Q5_0,gguf_Q4_0,gguf_Q4_K_M");
   expect_formats_match(ref);
 }
 
