@@ -303,3 +303,39 @@ TEST(Lora, LightningIsRecognised) {
   EXPECT_EQ(info.steps, 8);
   EXPECT_FALSE(qwen::models::lightning_info(samples("kohya_musubi.safetensors")).lightning);
 }
+
+// LoRAs on the timestep-only layers (timestep embedder, img_mod / txt_mod, norm_out.linear) flow
+// through models::TimestepModulation: the modulation computed once and shared by two passes (CFG)
+// equals computing it per pass, and it carries the LoRA.
+TEST(Lora, ModulationLayersGoThroughTheSharedModulation) {
+  qwen::test::TempDir d;
+  std::vector<qwen::test::StTensor> ts;
+  torch::manual_seed(4);
+  for (const auto& [name, shape] : qwen::models::linear_module_shapes(*tiny())) {
+    if (name.find("_mod.") == std::string::npos &&
+        name.find("timestep_embedder") == std::string::npos && name != "norm_out.linear")
+      continue;
+    ts.push_back(f32(name + ".lora_down.weight", torch::randn({2, shape.second}) * 0.3));
+    ts.push_back(f32(name + ".lora_up.weight", torch::randn({shape.first, 2}) * 0.3));
+  }
+  ASSERT_EQ(ts.size(), 2u * (2 * 2 + 3));  // 2 blocks x (img_mod, txt_mod) + linear_1/2 + norm_out
+  auto file = std::make_shared<const qwen::models::LoraFile>(
+      qwen::models::read_lora(write(d, "mod.safetensors", ts), names()));
+  const auto base = run_tiny();
+  qwen::models::apply_loras(*tiny(), {{file, 1.0}});
+  torch::manual_seed(3);
+  auto x = torch::randn({1, 16, 64});
+  auto ctx = torch::randn({1, 5, 32});
+  auto t = torch::tensor({0.7f});
+  qwen::models::TimestepModulation mod;
+  const auto first = tiny()->forward(x, ctx, {}, t, {{1, 4, 4}}, {}, &mod);
+  const int64_t computed = tiny()->modulation_computations();
+  const auto second = tiny()->forward(x, ctx, {}, t, {{1, 4, 4}}, {}, &mod);
+  EXPECT_EQ(tiny()->modulation_computations(), computed);  // shared, not recomputed
+  const auto fresh = run_tiny();
+  EXPECT_TRUE(torch::equal(first, second));
+  EXPECT_TRUE(torch::equal(first, fresh));
+  EXPECT_FALSE(torch::allclose(first, base, 1e-3, 1e-3));
+  qwen::models::clear_loras(*tiny());
+  EXPECT_TRUE(torch::equal(run_tiny(), base));
+}
