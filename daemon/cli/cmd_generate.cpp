@@ -17,6 +17,7 @@
 #include "image/png.h"
 #include "models/lora_info.h"
 #include "pipelines/engine.h"
+#include "plan/memory_plan.h"
 #if __has_include("cli/daemon_client.h")
 #include "cli/daemon_client.h"
 #define QWEN_HAVE_DAEMON_CLIENT 1
@@ -77,6 +78,9 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "                           $QWEN_SDPA_BACKEND, else auto = fastest exact one\n"
                "                           found by a start-up self-check)\n"
                "  --max-sequence-length N  prompt tokens kept (default 512, at most 1024)\n"
+               "  --memory MODE            auto (default) or a mode of `qwen-image plan\n"
+               "                           --list-modes`: where the text encoder and the\n"
+               "                           transformer live (docs/memory.md)\n"
                "  --lora FILE[:STRENGTH]   a LoRA on the transformer (strength default 1,\n"
                "                           negative subtracts); repeat for several\n"
                "  --lora-mode side|merge   side branch (default) or merged working copy\n"
@@ -223,7 +227,14 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
                          "'");
       o.engine.sdpa_backend = v;
     }
-    else if (a == "--output" || a == "-o")
+    else if (a == "--memory") {  // issue #13: plan/memory_plan.h
+      o.engine.memory = value();
+      try {
+        qwen::plan::check_memory_mode(o.engine.memory);
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
+    } else if (a == "--output" || a == "-o")
       o.output = value();
     else if (a == "--daemon")
       o.daemon = true;
@@ -277,6 +288,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--vision-processor applies to an in-process model; with --daemon, set vision_processor "
         "in the daemon's config (docs/daemon.md)");
+  if (o.daemon && !o.engine.memory.empty())
+    throw UsageError(
+        "--memory applies to an in-process model; with --daemon, set memory in the daemon's "
+        "config (docs/memory.md)");
   if (o.daemon && !o.engine.sdpa_backend.empty())
     throw UsageError(
         "--attention applies to an in-process model; with --daemon, set attention in the "

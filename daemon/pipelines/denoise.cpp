@@ -1,5 +1,7 @@
 #include "pipelines/denoise.h"
 
+#include <cstdlib>
+
 #include "models/attention.h"
 #include "pipelines/engine.h"
 #include "pipelines/latents.h"
@@ -45,7 +47,13 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   if (auto* hooks = transformer.placement(); hooks && hooks->precomputes_modulation())
     precomputed = hooks->precompute_modulation(transformer, step_t, dtype);
 
+  // Test hook (issue #13): an allocation failure injected at the start of step N (1-based).
+  const char* oom_at = std::getenv("QWEN_TEST_OOM_AT_STEP");
+  const int oom_step = oom_at ? std::atoi(oom_at) : 0;
+
   for (int i = begin; i < scheduler.num_steps(); ++i) {
+    TORCH_CHECK_WITH(OutOfMemoryError, oom_step != i - begin + 1,
+                     "CUDA out of memory (injected by QWEN_TEST_OOM_AT_STEP=", oom_step, ")");
     const auto& t = step_t[i - begin];
     auto model_in =
         r.condition_latents.defined() ? torch::cat({latents, r.condition_latents}, 1) : latents;

@@ -1,5 +1,7 @@
 #include "pipelines/engine.h"
 
+#include <ATen/DeviceAccelerator.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -32,7 +34,14 @@ void set_torch_threads(int threads) {
 }
 
 std::unique_ptr<Engine> Engine::open(const EngineOptions& options) {
-  return std::make_unique<pipelines::QwenEngine>(options);
+  try {
+    return std::make_unique<pipelines::QwenEngine>(options);
+  } catch (...) {
+    // A failed load (out of memory part-way, broken file) has freed its tensors while unwinding;
+    // the allocator's cached blocks go back to the driver too (issue #13).
+    pipelines::release_cached_memory();
+    throw;
+  }
 }
 
 }  // namespace qwen
@@ -537,10 +546,40 @@ std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const Progress
         throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +
                           "' is not supported by this engine yet");
     }
-  } catch (const EngineError&) {
+  } catch (const c10::OutOfMemoryError& e) {
+    throw out_of_memory(p, message_of(e));
+  } catch (const EngineError& e) {
+    if (std::string(e.what()).find("out of memory") != std::string::npos)
+      throw out_of_memory(p, e.what());
     throw;
   } catch (const std::exception& e) {
     throw EngineError(std::string(to_string(params.pipeline)) + " failed: " + message_of(e));
+  }
+}
+
+EngineError QwenEngine::out_of_memory(const ResolvedParams& p, const std::string& what) {
+  // What the job held is freed by now (unwound; offloaded weights back on the host by their
+  // scopes); the cached blocks go back to the driver so the next job starts clean.
+  release_cached_memory();
+  const std::string size = std::to_string(p.width) + "x" + std::to_string(p.height);
+  std::string advice;
+  const int64_t images = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
+  if (p.width * p.height > int64_t(1328) * 1328 || images > 1)
+    advice = "this job (" + size + ", " + std::to_string(images) +
+             " image(s)) is larger than the 1328x1328 single image the memory plan was made for: "
+             "use a smaller image or selection, or fewer images per job";
+  else
+    advice = "the model's placement (" + info_.memory +
+             ") leaves too little room for this job: set a lighter memory mode (memory = ... in "
+             "daemon.conf, --memory on the command line; `qwen-image plan` shows what fits)";
+  return EngineError("out of device memory at " + size + ": " + advice + " [" + what + "]");
+}
+
+void release_cached_memory() {
+  // Device-generic (no CUDA headers): the current accelerator's caching allocator, if any.
+  try {
+    if (at::accelerator::getAccelerator(/*checked=*/false).has_value()) at::accelerator::emptyCache();
+  } catch (const std::exception&) {
   }
 }
 

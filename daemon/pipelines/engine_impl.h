@@ -45,6 +45,10 @@ torch::Device resolve_device(const std::string& device);
 torch::Dtype resolve_dtype(const std::string& dtype, const torch::Device& device);
 const char* dtype_name(torch::Dtype dtype);
 
+// Hands the accelerator allocator's cached blocks back to the driver (after a failed load or an
+// out-of-memory job; issue #13). No-op on the CPU.
+void release_cached_memory();
+
 // what() without c10's C++ backtrace.
 std::string message_of(const std::exception& e);
 // Runs f(); any non-EngineError exception becomes EngineError("<what>: <message>").
@@ -126,6 +130,8 @@ class QwenEngine : public Engine {
   // The memory plan followed (issue #13) and the text encoder's host copy when it is offloaded.
   plan::MemoryPlan memory_plan_;
   std::unique_ptr<models::HostWeights> text_encoder_host_;
+  // The error of an out-of-memory job: memory released, advice that matches the cause.
+  EngineError out_of_memory(const ResolvedParams& p, const std::string& what);
   // LoRA files read so far (path -> file, with the modification time it was read at) and the set
   // on the transformer now.
   struct CachedLora {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "plan/memory_plan.h"
 #include "qwen_image/shm.h"
 
 namespace qwen::server {
@@ -84,6 +85,13 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
     if (val != "auto" && val != "cudnn" && val != "flash" && val != "efficient" && val != "math")
       return "attention must be auto, cudnn, flash, efficient or math";
     c->attention = val;
+  } else if (key == "memory") {
+    try {
+      plan::check_memory_mode(val);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    c->memory = val;
   } else if (key == "lazy") {
     if (!parse_bool(val, &c->lazy)) return "lazy must be true or false";
   } else if (key == "log") {
@@ -144,6 +152,7 @@ const char* usage_text() {
          "                   [--dtype float32|bfloat16] [--instance NAME] [--threads N] [--lazy]\n"
          "                   [--vision-processor torchvision|pil]\n"
          "                   [--attention auto|cudnn|flash|efficient|math]\n"
+         "                   [--memory auto|MODE]  (qwen-image plan --list-modes)\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models N]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
@@ -200,6 +209,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--threads", "threads"},
         {"--vision-processor", "vision_processor"},
         {"--attention", "attention"},
+        {"--memory", "memory"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},

@@ -28,6 +28,9 @@ struct DaemonConfig {
   // CUDA attention kernel: "" / "auto" (start-up self-check), "cudnn", "flash", "efficient" or
   // "math" (EngineOptions::sdpa_backend; $QWEN_SDPA_BACKEND when unset).
   std::string attention;
+  // Memory mode (issue #13): "" / "auto" or a `qwen-image plan --list-modes` name
+  // (EngineOptions::memory).
+  std::string memory;
   bool lazy = false;  // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;

@@ -38,9 +38,9 @@ void finish(Job& j, JobState state, ErrorKind kind, const std::string& msg) {
 void Models::init(const DaemonConfig& cfg, EngineFactory factory) {
   cfg_ = cfg;
   factory_ = std::move(factory);
-  for (const auto& m : cfg.models) entries_.push_back(Entry{m, nullptr, "configured", 0});
+  for (const auto& m : cfg.models) entries_.push_back(Entry{m, nullptr, "configured", 0, {}});
   if (entries_.empty() && cfg.fake_engine)
-    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)", {}, {}, {}, {}}, nullptr, "configured", 0});
+    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)", {}, {}, {}, {}}, nullptr, "configured", 0, {}});
 }
 
 int Models::find(const std::string& name, std::string* known) const {
@@ -77,6 +77,12 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
     std::lock_guard<std::mutex> lk(mu);
     e.last_used = ++clock_;
     if (e.engine) return e.engine.get();
+    // A load that failed (does not fit, broken files) fails again the same way: every job would
+    // retry it, holding the worker and the device memory for nothing.
+    if (!e.error.empty()) {
+      *error = e.error + " (not retried; fix the configuration and restart qwen-imaged)";
+      return nullptr;
+    }
   }
   if (cfg_.max_resident_models > 0) {
     for (;;) {
@@ -114,6 +120,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.threads = cfg_.threads;
   o.vision_processor = cfg_.vision_processor;
   o.sdpa_backend = cfg_.attention;
+  o.memory = cfg_.memory;
   o.preview = cfg_.preview_every > 0;
   o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
   const std::string name = e.spec.name;
@@ -124,6 +131,8 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
     std::lock_guard<std::mutex> lk(mu);
     e.engine = std::move(eng);
     e.state = "loaded";
+    // `status` shows the memory plan with the state (issue #13).
+    if (!e.engine->info().memory.empty()) e.state += ", " + e.engine->info().memory;
     log_info("model " + e.spec.name + " loaded (" + e.engine->info().device + ", " +
              e.engine->info().dtype + ")");
     return e.engine.get();
@@ -131,6 +140,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
     *error = "cannot load model " + e.spec.name + " from " + e.spec.dir + ": " + ex.what();
     std::lock_guard<std::mutex> lk(mu);
     e.state = "failed";
+    e.error = *error;  // what it held is freed (Engine::open returns the cached blocks too)
     return nullptr;
   }
 }

@@ -59,6 +59,7 @@ class Models {
     std::unique_ptr<Engine> engine;
     std::string state = "configured";
     int64_t last_used = 0;
+    std::string error;  // why the last load failed: not retried on every job (issue #13)
   };
   std::vector<Entry> entries_;
   EngineFactory factory_;

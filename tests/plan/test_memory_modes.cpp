@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/fixtures.h"
 #include "models/linear.h"
@@ -166,4 +167,39 @@ TEST(HostWeights, UploadPointsAtCopiesAndReleaseRestores) {
   qwen::models::HostWeights only_bias(*lin, torch::kCPU, false,
                                       [](const std::string& n) { return n == "bias"; });
   EXPECT_EQ(only_bias.tensors(), 1u);
+}
+
+TEST(MemoryModes, OutOfMemoryDuringAJobLeavesTheEngineServing) {
+  auto engine = open_engine(qwen::test::tiny_model_dir(), "stream");
+  auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
+  const auto want = engine->run(t2i_job());
+  ::setenv("QWEN_TEST_OOM_AT_STEP", "2", 1);
+  try {
+    engine->run(t2i_job());
+    ::unsetenv("QWEN_TEST_OOM_AT_STEP");
+    FAIL() << "the injected allocation failure did not surface";
+  } catch (const qwen::EngineError& e) {
+    ::unsetenv("QWEN_TEST_OOM_AT_STEP");
+    const std::string m = e.what();
+    EXPECT_NE(m.find("out of device memory at 48x32"), std::string::npos) << m;
+    // A 48x32 single image is within the plan: the advice is a lighter memory mode.
+    EXPECT_NE(m.find("memory mode"), std::string::npos) << m;
+    EXPECT_NE(m.find("qwen-image plan"), std::string::npos) << m;
+  }
+  // Nothing of the failed job stays on the "device": the next job gives the same image.
+  expect_same_images(engine->run(t2i_job()), want);
+  auto* placement = dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
+  ASSERT_NE(placement, nullptr);
+  // A job larger than the plan's 1328x1328 single image is told to shrink.
+  auto big = t2i_job();
+  big.num_images_per_prompt = 2;
+  ::setenv("QWEN_TEST_OOM_AT_STEP", "1", 1);
+  try {
+    engine->run(big);
+    ::unsetenv("QWEN_TEST_OOM_AT_STEP");
+    FAIL() << "the injected allocation failure did not surface";
+  } catch (const qwen::EngineError& e) {
+    ::unsetenv("QWEN_TEST_OOM_AT_STEP");
+    EXPECT_NE(std::string(e.what()).find("fewer images per job"), std::string::npos) << e.what();
+  }
 }
