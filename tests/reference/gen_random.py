@@ -458,12 +458,13 @@ def vision_processor_part(seed, out, case):
 
 # The formats part (issue #12): quantised single files of the random model, each with the reference image of its
 # dequantised weights (write_format; the writers are in quant_formats.py).
-FORMATS = ("gguf_Q8_0", "gguf_Q5_0", "gguf_Q4_0", "gguf_Q4_K_M", "fp8_comfy_quant", "fp8_legacy", "te_gguf_Q8_0",
-           "te_fp8_legacy")
+FORMATS = ("gguf_Q8_0", "gguf_Q5_0", "gguf_Q4_0", "gguf_Q4_K_M", "gguf_IQ4_XS", "fp8_comfy_quant", "fp8_legacy",
+           "fp8_e4m3fn", "fp8_e5m2", "comfy_bf16", "comfy_fp16", "te_gguf_Q8_0", "te_fp8_legacy")
 
 
 # The ggml types each GGUF format must contain (test_reference_formats.cpp checks them too).
 FORMAT_TYPES = {"gguf_Q8_0": ["Q8_0"], "gguf_Q5_0": ["Q5_0", "Q5_1"], "gguf_Q4_0": ["Q4_0", "Q4_1"], "gguf_Q4_K_M": ["Q4_K", "Q5_K", "Q6_K"],
+                "gguf_IQ4_XS": ["IQ4_XS", "IQ4_NL"],
                 "te_gguf_Q8_0": ["Q8_0"]}
 
 
@@ -502,6 +503,20 @@ def write_format(name, rng, fdir, tr, te):
         need = set(FORMAT_TYPES[name]) - set(types)
         assert not need, f"{name}: no tensor of type {sorted(need)} in {types}"
         return "transformer", f, deq, types, dict(layout="city96")
+    if name in ("fp8_e4m3fn", "fp8_e5m2"):
+        # Plain fp8 (ComfyUI's *_fp8_e4m3fn / e5m2 repacks): 2-D weights fp8 with no scale, the rest BF16,
+        # under model.diffusion_model.; dequantised as ComfyUI does, float(w).
+        dtype = torch.float8_e4m3fn if name == "fp8_e4m3fn" else torch.float8_e5m2
+        f = f"transformer_{name}.safetensors"
+        deq, types = qf.fp8_plain(tr.state_dict(), os.path.join(fdir, f), dtype)
+        return "transformer", f, deq, types, dict(prefix="model.diffusion_model.")
+    if name in ("comfy_bf16", "comfy_fp16"):
+        # ComfyUI bf16 / fp16 single files, with or without the model.diffusion_model. prefix (at random).
+        dtype = torch.bfloat16 if name == "comfy_bf16" else torch.float16
+        prefix = "model.diffusion_model." if rng.random() < 0.5 else ""
+        f = f"transformer_{name}.safetensors"
+        deq, types = qf.half_single_file(tr.state_dict(), os.path.join(fdir, f), dtype, prefix)
+        return "transformer", f, deq, types, dict(prefix=prefix)
     if name.startswith("fp8_"):
         scheme = name[len("fp8_"):]
         sd = tr.state_dict()

@@ -103,7 +103,53 @@ def _q6_k(x):
     return np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), d.view(np.uint8).reshape(n, 2)], axis=1)
 
 
-_K_PACKERS = {"Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k}
+# IQ4_NL / IQ4_XS: 4-bit indices into llama.cpp's non-linear table kvalues_iq4nl (gguf-py IQ4_NL.kvalues),
+# round to the nearest table entry; the inverse of gguf-py's IQ4_NL / IQ4_XS dequantize_blocks.
+_IQ4 = np.array(gguf.quants.IQ4_NL.kvalues, dtype=np.float32)
+
+
+def _iq4_indices(x, step):
+    """x (..., 32), step (..., 1) -> uint8 indices of the nearest kvalue of x / step."""
+    v = np.where(step != 0, x / np.where(step != 0, step, 1), 0)
+    return np.abs(v[..., None] - _IQ4).argmin(axis=-1).astype(np.uint8)
+
+
+def _pack_nibbles(q):
+    """(..., 32) indices -> (..., 16) bytes: element j in the low nibble of byte j, j + 16 in the high one."""
+    return (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)
+
+
+def _signed_absmax(x):
+    """The value of largest magnitude per group (last axis), sign kept (llama.cpp's quantize_row_iq4_nl_impl
+    maps it to kvalues[0] = -127)."""
+    return np.take_along_axis(x, np.abs(x).argmax(axis=-1)[..., None], axis=-1)
+
+
+def _iq4_nl(x):
+    n = x.shape[0]
+    g = x.reshape(n, 32)
+    d = _f16(_signed_absmax(g) / -127.0)  # (n, 1)
+    q = _iq4_indices(g, d.astype(np.float32))
+    return np.concatenate([d.view(np.uint8).reshape(n, 2), _pack_nibbles(q)], axis=1)
+
+
+def _iq4_xs(x):
+    n = x.shape[0]
+    g = x.reshape(n, 8, 32)
+    sub = _signed_absmax(g)[..., 0] / -127.0  # (n, 8) ideal sub-block steps
+    d = _f16(np.abs(sub).max(axis=1) / 31.0)  # scales are ls - 32 in [-32, 31]
+    df = d.astype(np.float32)[:, None]
+    ls = np.where(df > 0, np.clip(np.round(sub / np.where(df > 0, df, 1)), -32, 31), 0).astype(np.int32) + 32
+    q = _iq4_indices(g, (df * (ls - 32))[:, :, None])
+    scales_l = ((ls[:, 0::2] & 0x0F) | ((ls[:, 1::2] & 0x0F) << 4)).astype(np.uint8)  # (n, 4)
+    scales_h = np.zeros(n, np.uint16)
+    for ib in range(8):
+        scales_h |= ((ls[:, ib] >> 4) & 3).astype(np.uint16) << (2 * ib)
+    return np.concatenate([d.view(np.uint8).reshape(n, 2), scales_h.view(np.uint8).reshape(n, 2), scales_l,
+                           _pack_nibbles(q).reshape(n, 128)], axis=1)
+
+
+_K_PACKERS = {"Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k, "IQ4_NL": _iq4_nl, "IQ4_XS": _iq4_xs}
 
 
 def quantize(x, name):
@@ -111,12 +157,12 @@ def quantize(x, name):
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows, cols = x.shape
     if name in _K_PACKERS:
-        blocks = _K_PACKERS[name](x.reshape(-1, QK_K)).astype(np.uint8)
+        blocks = _K_PACKERS[name](x.reshape(-1, 32 if name == "IQ4_NL" else QK_K)).astype(np.uint8)
         out = blocks.reshape(rows, -1)
         back = gguf.quants.dequantize(out, T[name])
         # A packing error gives garbage; round-to-nearest keeps every value within a few steps.
         err = np.abs(back - x).max() / max(np.abs(x).max(), 1e-12)
-        assert err < {"Q4_K": 0.2, "Q5_K": 0.1, "Q6_K": 0.06}[name], (name, err)
+        assert err < {"Q4_K": 0.2, "Q5_K": 0.1, "Q6_K": 0.06, "IQ4_NL": 0.2, "IQ4_XS": 0.2}[name], (name, err)
         return out
     out = gguf.quants.quantize(x, T[name])
     return np.ascontiguousarray(out).view(np.uint8).reshape(rows, -1)
@@ -137,7 +183,7 @@ def transformer_gguf_type(key, shape, main, layer0=None):
         return "BF16"
     t = main
     if key.endswith(("img_mlp.net.2.weight", "txt_mlp.net.2.weight")):
-        t = {"Q4_0": "Q4_1", "Q5_0": "Q5_1", "Q4_K": "Q6_K", "Q5_K": "Q6_K"}.get(main, main)
+        t = {"Q4_0": "Q4_1", "Q5_0": "Q5_1", "Q4_K": "Q6_K", "Q5_K": "Q6_K", "IQ4_XS": "IQ4_NL"}.get(main, main)
     elif layer0 and key.startswith("transformer_blocks.0.attn."):
         t = layer0
     block = GGML_QUANT_SIZES[T[t]][0]
@@ -212,7 +258,8 @@ def read_gguf_dequantized(path):
     return out, types
 
 
-FILE_TYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18}
+FILE_TYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18, "IQ4_NL": 25,
+              "IQ4_XS": 30}
 
 
 def transformer_gguf(sd, path, main, layer0=None):
@@ -303,3 +350,30 @@ def count(values):
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+def fp8_plain(sd, path, dtype, prefix="model.diffusion_model."):
+    """The state dict as a plain fp8 ComfyUI single file (no scales: ComfyUI's fp8_e4m3fn / fp8_e5m2 repacks):
+    2-D weights `dtype`, the rest BF16, keys under `prefix`. Returns (dequantised state dict: float(w), counts)."""
+    from safetensors.torch import save_file
+
+    out, deq, counts = {}, {}, {}
+    for k, v in sd.items():
+        t = dtype if (k.endswith(".weight") and v.dim() == 2) else torch.bfloat16
+        w = v.to(t)
+        out[prefix + k] = w
+        deq[k] = w.to(torch.float32)
+        name = {torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.bfloat16: "BF16"}[t]
+        counts[name] = counts.get(name, 0) + 1
+    save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"format": "pt"})
+    return deq, counts
+
+
+def half_single_file(sd, path, dtype, prefix):
+    """A ComfyUI bf16 / fp16 single file (`prefix` "model.diffusion_model." or none)."""
+    from safetensors.torch import save_file
+
+    out = {prefix + k: v.to(dtype).contiguous() for k, v in sd.items()}
+    save_file(out, path, metadata={"format": "pt"})
+    name = "BF16" if dtype == torch.bfloat16 else "F16"
+    return {k: v.to(dtype).float() for k, v in sd.items()}, {name: len(out)}

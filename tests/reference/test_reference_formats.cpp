@@ -2,8 +2,9 @@
 // gen_random.py's `formats` part draws a model whose matrices fit the GGUF blocks (transformer
 // 256 wide, text encoder 32 / 64 wide), writes its transformer as city96 / ComfyUI-GGUF files
 // (Q8_0; Q5_0 / Q4_0 with Q5_1 / Q4_1 down-projections; Q4_K_M: Q4_K, Q5_K in block 0's attention,
-// Q6_K down-projections; gguf-py quantises the legacy types, the K-quant blocks are packed by
-// quant_formats.py) and as ComfyUI fp8 scaled files (per-layer comfy_quant / header
+// Q6_K down-projections; IQ4_XS with IQ4_NL down-projections; gguf-py quantises the legacy types, the
+// K-quant and IQ4 blocks are packed by quant_formats.py), as plain fp8 (e4m3fn, e5m2) and bf16 /
+// fp16 ComfyUI single files, and as ComfyUI fp8 scaled files (per-layer comfy_quant / header
 // _quantization_metadata "fp8mixed"; legacy scaled_fp8 + scale_weight), its text encoder as a
 // llama.cpp-named GGUF (Q8_0) and a Comfy fp8 scaled file (transformers-legacy names), and runs
 // diffusers' QwenImagePipeline with that component's weights replaced by the file's dequantisation
@@ -26,6 +27,8 @@ namespace {
 const char* kind_name(const std::string& format) {
   if (format.starts_with("gguf_") || format.starts_with("te_gguf_")) return "gguf";
   if (format == "fp8_comfy_quant") return "comfy-quant";
+  if (format == "fp8_e4m3fn" || format == "fp8_e5m2") return "fp8";
+  if (format.starts_with("comfy_")) return "plain";
   return "fp8-scaled";
 }
 
@@ -37,6 +40,11 @@ std::vector<std::string> required_types(const std::string& format) {
   if (format == "gguf_Q4_0") return {"Q4_0", "Q4_1"};
   if (format == "gguf_Q5_0") return {"Q5_0", "Q5_1"};
   if (format == "gguf_Q4_K_M") return {"Q4_K", "Q5_K", "Q6_K"};
+  if (format == "gguf_IQ4_XS") return {"IQ4_XS", "IQ4_NL"};
+  if (format == "fp8_e4m3fn") return {"F8_E4M3"};
+  if (format == "fp8_e5m2") return {"F8_E5M2"};
+  if (format == "comfy_bf16") return {"BF16"};
+  if (format == "comfy_fp16") return {"F16"};
   if (format.starts_with("fp8_") || format.starts_with("te_fp8_")) return {"F8_E4M3*scale"};
   ADD_FAILURE() << "unknown format " << format;
   return {};
@@ -76,12 +84,19 @@ void expect_formats_match(const qwen::reftest::ReferenceCase& ref) {
 }
 
 TEST(ReferenceDifferential, GgufTransformerMatchesDiffusers) {
-  QWEN_REFERENCE_CASE(ref, "formats", "--formats gguf_Q8_0,gguf_Q5_0,gguf_Q4_0,gguf_Q4_K_M");
+  QWEN_REFERENCE_CASE(ref, "formats",
+                      "--formats gguf_Q8_0,gguf_Q5_0,gguf_Q4_0,gguf_Q4_K_M,gguf_IQ4_XS");
   expect_formats_match(ref);
 }
 
 TEST(ReferenceDifferential, Fp8ScaledTransformerMatchesDiffusers) {
   QWEN_REFERENCE_CASE(ref, "formats", "--formats fp8_comfy_quant,fp8_legacy");
+  expect_formats_match(ref);
+}
+
+// Plain fp8 (e4m3fn, e5m2: no scales) and ComfyUI bf16 / fp16 single files, prefixed or not.
+TEST(ReferenceDifferential, PlainSingleFileTransformerMatchesDiffusers) {
+  QWEN_REFERENCE_CASE(ref, "formats", "--formats fp8_e4m3fn,fp8_e5m2,comfy_bf16,comfy_fp16");
   expect_formats_match(ref);
 }
 
