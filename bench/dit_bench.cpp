@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "bench_util.h"
+#include "models/offload.h"
 #include "models/transformer.h"
 #include "pipelines/latents.h"
 #include "pipelines/scheduler.h"
@@ -29,6 +30,10 @@ struct Args {
   int layers = 0, heads = 0;
   int threads = 0;
   bool zero_cond_t = false;
+  // Memory placement (issue #13, models/offload.h): resident, modulation or stream (with
+  // --resident-blocks N kept on the device, default 0).
+  std::string memory = "resident";
+  int resident_blocks = 0;
 };
 
 void usage(bool edit) {
@@ -37,6 +42,7 @@ void usage(bool edit) {
                "         [--width W] [--height H]%s\n"
                "         [--steps N] [--warmup N] [--txt-len T] [--no-cfg]%s\n"
                "         [--reduced] [--layers L] [--heads H] [--threads T]\n"
+               "         [--memory resident|modulation|stream] [--resident-blocks N]\n"
                "  default: the real 20.4B configuration (60 layers, 24 heads x 128), 1024x1024%s;\n"
                "  --reduced: 2 layers x 8 heads (for CPUs); --layers/--heads override.\n",
                edit ? "bench_edit" : "bench_transformer",
@@ -84,6 +90,10 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
       a.heads = next();
     else if (k == "--threads")
       a.threads = next();
+    else if (k == "--memory" && i + 1 < argc)
+      a.memory = argv[++i];
+    else if (k == "--resident-blocks")
+      a.resident_blocks = next();
     else
       return false;
   }
@@ -92,7 +102,9 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
   if (a.cond_height == 0) a.cond_height = a.height;
   return a.width >= 16 && a.height >= 16 && a.cond_width >= 16 && a.cond_height >= 16 &&
          a.steps >= 1 && a.txt_len >= 1 && a.warmup >= 0 &&
-         (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16");
+         (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16") &&
+         (a.memory == "resident" || a.memory == "modulation" || a.memory == "stream") &&
+         a.resident_blocks >= 0;
 }
 
 }  // namespace
@@ -134,6 +146,9 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   // filled with random values there.
   const auto old_dtype = c10::get_default_dtype();
   c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
+  // Built on the device as for resident; a placement then moves its host part off the device
+  // (models::TransformerPlacement: pinned host copies), as the engine does after loading.
+  const bool placed = a.memory != "resident";
   qwen::models::QwenImageTransformer2DModel model(cfg, device);
   c10::set_default_dtype(old_dtype);
   for (auto& p : model->named_parameters()) {
@@ -143,6 +158,12 @@ int run_dit_bench(int argc, char** argv, bool edit) {
       p.value().normal_(0.0, 0.02);
   }
   model->eval();
+  std::shared_ptr<qwen::models::TransformerPlacement> placement;
+  if (placed) {
+    placement = std::make_shared<qwen::models::TransformerPlacement>(
+        *model, device, a.memory == "stream", a.resident_blocks);
+    model->set_placement(placement);
+  }
   if (device.is_cuda()) torch::cuda::synchronize();
   const double build_s = seconds_since(t0);
 
@@ -174,6 +195,25 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   std::printf(", text %d tokens%s%s; built in %.1f s\n", a.txt_len,
               a.cfg ? " + negative (true CFG)" : "", a.zero_cond_t ? ", zero_cond_t" : "", build_s);
 
+  // Modulation off the device: every step's timestep-only tensors computed once, before the loop
+  // (as pipelines::denoise does per job), timed on their own.
+  std::vector<torch::Tensor> step_t;
+  for (int i = 0; i < a.warmup + a.steps; ++i) step_t.push_back(ts[i].expand({1}).to(dtype) / 1000);
+  std::vector<qwen::models::TimestepModulation> precomputed;
+  double precompute_s = 0;
+  if (placement) {
+    auto p0 = Clock::now();
+    precomputed = placement->precompute_modulation(*model, step_t, dtype);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    precompute_s = seconds_since(p0);
+    std::printf("modulation precomputed for %d steps in %.2f s (%.2f GB of weights copied)\n",
+                a.warmup + a.steps, precompute_s, placement->stats().modulation_bytes / 1e9);
+    if (placement->streamed_blocks() > 0)
+      std::printf("streaming %lld of %lld blocks per pass\n",
+                  (long long)placement->streamed_blocks(), (long long)cfg.num_layers);
+  }
+  int64_t streamed_before = 0;
+
   std::vector<qwen::models::ImageShape> shapes{{1, h, w}};
   if (edit) shapes.push_back({1, hc, wc});
   double timed = 0, warm_s = 0;
@@ -183,13 +223,15 @@ int run_dit_bench(int argc, char** argv, bool edit) {
     if (i == a.warmup) {  // the timed steps start: a fresh peak
       peak_before = device_peak(device);
       reset_device_peak(device);
+      if (placement) streamed_before = placement->stats().streamed_bytes;
     }
     auto s0 = Clock::now();
-    auto t = ts[i].expand({1}).to(dtype) / 1000;
+    const auto& t = step_t[size_t(i)];
     auto x = edit ? torch::cat({latents, cond_latents}, 1) : latents;
     // As the pipelines' loop (pipelines::denoise): the timestep-only modulation is computed once
-    // per step and shared by the CFG passes.
-    qwen::models::TimestepModulation modulation;
+    // per step and shared by the CFG passes (or precomputed above).
+    qwen::models::TimestepModulation local;
+    auto& modulation = precomputed.empty() ? local : precomputed[size_t(i)];
     auto v = model->forward(x, txt, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
     if (a.cfg) {
       auto vn = model->forward(x, neg, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
@@ -227,15 +269,26 @@ int run_dit_bench(int argc, char** argv, bool edit) {
                   peak_before->allocated_gib, peak_before->reserved_gib);
     std::printf("device memory in use (driver): %.2f GiB\n", cuda_used_gib());
   }
+  double streamed_gb_per_step = 0, stream_gbps = 0;
+  if (placement) {
+    streamed_gb_per_step = (placement->stats().streamed_bytes - streamed_before) / 1e9 / a.steps;
+    stream_gbps = streamed_gb_per_step / per_step;
+    std::printf(
+        "memory %s: %.2f GB streamed per step (%.2f GB/s over the step time), host wait "
+        "for copies %.2f s, modulation precompute %.2f s\n",
+        a.memory.c_str(), streamed_gb_per_step, stream_gbps, placement->stats().wait_seconds,
+        precompute_s);
+  }
   const double rss = host_peak_gib();
   std::printf("peak host memory (RSS): %.2f GiB\n", rss);
   std::printf("finite output: %s\n", finite ? "yes" : "no");
   // One line for scripts (bench/gpu/check.sh): key=value, -1 = not measured on this device.
   std::printf(
       "RESULT s_per_step=%.4f tflops=%.2f peak_alloc_gib=%.2f peak_reserved_gib=%.2f "
-      "peak_rss_gib=%.2f outside_loop_s=%.2f weights_s=%.2f warmup_s=%.2f finite=%s\n",
+      "peak_rss_gib=%.2f outside_loop_s=%.2f weights_s=%.2f warmup_s=%.2f finite=%s memory=%s "
+      "streamed_gb_per_step=%.2f stream_gbps=%.2f precompute_s=%.2f\n",
       per_step, flops / per_step / 1e12, peak_alloc, peak_reserved, rss, outside_s, build_s, warm_s,
-      finite ? "yes" : "no");
+      finite ? "yes" : "no", a.memory.c_str(), streamed_gb_per_step, stream_gbps, precompute_s);
   return 0;
 }
 

@@ -437,4 +437,25 @@ if [ $build_only = 0 ]; then
       --ranks 16,64,128 --steps 3 --warmup 1
   fi
 fi
+# Memory modes (issue #13, docs/memory.md): the modulation weights off the device and block
+# streaming (30 of 60 blocks resident) at 1328x1328 with CFG: peak, s/step and streamed GB/s
+# (RESULT memory= streamed_gb_per_step= stream_gbps= precompute_s=).
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ]; then
+    skip_stage memory_modulation dit.log "no build"
+    skip_stage memory_stream dit.log "no build"
+  elif [ $dry = 1 ]; then
+    mem=(--device cpu --dtype float32 --reduced --layers 2 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2)
+    run_stage memory_modulation dit.log 60 --check check_dit -- "$b/bench_transformer" "${mem[@]}" \
+      --width 64 --height 64 --memory modulation
+    run_stage memory_stream dit.log 60 --check check_dit -- "$b/bench_edit" "${mem[@]}" \
+      --width 64 --height 64 --memory stream --resident-blocks 1
+  else
+    mem=(--device cuda --dtype bfloat16 --steps 3 --warmup 1 --width 1328 --height 1328)
+    run_stage memory_modulation dit.log 150 --check check_dit -- "$b/bench_transformer" "${mem[@]}" \
+      --memory modulation
+    run_stage memory_stream dit.log 150 --check check_dit -- "$b/bench_transformer" "${mem[@]}" \
+      --memory stream --resident-blocks 30
+  fi
+fi
 exit 0 # finish() sets the exit code from the stages
