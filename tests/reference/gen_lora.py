@@ -10,8 +10,9 @@ OUT/model must exist (gen_random.py OUT --model-only). Writes OUT/loras/*.safete
 LoRA list). Styles: diffusers/PEFT with and without lora_adapter_metadata, ai-toolkit, DiffSynth, kohya/musubi,
 lightx2v (with `.alpha`: diffusers does not recognise a bare file without it); random rank (1-4), alpha, dtype
 (fp32/bf16/fp16), module subset (every Linear, top-level ones and img_mod/txt_mod included, half of the time)
-and strength (negative included). Every LoRA case also runs without the LoRAs and fails when the LoRA changed
-nothing (the case would prove nothing).
+and strength (negative included), B drawn so that the LoRA's term is about half the layer's own. Every case
+also runs without the LoRAs; a case whose LoRAs change the image by < 2 levels is drawn again with stronger
+LoRAs (3 times, then the script fails: such a case would prove nothing).
 """
 import argparse
 import json
@@ -43,8 +44,9 @@ def linear_names(tr):
     return [n for n, m in tr.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
-def make_lora(rng, gen, tr, style, path):
-    """A random LoRA of `style` on `tr`, written to `path`; returns its description."""
+def make_lora(rng, gen, tr, style, path, gain=1.0):
+    """A random LoRA of `style` on `tr`, written to `path`; returns its description. B is drawn so that
+    gain * (alpha / r) * B @ A is about half the size of the layer's own product (whatever alpha, r)."""
     names = linear_names(tr)
     mods = names if rng.random() < 0.5 else sorted(rng.sample(names, rng.randint(1, len(names))))
     rank = rng.randint(1, 4)
@@ -54,11 +56,12 @@ def make_lora(rng, gen, tr, style, path):
         alpha = rng.choice([1.0, float(rank), rank / 2, 2.0 * rank, 3.0])
     elif style == "diffusers_peft_meta":
         alpha = rng.choice([float(rank), 2.0 * rank, 1.0, 3.0])
+    factor = (alpha if alpha is not None else rank) / rank
     sd = {}
     for m in mods:
         lin = tr.get_submodule(m)
         a = (torch.randn(rank, lin.in_features, generator=gen) / math.sqrt(lin.in_features)).to(dtype)
-        b = (torch.randn(lin.out_features, rank, generator=gen) * 0.5 / math.sqrt(rank)).to(dtype)
+        b = (torch.randn(lin.out_features, rank, generator=gen) * 0.5 * gain / (factor * math.sqrt(rank))).to(dtype)
         if style in ("diffusers_peft", "diffusers_peft_meta"):
             sd[f"transformer.{m}.lora_A.weight"], sd[f"transformer.{m}.lora_B.weight"] = a, b
         elif style == "aitoolkit":
@@ -78,6 +81,10 @@ def make_lora(rng, gen, tr, style, path):
     save_file({k: v.contiguous() for k, v in sd.items()}, path, metadata=metadata)
     return dict(style=style, rank=rank, alpha=alpha, dtype=str(dtype).replace("torch.", ""), modules=len(mods),
                 all_modules=len(mods) == len(names))
+
+
+class TooWeak(Exception):
+    pass
 
 
 def strength(rng):
@@ -105,7 +112,7 @@ def run(pipe, p, loras, out, name, **kw):
     levels = int(np.abs(np.round(img * 255) - np.round(base * 255)).max())
     p["levels_vs_no_lora"] = levels
     if levels < 2:
-        raise SystemExit(f"gen_lora: case {name}: the LoRAs changed the image by {levels} levels only")
+        raise TooWeak(f"gen_lora: case {name}: the LoRAs changed the image by {levels} levels only")
     G.save_tensors(dict(image=torch.from_numpy(img)), os.path.join(out, f"lora_{name}.safetensors"))
     print(f"gen_lora: {name}: {len(loras)} LoRA(s), {levels} levels from the image without, {p['seconds']} s",
           flush=True)
@@ -141,42 +148,59 @@ def main():
 
     n = 0
 
-    def new_lora(style, name=None):
+    def new_lora(style, name=None, gain=1.0):
         nonlocal n
         n += 1
         path = os.path.join(ldir, name or f"{n}_{style}.safetensors")
-        desc = make_lora(rng, gen, tr, style, path)
+        desc = make_lora(rng, gen, tr, style, path, gain)
         return path, f"a{n}", desc
+
+    def attempt(make_case):
+        """A case whose LoRAs leave the image (nearly) unchanged proves nothing: drawn again, stronger."""
+        for i in range(4):
+            try:
+                return make_case(2.0 ** i)
+            except TooWeak as e:
+                print(f"{e}; drawing it again", flush=True)
+                if i == 3:
+                    raise SystemExit(str(e))
 
     if "styles" in cases:
         for style in STYLES:
-            path, adapter, desc = new_lora(style)
-            p = job()
-            s = strength(rng)
-            p["loras"] = [dict(file=os.path.relpath(path, out), strength=s, **desc)]
-            result["cases"][style] = p
-            run(pipe, p, [(path, adapter, s)], out, style)
+            def case(gain, style=style):
+                path, adapter, desc = new_lora(style, gain=gain)
+                p = job()
+                s = strength(rng)
+                p["loras"] = [dict(file=os.path.relpath(path, out), strength=s, **desc)]
+                result["cases"][style] = p
+                run(pipe, p, [(path, adapter, s)], out, style)
+            attempt(case)
     if "stacked" in cases:
-        a, b = rng.sample(STYLES, 2)
-        la, lb = new_lora(a), new_lora(b)
-        sa, sb = abs(strength(rng)), -abs(strength(rng))
-        p = job()
-        p["loras"] = [dict(file=os.path.relpath(la[0], out), strength=sa, **la[2]),
-                      dict(file=os.path.relpath(lb[0], out), strength=sb, **lb[2])]
-        result["cases"]["stacked"] = p
-        run(pipe, p, [(la[0], la[1], sa), (lb[0], lb[1], sb)], out, "stacked")
+        def case(gain):
+            a, b = rng.sample(STYLES, 2)
+            la, lb = new_lora(a, gain=gain), new_lora(b, gain=gain)
+            sa, sb = abs(strength(rng)), -abs(strength(rng))
+            p = job()
+            p["loras"] = [dict(file=os.path.relpath(la[0], out), strength=sa, **la[2]),
+                          dict(file=os.path.relpath(lb[0], out), strength=sb, **lb[2])]
+            result["cases"]["stacked"] = p
+            run(pipe, p, [(la[0], la[1], sa), (lb[0], lb[1], sb)], out, "stacked")
+        attempt(case)
     if "lightning" in cases:
         # A Lightning LoRA (lightx2v layout, named like the released ones): the engine recognises it and
         # takes CFG 1 and shift 3 by itself (true_cfg_scale null = unset); the reference runs diffusers'
         # Lightning scheduler config with true_cfg_scale 1.
-        path, adapter, desc = new_lora("lightx2v", "Qwen-Image-Lightning-4steps-V1.0-random.safetensors")
         sched = pipe.scheduler
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(LIGHTNING_SCHEDULER)
-        p = job(steps=4)
-        p["true_cfg_scale"] = None
-        p["loras"] = [dict(file=os.path.relpath(path, out), strength=1.0, **desc)]
-        result["cases"]["lightning"] = p
-        run(pipe, p, [(path, adapter, 1.0)], out, "lightning")
+
+        def case(gain):
+            path, adapter, desc = new_lora("lightx2v", "Qwen-Image-Lightning-4steps-V1.0-random.safetensors", gain)
+            p = job(steps=4)
+            p["true_cfg_scale"] = None
+            p["loras"] = [dict(file=os.path.relpath(path, out), strength=1.0, **desc)]
+            result["cases"]["lightning"] = p
+            run(pipe, p, [(path, adapter, 1.0)], out, "lightning")
+        attempt(case)
         pipe.scheduler = sched
     if "edit_plus" in cases:
         from diffusers import QwenImageEditPlusPipeline
@@ -193,14 +217,17 @@ def main():
         p["images"] = [f"lora_edit_plus_image_{i}.png" for i in range(nimg)]
         for im, name in zip(images, p["images"]):
             im.save(os.path.join(out, name))
-        la, lb = new_lora(rng.choice(STYLES)), new_lora(rng.choice(STYLES))
-        sa, sb = strength(rng), strength(rng)
-        p["loras"] = [dict(file=os.path.relpath(la[0], out), strength=sa, **la[2]),
-                      dict(file=os.path.relpath(lb[0], out), strength=sb, **lb[2])]
-        result["cases"]["edit_plus"] = p
         probe = G.TextEncoderProbe(pipe.text_encoder, proc, forward_token_types=True)
-        try:
+
+        def case(gain):
+            la, lb = new_lora(rng.choice(STYLES), gain=gain), new_lora(rng.choice(STYLES), gain=gain)
+            sa, sb = strength(rng), strength(rng)
+            p["loras"] = [dict(file=os.path.relpath(la[0], out), strength=sa, **la[2]),
+                          dict(file=os.path.relpath(lb[0], out), strength=sb, **lb[2])]
+            result["cases"]["edit_plus"] = p
             run(epipe, p, [(la[0], la[1], sa), (lb[0], lb[1], sb)], out, "edit_plus", image=images)
+        try:
+            attempt(case)
         finally:
             probe.remove()
     with open(os.path.join(out, "lora_case.json"), "w", encoding="utf-8") as f:
