@@ -223,15 +223,25 @@ void TransformerPlacement::after_block(size_t index) {
 std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
     QwenImageTransformer2DModelImpl& model, const std::vector<torch::Tensor>& timesteps,
     torch::Dtype dtype) {
-  return model.compute_modulations(timesteps, dtype, [&](size_t b, bool before) {
-    if (!before) {
-      mods_[b].release();
-      return;
-    }
-    prefetch(mods_, b, stats_.modulation_bytes);
-    mods_[b].wait();
-    prefetch(mods_, b + 1, stats_.modulation_bytes);
-  });
+  try {
+    return model.compute_modulations(timesteps, dtype, [&](size_t b, bool before) {
+      if (!before) {
+        mods_[b].release();
+        return;
+      }
+      prefetch(mods_, b, stats_.modulation_bytes);
+      mods_[b].wait();
+      prefetch(mods_, b + 1, stats_.modulation_bytes);
+    });
+  } catch (...) {
+    release_all();
+    throw;
+  }
+}
+
+void TransformerPlacement::release_all() {
+  for (auto& b : blocks_) b.release();
+  for (auto& m : mods_) m.release();
 }
 
 }  // namespace qwen::models

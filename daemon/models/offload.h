@@ -101,6 +101,8 @@ class TransformerPlacement : public PlacementHooks {
   std::vector<TimestepModulation> precompute_modulation(QwenImageTransformer2DModelImpl& model,
                                                         const std::vector<torch::Tensor>& timesteps,
                                                         torch::Dtype dtype) override;
+  // Every host-kept weight back on the host (after a failed job: nothing it copied stays).
+  void release_all();
   const PlacementStats& stats() const { return stats_; }
   int64_t streamed_blocks() const;
   int64_t host_bytes() const;  // weights kept in host memory

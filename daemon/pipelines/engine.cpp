@@ -559,7 +559,10 @@ std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const Progress
 
 EngineError QwenEngine::out_of_memory(const ResolvedParams& p, const std::string& what) {
   // What the job held is freed by now (unwound; offloaded weights back on the host by their
-  // scopes); the cached blocks go back to the driver so the next job starts clean.
+  // scopes, streamed blocks here); the cached blocks go back to the driver so the next job starts
+  // clean.
+  if (auto* tp = dynamic_cast<models::TransformerPlacement*>(transformer_->placement()))
+    tp->release_all();
   release_cached_memory();
   const std::string size = std::to_string(p.width) + "x" + std::to_string(p.height);
   std::string advice;

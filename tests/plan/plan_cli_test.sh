@@ -35,4 +35,17 @@ out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 2G --memory nope 2>&
 check "unknown mode is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "nope"'
 out="$("$bin" plan --model "$models/does-not-exist" --vram 2G 2>&1)"; rc=$?
 check "missing model names it (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "does-not-exist"'
+# --memory on the model commands: a bad name is a usage error naming it; a mode runs.
+tmp=$(mktemp -d)
+out="$("$bin" generate --model "$models/qwen-image-tiny" --memory nope --prompt x --output "$tmp/x.png" 2>&1)"; rc=$?
+check "generate --memory nope is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "nope"'
+out="$("$bin" generate --model "$models/qwen-image-tiny" --device cpu --threads 2 --memory stream --prompt "a fox" \
+  --negative-prompt " " --width 32 --height 32 --steps 2 --output "$tmp/s.png" 2>&1)"; rc=$?
+check "generate --memory stream runs (rc $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/s.png" ]'
+check "generate --memory stream logs its plan" 'echo "$out" | grep -q "memory mode stream"'
+out="$("$bin" generate --model "$models/qwen-image-tiny" --device cpu --threads 2 --prompt "a fox" \
+  --negative-prompt " " --width 32 --height 32 --steps 2 --quiet --output "$tmp/r.png" 2>&1)"; rc=$?
+check "generate resident runs (rc $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/r.png" ]'
+check "stream and resident PNGs are identical" 'cmp -s "$tmp/s.png" "$tmp/r.png"'
+rm -rf "$tmp"
 exit $fail
