@@ -181,18 +181,11 @@ int main(int argc, char** argv) {
     usage();
     return 2;
   }
-  torch::set_num_threads(a.threads > 0 ? a.threads
-                                       : static_cast<int>(std::thread::hardware_concurrency()));
-  const torch::Device device(a.device);
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    std::fprintf(stderr, "CUDA is not available\n");
-    return 1;
-  }
-  const torch::Dtype dtype = a.dtype.empty()
-                                 ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat32)
-                             : a.dtype == "bfloat16" ? torch::kBFloat16
-                                                     : torch::kFloat32;
-  const char* dtype_name = dtype == torch::kBFloat16 ? "bfloat16" : "float32";
+  const auto target = qwen::bench::bench_target(a.device, a.dtype, a.threads);
+  if (!target) return 1;
+  const torch::Device device = target->device;
+  const torch::Dtype dtype = target->dtype;
+  const char* dtype_name = target->dtype_name();
   qwen::models::TransformerConfig cfg;  // the released configuration, --layers blocks
   const int64_t real_layers = cfg.num_layers;
   cfg.num_layers = a.layers;

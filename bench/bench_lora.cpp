@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "models/linear.h"
 #include "models/lora.h"
 #include "models/transformer.h"
@@ -92,17 +93,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  torch::set_num_threads(a.threads > 0 ? a.threads
-                                       : static_cast<int>(std::thread::hardware_concurrency()));
-  const torch::Device device(a.device);
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    std::fprintf(stderr, "CUDA is not available\n");
-    return 1;
-  }
-  const torch::Dtype dtype = a.dtype.empty()
-                                 ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat32)
-                             : a.dtype == "bfloat16" ? torch::kBFloat16
-                                                     : torch::kFloat32;
+  const auto target = qwen::bench::bench_target(a.device, a.dtype, a.threads);
+  if (!target) return 1;
+  const torch::Device device = target->device;
+  const torch::Dtype dtype = target->dtype;
   qwen::models::TransformerConfig cfg;
   if (a.reduced) {
     cfg.num_layers = 2;

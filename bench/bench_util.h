@@ -8,7 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
+#include <string>
+#include <thread>
 
 #include "models/transformer.h"
 
@@ -85,6 +88,32 @@ inline double forward_flops(const qwen::models::TransformerConfig& c, int64_t s_
   double top = 2.0 * s_img * c.in_channels * d + 2.0 * s_txt * c.joint_attention_dim * d +
                2.0 * s_img * d * c.patch_size * c.patch_size * c.out_channels;
   return top + c.num_layers * block;
+}
+
+// The --device / --dtype / --threads of the transformer benches (bench_transformer, bench_edit,
+// bench_formats, bench_lora): torch's CPU threads (0 = every hardware thread), the device, and the
+// compute dtype (empty = bfloat16 on CUDA, float32 on the CPU). nullopt, with a message, when CUDA
+// is asked for and not available.
+struct BenchTarget {
+  torch::Device device;
+  torch::Dtype dtype;
+  const char* dtype_name() const { return dtype == torch::kBFloat16 ? "bfloat16" : "float32"; }
+};
+
+inline std::optional<BenchTarget> bench_target(const std::string& device_name,
+                                               const std::string& dtype_name, int threads) {
+  torch::set_num_threads(threads > 0 ? threads
+                                     : static_cast<int>(std::thread::hardware_concurrency()));
+  const torch::Device device(device_name);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "CUDA is not available\n");
+    return std::nullopt;
+  }
+  const torch::Dtype dtype = dtype_name.empty()
+                                 ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat32)
+                             : dtype_name == "bfloat16" ? torch::kBFloat16
+                                                        : torch::kFloat32;
+  return BenchTarget{device, dtype};
 }
 
 }  // namespace qwen::bench

@@ -120,17 +120,10 @@ int run_dit_bench(int argc, char** argv, bool edit) {
     usage(edit);
     return 2;
   }
-  torch::set_num_threads(a.threads > 0 ? a.threads
-                                       : static_cast<int>(std::thread::hardware_concurrency()));
-  const torch::Device device(a.device);
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    std::fprintf(stderr, "CUDA is not available\n");
-    return 1;
-  }
-  const torch::Dtype dtype = a.dtype.empty()
-                                 ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat32)
-                             : a.dtype == "bfloat16" ? torch::kBFloat16
-                                                     : torch::kFloat32;
+  const auto target = qwen::bench::bench_target(a.device, a.dtype, a.threads);
+  if (!target) return 1;
+  const torch::Device device = target->device;
+  const torch::Dtype dtype = target->dtype;
   qwen::models::TransformerConfig cfg;  // the released 20B configuration
   if (a.reduced) {
     cfg.num_layers = 2;
