@@ -458,13 +458,13 @@ def vision_processor_part(seed, out, case):
 
 # The formats part (issue #12): quantised single files of the random model, each with the reference image of its
 # dequantised weights (write_format; the writers are in quant_formats.py).
-FORMATS = ("gguf_Q8_0", "gguf_Q5_0", "gguf_Q4_0", "gguf_Q4_K_M", "gguf_IQ4_XS", "fp8_comfy_quant", "fp8_legacy",
+FORMATS = ("gguf_Q8_0", "gguf_Q5_0", "gguf_Q4_0", "gguf_Q4_K_M", "gguf_Q2_K", "gguf_IQ4_XS", "fp8_comfy_quant", "fp8_legacy",
            "fp8_e4m3fn", "fp8_e5m2", "comfy_bf16", "comfy_fp16", "te_gguf_Q8_0", "te_fp8_legacy")
 
 
 # The ggml types each GGUF format must contain (test_reference_formats.cpp checks them too).
 FORMAT_TYPES = {"gguf_Q8_0": ["Q8_0"], "gguf_Q5_0": ["Q5_0", "Q5_1"], "gguf_Q4_0": ["Q4_0", "Q4_1"], "gguf_Q4_K_M": ["Q4_K", "Q5_K", "Q6_K"],
-                "gguf_IQ4_XS": ["IQ4_XS", "IQ4_NL"],
+                "gguf_Q2_K": ["Q2_K", "Q3_K"], "gguf_IQ4_XS": ["IQ4_XS", "IQ4_NL"],
                 "te_gguf_Q8_0": ["Q8_0"]}
 
 

@@ -103,6 +103,58 @@ def _q6_k(x):
     return np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), d.view(np.uint8).reshape(n, 2)], axis=1)
 
 
+def _q2_3_layout(q):
+    """(n, 256) 2-bit values -> (n, 64) bytes: element 128 h + 32 s + j at bits 2 s of byte 32 h + j (gguf-py
+    Q2_K / Q3_K dequantize_blocks' qs layout)."""
+    n = q.shape[0]
+    q = q.reshape(n, 2, 4, 32).astype(np.uint8)
+    out = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+    return out.reshape(n, 64)
+
+
+def _q2_k(x):
+    n = x.shape[0]
+    g = x.reshape(n, 16, 16)
+    lo = np.minimum(g.min(axis=2), 0.0)
+    hi = np.maximum(g.max(axis=2), 0.0)
+    scale, mins = (hi - lo) / 3.0, -lo
+    d = _f16(scale.max(axis=1) / 15.0)
+    dmin = _f16(mins.max(axis=1) / 15.0)
+    df, dminf = d.astype(np.float32)[:, None], dmin.astype(np.float32)[:, None]
+    sc = np.where(df > 0, np.clip(np.round(scale / np.where(df > 0, df, 1)), 0, 15), 0)
+    mn = np.where(dminf > 0, np.clip(np.round(mins / np.where(dminf > 0, dminf, 1)), 0, 15), 0)
+    step = (df * sc)[:, :, None]
+    q = np.where(step > 0, np.round((g + (dminf * mn)[:, :, None]) / np.where(step > 0, step, 1)), 0)
+    q = np.clip(q, 0, 3).astype(np.uint8).reshape(n, 256)
+    scales = (sc.astype(np.uint8) | (mn.astype(np.uint8) << 4)).astype(np.uint8)
+    return np.concatenate([scales, _q2_3_layout(q), d.view(np.uint8).reshape(n, 2),
+                           dmin.view(np.uint8).reshape(n, 2)], axis=1)
+
+
+def _q3_k(x):
+    n = x.shape[0]
+    g = x.reshape(n, 16, 16)
+    sub = _signed_absmax(g)[..., 0] / -4.0  # the extreme value maps to q = -4
+    d = _f16(np.abs(sub).max(axis=1) / 31.0)
+    df = d.astype(np.float32)[:, None]
+    sc = np.where(df > 0, np.clip(np.round(sub / np.where(df > 0, df, 1)), -32, 31), 0).astype(np.int32)
+    step = (df * sc)[:, :, None]
+    q = np.where(step != 0, np.round(g / np.where(step != 0, step, 1)), 0)
+    q = np.clip(q, -4, 3).astype(np.int32).reshape(n, 256)
+    hbit = (q >= 0).astype(np.uint8)  # gguf-py: q = ql - 4 (1 - hbit)
+    ql = (q + 4 * (1 - hbit)).astype(np.uint8)
+    hb = hbit.reshape(n, 8, 32)  # element 32 b + j: bit b of hmask[j]
+    hmask = np.zeros((n, 32), np.uint8)
+    for b in range(8):
+        hmask |= (hb[:, b, :] << b).astype(np.uint8)
+    u = (sc + 32).astype(np.uint8)  # (n, 16) 6-bit
+    low = (u[:, :8] & 0x0F) | ((u[:, 8:] & 0x0F) << 4)  # scale i < 8: low nibble of byte i, else high of i - 8
+    hi2 = (u >> 4) & 3  # scale 4 s + k: bits 2 s of byte 8 + k
+    high = hi2[:, 0:4] | (hi2[:, 4:8] << 2) | (hi2[:, 8:12] << 4) | (hi2[:, 12:16] << 6)
+    return np.concatenate([hmask, _q2_3_layout(ql), low.astype(np.uint8), high.astype(np.uint8),
+                           d.view(np.uint8).reshape(n, 2)], axis=1)
+
+
 # IQ4_NL / IQ4_XS: 4-bit indices into llama.cpp's non-linear table kvalues_iq4nl (gguf-py IQ4_NL.kvalues),
 # round to the nearest table entry; the inverse of gguf-py's IQ4_NL / IQ4_XS dequantize_blocks.
 _IQ4 = np.array(gguf.quants.IQ4_NL.kvalues, dtype=np.float32)
@@ -149,7 +201,7 @@ def _iq4_xs(x):
                            _pack_nibbles(q).reshape(n, 128)], axis=1)
 
 
-_K_PACKERS = {"Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k, "IQ4_NL": _iq4_nl, "IQ4_XS": _iq4_xs}
+_K_PACKERS = {"Q2_K": _q2_k, "Q3_K": _q3_k, "Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k, "IQ4_NL": _iq4_nl, "IQ4_XS": _iq4_xs}
 
 
 def quantize(x, name):
@@ -162,7 +214,7 @@ def quantize(x, name):
         back = gguf.quants.dequantize(out, T[name])
         # A packing error gives garbage; round-to-nearest keeps every value within a few steps.
         err = np.abs(back - x).max() / max(np.abs(x).max(), 1e-12)
-        assert err < {"Q4_K": 0.2, "Q5_K": 0.1, "Q6_K": 0.06, "IQ4_NL": 0.2, "IQ4_XS": 0.2}[name], (name, err)
+        assert err < {"Q2_K": 0.6, "Q3_K": 0.35, "Q4_K": 0.2, "Q5_K": 0.1, "Q6_K": 0.06, "IQ4_NL": 0.2, "IQ4_XS": 0.2}[name], (name, err)
         return out
     out = gguf.quants.quantize(x, T[name])
     return np.ascontiguousarray(out).view(np.uint8).reshape(rows, -1)
@@ -183,7 +235,8 @@ def transformer_gguf_type(key, shape, main, layer0=None):
         return "BF16"
     t = main
     if key.endswith(("img_mlp.net.2.weight", "txt_mlp.net.2.weight")):
-        t = {"Q4_0": "Q4_1", "Q5_0": "Q5_1", "Q4_K": "Q6_K", "Q5_K": "Q6_K", "IQ4_XS": "IQ4_NL"}.get(main, main)
+        t = {"Q4_0": "Q4_1", "Q5_0": "Q5_1", "Q4_K": "Q6_K", "Q5_K": "Q6_K", "IQ4_XS": "IQ4_NL",
+             "Q2_K": "Q3_K"}.get(main, main)
     elif layer0 and key.startswith("transformer_blocks.0.attn."):
         t = layer0
     block = GGML_QUANT_SIZES[T[t]][0]
@@ -258,7 +311,7 @@ def read_gguf_dequantized(path):
     return out, types
 
 
-FILE_TYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18, "IQ4_NL": 25,
+FILE_TYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18, "IQ4_NL": 25, "Q2_K": 10, "Q3_K": 11,
               "IQ4_XS": 30}
 
 

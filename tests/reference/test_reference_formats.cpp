@@ -2,7 +2,7 @@
 // gen_random.py's `formats` part draws a model whose matrices fit the GGUF blocks (transformer
 // 256 wide, text encoder 32 / 64 wide), writes its transformer as city96 / ComfyUI-GGUF files
 // (Q8_0; Q5_0 / Q4_0 with Q5_1 / Q4_1 down-projections; Q4_K_M: Q4_K, Q5_K in block 0's attention,
-// Q6_K down-projections; IQ4_XS with IQ4_NL down-projections; gguf-py quantises the legacy types, the
+// Q6_K down-projections; Q2_K with Q3_K down-projections; IQ4_XS with IQ4_NL down-projections; gguf-py quantises the legacy types, the
 // K-quant and IQ4 blocks are packed by quant_formats.py), as plain fp8 (e4m3fn, e5m2) and bf16 /
 // fp16 ComfyUI single files, and as ComfyUI fp8 scaled files (per-layer comfy_quant / header
 // _quantization_metadata "fp8mixed"; legacy scaled_fp8 + scale_weight), its text encoder as a
@@ -41,6 +41,7 @@ std::vector<std::string> required_types(const std::string& format) {
   if (format == "gguf_Q5_0") return {"Q5_0", "Q5_1"};
   if (format == "gguf_Q4_K_M") return {"Q4_K", "Q5_K", "Q6_K"};
   if (format == "gguf_IQ4_XS") return {"IQ4_XS", "IQ4_NL"};
+  if (format == "gguf_Q2_K") return {"Q2_K", "Q3_K"};
   if (format == "fp8_e4m3fn") return {"F8_E4M3"};
   if (format == "fp8_e5m2") return {"F8_E5M2"};
   if (format == "comfy_bf16") return {"BF16"};
@@ -85,7 +86,7 @@ void expect_formats_match(const qwen::reftest::ReferenceCase& ref) {
 
 TEST(ReferenceDifferential, GgufTransformerMatchesDiffusers) {
   QWEN_REFERENCE_CASE(ref, "formats",
-                      "--formats gguf_Q8_0,gguf_Q5_0,gguf_Q4_0,gguf_Q4_K_M,gguf_IQ4_XS");
+                      "--formats gguf_Q8_0,gguf_Q5_0,gguf_Q4_0,gguf_Q4_K_M,gguf_Q2_K,gguf_IQ4_XS");
   expect_formats_match(ref);
 }
 
