@@ -7,28 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "config_harness.h"
 #include "server/config.h"
 
 using qwen::server::DaemonConfig;
 
-namespace {
-
-std::string write_conf(const std::string& text) {
-  char path[] = "/tmp/qwen-conf-XXXXXX";
-  const int fd = ::mkstemp(path);
-  ::close(fd);
-  std::ofstream(path) << text;
-  return path;
-}
-
-std::string parse(std::vector<std::string> args, DaemonConfig* cfg) {
-  std::vector<char*> argv;
-  args.insert(args.begin(), "qwen-imaged");
-  for (auto& a : args) argv.push_back(a.data());
-  return qwen::server::parse_args(static_cast<int>(argv.size()), argv.data(), cfg);
-}
-
-}  // namespace
+using qwen::server::test::parse;
+using qwen::server::test::write_conf;
 
 TEST(DaemonConfig, ComponentFilesBelongToTheModelAboveThem) {
   const std::string conf = write_conf(

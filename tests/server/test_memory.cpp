@@ -8,21 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "config_harness.h"
 #include "server/config.h"
 #include "server/job.h"
 
 using qwen::server::DaemonConfig;
 
-namespace {
-
-std::string parse(std::vector<std::string> args, DaemonConfig* cfg) {
-  std::vector<char*> argv;
-  args.insert(args.begin(), "qwen-imaged");
-  for (auto& a : args) argv.push_back(a.data());
-  return qwen::server::parse_args(static_cast<int>(argv.size()), argv.data(), cfg);
-}
-
-}  // namespace
+using qwen::server::test::parse;
 
 TEST(DaemonMemory, MemoryModeFromFileAndCommandLine) {
   char path[] = "/tmp/qwen-conf-XXXXXX";
