@@ -319,9 +319,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     }
   }
   if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
-  if (o.daemon && (!o.run.loras.empty() || o.run.shift || o.run.lightning || !o.engine.lora_mode.empty()))
-    throw UsageError("--lora, --lora-mode, --shift and --lightning run in-process only for now; "
-                     "drop --daemon");
+  if (o.daemon && !o.engine.lora_mode.empty())
+    throw UsageError(
+        "--lora-mode is the daemon's setting with --daemon (lora_mode in daemon.conf "
+        "or qwen-imaged --lora-mode); drop it here");
   // Lightning (a LoRA named or tagged so, or --lightning): 4 or 8 steps unless --steps was given;
   // CFG 1 and shift 3 are the engine's defaults for such jobs.
   if (!o.steps_given) {
@@ -332,6 +333,13 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
         steps = steps ? std::min(*steps, info.steps) : info.steps;
     if (steps) o.run.steps = *steps;
   }
+  // With --daemon the job always carries a CFG, so the Lightning defaults (CFG 1, shift 3) travel
+  // as the lightning flag: the engine treats a Lightning LoRA and --lightning alike. A LoRA tagged
+  // Lightning only in the metadata of a lora_dir file the CLI cannot read: give
+  // --true-cfg-scale 1 --shift 3 (or --lightning).
+  if (o.daemon)
+    for (const auto& l : o.run.loras)
+      if (qwen::models::lightning_info(l.path).lightning) o.run.lightning = true;
   return o;
 }
 

@@ -1,5 +1,7 @@
 #include "cli/daemon_client.h"
 
+#include <filesystem>
+
 #include "qwen_image/client.h"
 
 namespace qwen::cli {
@@ -50,6 +52,23 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   r.exact_geometry = p.geometry == GeometryMode::Exact;
   r.max_sequence_length = p.max_sequence_length;
   r.result_format = ipc::PixelFormat::RGB8;
+  // LoRAs (issue #14): a FILE with a '/' travels as its absolute real path (the daemon accepts it
+  // when this user owns it), a bare name as a name for the daemon's lora_dir.
+  for (const auto& l : p.loras) {
+    std::string name = l.path;
+    if (name.find('/') != std::string::npos) {
+      std::error_code ec;
+      const auto real = std::filesystem::canonical(name, ec);
+      if (ec) throw EngineError("LoRA " + name + ": " + ec.message());
+      name = real.string();
+    }
+    r.loras.push_back({name, float(l.strength)});
+  }
+  if (p.shift) r.shift = float(*p.shift);
+  r.lightning = p.lightning;
+  // The engine's Lightning CFG default (1 when no CFG was given) decided here, since the job
+  // always carries a CFG (cmd_generate sets `lightning` for a Lightning LoRA with --daemon).
+  if (!p.true_cfg_scale && p.lightning) r.true_cfg_scale = 1.0f;
   for (size_t i = 0; i < p.images.size(); ++i)
     r.images.push_back(view_of(p.images[i], ("input image " + std::to_string(i + 1)).c_str()));
   if (p.mask) {

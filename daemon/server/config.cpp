@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string_view>
 
@@ -92,6 +93,12 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
       return e.what();
     }
     c->memory = val;
+  } else if (key == "lora_dir") {
+    if (val.empty()) return "lora_dir needs a folder";
+    c->lora_dirs.push_back(std::filesystem::absolute(val).lexically_normal().string());
+  } else if (key == "lora_mode") {
+    if (val != "side" && val != "merge") return "lora_mode must be side or merge";
+    c->lora_mode = val;
   } else if (key == "lazy") {
     if (!parse_bool(val, &c->lazy)) return "lazy must be true or false";
   } else if (key == "log") {
@@ -153,6 +160,7 @@ const char* usage_text() {
          "                   [--vision-processor torchvision|pil]\n"
          "                   [--attention auto|cudnn|flash|efficient|math]\n"
          "                   [--memory auto|MODE]  (qwen-image plan --list-modes)\n"
+         "                   [--lora-dir DIR ...] [--lora-mode side|merge]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models N]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
@@ -210,6 +218,8 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--vision-processor", "vision_processor"},
         {"--attention", "attention"},
         {"--memory", "memory"},
+        {"--lora-dir", "lora_dir"},
+        {"--lora-mode", "lora_mode"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},

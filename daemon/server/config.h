@@ -31,7 +31,11 @@ struct DaemonConfig {
   // Memory mode (issue #13): "" / "auto" or a `qwen-image plan --list-modes` name
   // (EngineOptions::memory).
   std::string memory;
-  bool lazy = false;  // load models on first use instead of at start
+  // LoRA folders (issue #14): a job's bare LoRA name is looked up as NAME or NAME.safetensors in
+  // them, in order (`lora_dir = DIR`, repeatable; --lora-dir DIR).
+  std::vector<std::string> lora_dirs;
+  std::string lora_mode;  // "" / "side" or "merge" (EngineOptions::lora_mode)
+  bool lazy = false;      // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;
   int max_resident_models = 0;  // 0 = no limit; otherwise least recently used models are unloaded

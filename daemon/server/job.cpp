@@ -5,6 +5,7 @@
 
 #include "qwen_image/pixels.h"
 #include "server/log.h"
+#include "server/lora_resolve.h"
 
 namespace qwen::server {
 
@@ -121,6 +122,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.vision_processor = cfg_.vision_processor;
   o.sdpa_backend = cfg_.attention;
   o.memory = cfg_.memory;
+  o.lora_mode = cfg_.lora_mode;
   o.preview = cfg_.preview_every > 0;
   o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
   const std::string name = e.spec.name;
@@ -236,6 +238,18 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     p.max_sequence_length = j.req.max_sequence_length;
     for (const auto& d : j.req.images) p.images.push_back(read_image(j, d));
     if (j.req.mask) p.mask = read_image(j, *j.req.mask);
+    for (const auto& l : j.req.loras) {
+      std::string file;
+      const std::string e = resolve_job_lora(l.name, cfg.lora_dirs, j.req.client_pid, &file);
+      if (!e.empty()) {
+        log_error(tag + ": " + e);
+        finish(j, JobState::Failed, ErrorKind::JobFailed, e);
+        return;
+      }
+      p.loras.push_back({file, double(l.strength)});
+    }
+    if (j.req.shift) p.shift = double(*j.req.shift);
+    p.lightning = j.req.lightning;
 
     int last_preview = -1000000;
     auto progress = [&](const ProgressInfo& info) {

@@ -174,6 +174,16 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
     return "negative prompts: give none, one, or one per prompt";
   if (uint64_t(h.num_prompts) * uint64_t(h.num_images_per_prompt) > uint64_t(kMaxResults))
     return "too many result images (at most " + std::to_string(kMaxResults) + " per job)";
+  if (h.num_loras > uint32_t(kMaxLoras))
+    return "a job takes at most " + std::to_string(kMaxLoras) + " LoRAs, got " +
+           std::to_string(h.num_loras);
+  for (uint32_t i = 0; i < h.num_loras; ++i)
+    if (!std::isfinite(h.lora_strengths[i]) || h.lora_strengths[i] < -10.0f ||
+        h.lora_strengths[i] > 10.0f)
+      return "LoRA " + std::to_string(i + 1) + ": strength must be a number in -10..10";
+  if (h.lightning > 1) return "lightning must be 0 or 1";
+  if (h.shift != 0.0f && !(std::isfinite(h.shift) && h.shift > 0.0f && h.shift <= 100.0f))
+    return "shift must be a number in (0, 100] (0 = default)";
   if (h.text_offset < sizeof(JobHeader) || h.text_offset > size ||
       h.text_size > size - h.text_offset)
     return "prompt text lies outside the segment";
@@ -181,11 +191,22 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
     const char* t = static_cast<const char*>(segment) + h.text_offset;
     uint64_t pos = 0;
     const uint32_t count = h.num_prompts + h.num_negative_prompts;
-    for (uint32_t i = 0; i < count; ++i) {
+    for (uint32_t i = 0; i < count + h.num_loras; ++i) {
       uint32_t len;
       if (h.text_size - pos < sizeof len) return "prompt text is truncated";
       std::memcpy(&len, t + pos, sizeof len);
       pos += sizeof len;
+      if (i >= count) {  // a LoRA name or absolute path
+        const std::string what = "LoRA " + std::to_string(i - count + 1);
+        if (len == 0 || len > 4096) return what + ": the name must be 1..4096 bytes";
+        if (h.text_size - pos < len) return "prompt text is truncated";
+        std::string s(t + pos, len);
+        pos += len;
+        if (!valid_utf8(s) || s.find('\0') != std::string::npos)
+          return what + ": the name is not valid UTF-8 text";
+        r.loras.push_back({std::move(s), h.lora_strengths[i - count]});
+        continue;
+      }
       if (len > lim.max_prompt_bytes)
         return "prompt " + std::to_string(i + 1) + " is " + std::to_string(len) +
                " bytes long (at most " + std::to_string(lim.max_prompt_bytes) + ")";
@@ -244,6 +265,8 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   r.result_format = static_cast<PixelFormat>(h.result_format);
   r.client_pid = h.client_pid;
   r.job_id = h.job_id;
+  if (h.shift != 0.0f) r.shift = h.shift;
+  r.lightning = h.lightning != 0;
   *kind = ErrorKind::None;
   if (out) *out = std::move(r);
   return {};
@@ -279,6 +302,9 @@ JobLayout plan_job(const JobRequest& req) {
     throw ClientError(ClientError::Kind::Rejected, "pipeline name too long");
   if (req.model.size() >= sizeof(JobHeader::model))
     throw ClientError(ClientError::Kind::Rejected, "model name too long");
+  if (req.loras.size() > size_t(kMaxLoras))
+    throw ClientError(ClientError::Kind::Rejected,
+                      "at most " + std::to_string(kMaxLoras) + " LoRAs per job");
   size_t off = align_up(sizeof(JobHeader));
   L.text_offset = off;
   for (const auto* list : {&req.prompts, &req.negative_prompts})
@@ -287,6 +313,11 @@ JobLayout plan_job(const JobRequest& req) {
         throw ClientError(ClientError::Kind::Rejected, "prompt too long");
       L.text_size += sizeof(uint32_t) + s.size();
     }
+  for (const auto& l : req.loras) {
+    if (l.name.empty() || l.name.size() > 4096)
+      throw ClientError(ClientError::Kind::Rejected, "LoRA name must be 1..4096 bytes");
+    L.text_size += sizeof(uint32_t) + l.name.size();
+  }
   off = align_up(off + L.text_size);
   for (size_t i = 0; i < req.images.size(); ++i) {
     check_view(req.images[i], "input image " + std::to_string(i + 1));
@@ -337,6 +368,17 @@ void encode_job(const JobRequest& req, const JobLayout& L, int64_t pid, uint64_t
       std::memcpy(t + sizeof n, s.data(), s.size());
       t += sizeof n + s.size();
     }
+  h.num_loras = uint32_t(req.loras.size());
+  for (size_t i = 0; i < req.loras.size(); ++i) {
+    const std::string& s = req.loras[i].name;
+    const uint32_t n = uint32_t(s.size());
+    std::memcpy(t, &n, sizeof n);
+    std::memcpy(t + sizeof n, s.data(), s.size());
+    t += sizeof n + s.size();
+    h.lora_strengths[i] = req.loras[i].strength;
+  }
+  h.lightning = req.lightning ? 1 : 0;
+  h.shift = req.shift ? *req.shift : 0.0f;
   auto put = [&](const ImageView& v, size_t off, ImageDesc* d) {
     d->width = v.width;
     d->height = v.height;

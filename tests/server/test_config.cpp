@@ -86,3 +86,21 @@ TEST(DaemonConfig, AttentionKernelFromFileAndCommandLine) {
   EXPECT_NE(e.find("attention must be auto, cudnn, flash, efficient or math"), std::string::npos)
       << e;
 }
+
+// LoRA folders (issue #14): `lora_dir` lines and --lora-dir add up, in order; lora_mode is checked.
+TEST(DaemonConfig, LoraDirsAndMode) {
+  const std::string conf = write_conf(
+      "model = /data/Qwen-Image\n"
+      "lora_dir = /data/loras\n"
+      "lora_dir = /data/more-loras/\n"
+      "lora_mode = merge\n");
+  DaemonConfig cfg;
+  ASSERT_EQ(parse({"--config", conf, "--lora-dir", "/srv/loras"}, &cfg), "");
+  EXPECT_EQ(cfg.lora_dirs,
+            (std::vector<std::string>{"/data/loras", "/data/more-loras/", "/srv/loras"}));
+  EXPECT_EQ(cfg.lora_mode, "merge");
+  DaemonConfig bad;
+  const std::string e = parse({"--config", conf, "--lora-mode", "fused"}, &bad);
+  ::unlink(conf.c_str());
+  EXPECT_NE(e.find("lora_mode must be side or merge"), std::string::npos) << e;
+}

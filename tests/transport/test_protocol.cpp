@@ -231,3 +231,46 @@ TEST(Pixels, PreviewDownscaleFits) {
   EXPECT_EQ(h, 100);
   EXPECT_EQ(dst[0], 100);
 }
+
+// LoRAs, shift and lightning (protocol version 2, issue #14): round trip and limits.
+TEST(Protocol, LorasShiftAndLightning) {
+  JobRequest req = inpaint_request();
+  req.loras = {{"style", 0.7f}, {"/home/u/l.safetensors", -1.5f}};
+  req.shift = 3.0f;
+  req.lightning = true;
+  Encoded e = encode(req);
+  Request r;
+  ASSERT_EQ(validate(e, &r), "");
+  ASSERT_EQ(r.loras.size(), 2u);
+  EXPECT_EQ(r.loras[0].name, "style");
+  EXPECT_EQ(r.loras[0].strength, 0.7f);
+  EXPECT_EQ(r.loras[1].name, "/home/u/l.safetensors");
+  EXPECT_EQ(r.loras[1].strength, -1.5f);
+  EXPECT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.negative_prompts, std::vector<std::string>{"blurry"});
+  ASSERT_TRUE(r.shift.has_value());
+  EXPECT_EQ(*r.shift, 3.0f);
+  EXPECT_TRUE(r.lightning);
+  Encoded plain = encode(inpaint_request());
+  ASSERT_EQ(validate(plain, &r), "");
+  EXPECT_TRUE(r.loras.empty());
+  EXPECT_FALSE(r.shift.has_value());
+  EXPECT_FALSE(r.lightning);
+
+  e.h()->lora_strengths[1] = 11.0f;
+  EXPECT_NE(validate(e).find("LoRA 2: strength must be a number in -10..10"), std::string::npos);
+  e.h()->lora_strengths[1] = NAN;
+  EXPECT_NE(validate(e).find("LoRA 2: strength"), std::string::npos);
+  e.h()->lora_strengths[1] = 1.0f;
+  e.h()->shift = 101.0f;
+  EXPECT_NE(validate(e).find("shift must be"), std::string::npos);
+  e.h()->shift = -1.0f;
+  EXPECT_NE(validate(e).find("shift must be"), std::string::npos);
+  e.h()->shift = 0.0f;
+  e.h()->num_loras = 9;
+  EXPECT_NE(validate(e).find("at most 8 LoRAs"), std::string::npos);
+  e.h()->num_loras = 3;  // one more string than the text holds
+  EXPECT_NE(validate(e).find("truncated"), std::string::npos);
+  req.loras.assign(9, {"x", 1.0f});
+  EXPECT_THROW(plan_job(req), ClientError);
+}

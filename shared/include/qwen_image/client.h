@@ -41,6 +41,13 @@ struct Image {
   std::vector<uint8_t> bytes;
 };
 
+// A LoRA for one job: `name` is a bare name (no '/', looked up as NAME or NAME.safetensors in the
+// daemon's lora_dir) or an absolute path to a file the client's user owns.
+struct JobLora {
+  std::string name;
+  float strength = 1.0f;
+};
+
 struct JobRequest {
   std::string pipeline =
       "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint |
@@ -61,6 +68,9 @@ struct JobRequest {
   std::optional<ImageView> mask;                   // white = repaint
   PixelFormat result_format = PixelFormat::RGBA8;  // RGBA8, RGB8, RGBA_F32 or RGB_F32 (alpha = 1)
   int max_sequence_length = 512;
+  std::vector<JobLora> loras;  // at most 8, strengths finite in [-10, 10]
+  std::optional<float> shift;  // fixed time shift mu = ln shift, in (0, 100]
+  bool lightning = false;      // Lightning defaults (CFG 1, shift 3); steps stay the client's
 };
 
 struct JobProgress {

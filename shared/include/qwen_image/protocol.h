@@ -25,10 +25,11 @@ namespace qwen::ipc::proto {
 constexpr uint32_t kMagicControl = 0x43494D51;  // "QMIC"
 constexpr uint32_t kMagicJob = 0x4A494D51;      // "QMIJ"
 constexpr uint32_t kMagicResult = 0x52494D51;   // "QMIR"
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;        // 2: LoRAs, shift and lightning in JobHeader
 
 constexpr int kMaxImages = 8;
 constexpr int kMaxResults = 16;
+constexpr int kMaxLoras = 8;
 constexpr int kSlots = 64;
 constexpr int kPreviewMax = 256;  // previews are at most kPreviewMax x kPreviewMax RGB8
 constexpr size_t kAlign = 64;
@@ -105,7 +106,7 @@ struct JobHeader {
   uint32_t num_prompts;
   uint32_t num_negative_prompts;
   uint32_t num_images;
-  uint64_t text_offset;  // strings: u32 byte length + bytes, prompts then negative prompts
+  uint64_t text_offset;  // strings: u32 byte length + bytes: prompts, negative prompts, LoRAs
   uint64_t text_size;
   ImageDesc images[kMaxImages];
   uint32_t has_mask;
@@ -124,6 +125,12 @@ struct JobHeader {
   uint64_t result_size;
   uint32_t num_results;
   uint32_t reserved2;
+  // ---- request [C], version 2 ----
+  uint32_t num_loras;               // LoRA strings (a name or an absolute path) in the text area
+  uint32_t lightning;               // 1 = Lightning defaults (CFG 1, shift 3 unless given)
+  float lora_strengths[kMaxLoras];  // one per LoRA, finite, in [-10, 10]
+  float shift;                      // 0 = the model's (or Lightning's) default, else in (0, 100]
+  uint32_t reserved3;
 };
 static_assert(offsetof(JobHeader, seq) == 24 && offsetof(JobHeader, state) == 28 &&
               offsetof(JobHeader, error) == 48);
@@ -198,6 +205,9 @@ struct Request {
   std::optional<ImageDesc> mask;
   int64_t client_pid = 0;
   uint64_t job_id = 0;
+  std::vector<JobLora> loras;  // name (no '/') or absolute path, not yet resolved
+  std::optional<float> shift;
+  bool lightning = false;
 };
 
 // Validates a job segment of `size` bytes (the size of the mapping, not what the header claims).
