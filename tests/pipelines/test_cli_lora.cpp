@@ -115,4 +115,8 @@ TEST(CliLora, BadLoraArgumentsFailWithAMessage) {
   EXPECT_EQ(r.code, 2) << r.output;
   r = run(t2i() + " --steps 1 --shift -2 --output " + tmp("x.png"));
   EXPECT_EQ(r.code, 2) << r.output;
+  // With --daemon the LoRA mode is the daemon's (lora_mode in daemon.conf).
+  r = run("generate --daemon --prompt x --lora-mode merge --output " + tmp("x.png"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("--lora-mode is the daemon's setting"), std::string::npos) << r.output;
 }
