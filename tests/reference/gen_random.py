@@ -512,10 +512,16 @@ def write_format(name, rng, fdir, tr, te):
         return "transformer", f, deq, types, dict(prefix="model.diffusion_model.")
     if name in ("comfy_bf16", "comfy_fp16"):
         # ComfyUI bf16 / fp16 single files, with or without the model.diffusion_model. prefix (at random).
+        # The weights are perturbed (1 % of each tensor's spread) before they are written: a model stored in
+        # bf16 / fp16 already would otherwise give a file equal to the folder's weights, and the comparison
+        # would not show that the engine read the file.
         dtype = torch.bfloat16 if name == "comfy_bf16" else torch.float16
         prefix = "model.diffusion_model." if rng.random() < 0.5 else ""
         f = f"transformer_{name}.safetensors"
-        deq, types = qf.half_single_file(tr.state_dict(), os.path.join(fdir, f), dtype, prefix)
+        g = torch.Generator().manual_seed(rng.randint(0, 2**31 - 1))
+        sd = {k: v.float() + 0.01 * (v.float().std() if v.numel() > 1 else v.float().abs()).clamp(min=1e-3)
+              * torch.randn(v.shape, generator=g) for k, v in tr.state_dict().items()}
+        deq, types = qf.half_single_file(sd, os.path.join(fdir, f), dtype, prefix)
         return "transformer", f, deq, types, dict(prefix=prefix)
     if name.startswith("fp8_"):
         scheme = name[len("fp8_"):]
