@@ -192,17 +192,7 @@ int main(int argc, char** argv) {
   if (a.heads > 0) cfg.num_attention_heads = a.heads;
 
   torch::NoGradGuard ng;
-  const auto old_dtype = c10::get_default_dtype();
-  c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
-  qwen::models::QwenImageTransformer2DModel model(cfg, device);
-  c10::set_default_dtype(old_dtype);
-  for (auto& p : model->named_parameters()) {
-    if (p.key().find("norm") != std::string::npos)
-      p.value().fill_(1.0);
-    else
-      p.value().normal_(0.0, 0.02);
-  }
-  model->eval();
+  auto model = qwen::bench::random_transformer(cfg, device, dtype);
 
   // The transformer-block Linears and their shapes [out, in].
   struct Layer {

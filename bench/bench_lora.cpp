@@ -107,17 +107,7 @@ int main(int argc, char** argv) {
 
   torch::NoGradGuard ng;
   c10::InferenceMode inference;
-  const auto old_dtype = c10::get_default_dtype();
-  c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
-  qwen::models::QwenImageTransformer2DModel model(cfg, device);
-  c10::set_default_dtype(old_dtype);
-  for (auto& p : model->named_parameters()) {
-    if (p.key().find("norm") != std::string::npos)
-      p.value().fill_(1.0);
-    else
-      p.value().normal_(0.0, 0.02);
-  }
-  model->eval();
+  auto model = qwen::bench::random_transformer(cfg, device, dtype);
   sync(device);
 
   const int64_t s_img = (a.height / 16) * (a.width / 16);

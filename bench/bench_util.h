@@ -116,4 +116,24 @@ inline std::optional<BenchTarget> bench_target(const std::string& device_name,
   return BenchTarget{device, dtype};
 }
 
+// A transformer of `cfg` with random weights, built block by block on `device` in `dtype` (the
+// parameters are created uninitialized in that dtype, then filled there): norms 1, every other
+// weight N(0, 0.02). In eval mode. The benches' stand-in for the real checkpoint.
+inline qwen::models::QwenImageTransformer2DModel random_transformer(
+    const qwen::models::TransformerConfig& cfg, const torch::Device& device, torch::Dtype dtype) {
+  torch::NoGradGuard ng;
+  const auto old_dtype = c10::get_default_dtype();
+  c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
+  qwen::models::QwenImageTransformer2DModel model(cfg, device);
+  c10::set_default_dtype(old_dtype);
+  for (auto& p : model->named_parameters()) {
+    if (p.key().find("norm") != std::string::npos)
+      p.value().fill_(1.0);
+    else
+      p.value().normal_(0.0, 0.02);
+  }
+  model->eval();
+  return model;
+}
+
 }  // namespace qwen::bench

@@ -135,22 +135,10 @@ int run_dit_bench(int argc, char** argv, bool edit) {
 
   torch::NoGradGuard ng;
   auto t0 = Clock::now();
-  // Parameters are created (uninitialized) in the target dtype, block by block on the device, then
-  // filled with random values there.
-  const auto old_dtype = c10::get_default_dtype();
-  c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
   // Built on the device as for resident; a placement then moves its host part off the device
   // (models::TransformerPlacement: pinned host copies), as the engine does after loading.
   const bool placed = a.memory != "resident";
-  qwen::models::QwenImageTransformer2DModel model(cfg, device);
-  c10::set_default_dtype(old_dtype);
-  for (auto& p : model->named_parameters()) {
-    if (p.key().find("norm") != std::string::npos)
-      p.value().fill_(1.0);
-    else
-      p.value().normal_(0.0, 0.02);
-  }
-  model->eval();
+  auto model = qwen::bench::random_transformer(cfg, device, dtype);
   std::shared_ptr<qwen::models::TransformerPlacement> placement;
   if (placed) {
     placement = std::make_shared<qwen::models::TransformerPlacement>(

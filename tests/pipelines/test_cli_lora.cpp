@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "cli_harness.h"
 #include "common/fixtures.h"
 #include "image/png.h"
 
@@ -14,32 +15,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;
-};
+using qwen::test::cli::run;
 
-Result run(const std::string& args) {
-  std::string cmd = QWEN_CLI;
-  cmd += ' ';
-  cmd += args;
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string tmp(const std::string& name) {
-  fs::path d = fs::path(QWEN_BINARY_DIR) / "cli_lora_out";
-  fs::create_directories(d);
-  return (d / name).string();
-}
+std::string tmp(const std::string& name) { return qwen::test::cli::out_path("cli_lora_out", name); }
 
 // Appended piecewise: GCC 12 gives a false -Warray-bounds for the chained operator+.
 std::string lora(const std::string& f) {
