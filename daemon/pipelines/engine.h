@@ -25,7 +25,8 @@ struct CancelledError : EngineError {
   CancelledError() : EngineError("job cancelled") {}
 };
 
-enum class PipelineKind { Generate, Img2Img, Inpaint, Edit, EditPlus, EditInpaint };
+// Decompose: Qwen-Image-Layered (issue #16), one RGBA image in, `RunParams::layers` RGBA layers out.
+enum class PipelineKind { Generate, Img2Img, Inpaint, Edit, EditPlus, EditInpaint, Decompose };
 const char* to_string(PipelineKind);
 std::optional<PipelineKind> pipeline_from_string(const std::string&);
 // The edit pipeline a model runs when none is named ("edit-auto"): Edit-Plus for several images or
@@ -74,6 +75,13 @@ struct RunParams {
   // Lightning defaults even without a recognised Lightning LoRA (merged Lightning checkpoints):
   // CFG 1 and shift 3 unless set. Steps are the caller's (the CLI picks 4 or 8).
   bool lightning = false;
+  // Decompose (QwenImageLayeredPipeline, issue #16): the number of RGBA layers to produce (2-10),
+  // the reference's `resolution` bucket (640 or 1024: the condition and output area is
+  // resolution^2 at the input's aspect ratio) and `cfg_normalize` (rescale the CFG prediction to
+  // the conditional one's norm). images[0] is the picture to split (RGB or RGBA).
+  int layers = 4;
+  int resolution = 640;
+  bool cfg_normalize = false;
 };
 
 struct ProgressInfo {
@@ -131,6 +139,7 @@ struct ModelInfo {
   std::string dtype;
   PipelineKind default_pipeline = PipelineKind::Generate;
   bool can_edit = false;  // has a vision tower + processor
+  bool can_decompose = false;  // a Qwen-Image-Layered model (runs PipelineKind::Decompose only)
   int64_t parameters = 0;
   int64_t bytes = 0;
   std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU
@@ -153,7 +162,9 @@ class Engine {
   static std::unique_ptr<Engine> open(const EngineOptions& options);
 
   virtual const ModelInfo& info() const = 0;
-  // Runs one job. Returns prompts.size() * num_images_per_prompt RGB images in batch order.
+  // Runs one job. Returns prompts.size() * num_images_per_prompt RGB images in batch order;
+  // Decompose: prompts.size() * num_images_per_prompt * layers RGBA images, batch entry major,
+  // each entry's layers in the order the reference returns them.
   virtual std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress = {}) = 0;
 };
 

@@ -17,13 +17,16 @@ const char* to_string(PipelineKind k) {
       return "edit-plus";
     case PipelineKind::EditInpaint:
       return "edit-inpaint";
+    case PipelineKind::Decompose:
+      return "decompose";
   }
   return "unknown";
 }
 
 std::optional<PipelineKind> pipeline_from_string(const std::string& s) {
   for (auto k : {PipelineKind::Generate, PipelineKind::Img2Img, PipelineKind::Inpaint,
-                 PipelineKind::Edit, PipelineKind::EditPlus, PipelineKind::EditInpaint})
+                 PipelineKind::Edit, PipelineKind::EditPlus, PipelineKind::EditInpaint,
+                 PipelineKind::Decompose})
     if (s == to_string(k)) return k;
   return std::nullopt;
 }
