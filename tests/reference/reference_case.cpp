@@ -77,7 +77,8 @@ bool reference_required() {
   return ci && std::string(ci) == "true";
 }
 
-ReferenceCase::ReferenceCase(const std::string& parts, const std::string& extra_args) {
+ReferenceCase::ReferenceCase(const std::string& parts, const std::string& extra_args,
+                             const std::string& script) {
   if (const char* s = std::getenv("QWEN_REFERENCE_SEED"); s && *s) {
     seed_ = std::strtoll(s, nullptr, 10);
   } else {
@@ -101,7 +102,7 @@ ReferenceCase::ReferenceCase(const std::string& parts, const std::string& extra_
   }
   dir_ = buf.data();
   std::string log = dir_ + "/gen.log";
-  std::string cmd = quote(py) + " " + quote(std::string(QWEN_REFERENCE_DIR) + "/gen_random.py") +
+  std::string cmd = quote(py) + " " + quote(std::string(QWEN_REFERENCE_DIR) + "/" + script) +
                     " " + quote(dir_) + " --seed " + std::to_string(seed_) + " --parts " +
                     quote(parts) + " --threads 1 " + extra_args + " >" + quote(log) + " 2>&1";
   int rc = std::system(cmd.c_str());

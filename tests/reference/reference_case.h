@@ -33,7 +33,11 @@ class ReferenceCase {
   // "inpaint", "edit", "edit_plus", "edit_inpaint", comma-separated).
   // On success ok() is true; when the reference is unavailable skip_reason() is set; on a script
   // failure error() holds its log.
-  explicit ReferenceCase(const std::string& parts, const std::string& extra_args = "");
+  // `script`: the generator in tests/reference/ (same command line: OUT --seed S --parts P
+  // --threads 1, writes OUT/case.json); other model families have their own (gen_layered.py,
+  // gen_qwen21.py).
+  explicit ReferenceCase(const std::string& parts, const std::string& extra_args = "",
+                         const std::string& script = "gen_random.py");
   ~ReferenceCase();
 
   bool ok() const { return ok_; }
