@@ -3,6 +3,8 @@
 #include <set>
 
 #include "io/checkpoint.h"
+#include "io/transformer21_keys.h"
+#include "io/vae21_keys.h"
 
 namespace qwen::io {
 
@@ -182,8 +184,12 @@ void vae_names(std::map<std::string, std::string>& names) {
         starts_with(name, "encoder.downsamples.") || starts_with(name, "decoder.upsamples.") ||
         starts_with(name, "encoder.middle.") || starts_with(name, "decoder.middle."))
       wan = true;
-  if (wan)
-    for (auto& [from, k] : names) k = wan_vae_key_to_diffusers(k);
+  if (!wan) return;
+  std::vector<std::string> current;
+  for (const auto& [from, name] : names) current.push_back(name);
+  const bool wan22 = is_wan22_vae_layout(current);  // the Qwen-Image-2.1 VAE's original files
+  for (auto& [from, k] : names)
+    k = wan22 ? wan22_vae_key_to_diffusers(k) : wan_vae_key_to_diffusers(k);
 }
 
 // Applies canonical_names() to a store (two passes through temporary names, so that chains
@@ -269,6 +275,7 @@ std::optional<ComponentKind> detect_component_kind(const std::vector<std::string
 // ---------------------------------------------------------------------------------------------
 
 json transformer_config_from_shapes(const FileFormat& s, bool zero_cond_t) {
+  if (is_transformer21_format(s)) return transformer21_config_from_shapes(s);  // Qwen-Image-2.1
   const Shape img_in = need(s, "img_in.weight", "transformer");
   const Shape txt_in = need(s, "txt_in.weight", "transformer");
   const Shape proj_out = need(s, "proj_out.weight", "transformer");
@@ -368,6 +375,7 @@ json text_encoder_config_from_shapes(const FileFormat& s) {
 }
 
 json vae_config_from_shapes(const FileFormat& s) {
+  if (is_vae21_format(s)) return vae21_config_from_shapes(s);  // AutoencoderKLQwenImage21
   const Shape conv_in = need(s, "encoder.conv_in.weight", "VAE");
   const Shape pq = need(s, "post_quant_conv.weight", "VAE");
   const int64_t base = dim(conv_in, 0);
