@@ -69,6 +69,15 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   // The engine's Lightning CFG default (1 when no CFG was given) decided here, since the job
   // always carries a CFG (cmd_generate sets `lightning` for a Lightning LoRA with --daemon).
   if (!p.true_cfg_scale && p.lightning) r.true_cfg_scale = 1.0f;
+  const bool decompose = r.pipeline == "decompose";
+  if (decompose) {
+    // Qwen-Image-Layered (issue #16): the resolution bucket sets the size; RGBA layers come back.
+    r.layers = p.layers;
+    r.resolution = p.resolution;
+    r.cfg_normalize = p.cfg_normalize;
+    r.width = r.height = 0;
+    r.result_format = ipc::PixelFormat::RGBA8;
+  }
   for (size_t i = 0; i < p.images.size(); ++i)
     r.images.push_back(view_of(p.images[i], ("input image " + std::to_string(i + 1)).c_str()));
   if (p.mask) {
@@ -100,12 +109,12 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   }
   std::vector<ImageU8> images;
   for (auto& img : out) {
-    if (img.format != ipc::PixelFormat::RGB8)
+    if (img.format != r.result_format)
       throw EngineError("daemon: result in an unexpected pixel format");
     ImageU8 u;
     u.width = img.width;
     u.height = img.height;
-    u.channels = 3;
+    u.channels = decompose ? 4 : 3;
     u.pixels = std::move(img.bytes);
     images.push_back(std::move(u));
   }

@@ -9,7 +9,8 @@
 namespace qwen::cli {
 
 // Sends `params` to the daemon serving `instance` ("" = $QWEN_IMAGE_INSTANCE or "default") and
-// returns the RGB images the engine would have returned in-process. `model` names one of the
+// returns the RGB images the engine would have returned in-process (decompose: the RGBA layers,
+// RunParams::layers / resolution / cfg_normalize sent along). `model` names one of the
 // daemon's models by name or folder ("" = its default). `progress` is called as steps complete;
 // returning false cancels (CancelledError). Every other failure (no daemon, daemon died,
 // rejected request, failed job) throws EngineError with a message that says which.

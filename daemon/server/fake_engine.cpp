@@ -1,7 +1,11 @@
 #include "server/fake_engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <thread>
+
+#include "server/model_caps.h"
 
 namespace qwen::server {
 
@@ -29,7 +33,19 @@ class FakeEngine : public Engine {
     info_.pipeline_class = "FakeEngine";
     info_.device = "cpu";
     info_.dtype = "float32";
-    info_.can_edit = true;
+    // Capabilities of the model it stands in for (model_type or model_index.json): a Layered
+    // model only decomposes; anything else runs every other pipeline, as before.
+    const ipc::ModelCaps caps =
+        caps_before_load(ModelSpec{"", o.model_dir, {}, {}, {}, o.model_type});
+    info_.model_type = o.model_type;
+    info_.can_decompose = caps.known && caps.can_decompose;
+    info_.can_edit = !info_.can_decompose;
+    if (info_.can_decompose) {
+      info_.pipeline_class = "FakeEngine (QwenImageLayeredPipeline)";
+      info_.default_pipeline = PipelineKind::Decompose;
+    } else if (caps.known && caps.max_references == 3) {
+      info_.default_pipeline = PipelineKind::EditPlus;
+    }
   }
   const ModelInfo& info() const override { return info_; }
   std::vector<ImageU8> run(const RunParams& p, const ProgressFn& progress) override {
@@ -58,7 +74,48 @@ class FakeEngine : public Engine {
 
 }  // namespace
 
+std::pair<int, int> decompose_size(int width, int height, int resolution) {
+  // QwenImageLayeredPipeline.__call__: calculate_dimensions(resolution^2, w / h) (rounded to
+  // multiples of 32), then floored to multiples of vae_scale_factor * 2 = 16.
+  const double ratio = double(width) / double(height);
+  const double w = std::sqrt(double(resolution) * resolution * ratio);
+  const double h = w / ratio;
+  // Python's round() rounds halves to even, as std::nearbyint does in the default mode.
+  int cw = int(std::nearbyint(w / 32.0)) * 32, ch = int(std::nearbyint(h / 32.0)) * 32;
+  return {cw / 16 * 16, ch / 16 * 16};
+}
+
+std::vector<ImageU8> fake_layers(const RunParams& p) {
+  if (p.images.empty()) throw EngineError("fake engine: decompose needs a picture");
+  const ImageU8& in = p.images[0];
+  const auto [w, h] = decompose_size(in.width, in.height, p.resolution);
+  const int n = p.layers;
+  std::vector<ImageU8> out;
+  for (size_t pi = 0; pi < p.prompts.size(); ++pi)
+    for (int k = 0; k < p.num_images_per_prompt; ++k)
+      for (int layer = 0; layer < n; ++layer) {
+        ImageU8 img;
+        img.width = w;
+        img.height = h;
+        img.channels = 4;
+        img.pixels.assign(img.size_bytes(), 0);
+        // Band `layer` of n horizontal bands, nearest-neighbour from the input; transparent
+        // elsewhere, so the layers' composite is the resized picture whatever their order.
+        for (int y = layer * h / n; y < (layer + 1) * h / n; ++y)
+          for (int x = 0; x < w; ++x) {
+            const int sx = int(int64_t(x) * in.width / w), sy = int(int64_t(y) * in.height / h);
+            const uint8_t* s = in.pixels.data() + (size_t(sy) * in.width + sx) * in.channels;
+            uint8_t* d = img.row(y) + size_t(x) * 4;
+            for (int c = 0; c < 3; ++c) d[c] = s[in.channels < 3 ? 0 : c];
+            d[3] = in.channels == 4 ? s[3] : in.channels == 2 ? s[1] : 255;
+          }
+        out.push_back(std::move(img));
+      }
+  return out;
+}
+
 std::vector<ImageU8> fake_results(const RunParams& p) {
+  if (p.pipeline == PipelineKind::Decompose) return fake_layers(p);
   std::vector<ImageU8> out;
   for (size_t pi = 0; pi < p.prompts.size(); ++pi) {
     for (int k = 0; k < p.num_images_per_prompt; ++k) {

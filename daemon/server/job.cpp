@@ -6,6 +6,7 @@
 #include "qwen_image/pixels.h"
 #include "server/log.h"
 #include "server/lora_resolve.h"
+#include "server/model_caps.h"
 
 namespace qwen::server {
 
@@ -53,10 +54,22 @@ int Models::find(const std::string& name, std::string* known) const {
   return -1;
 }
 
+std::vector<ModelEntry> Models::entries() const {
+  std::vector<ModelEntry> out;
+  for (size_t i = 0; i < entries_.size(); ++i)
+    out.push_back({entries_[i].spec.name, entries_[i].state, entries_[i].spec.dir, caps(int(i))});
+  return out;
+}
+
 std::string Models::describe() const {
   std::string s;
   for (const auto& e : entries_) s += e.spec.name + "\t" + e.state + "\t" + e.spec.dir + "\n";
   return s;
+}
+
+ipc::ModelCaps Models::caps(int index) const {
+  const Entry& e = entries_[size_t(index)];
+  return e.engine ? caps_of(e.engine->info()) : caps_before_load(e.spec);
 }
 
 int64_t Models::resident_bytes() const {
@@ -181,7 +194,7 @@ void write_results(Job& j, const std::vector<ImageU8>& images, const DaemonConfi
     off = align_up(off + d.size);
   }
   rh.count = uint32_t(images.size());
-  rh.prefix = {kMagicResult, kProtocolVersion, uint32_t(sizeof(ResultHeader)), 0, off};
+  rh.prefix = {kMagicResult, kControlVersion, uint32_t(sizeof(ResultHeader)), 0, off};
   const std::string name = shm::result_name(cfg.instance, j.req.client_pid, j.req.job_id);
   shm::remove(name);
   shm::Segment res = shm::Segment::create(name, off);
@@ -250,6 +263,18 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     }
     if (j.req.shift) p.shift = double(*j.req.shift);
     p.lightning = j.req.lightning;
+    // Decompose (Qwen-Image-Layered, issue #16): ranges checked by validate_job.
+    p.layers = j.req.layers;
+    p.resolution = j.req.resolution;
+    p.cfg_normalize = j.req.cfg_normalize;
+    // Now that the model is loaded its capabilities are exact (accept() could only infer them).
+    if (const std::string e = check_pipeline(caps_of(engine->info()), to_string(p.pipeline),
+                                             j.req.model.empty() ? "(default)" : j.req.model);
+        !e.empty()) {
+      log_error(tag + ": " + e);
+      finish(j, JobState::Failed, ErrorKind::JobFailed, e);
+      return;
+    }
 
     int last_preview = -1000000;
     auto progress = [&](const ProgressInfo& info) {

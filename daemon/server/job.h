@@ -46,7 +46,14 @@ class Models {
   // Index of the model a request names ("" = the default, else its name or folder); -1 when
   // unknown, with the served names in *known. Caller holds the mutex.
   int find(const std::string& name, std::string* known) const;
-  std::string describe() const;  // caller holds the mutex
+  // Name, state, folder and capabilities of every model, for the status block. Caller holds the
+  // mutex.
+  std::vector<ipc::proto::ModelEntry> entries() const;
+  std::string describe() const;  // "name<TAB>state<TAB>dir" lines; caller holds the mutex
+  // What model `index` can do: from its engine once loaded, else inferred (model_caps.h). Caller
+  // holds the mutex.
+  ipc::ModelCaps caps(int index) const;
+  const std::string& name(int index) const { return entries_[size_t(index)].spec.name; }
   int64_t resident_bytes() const;
   // "device dtype" of the first loaded engine, or "" when none is loaded. Caller holds the mutex.
   std::string loaded_device() const;

@@ -16,6 +16,7 @@
 #include "qwen_image/shm.h"
 #include "server/job.h"
 #include "server/log.h"
+#include "server/model_caps.h"
 
 namespace qwen::server {
 
@@ -108,7 +109,7 @@ struct Server::State {
     copy_str(b.instance, sizeof b.instance, cfg.instance);
     {
       std::lock_guard<std::mutex> lk(mu);
-      copy_str(b.models, sizeof b.models, models.describe());
+      encode_models(models.entries(), b.models, sizeof b.models);
       std::string dev = models.loaded_device();
       if (dev.empty()) dev = (cfg.device.empty() ? "auto" : cfg.device) + " (no model loaded)";
       if (cfg.fake_engine) dev += " [fake engine]";
@@ -146,7 +147,7 @@ struct Server::State {
     auto j = std::make_shared<Job>();
     j->seg = std::move(seg);
     j->name = name;
-    const bool can_reply = j->seg.size() >= sizeof(JobHeader);
+    const bool can_reply = j->seg.size() >= kJobHeaderV2Size;  // the fields a reply writes
     auto reject = [&](ErrorKind k, const std::string& msg) {
       log_warn("rejected job " + name + ": " + msg);
       if (can_reply) finish(*j, JobState::Rejected, k, msg);
@@ -166,6 +167,11 @@ struct Server::State {
       if (j->model < 0)
         return reject(ErrorKind::Rejected,
                       "unknown model '" + j->req.model + "'; this daemon serves: " + known);
+      // A pipeline the model cannot run (decompose on a non-Layered model and the reverse).
+      if (std::string e =
+              check_pipeline(models.caps(j->model), j->req.pipeline, models.name(j->model));
+          !e.empty())
+        return reject(ErrorKind::Rejected, e);
       if (int(queue.size()) >= cfg.max_queue)
         return reject(ErrorKind::Rejected,
                       "the queue is full (" + std::to_string(queue.size()) + " jobs waiting)");
@@ -325,7 +331,7 @@ std::string Server::start() {
   c->started_unix = ::time(nullptr);
   c->heartbeat_ns = shm::now_ns();
   s.publish_status();
-  c->prefix = {0, kProtocolVersion, uint32_t(sizeof(ControlHeader)), 0, sizeof(ControlHeader)};
+  c->prefix = {0, kControlVersion, uint32_t(sizeof(ControlHeader)), 0, sizeof(ControlHeader)};
   atom(c->prefix.magic).store(kMagicControl, std::memory_order_release);
   s.started = true;
   s.worker = std::thread([&s] { s.work(); });

@@ -76,12 +76,13 @@ struct Client::Impl {
           if (pre.magic != kMagicControl)
             throw ClientError(ClientError::Kind::ProtocolMismatch,
                               "the daemon's control block has a foreign format (bad magic)");
-          if (pre.version != kProtocolVersion || pre.header_size != sizeof(ControlHeader) ||
+          if (pre.version != kControlVersion || pre.header_size != sizeof(ControlHeader) ||
               seg.size() < sizeof(ControlHeader))
             throw ClientError(ClientError::Kind::ProtocolMismatch,
-                              "protocol version mismatch: qwen-imaged speaks version " +
-                                  std::to_string(pre.version) + ", this client version " +
-                                  std::to_string(kProtocolVersion) +
+                              "protocol version mismatch: qwen-imaged's control block has "
+                              "version " +
+                                  std::to_string(pre.version) + ", this client reads version " +
+                                  std::to_string(kControlVersion) +
                                   "; install the plug-in and the daemon from the same release");
           control = std::move(seg);
           daemon_pid = atom(ctl()->daemon_pid).load();
@@ -176,18 +177,11 @@ DaemonStatus Client::status() {
   st.version = copy_cstr(b.version, sizeof b.version);
   st.device = copy_cstr(b.device, sizeof b.device);
   st.instance = copy_cstr(b.instance, sizeof b.instance);
-  st.protocol_version = int(kProtocolVersion);
-  const std::string models = copy_cstr(b.models, sizeof b.models);
-  size_t pos = 0;
-  while (pos < models.size()) {
-    size_t nl = models.find('\n', pos);
-    if (nl == std::string::npos) nl = models.size();
-    std::string line = models.substr(pos, nl - pos);
-    if (!line.empty()) {
-      st.models.push_back(line.substr(0, line.find('\t')));
-      st.model_states.push_back(line);
-    }
-    pos = nl + 1;
+  // The daemon's job protocol version (2 for a daemon without the capability section).
+  for (auto& m : decode_models(b.models, sizeof b.models, &st.protocol_version)) {
+    st.models.push_back(m.name);
+    st.model_states.push_back(m.name + "\t" + m.state + "\t" + m.dir);
+    st.model_caps.push_back(m.caps);
   }
   st.queued_jobs = b.queued;
   st.busy = b.busy != 0;
@@ -303,7 +297,7 @@ std::vector<Image> Client::run(const JobRequest& request,
   if (res.size() < sizeof(ResultHeader)) bad("segment too small");
   ResultHeader rh;
   std::memcpy(&rh, res.data(), sizeof rh);
-  if (rh.prefix.magic != kMagicResult || rh.prefix.version != kProtocolVersion)
+  if (rh.prefix.magic != kMagicResult || rh.prefix.version != kControlVersion)
     bad("bad magic or version");
   if (rh.count > uint32_t(kMaxResults)) bad("too many images");
   std::vector<Image> out;

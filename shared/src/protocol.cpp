@@ -27,8 +27,10 @@ bool is_gray(uint32_t f) {
   return p == PixelFormat::GRAY8 || p == PixelFormat::GRAY_F32;
 }
 
-// Checks one image descriptor against the segment. Returns "" when it is usable.
-std::string check_image(const ImageDesc& d, size_t seg_size, const Limits& lim, const char* what) {
+// Checks one image descriptor against the segment (whose job header is `header_size` bytes).
+// Returns "" when it is usable.
+std::string check_image(const ImageDesc& d, size_t seg_size, size_t header_size, const Limits& lim,
+                        const char* what) {
   const std::string w = what;
   if (!valid_pixel_format(d.format))
     return w + ": unknown pixel format " + std::to_string(d.format);
@@ -48,7 +50,7 @@ std::string check_image(const ImageDesc& d, size_t seg_size, const Limits& lim, 
   if (d.size < need)
     return w + ": " + std::to_string(d.size) + " bytes reserved but the pixels need " +
            std::to_string(need);
-  if (d.offset < sizeof(JobHeader) || d.offset > seg_size || d.size > seg_size - d.offset)
+  if (d.offset < header_size || d.offset > seg_size || d.size > seg_size - d.offset)
     return w + ": pixels at offset " + std::to_string(d.offset) + " (+" + std::to_string(d.size) +
            " bytes) lie outside the " + std::to_string(seg_size) + "-byte segment";
   return {};
@@ -99,7 +101,7 @@ bool valid_utf8(const std::string& s) {
 
 bool known_pipeline(const std::string& n) {
   return n == "generate" || n == "img2img" || n == "inpaint" || n == "edit" || n == "edit-plus" ||
-         n == "edit-inpaint" || n == "edit-auto";
+         n == "edit-inpaint" || n == "edit-auto" || n == "decompose";
 }
 
 PipelineInputs pipeline_inputs(const std::string& n) {
@@ -107,6 +109,7 @@ PipelineInputs pipeline_inputs(const std::string& n) {
   if (n == "inpaint") return {1, 1, true};
   if (n == "edit" || n == "edit-plus" || n == "edit-auto") return {1, kMaxImages, false};
   if (n == "edit-inpaint") return {1, 1, true};
+  if (n == "decompose") return {1, 1, false};
   return {0, 0, false};
 }
 
@@ -118,15 +121,20 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   SegmentPrefix pre;
   std::memcpy(&pre, segment, sizeof pre);
   if (pre.magic != kMagicJob) return "not a qwen-image job segment (bad magic number)";
-  if (pre.version != kProtocolVersion)
+  if (pre.version < kOldestJobVersion || pre.version > kProtocolVersion)
     return "protocol version mismatch: the client speaks version " + std::to_string(pre.version) +
-           ", this daemon version " + std::to_string(kProtocolVersion) +
+           ", this daemon versions " + std::to_string(kOldestJobVersion) + ".." +
+           std::to_string(kProtocolVersion) +
            "; install the plug-in and the daemon from the same release";
-  if (pre.header_size != sizeof(JobHeader))
+  // Version 2 headers end before the version-3 fields (JobHeader keeps its layout, fields are
+  // only appended).
+  const size_t header_size = pre.version == 2 ? kJobHeaderV2Size : sizeof(JobHeader);
+  if (pre.header_size != header_size)
     return "job header size " + std::to_string(pre.header_size) + " differs from the daemon's " +
-           std::to_string(sizeof(JobHeader)) + " (mismatched builds)";
+           std::to_string(header_size) + " for version " + std::to_string(pre.version) +
+           " (mismatched builds)";
   *kind = ErrorKind::Rejected;
-  if (size < sizeof(JobHeader)) return "job segment smaller than its header";
+  if (size < header_size) return "job segment smaller than its header";
   if (pre.segment_size != size)
     return "segment size disagrees: the header says " + std::to_string(pre.segment_size) +
            " bytes, the segment has " + std::to_string(size);
@@ -136,14 +144,17 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
 
   // Work on a private copy: the client can still write to the shared header.
   JobHeader h;
-  std::memcpy(&h, segment, sizeof h);
+  std::memset(&h, 0, sizeof h);
+  std::memcpy(&h, segment, header_size);  // a version-2 header leaves the version-3 fields 0
   Request r;
+  r.version = pre.version;
   bool ok = false;
   r.pipeline = fixed_string(h.pipeline, sizeof h.pipeline, &ok);
   if (!ok) return "pipeline name is not NUL-terminated";
   if (!known_pipeline(r.pipeline))
     return "unknown pipeline '" + (valid_utf8(r.pipeline) ? r.pipeline : std::string("?")) +
-           "' (expected generate, img2img, inpaint, edit, edit-plus, edit-inpaint or edit-auto)";
+           "' (expected generate, img2img, inpaint, edit, edit-plus, edit-inpaint, edit-auto or "
+           "decompose)";
   r.model = fixed_string(h.model, sizeof h.model, &ok);
   if (!ok) return "model name is not NUL-terminated";
   if (!valid_utf8(r.model)) return "model name is not valid UTF-8";
@@ -184,8 +195,32 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   if (h.lightning > 1) return "lightning must be 0 or 1";
   if (h.shift != 0.0f && !(std::isfinite(h.shift) && h.shift > 0.0f && h.shift <= 100.0f))
     return "shift must be a number in (0, 100] (0 = default)";
-  if (h.text_offset < sizeof(JobHeader) || h.text_offset > size ||
-      h.text_size > size - h.text_offset)
+  // Decompose (version 3). 0 = the default; other pipelines ignore the fields but they must still
+  // be in range (one vocabulary, one set of limits).
+  const int layers = h.layers == 0 ? kDefaultLayers : h.layers;
+  const int resolution = h.resolution == 0 ? kDefaultResolution : h.resolution;
+  if (layers < kMinLayers || layers > kMaxLayers)
+    return "layers must be " + std::to_string(kMinLayers) + ".." + std::to_string(kMaxLayers) +
+           ", got " + std::to_string(h.layers);
+  if (!valid_decompose_resolution(resolution))
+    return "resolution must be 640 or 1024 (the reference's buckets), got " +
+           std::to_string(h.resolution);
+  if (h.cfg_normalize > 1) return "cfg_normalize must be 0 or 1";
+  if (r.pipeline == "decompose") {
+    if (h.width != 0 || h.height != 0)
+      return "decompose takes no width/height (send 0): the output size follows the picture's "
+             "aspect ratio at resolution " +
+             std::to_string(resolution) + "^2";
+    if (uint64_t(h.num_prompts) * uint64_t(h.num_images_per_prompt) * uint64_t(layers) >
+        uint64_t(kMaxResults))
+      return "too many result layers: " + std::to_string(h.num_prompts) + " prompt(s) x " +
+             std::to_string(h.num_images_per_prompt) + " image(s) x " + std::to_string(layers) +
+             " layers exceeds " + std::to_string(kMaxResults) + " per job";
+    const auto f = static_cast<PixelFormat>(h.result_format);
+    if (f != PixelFormat::RGBA8 && f != PixelFormat::RGBA_F32)
+      return "decompose returns RGBA layers: ask for result format RGBA8 or RGBA_F32";
+  }
+  if (h.text_offset < header_size || h.text_offset > size || h.text_size > size - h.text_offset)
     return "prompt text lies outside the segment";
   {
     const char* t = static_cast<const char*>(segment) + h.text_offset;
@@ -229,7 +264,7 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
            " input image(s), got " + std::to_string(h.num_images);
   for (uint32_t i = 0; i < h.num_images; ++i) {
     const std::string what = "input image " + std::to_string(i + 1);
-    std::string e = check_image(h.images[i], size, lim, what.c_str());
+    std::string e = check_image(h.images[i], size, header_size, lim, what.c_str());
     if (!e.empty()) return e;
     if (!is_color(h.images[i].format)) return what + ": must be RGB or RGBA";
     r.images.push_back(h.images[i]);
@@ -238,7 +273,7 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   if (need.mask && !h.has_mask) return "pipeline " + r.pipeline + " needs a mask";
   if (!need.mask && h.has_mask) return "pipeline " + r.pipeline + " takes no mask";
   if (h.has_mask) {
-    std::string e = check_image(h.mask, size, lim, "mask");
+    std::string e = check_image(h.mask, size, header_size, lim, "mask");
     if (!e.empty()) return e;
     if (!is_gray(h.mask.format)) return "mask: must be single-channel (GRAY8 or GRAY_F32)";
     if (h.mask.width != h.images[0].width || h.mask.height != h.images[0].height)
@@ -248,9 +283,8 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
     r.mask = h.mask;
   }
   const uint64_t preview_need = uint64_t(kPreviewMax) * kPreviewMax * 3;
-  if (h.preview_size != 0 &&
-      (h.preview_size < preview_need || h.preview_offset < sizeof(JobHeader) ||
-       h.preview_offset > size || h.preview_size > size - h.preview_offset))
+  if (h.preview_size != 0 && (h.preview_size < preview_need || h.preview_offset < header_size ||
+                              h.preview_offset > size || h.preview_size > size - h.preview_offset))
     return "preview area lies outside the segment or is too small";
 
   r.width = h.width;
@@ -267,9 +301,117 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   r.job_id = h.job_id;
   if (h.shift != 0.0f) r.shift = h.shift;
   r.lightning = h.lightning != 0;
+  r.layers = layers;
+  r.resolution = resolution;
+  r.cfg_normalize = h.cfg_normalize != 0;
   *kind = ErrorKind::None;
   if (out) *out = std::move(r);
   return {};
+}
+
+// ---- model list ----
+
+std::string caps_flags(const ModelCaps& c) {
+  if (!c.known) return "unknown";
+  std::string s;
+  auto add = [&](bool on, const char* name) {
+    if (on) s += (s.empty() ? "" : ",") + std::string(name);
+  };
+  add(c.can_generate, "generate");
+  add(c.can_edit, "edit");
+  add(c.can_decompose, "decompose");
+  add(c.rgba, "rgba");
+  add(c.loras, "loras");
+  return s.empty() ? "none" : s;
+}
+
+namespace {
+constexpr const char* kCapsMagic = "qwen-image-caps ";
+std::string clean_field(std::string s) {  // no TAB / newline / NUL inside a field
+  for (char& c : s)
+    if (c == '\t' || c == '\n' || c == '\0') c = ' ';
+  return s;
+}
+}  // namespace
+
+void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap) {
+  if (cap == 0) return;
+  std::memset(out, 0, cap);
+  std::string lines, caps = kCapsMagic + std::to_string(kProtocolVersion) + "\n";
+  for (const auto& m : models) {
+    std::string line =
+        clean_field(m.name) + "\t" + clean_field(m.state) + "\t" + clean_field(m.dir) + "\n";
+    std::string c = clean_field(m.caps.family) + "\t" + caps_flags(m.caps) + "\t" +
+                    std::to_string(m.caps.max_references) + "\n";
+    if (lines.size() + line.size() + 1 + caps.size() + c.size() + 1 > cap) break;
+    lines += line;
+    caps += c;
+  }
+  std::memcpy(out, lines.data(), lines.size());
+  std::memcpy(out + lines.size() + 1, caps.data(), caps.size());
+}
+
+std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version) {
+  std::vector<ModelEntry> out;
+  *job_version = 2;
+  const char* nul = static_cast<const char*>(std::memchr(buf, 0, cap));
+  const std::string lines(buf, nul ? nul : buf + cap);
+  auto split = [](const std::string& text, char sep) {
+    std::vector<std::string> parts;
+    size_t pos = 0;
+    for (;;) {
+      size_t e = text.find(sep, pos);
+      parts.push_back(text.substr(pos, e == std::string::npos ? std::string::npos : e - pos));
+      if (e == std::string::npos) break;
+      pos = e + 1;
+    }
+    return parts;
+  };
+  for (const auto& line : split(lines, '\n')) {
+    if (line.empty()) continue;
+    ModelEntry m;
+    const auto f = split(line, '\t');
+    m.name = f[0];
+    if (f.size() > 1) m.state = f[1];
+    if (f.size() > 2) m.dir = line.substr(f[0].size() + f[1].size() + 2);
+    out.push_back(std::move(m));
+  }
+  if (!nul || size_t(nul - buf) + 1 >= cap) return out;
+  const char* start = nul + 1;
+  const char* end = static_cast<const char*>(std::memchr(start, 0, cap - size_t(start - buf)));
+  if (!end) return out;
+  const auto caps_lines = split(std::string(start, end), '\n');
+  const std::string magic = kCapsMagic;
+  if (caps_lines.empty() || caps_lines[0].rfind(magic, 0) != 0) return out;
+  try {
+    *job_version = std::stoi(caps_lines[0].substr(magic.size()));
+  } catch (const std::exception&) {
+    *job_version = 2;
+    return out;
+  }
+  for (size_t i = 0; i < out.size() && i + 1 < caps_lines.size(); ++i) {
+    const auto f = split(caps_lines[i + 1], '\t');
+    if (f.size() != 3) continue;
+    ModelCaps c;
+    c.family = f[0];
+    bool ok = true, unknown = false;
+    for (const auto& flag : split(f[1], ',')) {  // flags of a newer daemon are ignored
+      c.can_generate |= flag == "generate";
+      c.can_edit |= flag == "edit";
+      c.can_decompose |= flag == "decompose";
+      c.rgba |= flag == "rgba";
+      c.loras |= flag == "loras";
+      unknown |= flag == "unknown";
+    }
+    try {
+      c.max_references = std::stoi(f[2]);
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    c.known = ok && !unknown;
+    out[i].caps = c;
+  }
+  return out;
 }
 
 // ---- client side ----
@@ -305,6 +447,13 @@ JobLayout plan_job(const JobRequest& req) {
   if (req.loras.size() > size_t(kMaxLoras))
     throw ClientError(ClientError::Kind::Rejected,
                       "at most " + std::to_string(kMaxLoras) + " LoRAs per job");
+  if (req.layers < kMinLayers || req.layers > kMaxLayers)
+    throw ClientError(ClientError::Kind::Rejected, "layers must be " + std::to_string(kMinLayers) +
+                                                       ".." + std::to_string(kMaxLayers) +
+                                                       ", got " + std::to_string(req.layers));
+  if (!valid_decompose_resolution(req.resolution))
+    throw ClientError(ClientError::Kind::Rejected,
+                      "resolution must be 640 or 1024, got " + std::to_string(req.resolution));
   size_t off = align_up(sizeof(JobHeader));
   L.text_offset = off;
   for (const auto* list : {&req.prompts, &req.negative_prompts})
@@ -379,6 +528,9 @@ void encode_job(const JobRequest& req, const JobLayout& L, int64_t pid, uint64_t
   }
   h.lightning = req.lightning ? 1 : 0;
   h.shift = req.shift ? *req.shift : 0.0f;
+  h.layers = req.layers;
+  h.resolution = req.resolution;
+  h.cfg_normalize = req.cfg_normalize ? 1 : 0;
   auto put = [&](const ImageView& v, size_t off, ImageDesc* d) {
     d->width = v.width;
     d->height = v.height;

@@ -274,3 +274,152 @@ TEST(Protocol, LorasShiftAndLightning) {
   req.loras.assign(9, {"x", 1.0f});
   EXPECT_THROW(plan_job(req), ClientError);
 }
+
+// Decompose (protocol version 3, issue #16): layers / resolution / cfg_normalize round trip, and
+// every limit has its own message.
+namespace {
+JobRequest decompose_request() {
+  JobRequest r;
+  r.pipeline = "decompose";
+  r.prompts = {"a poster"};
+  r.images.push_back(ImageView{40, 29, PixelFormat::RGBA8, 0, g_pixels.data()});
+  r.layers = 6;
+  r.resolution = 1024;
+  r.cfg_normalize = true;
+  return r;
+}
+}  // namespace
+
+TEST(Protocol, DecomposeRoundTripsItsFields) {
+  Encoded e = encode(decompose_request());
+  Request r;
+  ASSERT_EQ(validate(e, &r), "");
+  EXPECT_EQ(r.pipeline, "decompose");
+  EXPECT_EQ(r.layers, 6);
+  EXPECT_EQ(r.resolution, 1024);
+  EXPECT_TRUE(r.cfg_normalize);
+  EXPECT_EQ(r.version, kProtocolVersion);
+  EXPECT_TRUE(known_pipeline("decompose"));
+  EXPECT_EQ(pipeline_inputs("decompose").min_images, 1);
+  EXPECT_EQ(pipeline_inputs("decompose").max_images, 1);
+  EXPECT_FALSE(pipeline_inputs("decompose").mask);
+  // Other pipelines carry the defaults.
+  Encoded plain = encode(inpaint_request());
+  ASSERT_EQ(validate(plain, &r), "");
+  EXPECT_EQ(r.layers, kDefaultLayers);
+  EXPECT_EQ(r.resolution, kDefaultResolution);
+  EXPECT_FALSE(r.cfg_normalize);
+}
+
+TEST(Protocol, DecomposeLimitsGetSpecificErrors) {
+  struct Case {
+    const char* expect;
+    void (*mutate)(JobHeader*);
+  };
+  const Case cases[] = {
+      {"layers must be 2..10, got 1", [](JobHeader* h) { h->layers = 1; }},
+      {"layers must be 2..10, got 11", [](JobHeader* h) { h->layers = 11; }},
+      {"layers must be 2..10, got -3", [](JobHeader* h) { h->layers = -3; }},
+      {"resolution must be 640 or 1024", [](JobHeader* h) { h->resolution = 512; }},
+      {"cfg_normalize must be 0 or 1", [](JobHeader* h) { h->cfg_normalize = 2; }},
+      {"decompose takes no width/height", [](JobHeader* h) { h->width = 640; }},
+      {"too many result layers: 1 prompt(s) x 2 image(s) x 10 layers exceeds 16",
+       [](JobHeader* h) {
+         h->layers = 10;
+         h->num_images_per_prompt = 2;
+       }},
+      {"ask for result format RGBA8 or RGBA_F32",
+       [](JobHeader* h) { h->result_format = uint32_t(PixelFormat::RGB8); }},
+      {"takes 1 input image(s), got 0", [](JobHeader* h) { h->num_images = 0; }},
+      {"takes no mask", [](JobHeader* h) { h->has_mask = 1; }},
+  };
+  for (const auto& c : cases) {
+    Encoded e = encode(decompose_request());
+    c.mutate(e.h());
+    ErrorKind k;
+    const std::string err = validate(e, nullptr, &k);
+    EXPECT_NE(err.find(c.expect), std::string::npos)
+        << "expected '" << c.expect << "', got '" << err << "'";
+    EXPECT_EQ(k, ErrorKind::Rejected) << c.expect;
+  }
+  // The same limits bind every pipeline's fields (one vocabulary), and the client refuses first.
+  Encoded g = encode(inpaint_request());
+  g.h()->resolution = 700;
+  EXPECT_NE(validate(g).find("resolution must be 640 or 1024"), std::string::npos);
+  JobRequest bad = decompose_request();
+  bad.layers = 12;
+  EXPECT_THROW(plan_job(bad), ClientError);
+  bad.layers = 4;
+  bad.resolution = 768;
+  EXPECT_THROW(plan_job(bad), ClientError);
+}
+
+// A version-2 client (no decompose fields, a shorter header) still gets its job taken.
+TEST(Protocol, Version2JobsAreStillAccepted) {
+  JobRequest req = inpaint_request();
+  req.loras = {{"style", 0.5f}};
+  Encoded e = encode(req);
+  e.h()->prefix.version = 2;
+  e.h()->prefix.header_size = uint32_t(kJobHeaderV2Size);
+  e.h()->layers = 99;  // beyond a version-2 header: never read
+  Request r;
+  ErrorKind k;
+  ASSERT_EQ(validate(e, &r, &k), "");
+  EXPECT_EQ(k, ErrorKind::None);
+  EXPECT_EQ(r.version, 2u);
+  EXPECT_EQ(r.layers, kDefaultLayers);
+  ASSERT_EQ(r.loras.size(), 1u);
+  EXPECT_EQ(r.loras[0].name, "style");
+  // A version-2 header must have the version-2 size; version 1 is too old.
+  e.h()->prefix.header_size = uint32_t(sizeof(JobHeader));
+  EXPECT_NE(validate(e, &r, &k).find("job header size"), std::string::npos);
+  EXPECT_EQ(k, ErrorKind::ProtocolMismatch);
+  e.h()->prefix.version = 1;
+  EXPECT_NE(validate(e, &r, &k).find("protocol version mismatch"), std::string::npos);
+}
+
+// The model list with typed capabilities (status block): what version-2 clients read is unchanged.
+TEST(Protocol, ModelListCarriesTypedCapabilities) {
+  std::vector<ModelEntry> models(3);
+  models[0] = {"Qwen-Image", "loaded", "/m/Qwen-Image", {}};
+  models[0].caps.known = models[0].caps.can_generate = models[0].caps.loras = true;
+  models[0].caps.family = "qwen-image";
+  models[1] = {"layered", "loaded, resident", "/m/Qwen-Image-Layered", {}};
+  models[1].caps.known = models[1].caps.can_decompose = models[1].caps.rgba = true;
+  models[1].caps.family = "qwen-image-layered";
+  models[2] = {"edit", "configured", "/m/dir\twith tab", {}};
+  char buf[2048];
+  encode_models(models, buf, sizeof buf);
+  // Version-2 readers stop at the first NUL: exactly the old lines.
+  EXPECT_EQ(std::string(buf),
+            "Qwen-Image\tloaded\t/m/Qwen-Image\nlayered\tloaded, resident\t/m/Qwen-Image-Layered\n"
+            "edit\tconfigured\t/m/dir with tab\n");
+  int version = 0;
+  auto back = decode_models(buf, sizeof buf, &version);
+  EXPECT_EQ(version, int(kProtocolVersion));
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[1].name, "layered");
+  EXPECT_EQ(back[1].state, "loaded, resident");
+  EXPECT_EQ(back[1].dir, "/m/Qwen-Image-Layered");
+  EXPECT_TRUE(back[0].caps.known && back[0].caps.can_generate && back[0].caps.loras);
+  EXPECT_FALSE(back[0].caps.can_decompose || back[0].caps.can_edit);
+  EXPECT_TRUE(back[1].caps.known && back[1].caps.can_decompose && back[1].caps.rgba);
+  EXPECT_FALSE(back[1].caps.can_generate);
+  EXPECT_EQ(back[1].caps.family, "qwen-image-layered");
+  EXPECT_FALSE(back[2].caps.known);
+  EXPECT_EQ(caps_flags(back[1].caps), "decompose,rgba");
+  EXPECT_EQ(caps_flags(back[2].caps), "unknown");
+  // A version-2 daemon's block: lines only.
+  char old[64] = "a\tloaded\t/x\n";
+  auto v2 = decode_models(old, sizeof old, &version);
+  EXPECT_EQ(version, 2);
+  ASSERT_EQ(v2.size(), 1u);
+  EXPECT_EQ(v2[0].dir, "/x");
+  EXPECT_FALSE(v2[0].caps.known);
+  // Entries that do not fit are left out whole (never a half line or half a capability list).
+  char small[80];
+  encode_models(models, small, sizeof small);
+  auto cut = decode_models(small, sizeof small, &version);
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_TRUE(cut[0].caps.known);
+}

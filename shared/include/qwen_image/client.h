@@ -48,11 +48,22 @@ struct JobLora {
   float strength = 1.0f;
 };
 
+// Decompose (Qwen-Image-Layered, issue #16): the limits the daemon, the CLI and the plug-in share.
+inline constexpr int kMinLayers = 2;
+inline constexpr int kMaxLayers = 10;
+inline constexpr int kDefaultLayers = 4;
+inline constexpr int kDefaultResolution = 640;
+// The reference's `resolution` buckets (QwenImageLayeredPipeline asserts resolution in [640,
+// 1024]).
+inline bool valid_decompose_resolution(int r) { return r == 640 || r == 1024; }
+
 struct JobRequest {
   std::string pipeline =
       "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint |
                       // edit-auto (the daemon picks edit or edit-plus: several images, or a
                       // model whose model_index.json names QwenImageEditPlusPipeline -> edit-plus)
+                      // | decompose (one RGB/RGBA image in, prompts x images x `layers` RGBA
+                      // layers out, each entry's layers bottom first; result_format RGBA8/RGBA_F32)
   std::string model;  // "" = the daemon's default model
   std::vector<std::string> prompts;  // >= 1
   std::vector<std::string> negative_prompts;
@@ -71,6 +82,26 @@ struct JobRequest {
   std::vector<JobLora> loras;  // at most 8, strengths finite in [-10, 10]
   std::optional<float> shift;  // fixed time shift mu = ln shift, in (0, 100]
   bool lightning = false;      // Lightning defaults (CFG 1, shift 3); steps stay the client's
+  // Decompose only (protocol version 3): RGBA layers per picture (kMinLayers..kMaxLayers), the
+  // reference's resolution bucket (640 or 1024; the output's area at the input's aspect ratio) and
+  // cfg_normalize. width/height must stay 0: the resolution sets the size.
+  int layers = kDefaultLayers;
+  int resolution = kDefaultResolution;
+  bool cfg_normalize = false;
+};
+
+// What a served model can do, as the daemon reports it (one definition for the daemon, the CLI and
+// both plug-in front-ends; protocol.h encode_models / decode_models carry it).
+struct ModelCaps {
+  bool known = false;  // false: not loaded yet and not inferable, or a daemon older than version 3
+  std::string
+      family;  // the model type ("qwen-image", "qwen-image-edit-2511", ...) or pipeline class
+  bool can_generate = false;   // generate / img2img / inpaint
+  bool can_edit = false;       // edit / edit-plus / edit-inpaint / edit-auto
+  bool can_decompose = false;  // decompose (Qwen-Image-Layered)
+  bool rgba = false;           // takes and returns RGBA pictures
+  bool loras = false;          // accepts the job's LoRAs
+  int max_references = 0;      // input images an edit takes (Edit: 1, Edit-Plus: 3)
 };
 
 struct JobProgress {
@@ -92,6 +123,7 @@ struct DaemonStatus {
   std::string instance;
   int protocol_version = 0;
   std::vector<std::string> model_states;  // "name<TAB>state<TAB>dir" per model, same order
+  std::vector<ModelCaps> model_caps;      // per model, same order (known = false when unknown)
   int step = 0;                           // progress of the running job
   int total = 0;
   int64_t jobs_done = 0;

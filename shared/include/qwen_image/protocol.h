@@ -25,7 +25,16 @@ namespace qwen::ipc::proto {
 constexpr uint32_t kMagicControl = 0x43494D51;  // "QMIC"
 constexpr uint32_t kMagicJob = 0x4A494D51;      // "QMIJ"
 constexpr uint32_t kMagicResult = 0x52494D51;   // "QMIR"
-constexpr uint32_t kProtocolVersion = 2;        // 2: LoRAs, shift and lightning in JobHeader
+// The job format's version, which clients write into their job segments. 2: LoRAs, shift and
+// lightning in JobHeader; 3: decompose (layers, resolution, cfg_normalize appended to JobHeader).
+// The daemon still takes version-2 job segments (their header ends before the version-3 fields,
+// which then take their defaults), so older plug-ins keep working with a newer daemon.
+constexpr uint32_t kProtocolVersion = 3;
+constexpr uint32_t kOldestJobVersion = 2;
+// The control block and the result segments have not changed since version 2; they keep that
+// number so that version-2 clients still attach. The daemon's job version travels in the status
+// block's capability section (encode_models).
+constexpr uint32_t kControlVersion = 2;
 
 constexpr int kMaxImages = 8;
 constexpr int kMaxResults = 16;
@@ -131,9 +140,17 @@ struct JobHeader {
   float lora_strengths[kMaxLoras];  // one per LoRA, finite, in [-10, 10]
   float shift;                      // 0 = the model's (or Lightning's) default, else in (0, 100]
   uint32_t reserved3;
+  // ---- request [C], version 3 (decompose, Qwen-Image-Layered; ignored by other pipelines) ----
+  int32_t layers;          // RGBA layers to produce: kMinLayers..kMaxLayers (0 = kDefaultLayers)
+  int32_t resolution;      // the reference's bucket: 640 or 1024 (0 = kDefaultResolution)
+  uint32_t cfg_normalize;  // 0/1: rescale the CFG prediction to the conditional one's norm
+  uint32_t reserved4;
 };
 static_assert(offsetof(JobHeader, seq) == 24 && offsetof(JobHeader, state) == 28 &&
               offsetof(JobHeader, error) == 48);
+// A version-2 job header: everything before the version-3 fields.
+constexpr size_t kJobHeaderV2Size = offsetof(JobHeader, layers);
+static_assert(kJobHeaderV2Size == 1920, "the version-2 job header layout must not change");
 
 struct ResultHeader {
   SegmentPrefix prefix;
@@ -147,7 +164,9 @@ struct StatusBlock {
   char version[32];
   char device[64];
   char instance[64];
-  char models[2048];  // one line per model: "name<TAB>state<TAB>dir"
+  // One line per model, "name<TAB>state<TAB>dir", NUL-terminated (all a version-2 client reads),
+  // then the capability section (encode_models / decode_models), NUL-terminated.
+  char models[2048];
   int32_t queued;
   int32_t busy;
   int32_t step;
@@ -208,6 +227,10 @@ struct Request {
   std::vector<JobLora> loras;  // name (no '/') or absolute path, not yet resolved
   std::optional<float> shift;
   bool lightning = false;
+  int layers = kDefaultLayers;  // decompose
+  int resolution = kDefaultResolution;
+  bool cfg_normalize = false;
+  uint32_t version = kProtocolVersion;  // the client's job version
 };
 
 // Validates a job segment of `size` bytes (the size of the mapping, not what the header claims).
@@ -224,6 +247,21 @@ struct PipelineInputs {
   bool mask;
 };
 PipelineInputs pipeline_inputs(const std::string& name);
+
+// The daemon's model list as it travels in StatusBlock::models: the version-2 lines
+// "name<TAB>state<TAB>dir\n" up to a NUL (what version-2 clients read), then a capability section
+//   "qwen-image-caps <job protocol version>\n" and per model, in the same order,
+//   "<family><TAB><flags><TAB><max_references>\n" with flags a comma-separated subset of
+//   generate, edit, decompose, rgba, loras (or "unknown": not loaded and not inferable)
+// and a NUL. Entries that do not fit into `cap` bytes are left out whole.
+struct ModelEntry {
+  std::string name, state, dir;
+  ModelCaps caps;
+};
+void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap);
+// Reads what encode_models wrote (or a version-2 daemon's lines: caps unknown, *job_version 2).
+std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version);
+std::string caps_flags(const ModelCaps& caps);  // "generate,loras", "unknown", ...
 
 bool valid_utf8(const std::string& s);
 bool valid_pixel_format(uint32_t f);
