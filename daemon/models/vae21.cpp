@@ -1,5 +1,7 @@
 #include "models/vae21.h"
 
+#include <sys/stat.h>
+
 #include <sstream>
 #include <stdexcept>
 
@@ -317,16 +319,19 @@ AutoencoderKLQwenImage21 load_vae21(const std::string& path, torch::Dtype dtype,
 
 AutoencoderKLQwenImage21 load_vae21(const io::ComponentWeights& weights, torch::Dtype dtype,
                                     torch::Device device) {
-  const std::string label = weights.source + "/config.json";
+  // Errors name the folder's config.json, or say that the file's configuration came from its
+  // tensor shapes (a single file has no config.json of its own: io::open_component).
+  struct stat st;
+  const bool folder = ::stat(weights.source.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  const std::string label = folder ? weights.source + "/config.json"
+                                   : weights.source + " (configuration from the tensor shapes)";
   const auto cls = weights.config.find("_class_name");
   if (cls != weights.config.end() && cls->is_string() &&
       cls->get<std::string>() == "AutoencoderKLQwenImage")
     throw io::CheckpointError(weights.source +
                               ": this is the Qwen-Image (20B family) VAE, AutoencoderKLQwenImage; "
                               "Qwen-Image-2.1 needs its RGBA VAE, AutoencoderKLQwenImage21");
-  const Vae21Config config = Vae21Config::from_json_text(
-      weights.config.dump(),
-      weights.layout == "diffusers" ? label : weights.source + " (configuration)");
+  const Vae21Config config = Vae21Config::from_json_text(weights.config.dump(), label);
   AutoencoderKLQwenImage21 model(config);
   // Original / ComfyUI files store the convolutions as 3-D kernels with a temporal size of 1
   // ([out, in, 1, k, k]), and time_conv with whatever temporal size it was trained with: those
