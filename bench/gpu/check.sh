@@ -175,6 +175,19 @@ write_summary() {
       echo
     fi
 
+    if stage_out qwen21 | grep -q '^RESULT s_per_step='; then
+      echo "## Qwen-Image-2.1 transformer (bench_transformer21: random weights, text to image, no CFG)"
+      echo
+      stage_out qwen21 | sed -n 's/^config: \(.*\)$/- \1/p' | head -1
+      echo
+      echo "| size | s/step KV cache | s/step uncached | first step s | TFLOP/s cache / uncached | peak alloc GiB cache / uncached | 40-step image s cache / uncached | finite |"
+      echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+      stage_out qwen21 | grep '^RESULT s_per_step=' | while read -r line; do
+        echo "| $(kv "$line" size) | $(kv "$line" s_per_step) | $(kv "$line" s_per_step_uncached) | $(kv "$line" extract_s) | $(kv "$line" tflops) / $(kv "$line" tflops_uncached) | $(kv "$line" peak_alloc_gib) / $(kv "$line" peak_alloc_uncached_gib) | $(kv "$line" image40_s) / $(kv "$line" image40_uncached_s) | $(kv "$line" finite) |"
+      done
+      echo
+    fi
+
     echo "## SDPA backends (one backend enabled at a time; rel_err against math in float32)"
     echo
     echo "| case | seq | backend | mask | ms (median) | TFLOP/s | rel_err | peak MiB | ok |"
@@ -327,6 +340,8 @@ env_report() {
 read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention bench_transformer bench_edit bench_formats}"
 # bench_lora (issue #14): its own line so that the list above stays as it is.
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_lora)
+# bench_transformer21 (Qwen-Image-2.1, issue #15): likewise.
+[ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_transformer21)
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -456,6 +471,20 @@ if [ $build_only = 0 ]; then
       --memory modulation
     run_stage memory_stream dit.log 150 --check check_dit -- "$b/bench_transformer" "${mem[@]}" \
       --memory stream --resident-blocks 30
+  fi
+fi
+# Qwen-Image-2.1 transformer (issue #15, bench_transformer21): the real 7.1B configuration with random
+# weights, bfloat16, text to image at 1024x1024 and 2048x2048: s/step with and without the KV cache,
+# TFLOP/s, peak memory (RESULT s_per_step= s_per_step_uncached= extract_s= ... size=).
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ] || [ ! -x "$b/bench_transformer21" ]; then
+    skip_stage qwen21 dit.log "no build"
+  elif [ $dry = 1 ]; then
+    run_stage qwen21 dit.log 60 --check check_dit -- "$b/bench_transformer21" --device cpu --dtype float32 \
+      --reduced --layers 1 --heads 2 --txt-len 16 --sizes 64,96 --steps 1 --warmup 1 --threads 2
+  else
+    run_stage qwen21 dit.log 150 --check check_dit -- "$b/bench_transformer21" --device cuda --dtype bfloat16 \
+      --sizes 1024,2048 --steps 3 --warmup 1
   fi
 fi
 exit 0 # finish() sets the exit code from the stages

@@ -130,35 +130,45 @@ torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::
       .transpose(1, 2);
 }
 
-// QwenImage21AttnProcessor's prefill of the prefix: every segment attends to the keys [0, end);
-// text segments causally over their own keys; padded keys dropped.
+// QwenImage21AttnProcessor's prefill of the prefix: every segment attends to the keys [0, end)
+// under its mask (segment_masks).
 torch::Tensor prefix_attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const std::vector<qwen21::Segment>& segments,
-                               const torch::Tensor& key_valid) {
+                               const std::vector<std::optional<torch::Tensor>>& masks) {
   std::vector<torch::Tensor> outs;
   outs.reserve(segments.size());
-  const int64_t batch = q.size(0);
-  for (const auto& s : segments) {
-    const int64_t len = s.end - s.start;
-    std::optional<torch::Tensor> mask;
-    if (s.text) {
-      // cat([ones(len, start), tril(ones(len, len))], 1): query r sees keys 0..start + r.
-      auto opts = torch::TensorOptions().dtype(torch::kInt64).device(q.device());
-      auto kv = torch::arange(s.end, opts).unsqueeze(0);
-      auto qi = (torch::arange(len, opts) + s.start).unsqueeze(1);
-      mask = (kv <= qi).view({1, 1, len, s.end});
-    }
-    if (key_valid.defined()) {
-      auto kvm = key_valid.narrow(1, 0, s.end).view({batch, 1, 1, s.end});
-      mask = mask ? (*mask & kvm) : kvm;
-    }
-    outs.push_back(
-        sdpa(q.narrow(1, s.start, len), k.narrow(1, 0, s.end), v.narrow(1, 0, s.end), mask));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const auto& s = segments[i];
+    outs.push_back(sdpa(q.narrow(1, s.start, s.end - s.start), k.narrow(1, 0, s.end),
+                        v.narrow(1, 0, s.end), masks[i]));
   }
   return torch::cat(outs, 1);
 }
 
 }  // namespace
+
+std::vector<std::optional<torch::Tensor>> segment_masks(
+    const std::vector<qwen21::Segment>& segments, const torch::Tensor& key_valid, int64_t batch,
+    const torch::Device& device) {
+  std::vector<std::optional<torch::Tensor>> masks;
+  for (const auto& s : segments) {
+    const int64_t len = s.end - s.start;
+    std::optional<torch::Tensor> mask;
+    if (s.text) {
+      // cat([ones(len, start), tril(ones(len, len))], 1): query r sees keys 0..start + r.
+      auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
+      auto kv = torch::arange(s.end, opts).unsqueeze(0);
+      auto qi = (torch::arange(len, opts) + s.start).unsqueeze(1);
+      mask = (kv <= qi).view({1, 1, len, s.end});
+    }
+    if (key_valid.defined()) {  // padded text keys dropped
+      auto kvm = key_valid.narrow(1, 0, s.end).view({batch, 1, 1, s.end});
+      mask = mask ? (*mask & kvm) : kvm;
+    }
+    masks.push_back(mask);
+  }
+  return masks;
+}
 
 TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim,
                                            int64_t mlp_hidden, double eps_, bool fused_mlp)
@@ -193,7 +203,7 @@ std::pair<torch::Tensor, torch::Tensor> TransformerBlockImpl::forward(
     vp = v;
     if (prefix_kv) *prefix_kv = {kp, vp};
     if (prefix_output)
-      prefix_attn = prefix_attention(qp, kp, vp, *ctx.segments, ctx.key_valid)
+      prefix_attn = prefix_attention(qp, kp, vp, *ctx.segments, ctx.segment_masks)
                         .flatten(2, 3)
                         .to(qp.scalar_type());
   }
@@ -371,6 +381,7 @@ torch::Tensor QwenImage21Transformer2DModelImpl::forward(
           encoder_hidden_states_mask.to(device).to(torch::kBool).index_select(1, text_slot));
       ctx.key_valid = padding_mask_or_none(kv);
     }
+    ctx.segment_masks = dit21::segment_masks(layout.segments, ctx.key_valid, batch, device);
     auto rope = rope_table(layout.positions, device);
     ctx.rope_prefix = rope.narrow(0, 0, P);
     ctx.rope_target = rope.narrow(0, P, T);

@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -137,8 +138,16 @@ struct BlockContext {
   bool causal_condition = true;  // prefix rows take the last (t = 0) modulation row
   torch::Tensor rope_prefix, rope_target;
   const std::vector<qwen21::Segment>* segments = nullptr;
+  std::vector<std::optional<torch::Tensor>> segment_masks;  // per segment (segment_masks())
   torch::Tensor key_valid;  // bool [B, prefix + target] or undefined
 };
+
+// The attention mask of every prefix segment (QwenImage21AttnProcessor's prefill): text segments
+// see the keys [0, start + r] from their row r, image segments all keys [0, end); padded keys
+// (`key_valid` false, bool [B, S] or undefined) dropped. nullopt: no mask. Built once per forward.
+std::vector<std::optional<torch::Tensor>> segment_masks(
+    const std::vector<qwen21::Segment>& segments, const torch::Tensor& key_valid, int64_t batch,
+    const torch::Device& device);
 
 // QwenImage21TransformerBlock over the sequence split in two: the prefix (text + condition
 // tokens; undefined in a cached step) and the target tokens. Per-token work runs on each part;
