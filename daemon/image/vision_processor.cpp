@@ -29,6 +29,12 @@ VisionProcessorConfig VisionProcessorConfig::from_json_file(const std::string& p
   VisionProcessorConfig c;
   try {
     if (!j.is_object()) throw ImageError("top level is not an object");
+    // transformers 5 Qwen2VLImageProcessor: `size` {shortest_edge, longest_edge} (the only form in
+    // Qwen3-VL's preprocessor_config.json), overridden by min_pixels / max_pixels when present.
+    if (auto sz = j.find("size"); sz != j.end() && sz->is_object()) {
+      c.min_pixels = sz->value("shortest_edge", c.min_pixels);
+      c.max_pixels = sz->value("longest_edge", c.max_pixels);
+    }
     c.min_pixels = j.value("min_pixels", c.min_pixels);
     c.max_pixels = j.value("max_pixels", c.max_pixels);
     c.patch_size = j.value("patch_size", c.patch_size);

@@ -6,7 +6,26 @@
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "models/causal_mask.h"
 #include "models/weights.h"
+
+namespace qwen::models {
+
+torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, int64_t B, int64_t L,
+                                  torch::Device dev) {
+  if (!attention_mask.defined()) return {};
+  if (attention_mask.dim() != 2 || attention_mask.size(0) != B || attention_mask.size(1) != L)
+    throw std::invalid_argument("attention_mask must be [batch, length] like input_ids");
+  auto valid = attention_mask.to(dev).to(torch::kBool);
+  if (valid.all().item<bool>()) return {};
+  auto causal = torch::ones({L, L}, torch::TensorOptions().dtype(torch::kBool).device(dev)).tril();
+  auto m = causal.unsqueeze(0) & valid.unsqueeze(1);  // [B, L, L]
+  auto empty = ~m.any(-1, /*keepdim=*/true);
+  auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
+  return (m | (empty & eye.unsqueeze(0))).unsqueeze(1);
+}
+
+}  // namespace qwen::models
 
 namespace qwen::models::qwenvl {
 
@@ -40,23 +59,7 @@ torch::Tensor LanguageModelImpl::forward(const torch::Tensor& inputs_embeds,
   const auto dev = inputs_embeds.device();
   auto [cos, sin] = mrope_cos_sin(position_ids.to(dev), cfg_.head_dim(), cfg_.rope_theta,
                                   cfg_.mrope_section, inputs_embeds.scalar_type());
-  torch::Tensor mask;  // undefined: plain causal
-  if (attention_mask.defined()) {
-    if (attention_mask.dim() != 2 || attention_mask.size(0) != B || attention_mask.size(1) != L)
-      throw std::invalid_argument("attention_mask must be [batch, length] like input_ids");
-    auto valid = attention_mask.to(dev).to(torch::kBool);
-    if (!valid.all().item<bool>()) {
-      auto causal =
-          torch::ones({L, L}, torch::TensorOptions().dtype(torch::kBool).device(dev)).tril();
-      // Key k is visible to query q iff k <= q and k is valid (as the reference). A padded query
-      // with no visible key (left padding) attends itself instead of producing NaN; its output is
-      // discarded, and NaN would leak into valid rows through 0 * NaN in the next layer.
-      auto m = causal.unsqueeze(0) & valid.unsqueeze(1);  // [B, L, L]
-      auto empty = ~m.any(-1, /*keepdim=*/true);
-      auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
-      mask = (m | (empty & eye.unsqueeze(0))).unsqueeze(1);
-    }
-  }
+  auto mask = causal_padding_mask(attention_mask, B, L, dev);  // undefined: plain causal
   auto x = inputs_embeds;
   for (size_t i = 0; i < layers->size(); ++i) {
     if (hidden_states) hidden_states->push_back(x);

@@ -368,7 +368,13 @@ void check_tokenizer_json_pipeline(const json& j, const std::string& where) {
   };
   check_pre(j.value("pre_tokenizer", json()));
   const json& post = j.value("post_processor", json());
-  if (!post.is_null() && type_of(post) != "ByteLevel") {
+  // transformers 5 saves a TemplateProcessing that adds nothing (single = [Sequence A], no special
+  // tokens): the same as none.
+  const bool no_op_template =
+      type_of(post) == "TemplateProcessing" && post.value("single", json()).is_array() &&
+      post["single"].size() == 1 && post["single"][0].contains("Sequence") &&
+      post.value("special_tokens", json::object()).empty();
+  if (!post.is_null() && type_of(post) != "ByteLevel" && !no_op_template) {
     throw TokenizerError(where + ": post_processor \"" + type_of(post) +
                          "\" is not supported (the Qwen2 tokenizer adds no tokens)");
   }

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Writes a FRESH random tiny Qwen3-VL text encoder (the Qwen-Image-2.1 one, issue #15) plus inputs and reference
+outputs computed by transformers' Qwen3VLForConditionalGeneration / Qwen3VLProcessor and by diffusers'
+QwenImage21Pipeline.encode_prompt, for tests/reference/test_reference_qwen21_text_encoder.cpp.
+
+    .venv/bin/python tests/reference/gen_qwen21_text_encoder.py OUT --seed S [--parts text_encoder] [--threads 1]
+                                                              [--te-config random|checkpoint|native]
+
+Every run draws a random configuration: text hidden size, layers, heads / KV heads, an explicit head_dim that is
+not always hidden / heads, the interleaved M-RoPE sections and theta, vision depth / width / heads, the learned
+position grid (num_position_embeddings) and the deepstack_visual_indexes; storage dtype BF16 or F32.
+
+OUT/model/text_encoder/   config.json (rope_scaling + rope_theta as the released checkpoint, or rope_parameters as
+                          transformers 5 writes it: --te-config) + model.safetensors (with the unused lm_head)
+OUT/model/processor/      Qwen3VLProcessor.save_pretrained (the fixture Qwen2 tokenizer files, Qwen3-VL's image
+                          processor settings: patch 16, mean/std 0.5, size 65536..16777216 pixels)
+OUT/case.json             seed, versions, configuration, prompts, image names
+OUT/qwen21_text_encoder.safetensors
+    text batch (2-3 random prompts in the 2.1 t2i template, left padding as the pipeline):
+      input_ids, attention_mask, position_ids (what the rotary embedding got), hidden_states
+      [layers + 1, B, L, H] (input of decoder layer i; [layers] = input of the final norm = what the pipeline
+      reads), last_hidden_state (after the norm), prompt_embeds / prompt_embeds_mask (all ones when the pipeline
+      returns None) / image_pad_mask of encode_prompt
+    image batch (1-2 prompts x 1-3 images, RGB and RGBA, OUT/image_<i>.png as given to encode_prompt):
+      vl_* : the processor's input_ids, attention_mask, pixel_values, image_grid_thw, position_ids, the vision
+      tower's merged embeds and deepstack features, hidden_states as above, and encode_prompt's outputs.
+
+All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import torch
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gen_random import FIXTURE_MODEL, rand_image, rand_prompt, randomize, save_tensors  # noqa: E402
+
+SYS_PROMPT = "Comprehend and analyze the provided prompt."
+# Enough of Qwen3-VL's chat template for what the pipeline asks of it (the system message, to count drop_idx).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def make_config(rng):
+    heads = rng.choice([2, 4])
+    kv = rng.choice([d for d in (1, 2, 4) if heads % d == 0])
+    head_dim = rng.choice([8, 16])
+    hidden = rng.choice([32, 48, 64])
+    half = head_dim // 2
+    # Interleaved M-RoPE: H takes indices 1, 4, ... < 3 * h, W 2, 5, ... < 3 * w, T the rest.
+    while True:
+        h = rng.randint(1, half // 3 + 1)
+        w = rng.randint(1, half // 3 + 1)
+        t = half - h - w
+        if t >= 1:
+            break
+    layers = rng.randint(2, 4)
+    depth = rng.randint(2, 4)
+    vheads = rng.choice([2, 4])
+    vhidden = vheads * rng.choice([8, 16])
+    ndeep = rng.randint(1, min(3, depth, layers))
+    text = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
+                head_dim=head_dim, intermediate_size=rng.choice([48, 64, 96]), mrope_section=[t, h, w],
+                rope_theta=rng.choice([10000.0, 500000.0, 5000000.0]), rms_norm_eps=1e-6, vocab_size=151936)
+    vision = dict(depth=depth, hidden_size=vhidden, num_heads=vheads, intermediate_size=rng.choice([32, 64, 96]),
+                  out_hidden_size=hidden, num_position_embeddings=rng.choice([9, 16, 36, 64]),
+                  deepstack_visual_indexes=sorted(rng.sample(range(depth), ndeep)), patch_size=16,
+                  temporal_patch_size=2, spatial_merge_size=2, in_channels=3, hidden_act="gelu_pytorch_tanh")
+    return dict(text=text, vision=vision, storage=rng.choice(["bfloat16", "float32"]))
+
+
+def build_text_encoder(cfg, gen, out_dir, layout):
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    t = dict(cfg["text"])
+    rope = dict(mrope_interleaved=True, mrope_section=t.pop("mrope_section"), rope_type="default")
+    theta = t.pop("rope_theta")
+    conf = Qwen3VLConfig(text_config=dict(t, rope_parameters=dict(rope, rope_theta=theta), attention_bias=False,
+                                          hidden_act="silu"),
+                         vision_config=dict(cfg["vision"]), tie_word_embeddings=False)
+    model = Qwen3VLForConditionalGeneration(conf).eval()
+    randomize(model, gen, embed_std=1.0)
+    model.to(getattr(torch, cfg["storage"]))
+    os.makedirs(out_dir, exist_ok=True)
+    model.config.save_pretrained(out_dir)
+    path = os.path.join(out_dir, "config.json")
+    c = json.load(open(path))
+    if layout == "checkpoint":
+        # The released checkpoint's layout (transformers 4.57): rope_scaling + rope_theta in text_config.
+        tc = c["text_config"]
+        rp = tc.pop("rope_parameters")
+        tc["rope_theta"] = rp.pop("rope_theta")
+        tc["rope_scaling"] = rp
+        c["text_config"] = tc
+    json.dump(c, open(path, "w"), indent=2)
+    from safetensors.torch import save_file
+
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert "lm_head.weight" in sd
+    save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    te = Qwen3VLForConditionalGeneration.from_pretrained(out_dir, dtype=torch.float32,
+                                                         attn_implementation="eager").eval()
+    rot = te.model.language_model.rotary_emb
+    assert list(rot.mrope_section) == list(rope["mrope_section"]), (rot.mrope_section, rope)
+    assert te.config.text_config.rope_parameters["rope_theta"] == theta, te.config.text_config.rope_parameters
+    return te
+
+
+def build_processor(out_dir):
+    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    tok = Qwen2TokenizerFast.from_pretrained(os.path.join(FIXTURE_MODEL, "tokenizer"))
+    # Qwen/Qwen3-VL-8B-Instruct preprocessor_config.json values.
+    ip = Qwen2VLImageProcessor(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
+                               temporal_patch_size=2, merge_size=2, image_mean=[0.5, 0.5, 0.5],
+                               image_std=[0.5, 0.5, 0.5])
+    proc = Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=Qwen3VLVideoProcessor(),
+                            chat_template=CHAT_TEMPLATE)
+    proc.save_pretrained(out_dir)
+    # The released repositories (Qwen/Qwen3-VL-8B-Instruct) ship the image processor's own file too.
+    ip.to_json_file(os.path.join(out_dir, "preprocessor_config.json"))
+    return proc
+
+
+class Probe:
+    """Records the inputs of every decoder layer and of the final norm (the pipeline's hidden state), and the
+    position ids the rotary embedding got, for the last call."""
+
+    def __init__(self, te):
+        lm = te.model.language_model
+        self.handles = [lm.rotary_emb.register_forward_hook(self._rot)]
+        for layer in lm.layers:
+            self.handles.append(layer.register_forward_pre_hook(self._inp))
+        self.handles.append(lm.norm.register_forward_pre_hook(self._inp))
+        self.reset()
+
+    def reset(self):
+        self.inputs, self.pos = [], None
+
+    def _rot(self, module, args, output):
+        self.pos = args[1].detach().clone()
+
+    def _inp(self, module, args):
+        self.inputs.append(args[0].detach().clone())
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def run_encoder(te, probe, inputs):
+    probe.reset()
+    te.model.rope_deltas = None  # cached on the model by transformers
+    o = te(**inputs, output_hidden_states=True)
+    n = len(te.model.language_model.layers) + 1
+    assert len(probe.inputs) == n, len(probe.inputs)
+    return dict(position_ids=probe.pos, hidden_states=torch.stack(probe.inputs),
+                last_hidden_state=o.hidden_states[-1])
+
+
+def encode(pipe, prompts, images):
+    pe, mask, img = pipe.encode_prompt(prompt=prompts, image=images, device=torch.device("cpu"))
+    return dict(prompt_embeds=pe, prompt_embeds_mask=torch.ones(pe.shape[:2], dtype=torch.long) if mask is None
+                else mask.long(), prompt_embeds_mask_none=torch.tensor(mask is None).long(), image_pad_mask=img.long())
+
+
+def rand_rgba(rng, gen, w, h):
+    img = rand_image(rng, gen, w, h).convert("RGBA")
+    a = torch.randint(0, 256, (h, w), generator=gen, dtype=torch.uint8)
+    a[: h // 3] = 0
+    a[h // 3: h // 2] = 255
+    img.putalpha(Image.fromarray(a.numpy()))
+    return img
+
+
+@torch.no_grad()
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--parts", default="text_encoder")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--te-config", default="random", choices=["random", "checkpoint", "native"])
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else int(time.time() * 1000) % (2**31)
+    print(f"gen_qwen21_text_encoder: seed {seed}", flush=True)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    layout = args.te_config if args.te_config != "random" else rng.choice(["checkpoint", "native"])
+    out = os.path.abspath(args.out)
+    mdir = os.path.join(out, "model")
+    os.makedirs(mdir, exist_ok=True)
+
+    import diffusers
+    import transformers
+    from diffusers import QwenImage21Pipeline
+
+    cfg = make_config(rng)
+    te = build_text_encoder(cfg, gen, os.path.join(mdir, "text_encoder"), layout)
+    proc = build_processor(os.path.join(mdir, "processor"))
+    pipe = QwenImage21Pipeline(scheduler=None, vae=None, text_encoder=te, processor=proc, transformer=None)
+    assert pipe._drop_idx == 14, pipe._drop_idx
+    case = dict(seed=seed, config=cfg, te_config=layout, parts={},
+                versions=dict(torch=torch.__version__, transformers=transformers.__version__,
+                              diffusers=diffusers.__version__, pillow=Image.__version__))
+    d = {}
+    probe = Probe(te)
+
+    # Text only: a left-padded batch in the t2i template (the empty prompt becomes " " in the pipeline).
+    n = rng.randint(2, 3)
+    prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 8, 14)] + [rand_prompt(rng, 1, 14) for _ in range(n - 2)]
+    if rng.random() < 0.3:
+        prompts[0] = ""
+    rng.shuffle(prompts)
+    texts = [pipe.prompt_template_t2i.format(p if p else " ") for p in prompts]
+    mi = proc(text=texts, padding=True, padding_side="left", return_tensors="pt")
+    r = run_encoder(te, probe, dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"],
+                                    mm_token_type_ids=mi.get("mm_token_type_ids")))
+    d.update(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], **r)
+    d.update(encode(pipe, prompts, None))
+    case["parts"]["text"] = dict(prompts=prompts)
+
+    # Images: 1-3 condition images (RGB / RGBA) at sizes the pipeline gives (multiples of 32, >= 65536 pixels)
+    # or not (the processor's smart_resize then resizes), 1-2 prompts, each with every image.
+    nimg = rng.randint(1, 3)
+    images, names = [], []
+    for i in range(nimg):
+        if rng.random() < 0.7:
+            w, h = 32 * rng.randint(8, 11), 32 * rng.randint(8, 11)
+        else:
+            w, h = rng.randint(200, 330), rng.randint(200, 330)
+        img = rand_rgba(rng, gen, w, h) if rng.random() < 0.5 else rand_image(rng, gen, w, h)
+        names.append(f"image_{i}.png")
+        img.save(os.path.join(out, names[-1]))
+        images.append(img)
+    vprompts = [rand_prompt(rng, 1, 8) for _ in range(rng.randint(1, 2))]
+    # The processor call of _get_qwen_prompt_embeds, captured to run the model piecewise.
+    calls = []
+    orig = type(proc).__call__
+
+    def capture(self, *a, **k):
+        res = orig(self, *a, **k)
+        calls.append(res)
+        return res
+
+    type(proc).__call__ = capture
+    try:
+        enc = encode(pipe, vprompts, images)
+    finally:
+        type(proc).__call__ = orig
+    vi = calls[-1]
+    r = run_encoder(te, probe, dict(vi))
+    vis = te.model.visual(vi["pixel_values"], grid_thw=vi["image_grid_thw"])
+    d.update(vl_input_ids=vi["input_ids"], vl_attention_mask=vi["attention_mask"],
+             vl_pixel_values=vi["pixel_values"], vl_image_grid_thw=vi["image_grid_thw"],
+             vl_image_embeds=vis.pooler_output, **{"vl_" + k: v for k, v in r.items()},
+             **{"vl_" + k: v for k, v in enc.items()})
+    for i, f in enumerate(vis.deepstack_features):
+        d[f"vl_deepstack_{i}"] = f
+    probe.remove()
+    case["parts"]["images"] = dict(prompts=vprompts, images=names,
+                                   sizes=[list(im.size) for im in images], modes=[im.mode for im in images],
+                                   image_processor=type(proc.image_processor).__name__)
+    save_tensors(d, os.path.join(out, "qwen21_text_encoder.safetensors"))
+    json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
+    print(json.dumps(case["config"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+// Qwen-Image-2.1's Qwen3-VL text encoder vs transformers (Qwen3VLForConditionalGeneration /
+// Qwen3VLProcessor) and diffusers (QwenImage21Pipeline.encode_prompt) on a fresh random tiny
+// configuration every run (gen_qwen21_text_encoder.py: hidden size, layers, heads / KV heads, an
+// explicit head_dim, interleaved M-RoPE sections and theta, vision depth / width, learned position
+// grid, deepstack indexes, storage dtype, rope config layout):
+// * a left-padded batch of text prompts: the tokens, positions, every decoder layer's input, the
+//   hidden state before the final norm and after it, and encode_prompt's embeddings / mask;
+// * 1-3 reference images (RGB / RGBA, sizes the pipeline gives or not) with 1-2 prompts: the
+//   processor's pixel_values and grids from the PNGs, the vision tower's merged and DeepStack
+//   features, positions, hidden states and encode_prompt's embeddings / mask / image_pad_mask.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/fixtures.h"
+#include "image/png.h"
+#include "image/vision_processor.h"
+#include "models/qwen3vl_text_encoder.h"
+#include "pipelines/prompt_encoding_qwen21.h"
+#include "reference_case.h"
+#include "tokenizer/qwen2_tokenizer.h"
+
+namespace {
+
+namespace q3 = qwen::models::qwen3vl;
+namespace q21 = qwen::pipelines::qwen21;
+using qwen::test::AllClose;
+
+std::vector<std::string> strings(const nlohmann::json& j) {
+  std::vector<std::string> out;
+  for (const auto& s : j) out.push_back(s.get<std::string>());
+  return out;
+}
+
+// Hidden states [n, B, L, H] at the valid (mask 1) tokens.
+void expect_hidden(const std::vector<torch::Tensor>& got, const torch::Tensor& expected,
+                   const torch::Tensor& mask, const std::string& where) {
+  const auto valid = mask.to(torch::kBool);
+  ASSERT_EQ(static_cast<int64_t>(got.size()), expected.size(0)) << where;
+  for (int64_t i = 0; i < expected.size(0); ++i) {
+    ASSERT_EQ(got[i].sizes(), expected[i].sizes()) << where;
+    EXPECT_TRUE(AllClose(got[i].index({valid}), expected[i].index({valid}),
+                         qwen::reftest::kComponentAtol, qwen::reftest::kComponentRtol))
+        << "input of decoder layer " << i << " (" << expected.size(0) - 1
+        << " = before the final norm), " << where;
+  }
+}
+
+void expect_encoding(const q21::PromptEncoding& got, const std::map<std::string, torch::Tensor>& t,
+                     const std::string& prefix, const std::string& where) {
+  const auto& pe = t.at(prefix + "prompt_embeds");
+  ASSERT_EQ(got.embeds.sizes(), pe.sizes()) << where;
+  EXPECT_TRUE(
+      AllClose(got.embeds, pe, qwen::reftest::kComponentAtol, qwen::reftest::kComponentRtol))
+      << "prompt_embeds, " << where;
+  if (t.at(prefix + "prompt_embeds_mask_none").item<int64_t>())
+    EXPECT_FALSE(got.mask.defined()) << "the reference's mask is None, " << where;
+  else
+    EXPECT_TRUE(got.mask.defined() && torch::equal(got.mask, t.at(prefix + "prompt_embeds_mask")))
+        << where;
+  EXPECT_TRUE(torch::equal(got.image_pad_mask.to(torch::kInt64), t.at(prefix + "image_pad_mask")))
+      << "image_pad_mask, " << where;
+}
+
+TEST(ReferenceDifferential, Qwen21TextEncoderMatchesTransformers) {
+  torch::set_num_threads(1);
+  QWEN_REFERENCE_CASE(ref, "text_encoder", "", "gen_qwen21_text_encoder.py");
+  const std::string mdir = ref.model_dir();
+  auto te = q3::load_text_encoder(mdir + "/text_encoder", torch::kFloat32, torch::kCPU, true);
+  auto tok = qwen::tokenizer::Qwen2Tokenizer::load(mdir + "/processor");
+  auto proc =
+      qwen::VisionProcessorConfig::from_json_file(mdir + "/processor/preprocessor_config.json");
+  auto t = ref.tensors("qwen21_text_encoder");
+  const auto& cj = ref.json();
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", config " +
+                            cj["config"].dump() + ", rope layout " + cj["te_config"].dump();
+  torch::NoGradGuard ng;
+
+  // Text-only batch, left padding.
+  const auto prompts = strings(cj["parts"]["text"]["prompts"]);
+  auto b = q21::tokenize(tok, prompts);
+  EXPECT_TRUE(torch::equal(b.input_ids, t.at("input_ids"))) << b.input_ids << where;
+  EXPECT_TRUE(torch::equal(b.attention_mask, t.at("attention_mask"))) << where;
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), {}, {}, true);
+  EXPECT_TRUE(torch::equal(out.position_ids, t.at("position_ids"))) << where;
+  expect_hidden(out.hidden_states, t.at("hidden_states"), t.at("attention_mask"), "text, " + where);
+  {
+    const auto valid = t.at("attention_mask").to(torch::kBool);
+    EXPECT_TRUE(AllClose(out.last_hidden_state.index({valid}),
+                         t.at("last_hidden_state").index({valid}), qwen::reftest::kComponentAtol,
+                         qwen::reftest::kComponentRtol))
+        << "after the final norm, " << where;
+  }
+  expect_encoding(q21::encode_prompt(te, tok, prompts, {}, proc), t, "", "text, " + where);
+
+  // Reference images.
+  const auto& ip = cj["parts"]["images"];
+  const auto vprompts = strings(ip["prompts"]);
+  std::vector<qwen::ImageU8> images;
+  for (const auto& name : ip["images"])
+    images.push_back(qwen::read_png(ref.dir() + "/" + name.get<std::string>()));
+  auto [pv, grid] = q21::vision_inputs(images, proc);
+  const int64_t B = static_cast<int64_t>(vprompts.size());
+  EXPECT_TRUE(torch::equal(grid.repeat({B, 1}), t.at("vl_image_grid_thw"))) << grid << where;
+  ASSERT_EQ(pv.repeat({B, 1}).sizes(), t.at("vl_pixel_values").sizes()) << where;
+  EXPECT_TRUE(torch::equal(pv.repeat({B, 1}), t.at("vl_pixel_values")))
+      << "processor: max abs " << (pv.repeat({B, 1}) - t.at("vl_pixel_values")).abs().max() << ", "
+      << where;
+
+  auto feats = te->encode_images(t.at("vl_pixel_values"), t.at("vl_image_grid_thw"));
+  EXPECT_TRUE(AllClose(feats.embeds, t.at("vl_image_embeds"), qwen::reftest::kComponentAtol,
+                       qwen::reftest::kComponentRtol))
+      << "vision embeddings, " << where;
+  const size_t n_deep = cj["config"]["vision"]["deepstack_visual_indexes"].size();
+  ASSERT_EQ(feats.deepstack.size(), n_deep) << where;
+  for (size_t i = 0; i < n_deep; ++i)
+    EXPECT_TRUE(AllClose(feats.deepstack[i], t.at("vl_deepstack_" + std::to_string(i)),
+                         qwen::reftest::kComponentAtol, qwen::reftest::kComponentRtol))
+        << "deepstack feature " << i << ", " << where;
+
+  std::vector<int64_t> per_image;
+  for (int64_t i = 0; i < grid.size(0); ++i)
+    per_image.push_back(grid[i].prod().item<int64_t>() / 4);
+  auto vb = q21::tokenize(tok, vprompts, per_image);
+  EXPECT_TRUE(torch::equal(vb.input_ids, t.at("vl_input_ids"))) << where;
+  EXPECT_TRUE(torch::equal(vb.attention_mask, t.at("vl_attention_mask"))) << where;
+  auto vo = te->forward(t.at("vl_input_ids"), t.at("vl_attention_mask"), t.at("vl_pixel_values"),
+                        t.at("vl_image_grid_thw"), true);
+  EXPECT_TRUE(torch::equal(vo.position_ids, t.at("vl_position_ids"))) << where;
+  expect_hidden(vo.hidden_states, t.at("vl_hidden_states"), t.at("vl_attention_mask"),
+                "images, " + where);
+  expect_encoding(q21::encode_prompt(te, tok, vprompts, images, proc), t, "vl_",
+                  "images, " + where);
+}
+
+}  // namespace
