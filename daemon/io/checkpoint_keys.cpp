@@ -308,8 +308,91 @@ json transformer_config_from_shapes(const FileFormat& s, bool zero_cond_t) {
       {"use_layer3d_rope", false}};
 }
 
+// Qwen3-VL (Qwen-Image-2.1's encoder, e.g. ComfyUI's qwen3vl_8b_*.safetensors: the module tree
+// of comfy/text_encoders/qwen3vl.py, `model.*` + `visual.*`, already mapped to the canonical
+// names). What the shapes cannot tell takes the released Qwen3-VL values: rope_theta 5e6, M-RoPE
+// sections [24, 20, 20] (head size 128 only), 16 vision heads, the DeepStack layers of the 2B/4B
+// (depth 24: 5, 11, 17) and 8B/32B (depth 27: 8, 16, 24) towers; anything else needs the model's
+// config.json.
+static json qwen3vl_config_from_shapes(const FileFormat& s) {
+  const std::string lm = "model.language_model.";
+  const Shape emb = need(s, lm + "embed_tokens.weight", "text encoder");
+  const int layers = count_indexed(s, lm + "layers.");
+  if (layers == 0) throw CheckpointError(s.source + ": no model.language_model.layers.* tensors");
+  const std::string l0 = lm + "layers.0.";
+  const Shape qn = need(s, l0 + "self_attn.q_norm.weight", "text encoder");
+  const Shape q = need(s, l0 + "self_attn.q_proj.weight", "text encoder");
+  const Shape k = need(s, l0 + "self_attn.k_proj.weight", "text encoder");
+  const Shape gate = need(s, l0 + "mlp.gate_proj.weight", "text encoder");
+  const int64_t head_dim = dim(qn, 0);
+  if (head_dim != 128)
+    throw CheckpointError(s.source + ": a Qwen3-VL text encoder with a head size of " +
+                          std::to_string(head_dim) +
+                          " (not 128): its M-RoPE sections cannot be told from the file; give "
+                          "the model folder (text_encoder/config.json) instead");
+  json text{
+      {"model_type", "qwen3_vl_text"},
+      {"hidden_act", "silu"},
+      {"hidden_size", dim(emb, 1)},
+      {"vocab_size", dim(emb, 0)},
+      {"num_hidden_layers", layers},
+      {"head_dim", head_dim},
+      {"num_attention_heads", dim(q, 0) / head_dim},
+      {"num_key_value_heads", dim(k, 0) / head_dim},
+      {"intermediate_size", dim(gate, 0)},
+      {"attention_bias", find(s, l0 + "self_attn.q_proj.bias") != nullptr},
+      {"rms_norm_eps", 1e-6},
+      {"rope_theta", 5000000.0},
+      {"rope_scaling",
+       {{"mrope_interleaved", true}, {"mrope_section", {24, 20, 20}}, {"rope_type", "default"}}}};
+  json cfg{{"architectures", {"Qwen3VLForConditionalGeneration"}},
+           {"model_type", "qwen3_vl"},
+           {"text_config", text},
+           {"tie_word_embeddings", false},
+           {"image_token_id", 151655},
+           {"video_token_id", 151656},
+           {"vision_start_token_id", 151652},
+           {"vision_end_token_id", 151653}};
+  const std::string vis = "model.visual.";
+  const int depth = count_indexed(s, vis + "blocks.");
+  if (depth == 0) return cfg;
+  const Shape patch = need(s, vis + "patch_embed.proj.weight", "vision tower");
+  const Shape pos = need(s, vis + "pos_embed.weight", "vision tower");
+  const Shape fc1 = need(s, vis + "blocks.0.mlp.linear_fc1.weight", "vision tower");
+  const Shape mfc1 = need(s, vis + "merger.linear_fc1.weight", "vision tower");
+  const Shape mfc2 = need(s, vis + "merger.linear_fc2.weight", "vision tower");
+  const int64_t vh = dim(patch, 0);
+  int64_t merge = 1;
+  while (merge * merge * vh < dim(mfc1, 1)) ++merge;
+  const int deep = count_indexed(s, vis + "deepstack_merger_list.");
+  json indexes = json::array();
+  if (deep == 3 && depth == 27)
+    indexes = {8, 16, 24};
+  else if (deep == 3 && depth == 24)
+    indexes = {5, 11, 17};
+  else if (deep != 0)
+    throw CheckpointError(s.source + ": a Qwen3-VL vision tower of depth " + std::to_string(depth) +
+                          " with " + std::to_string(deep) +
+                          " DeepStack mergers: their layers cannot be told from the file; give "
+                          "the model folder (text_encoder/config.json) instead");
+  cfg["vision_config"] = {{"depth", depth},
+                          {"hidden_size", vh},
+                          {"hidden_act", "gelu_pytorch_tanh"},
+                          {"num_heads", 16},
+                          {"in_channels", dim(patch, 1)},
+                          {"temporal_patch_size", dim(patch, 2)},
+                          {"patch_size", dim(patch, 4)},
+                          {"intermediate_size", dim(fc1, 0)},
+                          {"num_position_embeddings", dim(pos, 0)},
+                          {"spatial_merge_size", merge},
+                          {"out_hidden_size", dim(mfc2, 0)},
+                          {"deepstack_visual_indexes", indexes}};
+  return cfg;
+}
+
 json text_encoder_config_from_shapes(const FileFormat& s) {
   const std::string lm = "model.language_model.";
+  if (find(s, lm + "layers.0.self_attn.q_norm.weight")) return qwen3vl_config_from_shapes(s);
   const Shape emb = need(s, lm + "embed_tokens.weight", "text encoder");
   const int layers = count_indexed(s, lm + "layers.");
   if (layers == 0) throw CheckpointError(s.source + ": no model.language_model.layers.* tensors");

@@ -1,5 +1,6 @@
 #include "models/qwen3vl_text_encoder.h"
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
@@ -227,8 +228,13 @@ TextEncoder load_text_encoder(const std::string& dir, torch::Dtype dtype, torch:
 
 TextEncoder load_text_encoder(const io::ComponentWeights& weights, torch::Dtype dtype,
                               torch::Device device, bool with_vision) {
-  const auto cfg =
-      TextEncoderConfig::from_json_text(weights.config.dump(), weights.source + "/config.json");
+  // A folder's config.json, or (single file) the configuration io derived from the shapes.
+  std::error_code ec;
+  const std::string label =
+      std::filesystem::is_directory(weights.source, ec)
+          ? weights.source + "/config.json"
+          : weights.source + " (configuration derived from the tensor shapes)";
+  const auto cfg = TextEncoderConfig::from_json_text(weights.config.dump(), label);
   TextEncoder te(cfg, with_vision);
   std::vector<std::string> ignore = {"lm_head."};
   if (!with_vision) ignore.push_back("model.visual.");

@@ -25,12 +25,19 @@ OUT/qwen21_text_encoder.safetensors
       vl_* : the processor's input_ids, attention_mask, pixel_values, image_grid_thw, position_ids, the vision
       tower's merged embeds and deepstack features, hidden_states as above, and encode_prompt's outputs.
 
+comfy_file part: a second random model whose shape-invisible settings are those of the released Qwen3-VL (head_dim
+128, M-RoPE [24, 20, 20], rope_theta 5e6, 16 vision heads, vision depth 24 or 27 with its DeepStack layers), written
+only as a ComfyUI-layout single file OUT/qwen3vl_comfy.safetensors (comfy/text_encoders/qwen3vl.py's module tree:
+`model.*` for the language model, `visual.*`, plus lm_head) and OUT/comfy_file.safetensors: a left-padded text batch
+and one image prompt (input_ids, attention_mask, pixel_values, image_grid_thw, hidden_states as above).
+
 All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
 """
 import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -204,16 +211,27 @@ def main():
 
     import diffusers
     import transformers
+
+    parts = [p for p in args.parts.split(",") if p]
+    case = dict(seed=seed, te_config=layout, parts={},
+                versions=dict(torch=torch.__version__, transformers=transformers.__version__,
+                              diffusers=diffusers.__version__, pillow=Image.__version__))
+    if "comfy_file" in parts:
+        comfy_file_part(random.Random(seed ^ 0xC0F1), torch.Generator().manual_seed(seed ^ 0xC0F1), out, case)
+    if "text_encoder" in parts:
+        text_encoder_part(rng, gen, layout, out, mdir, case)
+    json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
+
+
+def text_encoder_part(rng, gen, layout, out, mdir, case):
     from diffusers import QwenImage21Pipeline
 
     cfg = make_config(rng)
+    case["config"] = cfg
     te = build_text_encoder(cfg, gen, os.path.join(mdir, "text_encoder"), layout)
     proc = build_processor(os.path.join(mdir, "processor"))
     pipe = QwenImage21Pipeline(scheduler=None, vae=None, text_encoder=te, processor=proc, transformer=None)
     assert pipe._drop_idx == 14, pipe._drop_idx
-    case = dict(seed=seed, config=cfg, te_config=layout, parts={},
-                versions=dict(torch=torch.__version__, transformers=transformers.__version__,
-                              diffusers=diffusers.__version__, pillow=Image.__version__))
     d = {}
     probe = Probe(te)
 
@@ -273,8 +291,48 @@ def main():
                                    sizes=[list(im.size) for im in images], modes=[im.mode for im in images],
                                    image_processor=type(proc.image_processor).__name__)
     save_tensors(d, os.path.join(out, "qwen21_text_encoder.safetensors"))
-    json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
     print(json.dumps(case["config"]), flush=True)
+
+
+def comfy_file_part(rng, gen, out, case):
+    cfg = make_config(rng)
+    t, v = cfg["text"], cfg["vision"]
+    t.update(head_dim=128, mrope_section=[24, 20, 20], rope_theta=5000000.0)
+    depth = rng.choice([24, 27])
+    v.update(depth=depth, num_heads=16, hidden_size=64,
+             deepstack_visual_indexes=[8, 16, 24] if depth == 27 else [5, 11, 17])
+    case["comfy_config"] = cfg
+    tdir = os.path.join(out, "comfy_model", "text_encoder")
+    te = build_text_encoder(cfg, gen, tdir, "checkpoint")
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(os.path.join(tdir, "model.safetensors"))
+    comfy = {}
+    for k, x in sd.items():
+        if k.startswith("model.language_model."):
+            k = "model." + k[len("model.language_model."):]
+        elif k.startswith("model.visual."):
+            k = "visual." + k[len("model.visual."):]
+        comfy[k] = x
+    save_file(comfy, os.path.join(out, "qwen3vl_comfy.safetensors"))
+    proc = build_processor(os.path.join(out, "comfy_model", "processor"))
+    probe = Probe(te)
+    prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 6, 12)]
+    template = ("<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n<|im_start|>user\n{}"
+                "<|im_end|>\n<|im_start|>assistant\n")
+    mi = proc(text=[template.format(p) for p in prompts], padding=True, padding_side="left", return_tensors="pt")
+    r = run_encoder(te, probe, dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"]))
+    d = dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], hidden_states=r["hidden_states"])
+    img = rand_image(rng, gen, 256, 256)
+    vi = proc(text=[template.format("<image1><|vision_start|><|image_pad|><|vision_end|>" + prompts[0])],
+              images=[img], padding=True, padding_side="left", return_tensors="pt")
+    r = run_encoder(te, probe, dict(vi))
+    probe.remove()
+    d.update(vl_input_ids=vi["input_ids"], vl_attention_mask=vi["attention_mask"], vl_pixel_values=vi["pixel_values"],
+             vl_image_grid_thw=vi["image_grid_thw"], vl_hidden_states=r["hidden_states"])
+    save_tensors(d, os.path.join(out, "comfy_file.safetensors"))
+    shutil.rmtree(os.path.join(out, "comfy_model"))
+    print("comfy_file", json.dumps(cfg), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 // * 1-3 reference images (RGB / RGBA, sizes the pipeline gives or not) with 1-2 prompts: the
 //   processor's pixel_values and grids from the PNGs, the vision tower's merged and DeepStack
 //   features, positions, hidden states and encode_prompt's embeddings / mask / image_pad_mask.
+// And a ComfyUI-layout single file (`model.*` + `visual.*` + lm_head, no config.json) of a random
+// model with the released encoder's shape-invisible settings: the configuration derived from the
+// shapes, and the hidden states of a padded text batch and of an image prompt.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -130,6 +133,39 @@ TEST(ReferenceDifferential, Qwen21TextEncoderMatchesTransformers) {
                 "images, " + where);
   expect_encoding(q21::encode_prompt(te, tok, vprompts, images, proc), t, "vl_",
                   "images, " + where);
+}
+
+TEST(ReferenceDifferential, Qwen21TextEncoderComfySingleFileMatchesTransformers) {
+  torch::set_num_threads(1);
+  QWEN_REFERENCE_CASE(ref, "comfy_file", "", "gen_qwen21_text_encoder.py");
+  const auto& cj = ref.json();
+  const std::string where =
+      "seed " + std::to_string(ref.seed()) + ", config " + cj["comfy_config"].dump();
+  const std::string file = ref.dir() + "/qwen3vl_comfy.safetensors";
+  auto te = q3::load_text_encoder(file, torch::kFloat32, torch::kCPU, true);
+  const auto& c = te->config();
+  const auto& tc = cj["comfy_config"]["text"];
+  const auto& vc = cj["comfy_config"]["vision"];
+  EXPECT_EQ(c.hidden_size, tc["hidden_size"].get<int64_t>()) << where;
+  EXPECT_EQ(c.num_attention_heads, tc["num_attention_heads"].get<int64_t>()) << where;
+  EXPECT_EQ(c.num_key_value_heads, tc["num_key_value_heads"].get<int64_t>()) << where;
+  EXPECT_EQ(c.head_dim, 128) << where;
+  EXPECT_DOUBLE_EQ(c.rope_theta, 5e6) << where;
+  EXPECT_EQ(c.vision.depth, vc["depth"].get<int64_t>()) << where;
+  EXPECT_EQ(c.vision.deepstack_visual_indexes,
+            vc["deepstack_visual_indexes"].get<std::vector<int64_t>>())
+      << where;
+  EXPECT_EQ(c.vision.num_position_embeddings, vc["num_position_embeddings"].get<int64_t>())
+      << where;
+  auto t = ref.tensors("comfy_file");
+  torch::NoGradGuard ng;
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), {}, {}, true);
+  expect_hidden(out.hidden_states, t.at("hidden_states"), t.at("attention_mask"),
+                "comfy file, text, " + where);
+  auto vo = te->forward(t.at("vl_input_ids"), t.at("vl_attention_mask"), t.at("vl_pixel_values"),
+                        t.at("vl_image_grid_thw"), true);
+  expect_hidden(vo.hidden_states, t.at("vl_hidden_states"), t.at("vl_attention_mask"),
+                "comfy file, image, " + where);
 }
 
 }  // namespace
