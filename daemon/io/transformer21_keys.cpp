@@ -68,18 +68,22 @@ nlohmann::json transformer21_config_from_shapes(const FileFormat& f) {
   // Not visible in shapes: even axes, 1/8 of the head for the frame (128 -> 16, 56, 56).
   const int64_t a0 = 2 * std::max<int64_t>(1, head_dim / 16), a1 = 2 * ((head_dim - a0) / 4);
   nlohmann::json axes = nlohmann::json::array({a0, a1, head_dim - a0 - a1});
-  return nlohmann::json{{"_class_name", "QwenImage21Transformer2DModel"},
-                        {"patch_size", 1},
-                        {"in_channels", in_channels},
-                        {"out_channels", out_channels},
-                        {"num_layers", layers},
-                        {"attention_head_dim", head_dim},
-                        {"num_attention_heads", inner / head_dim},
-                        {"context_in_dim", context},
-                        {"mlp_ratio", hidden / inner},
-                        {"axes_dims_rope", axes},
-                        {"eps", 1e-6},
-                        {"causal_condition", true}};
+  nlohmann::json cfg{{"_class_name", "QwenImage21Transformer2DModel"},
+                     {"patch_size", 1},
+                     {"in_channels", in_channels},
+                     {"num_layers", layers},
+                     {"attention_head_dim", head_dim},
+                     {"num_attention_heads", inner / head_dim},
+                     {"context_in_dim", context},
+                     {"mlp_ratio", hidden / inner},
+                     {"axes_dims_rope", axes},
+                     {"eps", 1e-6},
+                     {"causal_condition", true}};
+  // out_channels only when it differs: diffusers writes null for "same as in_channels", and a
+  // folder's config.json compared key by key with this one (ModelFolder::weights) must not
+  // disagree over 64 vs null.
+  if (out_channels != in_channels) cfg["out_channels"] = out_channels;
+  return cfg;
 }
 
 }  // namespace qwen::io

@@ -15,7 +15,8 @@ namespace qwen::io {
 // True when the canonical names are a Qwen-Image-2.1 transformer's (the shared `modulation.1`
 // or the `txt_in.in_layer` text projection, which the 20B model does not have).
 bool is_transformer21_format(const FileFormat& format);
-// The QwenImage21Transformer2DModel config.json equivalent: in/out channels, num_layers,
+// The QwenImage21Transformer2DModel config.json equivalent: in_channels (out_channels only when
+// it differs: absent = the same, as diffusers' null), num_layers,
 // attention_head_dim (norm_q), num_attention_heads, context_in_dim, mlp_ratio (fused or not) from
 // the shapes; patch_size 1, eps 1e-6, causal_condition true and, for heads other than 128 wide, a
 // guessed RoPE split (the released model: 128 = 16 + 56 + 56). Throws CheckpointError naming the

@@ -8,6 +8,8 @@
 #include <set>
 #include <string>
 
+#include "io/checkpoint.h"
+#include "io/transformer21_keys.h"
 #include "models/transformer21.h"
 #include "models/transformer21_config.h"
 #include "models/transformer21_layout.h"
@@ -248,6 +250,70 @@ TEST(Transformer21Model, KVCacheGivesTheUncachedResultAndNeedsTheSameLayout) {
                std::invalid_argument);
   cache.clear();
   EXPECT_FALSE(cache.filled());
+}
+
+// A file format holding only tensor names and logical shapes (what the configuration reads).
+qwen::io::FileFormat shapes_only(
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& t) {
+  qwen::io::FileFormat f;
+  f.source = "/models/qwen_image_2.1_bf16.safetensors";
+  for (const auto& [name, shape] : t) {
+    qwen::io::TensorFormat tf;
+    tf.key = name;
+    tf.shape = shape;
+    f.tensors.emplace(name, tf);
+  }
+  return f;
+}
+
+TEST(Transformer21Keys, ConfigurationFromTheShapesOfAComfyFile) {
+  // 2 blocks, inner 96 = 3 heads x 32, context 40, fused SwiGLU of 2 x 192 rows (mlp_ratio 2).
+  std::vector<std::pair<std::string, std::vector<int64_t>>> t = {
+      {"img_in.weight", {96, 64}},
+      {"proj_out.weight", {64, 96}},
+      {"txt_in.in_layer.weight", {96, 40}},
+      {"txt_in.text_norm.weight", {40}},
+      {"modulation.1.weight", {384, 96}}};
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = "transformer_blocks." + std::to_string(b) + ".";
+    t.push_back({p + "attn.norm_q.weight", {32}});
+    t.push_back({p + "img_mlp.gate_up.weight", {384, 96}});
+  }
+  const auto f = shapes_only(t);
+  EXPECT_TRUE(qwen::io::is_transformer21_format(f));
+  const auto j = qwen::io::transformer21_config_from_shapes(f);
+  EXPECT_EQ(j.at("num_layers"), 2);
+  EXPECT_EQ(j.at("attention_head_dim"), 32);
+  EXPECT_EQ(j.at("num_attention_heads"), 3);
+  EXPECT_EQ(j.at("context_in_dim"), 40);
+  EXPECT_EQ(j.at("mlp_ratio"), 2);
+  EXPECT_EQ(j.at("in_channels"), 64);
+  EXPECT_FALSE(j.contains("out_channels"));  // = in_channels, like diffusers' null
+  const auto c = Transformer21Config::from_json_text(j.dump(), "derived");
+  EXPECT_EQ(c.axes_dims_rope[0] + c.axes_dims_rope[1] + c.axes_dims_rope[2], 32);
+  // The released shapes give the released configuration.
+  t[0].second = {4096, 64};
+  t[1].second = {64, 4096};
+  t[2].second = {4096, 4096};
+  for (auto& [name, shape] : t) {
+    if (name.ends_with("norm_q.weight")) shape = {128};
+    if (name.ends_with("gate_up.weight")) shape = {2 * 12288, 4096};
+  }
+  const auto r = Transformer21Config::from_json_text(
+      qwen::io::transformer21_config_from_shapes(shapes_only(t)).dump(), "released");
+  EXPECT_EQ(r.num_attention_heads, 32);
+  EXPECT_EQ(r.mlp_ratio, 3);
+  EXPECT_EQ(r.axes_dims_rope, (std::array<int64_t, 3>{16, 56, 56}));
+  // A missing tensor is named with the file.
+  t.erase(t.begin() + 2);  // txt_in.in_layer.weight
+  try {
+    qwen::io::transformer21_config_from_shapes(shapes_only(t));
+    ADD_FAILURE() << "no error without txt_in.in_layer.weight";
+  } catch (const qwen::io::CheckpointError& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("qwen_image_2.1_bf16.safetensors"), std::string::npos) << w;
+    EXPECT_NE(w.find("txt_in.in_layer.weight"), std::string::npos) << w;
+  }
 }
 
 }  // namespace
