@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "models/vae_tiles.h"
 #include "models/weights.h"
 
 namespace qwen::models {
@@ -266,8 +267,11 @@ VaePosterior AutoencoderKLQwenImage21Impl::encode(const torch::Tensor& x) {
              : ""));
   }
   torch::NoGradGuard no_grad;
+  const torch::Tensor x4 = x.select(2, 0).to(device(), dtype());
   const torch::Tensor h =
-      quant_conv_->forward(encoder_->forward(x.select(2, 0).to(device(), dtype())));
+      vae_should_tile(tiling_, x4.size(0), x4.size(2), x4.size(3), dtype(), std::nullopt)
+          ? tiled_encode(x4)
+          : quant_conv_->forward(encoder_->forward(x4));
   VaePosterior p;
   p.mean = h.narrow(1, 0, config_.z_dim).unsqueeze(2);
   p.logvar = torch::clamp(h.narrow(1, config_.z_dim, config_.z_dim), -30.0, 20.0).unsqueeze(2);
@@ -281,9 +285,66 @@ torch::Tensor AutoencoderKLQwenImage21Impl::decode(const torch::Tensor& z) {
                                 std::to_string(config_.z_dim) + ", 1, h, w], got " + shape_str(z));
   }
   torch::NoGradGuard no_grad;
+  const torch::Tensor z4 = z.select(2, 0).to(device(), dtype());
+  const int f = config_.spatial_compression();
   const torch::Tensor out =
-      decoder_->forward(post_quant_conv_->forward(z.select(2, 0).to(device(), dtype())));
+      vae_should_tile(tiling_, z4.size(0), z4.size(2) * f, z4.size(3) * f, dtype(), std::nullopt)
+          ? tiled_decode(z4)
+          : decoder_->forward(post_quant_conv_->forward(z4));
   return torch::clamp(out, -1.0, 1.0).unsqueeze(2);
+}
+
+void AutoencoderKLQwenImage21Impl::set_tiling(const VaeTiling& tiling) {
+  const int f = config_.spatial_compression();
+  if (tiling.tile_sample_min <= 0 || tiling.tile_sample_stride <= 0 ||
+      tiling.tile_sample_min % f != 0 || tiling.tile_sample_stride % f != 0 ||
+      tiling.tile_sample_stride > tiling.tile_sample_min)
+    throw std::invalid_argument(
+        "Qwen-Image-2.1 VAE tiling: tile size " + std::to_string(tiling.tile_sample_min) +
+        " and stride " + std::to_string(tiling.tile_sample_stride) +
+        " must be positive multiples of " + std::to_string(f) + " with stride <= size");
+  tiling_ = tiling;
+}
+
+// AutoencoderKLQwenImage21.tiled_encode: tiles of tile_sample_min pixels every
+// tile_sample_stride (edge tiles smaller), encoder + quant_conv each, blended over
+// (min - stride) / 16 latents, each keeping stride / 16.
+torch::Tensor AutoencoderKLQwenImage21Impl::tiled_encode(const torch::Tensor& x) {
+  const int f = config_.spatial_compression();
+  const int64_t h = x.size(2), w = x.size(3);
+  const int64_t tmin = tiling_.tile_sample_min, stride = tiling_.tile_sample_stride;
+  std::vector<std::vector<torch::Tensor>> rows;
+  for (int64_t i = 0; i < h; i += stride) {
+    std::vector<torch::Tensor> row;
+    for (int64_t j = 0; j < w; j += stride) {
+      const torch::Tensor tile =
+          x.narrow(2, i, std::min(tmin, h - i)).narrow(3, j, std::min(tmin, w - j));
+      row.push_back(quant_conv_->forward(encoder_->forward(tile)));
+    }
+    rows.push_back(std::move(row));
+  }
+  return vae::stitch(rows, tmin / f - stride / f, stride / f, h / f, w / f);
+}
+
+// AutoencoderKLQwenImage21.tiled_decode: latent tiles of tile_sample_min / 16 every
+// tile_sample_stride / 16, post_quant_conv + decoder each, blended over (min - stride) pixels,
+// each keeping stride (the caller clamps, as the reference does after stitching).
+torch::Tensor AutoencoderKLQwenImage21Impl::tiled_decode(const torch::Tensor& z) {
+  const int f = config_.spatial_compression();
+  const int64_t h = z.size(2), w = z.size(3);
+  const int64_t tmin = tiling_.tile_sample_min, stride = tiling_.tile_sample_stride;
+  const int64_t lat_min = tmin / f, lat_stride = stride / f;
+  std::vector<std::vector<torch::Tensor>> rows;
+  for (int64_t i = 0; i < h; i += lat_stride) {
+    std::vector<torch::Tensor> row;
+    for (int64_t j = 0; j < w; j += lat_stride) {
+      const torch::Tensor tile =
+          z.narrow(2, i, std::min(lat_min, h - i)).narrow(3, j, std::min(lat_min, w - j));
+      row.push_back(decoder_->forward(post_quant_conv_->forward(tile)));
+    }
+    rows.push_back(std::move(row));
+  }
+  return vae::stitch(rows, tmin - stride, stride, h * f, w * f);
 }
 
 namespace {

@@ -154,13 +154,27 @@ class AutoencoderKLQwenImage21Impl : public torch::nn::Module {
   // z: [B, z_dim, 1, h, w] (already denormalised) -> [B, out_channels, 1, 16h, 16w] in [-1, 1].
   torch::Tensor decode(const torch::Tensor& z);
 
+  // Tiled encode/decode: diffusers' enable_tiling() path (tiled_encode / tiled_decode: tiles of
+  // tile_sample_min pixels every tile_sample_stride, blended over the overlap, the decode clamped),
+  // taken when `enabled` and the image is larger than one tile, or (`automatic`) above
+  // auto_max_pixels: vae_should_tile's pixel rule (the 20B VAE's device-memory estimate is not
+  // applied: its activation model does not describe this VAE). The reference pipeline never
+  // tiles; a tiled result differs from the untiled one at the seams. Throws
+  // std::invalid_argument unless tile_sample_min and tile_sample_stride are positive multiples of
+  // spatial_compression() with stride <= min.
+  void set_tiling(const VaeTiling& tiling);
+  const VaeTiling& tiling() const { return tiling_; }
   void prepare_for_inference();  // caches the norms' gamma views (vae::RmsNorm::prepare)
   const Vae21Config& config() const { return config_; }
   torch::Dtype dtype() const;
   torch::Device device() const;
 
  private:
+  torch::Tensor tiled_encode(const torch::Tensor& x);  // [B, in, H, W] -> [B, 2z, H/16, W/16]
+  torch::Tensor tiled_decode(const torch::Tensor& z);  // [B, z, h, w] -> [B, out, 16h, 16w]
+
   Vae21Config config_;
+  VaeTiling tiling_;
   std::shared_ptr<vae21::Encoder> encoder_;
   std::shared_ptr<vae21::Decoder> decoder_;
   std::shared_ptr<vae21::Conv> quant_conv_, post_quant_conv_;

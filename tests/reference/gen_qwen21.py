@@ -14,6 +14,9 @@ Parts:
             logvar; the pipeline's normalised latents (mean - latents_mean) / latents_std) and decoded the
             pipeline's way (random normalised latents * std + mean -> decode, clamped; and the round trip
             of the encoded image).
+  vae_tiled diffusers' tiled path (enable_tiling with random small tiles: tile_sample_min 32 or 48, stride 16
+            or 32) on another RGBA batch larger than one tile: posterior mean / logvar and the decode of random
+            latents.
   vae_file  The same weights as one single file in the original / ComfyUI layout (Wan 2.2 VAE names:
             encoder.conv1, encoder.downsamples.N.downsamples.M.residual.K, decoder.upsamples.N.upsamples.M,
             middle, head, conv1/conv2; every convolution stored as a 3-D kernel with a temporal size of 1)
@@ -137,9 +140,9 @@ def main():
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - {"vae", "vae_file"}
+    unknown = set(parts) - {"vae", "vae_file", "vae_tiled"}
     if unknown:
-        raise SystemExit(f"gen_qwen21: unknown parts {sorted(unknown)} (vae, vae_file)")
+        raise SystemExit(f"gen_qwen21: unknown parts {sorted(unknown)} (vae, vae_file, vae_tiled)")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
 
@@ -173,6 +176,24 @@ def main():
         save_tensors(dict(image=image, mean=post.mean, logvar=post.logvar, latents_norm=lat_norm, latents=z,
                           decoded=decoded, roundtrip=roundtrip), os.path.join(out, "vae.safetensors"))
         case["parts"]["vae"] = dict(batch=b, height=h, width=w, transparent=rects)
+
+    if "vae_tiled" in parts:
+        tmin = rng.choice([32, 48])
+        stride = rng.choice([s for s in (16, 32) if s < tmin])
+        b = rng.randint(1, 2)
+        h, w = 16 * rng.randint(tmin // 16 + 1, 6), 16 * rng.randint(2, 6)  # taller than one tile
+        if rng.random() < 0.5:
+            h, w = w, h
+        image, rects = rgba_batch(rng, gen, b, h, w)
+        z = torch.randn(b, z_dim, 1, h // 16, w // 16, generator=gen)
+        vae.enable_tiling(tile_sample_min_height=tmin, tile_sample_min_width=tmin, tile_sample_stride_height=stride,
+                          tile_sample_stride_width=stride)
+        post = vae.encode(image).latent_dist
+        decoded = vae.decode(z, return_dict=False)[0]
+        vae.disable_tiling()
+        save_tensors(dict(image=image, mean=post.mean, logvar=post.logvar, latents=z, decoded=decoded),
+                     os.path.join(out, "vae_tiled.safetensors"))
+        case["parts"]["vae_tiled"] = dict(batch=b, height=h, width=w, tile_sample_min=tmin, tile_sample_stride=stride)
 
     if "vae_file" in parts:
         sd = {}

@@ -82,6 +82,33 @@ TEST(ReferenceDifferential, Qwen21VaeMatchesDiffusers) {
       << "original layout";
 }
 
+TEST(ReferenceDifferential, Qwen21VaeTiledMatchesDiffusers) {
+  torch::set_num_threads(1);
+  QWEN_REFERENCE_CASE(ref, "vae_tiled", "", "gen_qwen21.py");
+  auto vae = qwen::models::load_vae21(ref.model_dir() + "/vae", torch::kFloat32, torch::kCPU);
+  const auto& p = ref.json()["parts"]["vae_tiled"];
+  qwen::models::VaeTiling tiling;
+  tiling.enabled = true;
+  tiling.tile_sample_min = p["tile_sample_min"].get<int>();
+  tiling.tile_sample_stride = p["tile_sample_stride"].get<int>();
+  vae->set_tiling(tiling);
+  auto t = ref.tensors("vae_tiled");
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", " + p.dump();
+  torch::NoGradGuard ng;
+  const auto post = vae->encode(t.at("image"));
+  EXPECT_TRUE(qwen::test::AllClose(post.mean, t.at("mean"), 1e-4, 1e-4)) << where;
+  EXPECT_TRUE(qwen::test::AllClose(post.logvar, t.at("logvar"), 1e-4, 1e-4)) << where;
+  EXPECT_TRUE(qwen::test::AllClose(vae->decode(t.at("latents")), t.at("decoded"), 1e-4, 1e-4))
+      << where;
+  // Untiled, the same inputs give another result (the tiles really ran).
+  vae->set_tiling(qwen::models::VaeTiling{});
+  EXPECT_GT((vae->decode(t.at("latents")) - t.at("decoded")).abs().max().item<double>(), 1e-3)
+      << where;
+  // Tiles must be whole latents.
+  tiling.tile_sample_min = 40;
+  EXPECT_THROW(vae->set_tiling(tiling), std::invalid_argument);
+}
+
 TEST(ReferenceDifferential, Qwen21VaeRejectsBadInputs) {
   torch::set_num_threads(1);
   QWEN_REFERENCE_CASE(ref, "vae", "", "gen_qwen21.py");
