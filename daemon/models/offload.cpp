@@ -222,17 +222,20 @@ void TransformerPlacement::after_block(size_t index) {
 
 std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
     QwenImageTransformer2DModelImpl& model, const std::vector<torch::Tensor>& timesteps,
-    torch::Dtype dtype) {
+    torch::Dtype dtype, const torch::Tensor& additional_t_cond) {
   try {
-    return model.compute_modulations(timesteps, dtype, [&](size_t b, bool before) {
-      if (!before) {
-        mods_[b].release();
-        return;
-      }
-      prefetch(mods_, b, stats_.modulation_bytes);
-      mods_[b].wait();
-      prefetch(mods_, b + 1, stats_.modulation_bytes);
-    });
+    return model.compute_modulations(
+        timesteps, dtype,
+        [&](size_t b, bool before) {
+          if (!before) {
+            mods_[b].release();
+            return;
+          }
+          prefetch(mods_, b, stats_.modulation_bytes);
+          mods_[b].wait();
+          prefetch(mods_, b + 1, stats_.modulation_bytes);
+        },
+        additional_t_cond);
   } catch (...) {
     release_all();
     throw;

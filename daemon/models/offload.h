@@ -100,7 +100,9 @@ class TransformerPlacement : public PlacementHooks {
   bool precomputes_modulation() const override { return true; }
   std::vector<TimestepModulation> precompute_modulation(QwenImageTransformer2DModelImpl& model,
                                                         const std::vector<torch::Tensor>& timesteps,
-                                                        torch::Dtype dtype) override;
+                                                        torch::Dtype dtype,
+                                                        const torch::Tensor& additional_t_cond = {})
+      override;
   // Every host-kept weight back on the host (after a failed job: nothing it copied stays).
   void release_all();
   const PlacementStats& stats() const { return stats_; }

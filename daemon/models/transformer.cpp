@@ -80,8 +80,6 @@ void TransformerConfig::validate() const {
   if (guidance_embeds)
     throw std::invalid_argument(
         "guidance_embeds=true is not supported (no released Qwen-Image model uses it)");
-  if (use_layer3d_rope)
-    throw std::invalid_argument("use_layer3d_rope (Qwen-Image-Layered) is not supported");
 }
 
 int64_t TransformerConfig::parameter_count() const {
@@ -99,7 +97,7 @@ int64_t TransformerConfig::parameter_count() const {
 
 QwenImageTransformer2DModelImpl::QwenImageTransformer2DModelImpl(const TransformerConfig& config,
                                                                  const torch::Device& build_device)
-    : config_(config), rope_(config.axes_dims_rope) {
+    : config_(config), rope_(config.axes_dims_rope, 10000.0, config.use_layer3d_rope) {
   config_.validate();
   const int64_t d = config_.inner_dim();
   img_in = register_module("img_in", Linear(config_.in_channels, d));
@@ -145,7 +143,7 @@ void QwenImageTransformer2DModelImpl::compute_modulation(const torch::Tensor& ti
 
 std::vector<TimestepModulation> QwenImageTransformer2DModelImpl::compute_modulations(
     const std::vector<torch::Tensor>& timesteps, torch::Dtype dtype,
-    const std::function<void(size_t, bool)>& around_block) {
+    const std::function<void(size_t, bool)>& around_block, const torch::Tensor& additional_t_cond) {
   // compute_modulation() for every timestep, block-major so that each block's weights are needed
   // once: the same ops on the same inputs.
   std::vector<TimestepModulation> out(timesteps.size());
@@ -155,7 +153,8 @@ std::vector<TimestepModulation> QwenImageTransformer2DModelImpl::compute_modulat
     out[s].model = this;
     out[s].timestep = timesteps[s];
     out[s].dtype = dtype;
-    out[s].temb = time_text_embed(t, dtype, torch::Tensor());
+    out[s].additional_t_cond = additional_t_cond;
+    out[s].temb = time_text_embed(t, dtype, additional_t_cond);
   }
   for (size_t b = 0; b < blocks_.size(); ++b) {
     if (around_block) around_block(b, true);

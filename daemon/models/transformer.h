@@ -69,9 +69,11 @@ struct PlacementHooks {
   // Whether the denoising loop asks precompute_modulation() for all of a job's timesteps before
   // its first step (modulation weights kept off the device).
   virtual bool precomputes_modulation() const { return false; }
+  // `additional_t_cond`: the [B] int64 of Layered models (undefined otherwise), the same tensor
+  // every forward() of the job is given.
   virtual std::vector<TimestepModulation> precompute_modulation(
       QwenImageTransformer2DModelImpl& /*model*/, const std::vector<torch::Tensor>& /*timesteps*/,
-      torch::Dtype /*dtype*/) {
+      torch::Dtype /*dtype*/, const torch::Tensor& /*additional_t_cond*/ = {}) {
     return {};
   }
 };
@@ -104,9 +106,11 @@ class QwenImageTransformer2DModelImpl : public torch::nn::Module {
   // timesteps[k]), computed block by block with exactly the ops forward() uses (same numbers);
   // `around_block(i, true)` runs before block i's img_mod / txt_mod are used, (i, false) after:
   // the weights may live on the host in between (PlacementHooks::precompute_modulation).
+  // `additional_t_cond`: as forward()'s (Layered models), the same tensor for every timestep.
   std::vector<TimestepModulation> compute_modulations(
       const std::vector<torch::Tensor>& timesteps, torch::Dtype dtype,
-      const std::function<void(size_t, bool)>& around_block = {});
+      const std::function<void(size_t, bool)>& around_block = {},
+      const torch::Tensor& additional_t_cond = {});
   // Memory placement (models/offload.h); null: every weight resident.
   void set_placement(std::shared_ptr<PlacementHooks> hooks) { placement_ = std::move(hooks); }
   PlacementHooks* placement() const { return placement_.get(); }

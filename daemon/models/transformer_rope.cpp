@@ -5,7 +5,8 @@
 
 namespace qwen::models::dit {
 
-MultiAxisRope::MultiAxisRope(std::array<int64_t, 3> axes_dim, double theta) : axes_dim_(axes_dim) {
+MultiAxisRope::MultiAxisRope(std::array<int64_t, 3> axes_dim, double theta, bool layer3d)
+    : axes_dim_(axes_dim), layer3d_(layer3d) {
   for (int a = 0; a < 3; ++a) {
     if (axes_dim[a] <= 0 || axes_dim[a] % 2 != 0)
       throw std::invalid_argument("axes_dims_rope entries must be positive and even");
@@ -17,7 +18,8 @@ MultiAxisRope::MultiAxisRope(std::array<int64_t, 3> axes_dim, double theta) : ax
   }
 }
 
-torch::Tensor MultiAxisRope::image_positions(const std::vector<ImageShape>& img_shapes) {
+torch::Tensor MultiAxisRope::image_positions(const std::vector<ImageShape>& img_shapes,
+                                             bool layer3d) {
   int64_t total = 0;
   for (const auto& s : img_shapes) total += s[0] * s[1] * s[2];
   auto pos = torch::empty({total, 3}, torch::kInt64);
@@ -25,10 +27,15 @@ torch::Tensor MultiAxisRope::image_positions(const std::vector<ImageShape>& img_
   int64_t n = 0;
   for (size_t j = 0; j < img_shapes.size(); ++j) {
     const auto [f, h, w] = img_shapes[j];
+    // QwenEmbedLayer3DRope._compute_condition_freqs: the last segment (the condition image) takes
+    // the frame table's entry -1 (its frame count must be 1 there: view(frame, ...) of one row).
+    const bool condition = layer3d && j + 1 == img_shapes.size();
+    if (condition && f != 1)
+      throw std::invalid_argument("RoPE: the Layered condition segment must have one frame");
     for (int64_t fi = 0; fi < f; ++fi)
       for (int64_t r = 0; r < h; ++r)
         for (int64_t c = 0; c < w; ++c, ++n) {
-          p[n][0] = static_cast<int64_t>(j) + fi;
+          p[n][0] = condition ? -1 : static_cast<int64_t>(j) + fi;
           p[n][1] = r - (h - h / 2);
           p[n][2] = c - (w - w / 2);
         }
@@ -36,9 +43,11 @@ torch::Tensor MultiAxisRope::image_positions(const std::vector<ImageShape>& img_
   return pos;
 }
 
-int64_t MultiAxisRope::text_offset(const std::vector<ImageShape>& img_shapes) {
+int64_t MultiAxisRope::text_offset(const std::vector<ImageShape>& img_shapes, bool layer3d) {
   int64_t m = 0;
   for (const auto& s : img_shapes) m = std::max({m, s[1] / 2, s[2] / 2});
+  // QwenEmbedLayer3DRope.forward: max_vid_index = max(max_vid_index, layer_num).
+  if (layer3d) m = std::max(m, static_cast<int64_t>(img_shapes.size()) - 1);
   return m;
 }
 
@@ -69,8 +78,8 @@ std::pair<torch::Tensor, torch::Tensor> MultiAxisRope::tables(
   }
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
 
-  auto img_ang = angles(image_positions(img_shapes));
-  const int64_t m = text_offset(img_shapes);
+  auto img_ang = angles(image_positions(img_shapes, layer3d_));
+  const int64_t m = text_offset(img_shapes, layer3d_);
   auto tpos = torch::arange(m, m + txt_len, torch::kInt64).unsqueeze(1).expand({txt_len, 3});
   auto txt_ang = angles(tpos.contiguous());
   auto img = torch::polar(torch::ones_like(img_ang), img_ang).to(device);

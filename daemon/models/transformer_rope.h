@@ -2,6 +2,9 @@
 // complex pairs per 128-wide head split over (frame, height, width); centred image grids (extra
 // row/column on the negative side), frame index = image index, text on the diagonal after the
 // largest image half-size. Nothing here is in the checkpoint.
+// Layered models (`use_layer3d_rope`, `QwenEmbedLayer3DRope`): segment j gets frame index j except
+// the last (the condition image), which gets frame -1, and the text starts after
+// max(largest half-size, number of segments - 1).
 #pragma once
 
 #include <torch/torch.h>
@@ -22,7 +25,7 @@ namespace dit {
 
 class MultiAxisRope {
  public:
-  MultiAxisRope(std::array<int64_t, 3> axes_dim, double theta = 10000.0);
+  MultiAxisRope(std::array<int64_t, 3> axes_dim, double theta = 10000.0, bool layer3d = false);
 
   // Complex64 tables on `device`: image [S_img, Dh/2] (segments in order) and text [S_txt, Dh/2].
   // Built in float32 on the CPU (as the reference does), then moved; cached per shape.
@@ -30,12 +33,16 @@ class MultiAxisRope {
                                                  int64_t txt_len, const torch::Device& device);
 
   // Integer positions (frame, height, width) of every image token and the text start offset M.
-  static torch::Tensor image_positions(const std::vector<ImageShape>& img_shapes);
-  static int64_t text_offset(const std::vector<ImageShape>& img_shapes);
+  // `layer3d`: the Layered positions (see above).
+  static torch::Tensor image_positions(const std::vector<ImageShape>& img_shapes,
+                                       bool layer3d = false);
+  static int64_t text_offset(const std::vector<ImageShape>& img_shapes, bool layer3d = false);
+  bool layer3d() const { return layer3d_; }
 
  private:
   torch::Tensor angles(const torch::Tensor& positions) const;  // [S,3] int64 -> [S, Dh/2] f32
   std::array<int64_t, 3> axes_dim_;
+  bool layer3d_ = false;
   std::array<torch::Tensor, 3> inv_freq_;  // float32 per axis
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> cache_;
 };

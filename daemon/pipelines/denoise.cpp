@@ -45,7 +45,7 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   // timestep-only tensors of every step, computed once per job before the first step.
   std::vector<models::TimestepModulation> precomputed;
   if (auto* hooks = transformer.placement(); hooks && hooks->precomputes_modulation())
-    precomputed = hooks->precompute_modulation(transformer, step_t, dtype);
+    precomputed = hooks->precompute_modulation(transformer, step_t, dtype, r.additional_t_cond);
 
   // Test hook (issue #13): an allocation failure injected at the start of step N (1-based).
   const char* oom_at = std::getenv("QWEN_TEST_OOM_AT_STEP");
@@ -62,22 +62,24 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
     models::TimestepModulation local;
     models::TimestepModulation& modulation =
         precomputed.empty() ? local : precomputed[i - begin];
-    auto pred =
-        transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes, {}, &modulation);
+    auto pred = transformer.forward(model_in, r.cond.embeds, cond_mask, t, r.img_shapes,
+                                    r.additional_t_cond, &modulation);
     pred = pred.slice(1, 0, s_noise);
     if (trace) {
       trace->transformer_timesteps.push_back(cpu_f32(t));
       trace->noise_preds.push_back(cpu_f32(pred));
     }
     if (cfg) {
-      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes, {},
-                                     &modulation);
+      auto neg = transformer.forward(model_in, r.uncond.embeds, uncond_mask, t, r.img_shapes,
+                                     r.additional_t_cond, &modulation);
       neg = neg.slice(1, 0, s_noise);
       if (trace) {
         trace->transformer_timesteps.push_back(cpu_f32(t));
         trace->noise_preds.push_back(cpu_f32(neg));
       }
-      pred = true_cfg(pred, neg, r.true_cfg_scale);
+      // Layered without cfg_normalize: the plain combination (the reference's comb_pred).
+      pred = r.cfg_normalize ? true_cfg(pred, neg, r.true_cfg_scale)
+                             : neg + r.true_cfg_scale * (pred - neg);
     }
     if (!precomputed.empty()) precomputed[i - begin] = {};  // no longer needed
     const int done = i - begin + 1;

@@ -27,6 +27,13 @@ struct DenoiseRequest {
   TextCondition cond;
   TextCondition uncond;  // embeds undefined: no CFG
   double true_cfg_scale = 1.0;
+  // Whether true CFG rescales uncond + scale * (cond - uncond) to the conditional prediction's
+  // norm over the last dimension: every pipeline but Layered always does; Layered only with
+  // `cfg_normalize` (QwenImageLayeredPipeline).
+  bool cfg_normalize = true;
+  // Layered models (use_additional_t_cond): the [B] int64 `additional_t_cond` of every
+  // transformer call (the reference's is_rgb = zeros). Undefined for the other models.
+  torch::Tensor additional_t_cond;
   // Inpainting: after every step x = (1 - mask) * ref + mask * x with ref the clean image latents
   // noised to the current sigma (the clean latents after the last step). All packed [B, S, 64].
   torch::Tensor inpaint_mask;

@@ -211,6 +211,9 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     info_.default_pipeline = PipelineKind::Edit;
   } else if (info_.pipeline_class == "QwenImageEditPlusPipeline") {
     info_.default_pipeline = PipelineKind::EditPlus;
+  } else if (info_.pipeline_class == "QwenImageLayeredPipeline") {
+    info_.default_pipeline = PipelineKind::Decompose;  // issue #16: decomposes only
+    info_.can_decompose = true;
   } else {
     throw EngineError(index_path + ": pipeline '" + info_.pipeline_class +
                       "' is not a supported Qwen-Image pipeline");
@@ -281,7 +284,10 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       log("attention: " + info_.attention);
     }
   }
-  info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate;
+  // (A Layered model's processor only serves the reference's auto-captioning, which the engine
+  // does not do: no vision tower.)
+  info_.can_edit = model.has("processor") && info_.default_pipeline != PipelineKind::Generate &&
+                   !info_.can_decompose;
   if (info_.can_edit) {
     processor_ = with_context("processor", [&] {
       auto c = VisionProcessorConfig::from_json_file(model.component("processor").path +
@@ -530,7 +536,10 @@ std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& 
 }
 
 std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const ProgressFn& progress) {
-  const auto p = resolve_params(params);
+  auto p = resolve_params(params);
+  // Qwen-Image-Layered models run Decompose only, and only they do (engine_layered.cpp).
+  check_decompose_model(params);
+  if (params.pipeline == PipelineKind::Decompose) prepare_decompose(p, params);
   try {
     switch (params.pipeline) {
       case PipelineKind::Generate:
@@ -542,6 +551,8 @@ std::vector<ImageU8> QwenEngine::run_job(const RunParams& params, const Progress
       case PipelineKind::EditPlus:
       case PipelineKind::EditInpaint:
         return run_edit(p, params, progress);
+      case PipelineKind::Decompose:
+        return run_decompose(p, params, progress);
       default:
         throw EngineError(std::string("pipeline '") + to_string(params.pipeline) +
                           "' is not supported by this engine yet");
@@ -567,7 +578,12 @@ EngineError QwenEngine::out_of_memory(const ResolvedParams& p, const std::string
   const std::string size = std::to_string(p.width) + "x" + std::to_string(p.height);
   std::string advice;
   const int64_t images = static_cast<int64_t>(p.prompts.size()) * p.images_per_prompt;
-  if (p.width * p.height > int64_t(1328) * 1328 || images > 1)
+  if (p.layers > 0)  // Decompose: (layers + 2) frames of width x height in one sequence
+    advice = "decomposing into " + std::to_string(p.layers) + " layers at " + size +
+             " needs more memory than is free: use fewer layers, resolution 640, or a lighter "
+             "memory mode (memory = ... in daemon.conf, --memory on the command line; `qwen-image "
+             "plan --layers N` shows what fits)";
+  else if (p.width * p.height > int64_t(1328) * 1328 || images > 1)
     advice = "this job (" + size + ", " + std::to_string(images) +
              " image(s)) is larger than the 1328x1328 single image the memory plan was made for: "
              "use a smaller image or selection, or fewer images per job";

@@ -18,6 +18,7 @@
 #include "pipelines/denoise.h"
 #include "pipelines/placement.h"
 #include "pipelines/engine.h"
+#include "pipelines/pipeline_layered.h"
 #include "pipelines/prompt_encoding.h"
 #include "pipelines/scheduler.h"
 #include "tokenizer/qwen2_tokenizer.h"
@@ -35,6 +36,9 @@ struct ResolvedParams {
   int64_t images_per_prompt = 1;
   double strength = 0.6;
   int64_t max_sequence_length = 512;
+  // Decompose (Qwen-Image-Layered): the layer count (0 for the other pipelines); width / height
+  // are then the layered_size() of the input at the job's resolution.
+  int layers = 0;
 };
 // Throws EngineError naming the bad field. Limits: sides 16..8192 px (after defaults), at most
 // 64 MP, steps 1..1000, CFG scale >= 0 and finite, 1..64 images in all.
@@ -85,6 +89,17 @@ class QwenEngine : public Engine {
   std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress) override;
   // The transformer's LoRA state now (tests): the applied (path, strength) list.
   const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
+
+  // Throws EngineError when `params.pipeline` does not suit the model: Decompose on a model that
+  // is not Qwen-Image-Layered, or another pipeline on a Layered model.
+  void check_decompose_model(const RunParams& params) const;
+  // Decompose's own checks (one input image, layers 2-10, resolution 640 or 1024, a non-empty
+  // prompt) and p.width / p.height / p.layers for the job (engine_layered.cpp).
+  void prepare_decompose(ResolvedParams& p, const RunParams& params) const;
+  // Decompose (Qwen-Image-Layered, pipeline_layered.h; engine_layered.cpp), with the job's
+  // intermediates in `trace` when given (tests).
+  std::vector<ImageU8> run_decompose(const ResolvedParams& p, const RunParams& params,
+                                     const ProgressFn& progress, LayeredTrace* trace = nullptr);
 
   models::QwenImageTransformer2DModel& transformer() { return transformer_; }
   models::AutoencoderKLQwenImage& vae() { return vae_; }

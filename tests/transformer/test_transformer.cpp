@@ -175,6 +175,36 @@ TEST(TransformerRope, CentredGridsAndTextOffset) {
   EXPECT_EQ(MultiAxisRope::text_offset({{1, 4, 6}, {1, 3, 5}, {1, 64, 2}}), 32);
 }
 
+TEST(TransformerRope, Layer3dFramesAndTextOffset) {
+  using qwen::models::dit::MultiAxisRope;
+  // QwenEmbedLayer3DRope: generated frame i -> frame index i, the last segment (the condition) ->
+  // -1; rows / columns centred as usual; text after max(largest half-size, segments - 1).
+  const std::vector<qwen::models::ImageShape> shapes = {{1, 2, 3}, {1, 2, 3}, {1, 2, 3}, {1, 4, 2}};
+  auto pos = MultiAxisRope::image_positions(shapes, /*layer3d=*/true);
+  auto plain = MultiAxisRope::image_positions(shapes);
+  ASSERT_EQ(pos.size(0), 3 * 6 + 8);
+  for (int64_t f = 0; f < 3; ++f) EXPECT_EQ(pos[f * 6][0].item<int64_t>(), f);
+  EXPECT_EQ(pos[18][0].item<int64_t>(), -1);
+  EXPECT_EQ(pos[25][0].item<int64_t>(), -1);
+  EXPECT_EQ(plain[18][0].item<int64_t>(), 3);
+  // Only the condition's frame index differs from the plain layout.
+  EXPECT_TRUE(torch::equal(pos.slice(0, 0, 18), plain.slice(0, 0, 18)));
+  EXPECT_TRUE(torch::equal(pos.slice(0, 18).select(1, 1), plain.slice(0, 18).select(1, 1)));
+  EXPECT_EQ(pos[18][1].item<int64_t>(), -2);  // h = 4: rows -2..1
+  // Small grids: the segment count wins (layer_num = 3 > half-sizes 1, 2).
+  EXPECT_EQ(MultiAxisRope::text_offset(shapes), 2);
+  EXPECT_EQ(MultiAxisRope::text_offset(shapes, true), 3);
+  EXPECT_EQ(MultiAxisRope::text_offset({{1, 40, 40}, {1, 40, 40}, {1, 40, 40}}, true), 20);
+  // A multi-frame condition segment cannot be placed at -1.
+  EXPECT_THROW(MultiAxisRope::image_positions({{1, 2, 2}, {2, 2, 2}}, true), std::invalid_argument);
+  // The tables: frame -1 rotates the frame pairs by -theta (conjugate of frame 1).
+  MultiAxisRope rope({2, 2, 4}, 10000.0, true);
+  auto [img, txt] = rope.tables({{1, 1, 1}, {1, 1, 1}, {1, 1, 1}}, 2, torch::kCPU);
+  EXPECT_TRUE(torch::allclose(torch::view_as_real(img[2].slice(0, 0, 1)),
+                              torch::view_as_real(img[1].slice(0, 0, 1).conj().resolve_conj())));
+  EXPECT_EQ(txt.size(0), 2);
+}
+
 TEST(TransformerRope, RotatesInterleavedPairs) {
   // Head dim 8 = one pair per axis... use axes (2, 2, 4): pairs 0 -> frame, 1 -> height, 2-3 ->
   // width.
