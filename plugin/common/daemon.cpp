@@ -74,6 +74,7 @@ DaemonInfo probe_daemon(const PluginConfig& config) {
     info.running = true;
     info.device = st.device;
     info.models = st.models;
+    info.caps = st.model_caps;
   } catch (const ipc::ClientError&) {
   }
   return info;

@@ -17,11 +17,12 @@
 
 namespace qwen::plugin {
 
-enum class Proc { Generate, EditSelection, EditLayer };
+enum class Proc { Generate, EditSelection, EditLayer, Decompose };
 
 inline constexpr const char* kProcGenerate = "plug-in-qwen-image-generate";
 inline constexpr const char* kProcEditSelection = "plug-in-qwen-image-edit-selection";
 inline constexpr const char* kProcEditLayer = "plug-in-qwen-image-edit-layer";
+inline constexpr const char* kProcDecompose = "plug-in-qwen-image-decompose";  // procedures.h
 
 // Values of one run. Plain data so that the 2.10 gimp_set_data()/gimp_get_data() can store it per
 // procedure (last values); GIMP 3 keeps them in its GimpProcedureConfig.
@@ -35,6 +36,10 @@ struct Settings {
   char model[512] = "";  // "" = the daemon's default
   gint32 variants = 1;
   gboolean random_seed = TRUE;
+  // Decompose (issue #16); appended, so older stored last values still load.
+  gint32 layers = 4;
+  gint32 resolution = 640;
+  gboolean cfg_normalize = FALSE;
 };
 
 // "" when `s` is acceptable, else what is wrong (for "Qwen-Image: <what>").
@@ -69,6 +74,13 @@ struct Host {
   // mask. Returns the layer id; throws UserError.
   virtual int add_result_layer(int image, int anchor, const std::string& name, const Rect& r,
                                const Pixels& pixels, const Pixels* mask) = 0;
+  // Adds an empty layer group named `name` above `anchor`, in the anchor's group (decompose).
+  // Returns its id; throws UserError.
+  virtual int add_layer_group(int image, int anchor, const std::string& name) = 0;
+  // Adds an RGBA layer (of the image's base type) at the top of `group`, at image coordinates
+  // `r`. Returns its id; throws UserError.
+  virtual int add_layer_to_group(int image, int group, const std::string& name, const Rect& r,
+                                 const Pixels& rgba) = 0;
   // Attaches the "qwen-image-params" parasite (persistent, undoable) to `layer`.
   virtual void attach_params(int layer, const std::string& params) = 0;
   virtual void undo_group_start(int image) = 0;
@@ -80,7 +92,8 @@ struct Host {
 struct DaemonInfo {
   bool running = false;
   std::string device;
-  std::vector<std::string> models;  // default first
+  std::vector<std::string> models;         // default first
+  std::vector<qwen::ipc::ModelCaps> caps;  // per model, same order
 };
 DaemonInfo probe_daemon(const PluginConfig& config);
 // Connects to the configured instance, starting the daemon first when none answers (and saying so
@@ -96,8 +109,14 @@ UserError to_user_error(const qwen::ipc::ClientError& e, const PluginConfig& con
 // Pixels of a job result (any 8-bit format) as RGB.
 Pixels to_rgb(const qwen::ipc::Image& img);
 
+// ---- decompose.cpp
+// Decompose into Layers (issue #16): returns {group, layers bottom to top}. Throws UserError.
+std::vector<int> run_decompose(Host& host, int image, int drawable, const Settings& s,
+                               const PluginConfig& config);
+
 // ---- jobs.cpp
-// Runs procedure `proc` on (image, drawable) with `s`; returns the new layers. Throws UserError.
+// Runs procedure `proc` on (image, drawable) with `s`; returns the new layers (Decompose: the
+// group first, then its layers bottom to top). Throws UserError.
 std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, const Settings& s,
                                const PluginConfig& config);
 

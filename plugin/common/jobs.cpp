@@ -56,11 +56,16 @@ std::string validate(const Settings& s) {
   if (s.steps < 1 || s.steps > 1000) return "steps must be between 1 and 1000";
   if (s.true_cfg_scale < 0 || s.true_cfg_scale > 100) return "true-cfg-scale must be in 0..100";
   if (s.strength <= 0 || s.strength > 1) return "strength must be in (0, 1]";
+  if (s.layers < ipc::kMinLayers || s.layers > ipc::kMaxLayers)
+    return "layers must be between " + std::to_string(ipc::kMinLayers) + " and " +
+           std::to_string(ipc::kMaxLayers);
+  if (!ipc::valid_decompose_resolution(s.resolution)) return "resolution must be 640 or 1024";
   return "";
 }
 
 std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, const Settings& s,
                                const PluginConfig& config) {
+  if (proc == Proc::Decompose) return run_decompose(host, image, drawable, s, config);
   if (host.is_indexed(image))
     throw UserError(
         "Qwen-Image works on RGB and grayscale images; convert this indexed image "
@@ -106,6 +111,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     case Proc::EditLayer:
       region = layer;
       input = host.read_drawable(drawable, {0, 0, layer.w, layer.h});
+      break;
+    case Proc::Decompose:  // run_decompose
       break;
   }
   const Size model = model_size_for({region.w, region.h}, config.limits);
@@ -168,6 +175,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       req.exact_geometry = false;
       model_input = resize(flatten_alpha(input), model.w, model.h);
       req.images = {view_of(model_input)};
+      break;
+    case Proc::Decompose:  // run_decompose
       break;
   }
 

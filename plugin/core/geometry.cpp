@@ -117,6 +117,45 @@ Pixels resize(const Pixels& src, int width, int height) {
   return out;
 }
 
+Rect decompose_region(const Rect& layer, const std::optional<Rect>& selection) {
+  return selection ? intersect(layer, *selection) : layer;
+}
+
+Pixels resize_rgba(const Pixels& src, int width, int height) {
+  if (src.channels != 4) return resize(src, width, height);
+  if (src.width == width && src.height == height) return src;
+  auto tx = taps(src.width, width), ty = taps(src.height, height);
+  // Premultiplied: colour weighted by alpha, so transparent pixels lend no colour to the edges.
+  std::vector<float> mid(size_t(src.height) * width * 4);
+  for (int y = 0; y < src.height; ++y)
+    for (int x = 0; x < width; ++x) {
+      const Tap& t = tx[x];
+      float* o = &mid[(size_t(y) * width + x) * 4];
+      for (size_t k = 0; k < t.w.size(); ++k) {
+        const uint8_t* p = src.px(t.first + int(k), y);
+        const float wa = t.w[k] * p[3];
+        for (int ch = 0; ch < 3; ++ch) o[ch] += wa * p[ch];
+        o[3] += wa;
+      }
+    }
+  Pixels out(width, height, 4);
+  for (int y = 0; y < height; ++y) {
+    const Tap& t = ty[y];
+    for (int x = 0; x < width; ++x) {
+      float acc[4] = {0, 0, 0, 0};
+      for (size_t k = 0; k < t.w.size(); ++k) {
+        const float* p = &mid[(size_t(t.first + int(k)) * width + x) * 4];
+        for (int ch = 0; ch < 4; ++ch) acc[ch] += t.w[k] * p[ch];
+      }
+      uint8_t* o = out.px(x, y);
+      o[3] = uint8_t(std::clamp(std::lround(acc[3]), 0L, 255L));
+      for (int ch = 0; ch < 3; ++ch)
+        o[ch] = acc[3] > 0 ? uint8_t(std::clamp(std::lround(acc[ch] / acc[3]), 0L, 255L)) : 0;
+    }
+  }
+  return out;
+}
+
 Pixels flatten_alpha(const Pixels& rgba, uint8_t background) {
   if (rgba.channels != 4) return rgba;
   Pixels out(rgba.width, rgba.height, 3);

@@ -80,6 +80,16 @@ struct Pixels {
 // upscaling and area-like when downscaling). Same size returns a copy.
 Pixels resize(const Pixels& src, int width, int height);
 
+// The same resampling for RGBA on premultiplied alpha (decomposed layers: the colour of
+// transparent pixels does not bleed into the edges of what is visible); other channel counts go
+// to resize(). Same size returns a copy.
+Pixels resize_rgba(const Pixels& src, int width, int height);
+
+// Decompose (issue #16): the region a decomposition works on: the selection's bounds ∩ the layer
+// when there is a selection, else the whole layer (image coordinates). Empty when the selection
+// does not touch the layer.
+Rect decompose_region(const Rect& layer, const std::optional<Rect>& selection);
+
 // RGBA -> RGB composited over `background` (0..255 gray level); RGB passes through.
 Pixels flatten_alpha(const Pixels& rgba, uint8_t background = 255);
 // RGB + the alpha channel of `alpha_from` (RGBA, same size) -> RGBA.

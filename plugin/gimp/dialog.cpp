@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "procedures.h"
+
 namespace qwen::plugin {
 
 namespace {
@@ -20,6 +22,8 @@ const char* title_of(Proc proc) {
       return "Qwen-Image: Edit Selection with Prompt";
     case Proc::EditLayer:
       return "Qwen-Image: Edit Layer with Instruction";
+    case Proc::Decompose:
+      return decompose_decl().title;
   }
   return "Qwen-Image";
 }
@@ -78,8 +82,10 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   gtk_container_set_border_width(GTK_CONTAINER(vbox), 12);
   gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), vbox, TRUE, TRUE, 0);
 
-  GtkWidget* plabel =
-      gtk_label_new_with_mnemonic(proc == Proc::EditLayer ? "_Instruction:" : "_Prompt:");
+  GtkWidget* plabel = gtk_label_new_with_mnemonic(
+      proc == Proc::EditLayer   ? "_Instruction:"
+      : proc == Proc::Decompose ? "_Prompt (describes the whole picture, not single layers):"
+                                : "_Prompt:");
   gtk_misc_set_alignment(GTK_MISC(plabel), 0.0, 0.5);
   gtk_box_pack_start(GTK_BOX(vbox), plabel, FALSE, FALSE, 0);
   GtkWidget* scroll = gtk_scrolled_window_new(nullptr, nullptr);
@@ -117,6 +123,12 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   GtkWidget* model = gtk_combo_box_text_new();
   std::string def = daemon.models.empty() ? "daemon's default"
                                           : "daemon's default (" + daemon.models.front() + ")";
+  if (proc == Proc::Decompose)
+    for (size_t i = 0; i < daemon.models.size() && i < daemon.caps.size(); ++i)
+      if (daemon.caps[i].can_decompose) {
+        def = "daemon's Layered model (" + daemon.models[i] + ")";
+        break;
+      }
   if (proc == Proc::EditLayer && !daemon.models.empty() && !is_edit_model(daemon.models.front()))
     for (auto& m : daemon.models)
       if (is_edit_model(m)) {
@@ -150,7 +162,30 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   g_signal_connect(random, "toggled", G_CALLBACK(on_random_toggled), seed);
   gtk_table_attach(t, random, 2, 3, row, row + 1, GTK_FILL, GTK_FILL, 0, 0);
   ++row;
-  GtkWidget* variants = spin(t, row++, "_Variants (one layer each):", 1, 8, 1, 0, s.variants);
+  GtkWidget* variants = nullptr;
+  GtkWidget *layers = nullptr, *resolution = nullptr, *normalize = nullptr;
+  if (proc == Proc::Decompose) {
+    // Ranges from the one declaration (procedures.h), labels GTK 2 style.
+    layers =
+        spin(t, row++, "_Layers:", qwen::ipc::kMinLayers, qwen::ipc::kMaxLayers, 1, 0, s.layers);
+    GtkWidget* rlabel = gtk_label_new_with_mnemonic("_Resolution:");
+    gtk_misc_set_alignment(GTK_MISC(rlabel), 0.0, 0.5);
+    gtk_table_attach(t, rlabel, 0, 1, row, row + 1, GTK_FILL, GTK_FILL, 0, 0);
+    resolution = gtk_combo_box_text_new();
+    gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(resolution), "640 (recommended)");
+    gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(resolution), "1024");
+    gtk_combo_box_set_active(GTK_COMBO_BOX(resolution), s.resolution == 1024 ? 1 : 0);
+    gtk_label_set_mnemonic_widget(GTK_LABEL(rlabel), resolution);
+    gtk_table_attach(t, resolution, 1, 3, row, row + 1, GtkAttachOptions(GTK_EXPAND | GTK_FILL),
+                     GTK_FILL, 0, 0);
+    ++row;
+    normalize = gtk_check_button_new_with_mnemonic("CFG _normalize");
+    gtk_toggle_button_set_active(GTK_TOGGLE_BUTTON(normalize), s.cfg_normalize);
+    gtk_table_attach(t, normalize, 1, 3, row, row + 1, GTK_FILL, GTK_FILL, 0, 0);
+    ++row;
+  } else {
+    variants = spin(t, row++, "_Variants (one layer each):", 1, 8, 1, 0, s.variants);
+  }
 
   std::string status =
       daemon.running
@@ -166,6 +201,7 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   g_object_set_data(G_OBJECT(dialog), "qwen-proc",
                     const_cast<char*>(proc == Proc::Generate        ? kProcGenerate
                                       : proc == Proc::EditSelection ? kProcEditSelection
+                                      : proc == Proc::Decompose     ? kProcDecompose
                                                                     : kProcEditLayer));
   if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
     g_timeout_add(1500, snapshot_and_close, dialog);
@@ -185,7 +221,11 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
     if (strength) s.strength = gtk_spin_button_get_value(GTK_SPIN_BUTTON(strength));
     s.random_seed = gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(random));
     s.seed = s.random_seed ? -1 : gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(seed));
-    s.variants = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(variants));
+    if (variants) s.variants = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(variants));
+    if (layers) s.layers = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(layers));
+    if (resolution)
+      s.resolution = gtk_combo_box_get_active(GTK_COMBO_BOX(resolution)) == 1 ? 1024 : 640;
+    if (normalize) s.cfg_normalize = gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(normalize));
   }
   gtk_widget_destroy(dialog);
   return ok;

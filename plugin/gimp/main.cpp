@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "plugin.h"
+#include "procedures.h"
 
 using namespace qwen::plugin;
 
@@ -48,6 +49,34 @@ void install(Proc proc, const char* name, const char* blurb, const char* help, c
   gimp_plugin_menu_register(name, kMenu);
 }
 
+GimpPDBArgType pdb_type(ArgType t) {
+  switch (t) {
+    case ArgType::String:
+      return GIMP_PDB_STRING;
+    case ArgType::Double:
+      return GIMP_PDB_FLOAT;
+    case ArgType::Int:
+    case ArgType::Bool:  // 2.10's PDB has no boolean: INT32 0/1
+      break;
+  }
+  return GIMP_PDB_INT32;
+}
+
+// A procedure declared once in procedures.h (Decompose).
+void install(const ProcDecl& d) {
+  static std::vector<GimpParamDef> params;  // gimp_install_procedure copies; kept for clarity
+  params = {param(GIMP_PDB_INT32, "run-mode",
+                  "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
+            param(GIMP_PDB_IMAGE, "image", "Input image"),
+            param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable")};
+  for (const auto& a : d.args) params.push_back(param(pdb_type(a.type), a.name, a.blurb));
+  GimpParamDef returns[] = {
+      {GIMP_PDB_LAYER, const_cast<gchar*>(d.return_name), const_cast<gchar*>(d.return_blurb)}};
+  gimp_install_procedure(d.name, d.blurb, d.help, kAuthor, kAuthor, "2026", d.menu_label,
+                         "RGB*, GRAY*", GIMP_PLUGIN, int(params.size()), 1, params.data(), returns);
+  gimp_plugin_menu_register(d.name, kMenu);
+}
+
 void query() {
   install(Proc::Generate, kProcGenerate, "Generate a new layer from a text prompt with Qwen-Image",
           "Generates an image for the prompt at the size of the selection (or the canvas) and adds "
@@ -62,9 +91,38 @@ void query() {
           "Applies an instruction edit (Qwen-Image-Edit) to the whole active layer and adds the "
           "result as a new layer with the same size and offsets.",
           "Edit _Layer with Instruction…");
+  install(decompose_decl());
+}
+
+// The declared arguments' defaults (first run of a declared procedure).
+void apply_defaults(const ProcDecl& d, Settings& s) {
+  for (const auto& a : d.args)
+    if (a.type != ArgType::String) set_field(s, a.field, a.def);
+}
+
+bool parse_declared(const ProcDecl& d, gint nparams, const GimpParam* param, Settings& s) {
+  if (nparams != 3 + int(d.args.size())) return false;
+  for (size_t i = 0; i < d.args.size(); ++i) {
+    const GimpParam& p = param[3 + i];
+    switch (d.args[i].type) {
+      case ArgType::String:
+        set_field(s, d.args[i].field, p.data.d_string);
+        break;
+      case ArgType::Double:
+        set_field(s, d.args[i].field, p.data.d_float);
+        break;
+      case ArgType::Int:
+      case ArgType::Bool:
+        set_field(s, d.args[i].field, double(p.data.d_int32));
+        break;
+    }
+  }
+  s.variants = 1;
+  return true;
 }
 
 bool parse_args(Proc proc, gint nparams, const GimpParam* param, Settings& s) {
+  if (proc == Proc::Decompose) return parse_declared(decompose_decl(), nparams, param, s);
   const int expected = proc == Proc::EditSelection ? 10 : 9;
   if (nparams != expected) return false;
   auto str = [](const GimpParam& p) { return p.data.d_string ? p.data.d_string : ""; };
@@ -107,6 +165,8 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
     proc = Proc::EditSelection;
   else if (!strcmp(name, kProcEditLayer))
     proc = Proc::EditLayer;
+  else if (!strcmp(name, kProcDecompose))
+    proc = Proc::Decompose;
   else
     return fail(GIMP_PDB_CALLING_ERROR, "unknown procedure");
   if (nparams < 3) return fail(GIMP_PDB_CALLING_ERROR, "");
@@ -120,6 +180,7 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
     g_printerr("qwen-image-gimp: %s: %s\n", config.path.c_str(), w.c_str());
 
   Settings s;
+  if (proc == Proc::Decompose) apply_defaults(decompose_decl(), s);
   switch (run_mode) {
     case GIMP_RUN_INTERACTIVE: {
       gimp_get_data(name, &s);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "plugin3.h"
+#include "procedures.h"
 
 using namespace qwen::plugin;
 
@@ -20,6 +21,7 @@ constexpr const char* kAuthor = "qwen-image-gimp contributors";
 Proc proc_of(const gchar* name) {
   if (!strcmp(name, kProcEditSelection)) return Proc::EditSelection;
   if (!strcmp(name, kProcEditLayer)) return Proc::EditLayer;
+  if (!strcmp(name, kProcDecompose)) return Proc::Decompose;
   return Proc::Generate;
 }
 
@@ -31,13 +33,52 @@ const char* title_of(Proc proc) {
       return "Qwen-Image: Edit Selection with Prompt";
     case Proc::EditLayer:
       return "Qwen-Image: Edit Layer with Instruction";
+    case Proc::Decompose:
+      return decompose_decl().title;
   }
   return "Qwen-Image";
 }
 
 // Settings from the procedure's config (arguments in non-interactive runs, the dialog's values
 // otherwise).
+// A declared procedure's values (procedures.h), argument by argument.
+Settings declared_settings(const ProcDecl& d, GimpProcedureConfig* config) {
+  Settings s;
+  for (const auto& a : d.args) {
+    switch (a.type) {
+      case ArgType::String: {
+        gchar* v = nullptr;
+        g_object_get(config, a.name, &v, nullptr);
+        set_field(s, a.field, v);
+        g_free(v);
+        break;
+      }
+      case ArgType::Int: {
+        gint v = 0;
+        g_object_get(config, a.name, &v, nullptr);
+        set_field(s, a.field, double(v));
+        break;
+      }
+      case ArgType::Double: {
+        gdouble v = 0;
+        g_object_get(config, a.name, &v, nullptr);
+        set_field(s, a.field, v);
+        break;
+      }
+      case ArgType::Bool: {
+        gboolean v = FALSE;
+        g_object_get(config, a.name, &v, nullptr);
+        set_field(s, a.field, v ? 1.0 : 0.0);
+        break;
+      }
+    }
+  }
+  s.variants = 1;
+  return s;
+}
+
 Settings settings_of(Proc proc, GimpProcedureConfig* config) {
+  if (proc == Proc::Decompose) return declared_settings(decompose_decl(), config);
   Settings s;
   gchar *prompt = nullptr, *negative = nullptr, *model = nullptr;
   gint steps = 30, seed = -1, variants = 1;
@@ -128,13 +169,50 @@ GimpValueArray* run(GimpProcedure* procedure, GimpRunMode run_mode, GimpImage* i
   }
 }
 
+// A procedure declared once in procedures.h (Decompose): the same arguments as in 2.10, typed.
+GimpProcedure* make_declared(GimpPlugIn* plug_in, const ProcDecl& d) {
+  GimpProcedure* p =
+      gimp_image_procedure_new(plug_in, d.name, GIMP_PDB_PROC_TYPE_PLUGIN, run, nullptr, nullptr);
+  gimp_procedure_set_image_types(p, "RGB*, GRAY*");
+  gimp_procedure_set_sensitivity_mask(p, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
+  gimp_procedure_set_menu_label(p, d.menu_label);
+  gimp_procedure_set_documentation(p, d.blurb, d.help, d.name);
+  gimp_procedure_add_menu_path(p, kMenu);
+  gimp_procedure_set_attribution(p, kAuthor, kAuthor, "2026");
+  for (const auto& a : d.args) {
+    switch (a.type) {
+      case ArgType::String:
+        gimp_procedure_add_string_argument(p, a.name, a.label, a.blurb, "", G_PARAM_READWRITE);
+        break;
+      case ArgType::Int:
+        gimp_procedure_add_int_argument(p, a.name, a.label, a.blurb, int(a.min), int(a.max),
+                                        int(a.def), G_PARAM_READWRITE);
+        break;
+      case ArgType::Double:
+        gimp_procedure_add_double_argument(p, a.name, a.label, a.blurb, a.min, a.max, a.def,
+                                           G_PARAM_READWRITE);
+        break;
+      case ArgType::Bool:
+        gimp_procedure_add_boolean_argument(p, a.name, a.label, a.blurb, a.def != 0,
+                                            G_PARAM_READWRITE);
+        break;
+    }
+  }
+  gimp_procedure_add_layer_return_value(p, d.return_name, d.return_name, d.return_blurb, TRUE,
+                                        G_PARAM_READWRITE);
+  return p;
+}
+
 GimpProcedure* make_procedure(GimpPlugIn* plug_in, const gchar* name) {
   const Proc proc = proc_of(name);
+  if (proc == Proc::Decompose) return make_declared(plug_in, decompose_decl());
   GimpProcedure* p =
       gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN, run, nullptr, nullptr);
   gimp_procedure_set_image_types(p, "RGB*, GRAY*");
   gimp_procedure_set_sensitivity_mask(p, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
   switch (proc) {
+    case Proc::Decompose:  // make_declared
+      break;
     case Proc::Generate:
       gimp_procedure_set_menu_label(p, "_Generate Layer from Text…");
       gimp_procedure_set_documentation(
@@ -205,14 +283,14 @@ G_DEFINE_TYPE(QwenPlugIn, qwen_plug_in, GIMP_TYPE_PLUG_IN)
 
 static GList* qwen_query_procedures(GimpPlugIn*) {
   GList* list = nullptr;
-  for (const char* name : {kProcGenerate, kProcEditSelection, kProcEditLayer})
+  for (const char* name : {kProcGenerate, kProcEditSelection, kProcEditLayer, kProcDecompose})
     list = g_list_append(list, g_strdup(name));
   return list;
 }
 
 static GimpProcedure* qwen_create_procedure(GimpPlugIn* plug_in, const gchar* name) {
   if (strcmp(name, kProcGenerate) && strcmp(name, kProcEditSelection) &&
-      strcmp(name, kProcEditLayer))
+      strcmp(name, kProcEditLayer) && strcmp(name, kProcDecompose))
     return nullptr;
   return make_procedure(plug_in, name);
 }

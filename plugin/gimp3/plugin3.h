@@ -32,6 +32,9 @@ struct Gimp3Host : Host {
   Pixels read_selection(int image, const Rect& r) override;
   int add_result_layer(int image, int anchor, const std::string& name, const Rect& r,
                        const Pixels& pixels, const Pixels* mask) override;
+  int add_layer_group(int image, int anchor, const std::string& name) override;
+  int add_layer_to_group(int image, int group, const std::string& name, const Rect& r,
+                         const Pixels& rgba) override;
   void attach_params(int layer, const std::string& params) override;
   void undo_group_start(int image) override;
   void undo_group_end(int image) override;

@@ -30,9 +30,12 @@ TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
   std::vector<std::string> argv{"/usr/bin/xvfb-run",  "-a", "-s", "-screen 0 1280x1024x24",
                                 "/usr/bin/gimp-2.10", "-d", "-f", "-s"};
   const char* procs[] = {"plug-in-qwen-image-generate", "plug-in-qwen-image-edit-selection",
-                         "plug-in-qwen-image-edit-layer"};
+                         "plug-in-qwen-image-edit-layer", "plug-in-qwen-image-decompose"};
   for (const char* proc : procs) {
-    std::string extra = std::string(proc) == "plug-in-qwen-image-edit-selection" ? " 0.9" : "";
+    std::string extra = std::string(proc) == "plug-in-qwen-image-edit-selection" ? " 0.9"
+                        : std::string(proc) == "plug-in-qwen-image-decompose"
+                            ? " 4 640 0"  // layers, resolution, cfg-normalize
+                            : "";
     std::string prompt = std::string(proc) == "plug-in-qwen-image-edit-layer"
                              ? "turn the sky into a starry night"
                              : "a lighthouse on a cliff at sunset, watercolor";

@@ -58,3 +58,36 @@
   (let ((port (open-output-file path)))
     (display text port)
     (close-output-port port)))
+
+; Decompose (issue #16). The layer tree, depth first, top first at each level, one line per item:
+; depth<TAB>name<TAB>x<TAB>y<TAB>w<TAB>h<TAB>has-alpha<TAB>is-group
+(define (qw-write-tree img path)
+  (let ((port (open-output-file path)))
+    (define (walk items depth)
+      (let ((n (vector-length items)))
+        (do ((i 0 (+ i 1))) ((= i n))
+          (let* ((l (vector-ref items i))
+                 (off (gimp-drawable-offsets l))
+                 (group (= (car (gimp-item-is-group l)) TRUE)))
+            (display depth port) (display "\t" port)
+            (display (car (gimp-item-get-name l)) port) (display "\t" port)
+            (display (car off) port) (display "\t" port)
+            (display (cadr off) port) (display "\t" port)
+            (display (car (gimp-drawable-width l)) port) (display "\t" port)
+            (display (car (gimp-drawable-height l)) port) (display "\t" port)
+            (display (car (gimp-drawable-has-alpha l)) port) (display "\t" port)
+            (display (if group 1 0) port)
+            (newline port)
+            (if group (walk (cadr (gimp-item-get-children l)) (+ depth 1)))))))
+    (walk (cadr (gimp-image-get-layers img)) 0)
+    (close-output-port port)))
+
+; Saves the flattened image with only the items in `shown` visible (among `all`).
+(define (qw-save-flat-showing img all shown path)
+  (for-each (lambda (l) (gimp-item-set-visible l (if (member l shown) TRUE FALSE))) all)
+  (qw-save-flat img path)
+  (for-each (lambda (l) (gimp-item-set-visible l TRUE)) all))
+
+; The children of a group, top first, as a list.
+(define (qw-children group)
+  (vector->list (cadr (gimp-item-get-children group))))

@@ -45,6 +45,7 @@ std::string daemon_binary() {
 }
 std::string tiny_model() { return QWEN_FIXTURES "/models/qwen-image-tiny"; }
 std::string tiny_edit_model() { return QWEN_FIXTURES "/models/qwen-image-edit-2509-tiny"; }
+std::string tiny_layered_model() { return QWEN_FIXTURES "/models/qwen-image-layered-tiny"; }
 
 std::string unique_name(const std::string& prefix) {
   static std::atomic<int> counter{0};
@@ -218,6 +219,26 @@ std::vector<LayerInfo> read_layers(const std::string& path) {
     l >> info.x >> info.y >> info.w >> info.h >> mask;
     info.has_mask = mask != 0;
     out.push_back(info);
+  }
+  return out;
+}
+
+std::vector<TreeItem> read_tree(const std::string& path) {
+  std::vector<TreeItem> out;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream l(line);
+    TreeItem t;
+    std::string depth;
+    std::getline(l, depth, '\t');
+    if (depth.empty()) continue;
+    t.depth = std::stoi(depth);
+    std::getline(l, t.name, '\t');
+    int alpha = 0, group = 0;
+    l >> t.x >> t.y >> t.w >> t.h >> alpha >> group;
+    t.alpha = alpha != 0;
+    t.group = group != 0;
+    out.push_back(t);
   }
   return out;
 }

@@ -29,6 +29,7 @@ std::string plugin_binary();  // the built plug-in (empty when not built)
 std::string daemon_binary();  // the built qwen-imaged (empty when not built)
 std::string tiny_model();
 std::string tiny_edit_model();
+std::string tiny_layered_model();                    // Qwen-Image-Layered (decompose, issue #16)
 std::string unique_name(const std::string& prefix);  // unique across processes and calls
 
 // A child process. The destructor kills it (SIGTERM, then SIGKILL) and reaps it.
@@ -79,6 +80,15 @@ struct LayerInfo {
   bool has_mask = false;
 };
 std::vector<LayerInfo> read_layers(const std::string& path);  // written by qw-write-layers
+
+// The layer tree (decompose, issue #16), depth first and top first, written by qw-write-tree.
+struct TreeItem {
+  int depth = 0;
+  std::string name;
+  int x = 0, y = 0, w = 0, h = 0;
+  bool alpha = false, group = false;
+};
+std::vector<TreeItem> read_tree(const std::string& path);
 
 // A GIMP profile with the plug-in installed, a plug-in config and a unique daemon instance.
 struct GimpEnv {

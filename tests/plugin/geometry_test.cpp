@@ -172,3 +172,42 @@ TEST(PluginPixels, FeatheredMaskMatchesDirectBoxBlur) {
       ASSERT_EQ(m.px(x, y)[0], expected) << x << "," << y;
     }
 }
+
+// Decompose (issue #16): the region, and RGBA resampling on premultiplied alpha.
+TEST(PluginGeometry, DecomposeRegionIsTheSelectionBoundsOnTheLayer) {
+  EXPECT_EQ(decompose_region({8, 12, 80, 40}, std::nullopt), (Rect{8, 12, 80, 40}));
+  EXPECT_EQ(decompose_region({8, 12, 80, 40}, Rect{20, 16, 40, 30}), (Rect{20, 16, 40, 30}));
+  EXPECT_EQ(decompose_region({-10, -5, 40, 30}, Rect{0, 0, 64, 48}), (Rect{0, 0, 30, 25}));
+  EXPECT_TRUE(decompose_region({0, 0, 10, 10}, Rect{20, 20, 5, 5}).empty());
+}
+
+TEST(PluginGeometry, ResizeRgbaKeepsTransparentColourOutOfTheEdges) {
+  // Left half opaque red, right half transparent *green*: the green must not bleed into the red.
+  Pixels src(8, 4, 4);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 8; ++x) {
+      uint8_t* p = src.px(x, y);
+      if (x < 4) {
+        p[0] = 200, p[1] = 0, p[2] = 0, p[3] = 255;
+      } else {
+        p[0] = 0, p[1] = 255, p[2] = 0, p[3] = 0;
+      }
+    }
+  EXPECT_EQ(resize_rgba(src, 8, 4).data, src.data);  // same size: exact copy
+  const Pixels down = resize_rgba(src, 3, 2);
+  ASSERT_EQ(down.channels, 4);
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 3; ++x) {
+      const uint8_t* p = down.px(x, y);
+      if (p[3] > 0) {
+        EXPECT_EQ(p[0], 200) << x;  // colour stays red wherever anything is visible
+        EXPECT_EQ(p[1], 0) << x;
+      }
+    }
+  EXPECT_EQ(down.px(0, 0)[3], 255);
+  EXPECT_GT(down.px(1, 0)[3], 0);  // the edge pixel is partly transparent
+  EXPECT_LT(down.px(1, 0)[3], 255);
+  EXPECT_EQ(down.px(2, 0)[3], 0);
+  // Plain resize would have mixed green into the edge.
+  EXPECT_GT(resize(src, 3, 2).px(1, 0)[1], 0);
+}

@@ -530,6 +530,67 @@ TEST(PluginGimp32Layers, LinkAndVectorLayersAreReadAsPixels) {
   EXPECT_EQ((Rect{layers[3].x, layers[3].y, layers[3].w, layers[3].h}), (Rect{4, 6, 96, 64}));
 }
 
+// Decompose into Layers (issue #16), as tests/plugin/e2e_decompose_test.cpp does on 2.10: the
+// fake engine stands in for the tiny Layered model (band layers: layer i holds band i of the
+// picture). A 640x640 layer at resolution 640 is decomposed at its own size into a new group
+// above it; the group composes exactly to the source, the bottom child is the engine's first
+// layer, the source is untouched, and decomposing a resulting layer nests a new group above it.
+TEST_P(PluginGimp3E2E, DecomposeStacksRgbaLayersInAGroupAndRecurses) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(env.instance, env.file("daemon.log"),
+                {"--fake-engine", "--fake-step-ms", "2", "--model", tiny_model(), "--model",
+                 tiny_layered_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 600 600 640 640 -20 10)) (img (car r)) (src (cadr r)))"
+      " (qw-save-flat-showing img (list src) (list src) " +
+      q(env.file("src-before.pnm")) +
+      ")"
+      " (let* ((g (car (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img (vector src)"
+      "   \"a poster\" \"\" 2 4.0 7 4 640 FALSE \"\")))"
+      "        (kids (qw-children g)) (all (cons src (cons g kids))))"
+      "  (qw-save-flat-showing img all (list src) " +
+      q(env.file("src-only.pnm")) +
+      ")"
+      "  (qw-save-flat-showing img all (cons g kids) " +
+      q(env.file("group-only.pnm")) +
+      ")"
+      "  (qw-save-flat-showing img all (list g (list-ref kids 3)) " +
+      q(env.file("bottom-only.pnm")) +
+      ")"
+      "  (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img (vector (list-ref kids 3))"
+      "   \"again\" \"\" 1 1.0 5 2 640 TRUE \"\"))"
+      " (qw-write-tree img " +
+      q(env.file("tree.txt")) + "))");
+  const auto tree = read_tree(env.file("tree.txt"));
+  ASSERT_EQ(tree.size(), 9u) << out << read_file(env.file("daemon.log"));
+  const std::vector<std::pair<int, std::string>> want = {
+      {0, "Decomposed: a poster"}, {1, "Layer 4/4 a poster"}, {1, "Layer 3/4 a poster"},
+      {1, "Layer 2/4 a poster"},   {1, "Decomposed: again"},  {2, "Layer 2/2 again"},
+      {2, "Layer 1/2 again"},      {1, "Layer 1/4 a poster"}, {0, "base"}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(tree[i].depth, want[i].first) << i;
+    EXPECT_EQ(tree[i].name, want[i].second) << i;
+    EXPECT_EQ((Rect{tree[i].x, tree[i].y, tree[i].w, tree[i].h}), (Rect{-20, 10, 640, 640}))
+        << tree[i].name;
+    EXPECT_EQ(tree[i].group, i == 0 || i == 4) << tree[i].name;
+    if (!tree[i].group && i != 8) {
+      EXPECT_TRUE(tree[i].alpha) << tree[i].name;
+    }
+  }
+  Pnm before = read_pnm(env.file("src-before.pnm")), src_only = read_pnm(env.file("src-only.pnm"));
+  Pnm group = read_pnm(env.file("group-only.pnm")), bottom = read_pnm(env.file("bottom-only.pnm"));
+  ASSERT_EQ(before.width, 600) << out;
+  ASSERT_EQ(group.width, 600) << out;
+  ASSERT_EQ(bottom.width, 600) << out;
+  EXPECT_EQ(before.data, src_only.data);  // the source is untouched
+  EXPECT_EQ(compare(src_only, group, [](int, int) { return true; }).differing, 0);
+  // The bottom child holds band 0 (the source's first 160 rows: canvas rows 10..169) only.
+  EXPECT_EQ(compare(src_only, bottom, [](int, int y) { return y >= 10 && y < 170; }).differing, 0);
+  EXPECT_EQ(compare(src_only, bottom, [](int, int y) { return y >= 490; }).differing, 600 * 110);
+}
+
 INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),
                          [](const ::testing::TestParamInfo<Gimp>& info) {
                            return info.param.series == "3.0" ? "Gimp3_0" : "Gimp3_2";
