@@ -34,7 +34,7 @@ torch::Tensor ResidualBlock::forward(const torch::Tensor& x) {
   const torch::Tensor h = shortcut_ ? shortcut_->forward(x) : x;
   torch::Tensor y = conv1_->forward(torch::silu(norm1_->forward(x)));
   y = conv2_->forward(torch::silu(norm2_->forward(y)));  // (dropout: identity at inference)
-  return y + h;
+  return y.add_(h);  // y is the conv's fresh output: adding in place saves a full-size buffer
 }
 
 Resample::Resample(int64_t dim, const std::string& mode, int64_t out_dim) {
@@ -139,7 +139,7 @@ torch::Tensor DownBlock::forward(const torch::Tensor& x) {
   torch::Tensor y = x;
   for (auto& r : blocks_) y = r->forward(y);
   if (downsampler_) y = downsampler_->forward(y);
-  return y + avg_down(x, out_, factor_t_, factor_s_);
+  return y.add_(avg_down(x, out_, factor_t_, factor_s_));
 }
 
 UpBlock::UpBlock(int64_t in, int64_t out, int num_res_blocks, bool temporal, bool up)
@@ -164,7 +164,7 @@ torch::Tensor UpBlock::forward(const torch::Tensor& x) {
   for (auto& r : blocks_) y = r->forward(y);
   if (!upsampler_) return y;
   y = upsampler_->forward(y);
-  return y + dup_up(x, out_, factor_t_, 2);
+  return y.add_(dup_up(x, out_, factor_t_, 2));
 }
 
 Encoder::Encoder(const Vae21Config& c) {
