@@ -188,6 +188,19 @@ TextEncoderOutput TextEncoderImpl::forward(const torch::Tensor& input_ids,
                                            const torch::Tensor& pixel_values,
                                            const torch::Tensor& image_grid_thw,
                                            bool output_hidden_states) {
+  if (!pixel_values.defined())
+    return forward(input_ids, attention_mask, VisionFeatures{}, {}, output_hidden_states);
+  if (!image_grid_thw.defined())
+    throw std::invalid_argument("pixel_values given without image_grid_thw");
+  return forward(input_ids, attention_mask, encode_images(pixel_values, image_grid_thw),
+                 image_grid_thw, output_hidden_states);
+}
+
+TextEncoderOutput TextEncoderImpl::forward(const torch::Tensor& input_ids,
+                                           const torch::Tensor& attention_mask,
+                                           const VisionFeatures& images,
+                                           const torch::Tensor& image_grid_thw,
+                                           bool output_hidden_states) {
   torch::NoGradGuard no_grad;
   auto& lm = model->language_model;
   auto embeds = lm->embed(input_ids);
@@ -195,29 +208,35 @@ TextEncoderOutput TextEncoderImpl::forward(const torch::Tensor& input_ids,
   auto ids = input_ids.to(dev, torch::kInt64);
   auto mask = attention_mask.defined() ? attention_mask.to(dev) : attention_mask;
   torch::Tensor grid, is_img;
-  std::vector<torch::Tensor> deepstack;
-  if (pixel_values.defined()) {
+  if (images.embeds.defined()) {
     if (!image_grid_thw.defined())
-      throw std::invalid_argument("pixel_values given without image_grid_thw");
+      throw std::invalid_argument("image features given without image_grid_thw");
     grid = image_grid_thw;
-    auto feats = encode_images(pixel_values, image_grid_thw);
     is_img = ids == cfg_.image_token_id;
     const int64_t n_tok = is_img.sum().item<int64_t>();
-    if (n_tok != feats.embeds.size(0))
+    if (n_tok != images.embeds.size(0))
       throw std::invalid_argument(
           "image features and image tokens do not match: the prompts hold " +
           std::to_string(n_tok) + " <|image_pad|> tokens, the images give " +
-          std::to_string(feats.embeds.size(0)) + " features");
+          std::to_string(images.embeds.size(0)) + " features");
     embeds = embeds.masked_scatter(is_img.unsqueeze(-1).expand_as(embeds),
-                                   feats.embeds.to(embeds.scalar_type()));
-    deepstack = std::move(feats.deepstack);
+                                   images.embeds.to(dev, embeds.scalar_type()));
   }
   TextEncoderOutput out;
   out.position_ids = rope_position_ids(ids, mask, grid, cfg_);
-  out.hidden = lm->forward(embeds, out.position_ids, mask, is_img, deepstack,
+  out.hidden = lm->forward(embeds, out.position_ids, mask, is_img,
+                           grid.defined() ? images.deepstack : std::vector<torch::Tensor>{},
                            output_hidden_states ? &out.hidden_states : nullptr);
   if (output_hidden_states) out.last_hidden_state = lm->norm(out.hidden);
   return out;
+}
+
+VisionFeatures repeat_features(const VisionFeatures& f, int64_t times) {
+  if (times < 1) throw std::invalid_argument("repeat_features: times must be >= 1");
+  VisionFeatures r;
+  r.embeds = f.embeds.defined() ? f.embeds.repeat({times, 1}) : f.embeds;
+  for (const auto& d : f.deepstack) r.deepstack.push_back(d.repeat({times, 1}));
+  return r;
 }
 
 TextEncoder load_text_encoder(const std::string& dir, torch::Dtype dtype, torch::Device device,

@@ -129,6 +129,12 @@ class TextEncoderImpl : public torch::nn::Module {
                             const torch::Tensor& pixel_values = {},
                             const torch::Tensor& image_grid_thw = {},
                             bool output_hidden_states = false);
+  // The same with the vision tower's output computed beforehand (encode_images over the images
+  // of image_grid_thw, in placeholder order): one tower run can serve several calls (a prompt and
+  // its negative, or a batch of prompts with the same images: repeat_features).
+  TextEncoderOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                            const VisionFeatures& images, const torch::Tensor& image_grid_thw,
+                            bool output_hidden_states = false);
   // The vision tower's merged features and DeepStack features (requires the vision tower).
   VisionFeatures encode_images(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw);
 
@@ -143,6 +149,10 @@ class TextEncoderImpl : public torch::nn::Module {
   TextEncoderConfig cfg_;
 };
 TORCH_MODULE(TextEncoder);
+
+// The features of `times` copies of the same image set, in order (what the processor's repeated
+// images give).
+VisionFeatures repeat_features(const VisionFeatures& features, int64_t times);
 
 // Builds and loads text_encoder/ (config.json + model.safetensors or a sharded index) through
 // io::open_component, the one loading path (quantised formats included). lm_head is ignored;

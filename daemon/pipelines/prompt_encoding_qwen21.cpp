@@ -96,11 +96,25 @@ PromptEncoding encode_prompt(models::qwen3vl::TextEncoder& encoder,
                              const std::vector<std::string>& prompts,
                              const torch::Tensor& pixel_values, const torch::Tensor& image_grid_thw,
                              int64_t num_images_per_prompt) {
+  if (!pixel_values.defined())
+    return encode_prompt(encoder, tokenizer, prompts, models::qwen3vl::VisionFeatures{},
+                         torch::Tensor(), num_images_per_prompt);
+  return encode_prompt(encoder, tokenizer, prompts,
+                       encoder->encode_images(pixel_values, image_grid_thw), image_grid_thw,
+                       num_images_per_prompt);
+}
+
+PromptEncoding encode_prompt(models::qwen3vl::TextEncoder& encoder,
+                             const tokenizer::Qwen2Tokenizer& tokenizer,
+                             const std::vector<std::string>& prompts,
+                             const models::qwen3vl::VisionFeatures& images,
+                             const torch::Tensor& image_grid_thw, int64_t num_images_per_prompt) {
   if (prompts.empty()) throw std::invalid_argument("no prompt given");
   std::vector<int64_t> per_image;
-  torch::Tensor pv, grid;
+  torch::Tensor grid;
+  models::qwen3vl::VisionFeatures feats;
   const int64_t B = static_cast<int64_t>(prompts.size());
-  if (pixel_values.defined()) {
+  if (images.embeds.defined()) {
     if (!image_grid_thw.defined() || image_grid_thw.dim() != 2 || image_grid_thw.size(1) != 3)
       throw std::invalid_argument("image_grid_thw must be [n_images, 3]");
     auto g = image_grid_thw.to(torch::kCPU, torch::kInt64).contiguous();
@@ -111,16 +125,17 @@ PromptEncoding encode_prompt(models::qwen3vl::TextEncoder& encoder,
         throw std::invalid_argument("reference image " + std::to_string(i) + ": invalid grid");
       per_image.push_back(patches / unit);
     }
-    // The processor gets one set of images per prompt, in placeholder order.
-    pv = pixel_values.repeat({B, 1});
+    // The processor gets one set of images per prompt, in placeholder order; the tower's output
+    // for the set is computed once and repeated (the same rows, up to float rounding).
     grid = g.repeat({B, 1});
+    feats = models::qwen3vl::repeat_features(images, B);
   }
   auto batch = tokenize(tokenizer, prompts, per_image);
   const auto dev = encoder->device();
   auto ids = batch.input_ids.to(dev);
   auto mask = batch.attention_mask.to(dev);
   torch::NoGradGuard no_grad;
-  auto out = encoder->forward(ids, mask, pv, grid);
+  auto out = encoder->forward(ids, mask, feats, grid);
   PromptEmbeds pe = extract_prompt_embeds(out.hidden, mask, kDropIdx);
   PromptEncoding r;
   // image_pad_mask: the same compaction of (ids == <|image_pad|>), zero-padded.

@@ -78,4 +78,14 @@ PromptEncoding encode_prompt(models::qwen3vl::TextEncoder& encoder,
                              const torch::Tensor& pixel_values, const torch::Tensor& image_grid_thw,
                              int64_t num_images_per_prompt = 1);
 
+// The same from the vision tower's output for ONE set of reference images
+// (TextEncoder::encode_images over vision_inputs), e.g. computed once for a prompt and its negative
+// prompt; undefined features for text to image.
+PromptEncoding encode_prompt(models::qwen3vl::TextEncoder& encoder,
+                             const tokenizer::Qwen2Tokenizer& tokenizer,
+                             const std::vector<std::string>& prompts,
+                             const models::qwen3vl::VisionFeatures& images,
+                             const torch::Tensor& image_grid_thw,
+                             int64_t num_images_per_prompt = 1);
+
 }  // namespace qwen::pipelines::qwen21

@@ -83,7 +83,8 @@ TEST(ReferenceDifferential, Qwen21TextEncoderMatchesTransformers) {
   auto b = q21::tokenize(tok, prompts);
   EXPECT_TRUE(torch::equal(b.input_ids, t.at("input_ids"))) << b.input_ids << where;
   EXPECT_TRUE(torch::equal(b.attention_mask, t.at("attention_mask"))) << where;
-  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), {}, {}, true);
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), torch::Tensor(),
+                         torch::Tensor(), true);
   EXPECT_TRUE(torch::equal(out.position_ids, t.at("position_ids"))) << where;
   expect_hidden(out.hidden_states, t.at("hidden_states"), t.at("attention_mask"), "text, " + where);
   {
@@ -159,7 +160,8 @@ TEST(ReferenceDifferential, Qwen21TextEncoderComfySingleFileMatchesTransformers)
       << where;
   auto t = ref.tensors("comfy_file");
   torch::NoGradGuard ng;
-  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), {}, {}, true);
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), torch::Tensor(),
+                         torch::Tensor(), true);
   expect_hidden(out.hidden_states, t.at("hidden_states"), t.at("attention_mask"),
                 "comfy file, text, " + where);
   auto vo = te->forward(t.at("vl_input_ids"), t.at("vl_attention_mask"), t.at("vl_pixel_values"),

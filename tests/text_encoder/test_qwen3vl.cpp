@@ -189,10 +189,20 @@ TEST(Qwen3VLTextEncoder, ImagesFillPadSlotsAndDeepstackTouchesOnlyThem) {
   EXPECT_EQ(out.hidden_states.size(), 4u);
   EXPECT_TRUE(torch::equal(out.hidden_states.back(), out.hidden));
   const int64_t first = (b.input_ids[0] == 151655).nonzero()[0][0].item<int64_t>();
-  auto plain = te->forward(b.input_ids.narrow(1, 0, first), {}, {}, {}, false);
+  auto plain =
+      te->forward(b.input_ids.narrow(1, 0, first), {}, torch::Tensor(), torch::Tensor(), false);
   EXPECT_TRUE(torch::allclose(out.hidden[0].narrow(0, 0, first), plain.hidden[0], 1e-5, 1e-5));
   EXPECT_THROW(te->forward(b.input_ids, b.attention_mask, pv.narrow(0, 0, 4),
                            torch::tensor({{1, 2, 2}}, torch::kInt64)),
                std::invalid_argument);
+  // Precomputed tower output: the same as from pixel_values; repeated for a batch of prompts.
+  auto pre = te->forward(b.input_ids, b.attention_mask, feats, grid, false);
+  EXPECT_TRUE(torch::equal(pre.hidden, out.hidden));
+  auto twice = q3::repeat_features(feats, 2);
+  EXPECT_EQ(twice.embeds.size(0), 4);
+  EXPECT_TRUE(torch::equal(twice.deepstack[1].narrow(0, 2, 2), feats.deepstack[1]));
+  auto enc2 = q21::encode_prompt(te, tok, {"a", "bb cc dd"}, feats, grid);
+  EXPECT_TRUE(torch::allclose(enc2.embeds, enc.embeds, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(enc2.image_pad_mask, enc.image_pad_mask));
   EXPECT_THROW(random_encoder(false)->encode_images(pv, grid), std::invalid_argument);
 }
