@@ -1,10 +1,18 @@
 // Qwen3-VL (Qwen-Image-2.1) text_encoder/config.json parsing: both rope layouts, and an error that
-// names the file and the key for every bad value.
+// names the file and the key for every bad value; the configuration io derives from the shapes of a
+// single file (ComfyUI layout) and its errors.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "io/checkpoint.h"
 #include "models/qwen3vl_config.h"
 
 using qwen::models::qwen3vl::TextEncoderConfig;
@@ -152,4 +160,111 @@ TEST(Qwen3VLConfig, MissingFileNamesThePath) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/text_encoder/config.json"),
               std::string::npos);
   }
+}
+
+// ---- configuration derived from the shapes of a single file (ComfyUI's qwen3vl_8b_*.safetensors
+// layout: model.* + visual.*) -------------------------------------------------------------------
+
+namespace {
+
+using Shapes = std::map<std::string, std::vector<int64_t>>;
+
+// A float32 safetensors file of zeros with these tensors.
+std::string write_file(const std::string& name, const Shapes& shapes) {
+  nlohmann::json header = nlohmann::json::object();
+  int64_t offset = 0;
+  for (const auto& [key, shape] : shapes) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    header[key] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + 4 * n}}};
+    offset += 4 * n;
+  }
+  std::string h = header.dump();
+  while (h.size() % 8) h += ' ';
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("qwen3vl_shapes_" + std::to_string(::getpid()) + "_" + name);
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t len = h.size();
+  f.write(reinterpret_cast<const char*>(&len), 8);
+  f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  const std::vector<char> zeros(static_cast<size_t>(offset), 0);
+  f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  return path.string();
+}
+
+// Tiny Qwen3-VL tensors in ComfyUI's layout: 2 text layers of head size `head`, a vision tower
+// of `depth` blocks (width 64) with `deep` DeepStack mergers.
+Shapes comfy_shapes(int64_t head, int depth, int deep) {
+  Shapes s = {{"model.embed_tokens.weight", {16, 8}}, {"model.norm.weight", {8}}};
+  for (int i = 0; i < 2; ++i) {
+    const std::string l = "model.layers." + std::to_string(i) + ".";
+    s[l + "self_attn.q_proj.weight"] = {2 * head, 8};
+    s[l + "self_attn.k_proj.weight"] = {head, 8};
+    s[l + "self_attn.q_norm.weight"] = {head};
+    s[l + "mlp.gate_proj.weight"] = {12, 8};
+  }
+  s["visual.patch_embed.proj.weight"] = {64, 3, 2, 16, 16};
+  s["visual.pos_embed.weight"] = {16, 64};
+  for (int i = 0; i < depth; ++i) s["visual.blocks." + std::to_string(i) + ".norm1.weight"] = {64};
+  s["visual.blocks.0.mlp.linear_fc1.weight"] = {32, 64};
+  s["visual.merger.linear_fc1.weight"] = {256, 256};
+  s["visual.merger.linear_fc2.weight"] = {8, 256};
+  for (int i = 0; i < deep; ++i)
+    s["visual.deepstack_merger_list." + std::to_string(i) + ".norm.weight"] = {256};
+  s["lm_head.weight"] = {16, 8};
+  return s;
+}
+
+std::string open_error(const std::string& path) {
+  try {
+    qwen::io::open_component(path, qwen::io::ComponentKind::TextEncoder);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Qwen3VLConfig, DerivedFromAComfySingleFile) {
+  const auto path = write_file("ok.safetensors", comfy_shapes(128, 24, 3));
+  auto w = qwen::io::open_component(path, qwen::io::ComponentKind::TextEncoder);
+  auto c = TextEncoderConfig::from_json_text(w.config.dump(), path);
+  EXPECT_EQ(c.vocab_size, 16);
+  EXPECT_EQ(c.hidden_size, 8);
+  EXPECT_EQ(c.num_hidden_layers, 2);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_attention_heads, 2);
+  EXPECT_EQ(c.num_key_value_heads, 1);
+  EXPECT_EQ(c.intermediate_size, 12);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 5e6);
+  EXPECT_EQ(c.mrope_section, (std::array<int64_t, 3>{24, 20, 20}));
+  ASSERT_TRUE(c.has_vision);
+  EXPECT_EQ(c.vision.depth, 24);
+  EXPECT_EQ(c.vision.hidden_size, 64);
+  EXPECT_EQ(c.vision.num_heads, 16);
+  EXPECT_EQ(c.vision.spatial_merge_size, 2);
+  EXPECT_EQ(c.vision.num_position_embeddings, 16);
+  EXPECT_EQ(c.vision.intermediate_size, 32);
+  EXPECT_EQ(c.vision.out_hidden_size, 8);
+  EXPECT_EQ(c.vision.deepstack_visual_indexes, (std::vector<int64_t>{5, 11, 17}));
+  // Canonical names: the language model and the tower under model.language_model / model.visual.
+  EXPECT_NE(w.format.find("model.language_model.layers.1.self_attn.q_norm.weight"), nullptr);
+  EXPECT_NE(w.format.find("model.visual.deepstack_merger_list.2.norm.weight"), nullptr);
+  std::filesystem::remove(path);
+}
+
+TEST(Qwen3VLConfig, UnknowableSettingsOfASingleFileAskForTheFolder) {
+  const auto head64 = write_file("head64.safetensors", comfy_shapes(64, 24, 3));
+  std::string e = open_error(head64);
+  EXPECT_NE(e.find(head64), std::string::npos) << e;
+  EXPECT_NE(e.find("head size of 64"), std::string::npos) << e;
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  std::filesystem::remove(head64);
+  const auto depth5 = write_file("depth5.safetensors", comfy_shapes(128, 5, 3));
+  e = open_error(depth5);
+  EXPECT_NE(e.find(depth5), std::string::npos) << e;
+  EXPECT_NE(e.find("DeepStack"), std::string::npos) << e;
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  std::filesystem::remove(depth5);
 }
