@@ -28,7 +28,8 @@ OUT/qwen21_text_encoder.safetensors
 comfy_file part: a second random model whose shape-invisible settings are those of the released Qwen3-VL (head_dim
 128, M-RoPE [24, 20, 20], rope_theta 5e6, 16 vision heads, vision depth 24 or 27 with its DeepStack layers), written
 only as a ComfyUI-layout single file OUT/qwen3vl_comfy.safetensors (comfy/text_encoders/qwen3vl.py's module tree:
-`model.*` for the language model, `visual.*`, plus lm_head) and OUT/comfy_file.safetensors: a left-padded text batch
+`model.*` for the language model, `visual.*`, plus lm_head), plain or fp8 scaled (legacy scale_weight or
+comfy_quant; case.json comfy_format; the reference then runs the dequantised weights), and OUT/comfy_file.safetensors: a left-padded text batch
 and one image prompt (input_ids, attention_mask, pixel_values, image_grid_thw, hidden_states as above).
 
 All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
@@ -314,7 +315,27 @@ def comfy_file_part(rng, gen, out, case):
         elif k.startswith("model.visual."):
             k = "visual." + k[len("model.visual."):]
         comfy[k] = x
-    save_file(comfy, os.path.join(out, "qwen3vl_comfy.safetensors"))
+    path = os.path.join(out, "qwen3vl_comfy.safetensors")
+    fmt = rng.choice(["plain", "fp8_scaled/legacy", "fp8_scaled/comfy_quant"])
+    case["comfy_format"] = fmt
+    if fmt == "plain":
+        save_file(comfy, path)
+    else:
+        # Comfy-Org's *_fp8_scaled layout: the language model's Linear weights float8_e4m3fn with a scale, the
+        # rest BF16; the reference runs with the file's dequantised weights.
+        import quant_formats as qf
+
+        deq, _ = qf.fp8_scaled(comfy, path, fmt.split("/")[1],
+                               lambda k: k.startswith("model.layers.") and k.endswith(".weight") and comfy[k].dim() == 2)
+        back = {}
+        for k, x in deq.items():
+            if k.startswith("visual."):
+                k = "model." + k
+            elif k.startswith("model."):
+                k = "model.language_model." + k[len("model."):]
+            back[k] = x
+        missing, unexpected = te.load_state_dict(back, strict=False)
+        assert not unexpected and not [m for m in missing if not m.startswith("lm_head")], (missing, unexpected)
     proc = build_processor(os.path.join(out, "comfy_model", "processor"))
     probe = Probe(te)
     prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 6, 12)]

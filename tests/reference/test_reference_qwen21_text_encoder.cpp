@@ -8,9 +8,10 @@
 // * 1-3 reference images (RGB / RGBA, sizes the pipeline gives or not) with 1-2 prompts: the
 //   processor's pixel_values and grids from the PNGs, the vision tower's merged and DeepStack
 //   features, positions, hidden states and encode_prompt's embeddings / mask / image_pad_mask.
-// And a ComfyUI-layout single file (`model.*` + `visual.*` + lm_head, no config.json) of a random
-// model with the released encoder's shape-invisible settings: the configuration derived from the
-// shapes, and the hidden states of a padded text batch and of an image prompt.
+// And a ComfyUI-layout single file (`model.*` + `visual.*` + lm_head, no config.json; plain, or fp8
+// scaled in the legacy or comfy_quant scheme) of a random model with the released encoder's
+// shape-invisible settings: the configuration derived from the shapes, and the hidden states of a
+// padded text batch and of an image prompt.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -140,8 +141,9 @@ TEST(ReferenceDifferential, Qwen21TextEncoderComfySingleFileMatchesTransformers)
   torch::set_num_threads(1);
   QWEN_REFERENCE_CASE(ref, "comfy_file", "", "gen_qwen21_text_encoder.py");
   const auto& cj = ref.json();
-  const std::string where =
-      "seed " + std::to_string(ref.seed()) + ", config " + cj["comfy_config"].dump();
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", " +
+                            cj["comfy_format"].get<std::string>() + " file, config " +
+                            cj["comfy_config"].dump();
   const std::string file = ref.dir() + "/qwen3vl_comfy.safetensors";
   auto te = q3::load_text_encoder(file, torch::kFloat32, torch::kCPU, true);
   const auto& c = te->config();
@@ -158,6 +160,10 @@ TEST(ReferenceDifferential, Qwen21TextEncoderComfySingleFileMatchesTransformers)
       << where;
   EXPECT_EQ(c.vision.num_position_embeddings, vc["num_position_embeddings"].get<int64_t>())
       << where;
+  // fp8 scaled files keep their Linear weights quantised (dequantised per forward).
+  const bool fp8 = cj["comfy_format"].get<std::string>().rfind("fp8", 0) == 0;
+  auto& layer0 = *te->model->language_model->layers[0]->as<q3::DecoderLayerImpl>();
+  EXPECT_EQ(layer0.self_attn->q_proj->quantized() != nullptr, fp8) << where;
   auto t = ref.tensors("comfy_file");
   torch::NoGradGuard ng;
   auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), torch::Tensor(),
