@@ -10,8 +10,9 @@ target's size, prompt padding (per-sample valid lengths, masked keys) or no mask
 
 Parts (all float32 on CPU, default attention processor QwenImage21AttnProcessor):
   forward  one uncached forward: OUT/forward.safetensors (hidden_states, encoder_hidden_states,
-           encoder_hidden_states_mask?, timestep, output = the target rows out[:, -T:]); when the draw says so also
-           the same weights with causal_condition=False (output_noncausal).
+           encoder_hidden_states_mask?, timestep, output = the target rows out[:, -T:]), the same in bfloat16
+           (output_bf16: model and inputs cast to bfloat16); when the draw says so also the same weights with
+           causal_condition=False (output_noncausal).
   cache    2-3 denoising calls with QwenImage21KVCache: step 0 kv_cache_mode "extract", later steps "cached"
            (hidden_states_<i> = [condition latents, the step's target latents], timestep_<i>, output_<i>), and the
            same calls uncached (uncached_<i>).
@@ -174,6 +175,18 @@ def main():
                        "output": call(hs, ehs, mask, t, p, img_mask)}
             if mask is not None:
                 tensors["encoder_hidden_states_mask"] = mask.long()
+            # The same forward in bfloat16 (weights, inputs and timestep cast as the pipeline casts them): the
+            # engine's bfloat16 path must follow the reference's casts, not only its float32 arithmetic. Loaded
+            # as the pipeline loads it (from_pretrained(torch_dtype=bfloat16)), which keeps the non-persistent
+            # timestep `freqs` buffer in float32; model.to(bfloat16) would round it and move the sinusoid.
+            m16 = QwenImage21Transformer2DModel.from_pretrained(
+                os.path.join(out, "transformer"), torch_dtype=torch.bfloat16).eval()
+            assert m16.time_text_embed.time_proj.freqs.dtype == torch.float32
+            tensors["output_bf16"] = m16(
+                hidden_states=hs.bfloat16(), encoder_hidden_states=ehs.bfloat16(), encoder_hidden_states_mask=mask,
+                timestep=t.bfloat16(), img_shapes=[[tuple(s) for s in p["img_shapes"]]] * batch, img_mask=img_mask,
+                return_dict=False)[0][:, -T:].float()
+            del m16
             p["noncausal"] = rng.random() < 0.4
             if p["noncausal"]:
                 model.register_to_config(causal_condition=False)
