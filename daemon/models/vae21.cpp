@@ -97,8 +97,11 @@ torch::Tensor avg_down(const torch::Tensor& x, int64_t out_channels, int64_t fac
   return v.view({b, out_channels, group, h / factor_s, w / factor_s}).mean(2);
 }
 
-torch::Tensor dup_up(const torch::Tensor& x, int64_t out_channels, int64_t factor_t,
-                     int64_t factor_s) {
+namespace {
+// dup_up's values as [B, out, h, fs, w, fs] (a permuted view of the gathered channels): output
+// pixel (i * fs + a, j * fs + b) of channel o is element [o, i, a, j, b].
+torch::Tensor dup_up_6d(const torch::Tensor& x, int64_t out_channels, int64_t factor_t,
+                        int64_t factor_s) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t factor = factor_t * factor_s * factor_s;
   const int64_t repeats = out_channels * factor / c;
@@ -112,8 +115,14 @@ torch::Tensor dup_up(const torch::Tensor& x, int64_t out_channels, int64_t facto
   const torch::Tensor index = torch::tensor(idx, torch::kLong).to(x.device());
   return x.index_select(1, index)
       .view({b, out_channels, factor_s, factor_s, h, w})
-      .permute({0, 1, 4, 2, 5, 3})
-      .reshape({b, out_channels, h * factor_s, w * factor_s});
+      .permute({0, 1, 4, 2, 5, 3});
+}
+}  // namespace
+
+torch::Tensor dup_up(const torch::Tensor& x, int64_t out_channels, int64_t factor_t,
+                     int64_t factor_s) {
+  return dup_up_6d(x, out_channels, factor_t, factor_s)
+      .reshape({x.size(0), out_channels, x.size(2) * factor_s, x.size(3) * factor_s});
 }
 
 DownBlock::DownBlock(int64_t in, int64_t out, int num_res_blocks, bool temporal, bool down)
@@ -164,7 +173,11 @@ torch::Tensor UpBlock::forward(const torch::Tensor& x) {
   for (auto& r : blocks_) y = r->forward(y);
   if (!upsampler_) return y;
   y = upsampler_->forward(y);
-  return y.add_(dup_up(x, out_, factor_t_, 2));
+  if (!y.is_contiguous()) return y.add_(dup_up(x, out_, factor_t_, 2));
+  // Added through a [B, out, h, 2, w, 2] view of the output: the shortcut's values are never laid
+  // out at full resolution (one full-size buffer less than dup_up(); the same sums).
+  y.view({y.size(0), out_, x.size(2), 2, x.size(3), 2}).add_(dup_up_6d(x, out_, factor_t_, 2));
+  return y;
 }
 
 Encoder::Encoder(const Vae21Config& c) {
