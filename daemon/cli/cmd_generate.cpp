@@ -1,5 +1,5 @@
-// `qwen-image generate | img2img | inpaint | edit`: run one job on a model folder (in-process, or
-// through qwen-imaged with --daemon) and write PNGs.
+// `qwen-image generate | img2img | inpaint | edit | decompose`: run one job on a model folder
+// (in-process, or through qwen-imaged with --daemon) and write PNGs.
 #include <unistd.h>
 
 #include <chrono>
@@ -40,12 +40,45 @@ struct Options {
   std::optional<qwen::PipelineKind> edit_pipeline;  // edit: --pipeline edit|edit-plus
   bool strength_given = false;
   bool steps_given = false;
+  bool size_given = false;  // --width / --height (decompose: refused, --resolution sets the size)
   bool daemon = false;
   std::string instance;
   bool quiet = false;
 };
 
+void print_decompose_usage(FILE* out) {
+  std::fprintf(out,
+               "usage: qwen-image decompose --model DIR --image IN.png --prompt TEXT --output "
+               "OUT.png [options]\n\n"
+               "Splits IN.png into RGBA layers with a Qwen-Image-Layered model and writes\n"
+               "OUT-0.png ... OUT-(N-1).png in the order the reference returns them: OUT-0 is the\n"
+               "bottom (background) layer, each next one goes above it.\n\n"
+               "  --model DIR              Qwen-Image-Layered diffusers folder\n"
+               "  --image IN.png           the picture (gray, RGB or RGBA; no alpha = opaque)\n"
+               "  --prompt TEXT            a description of the whole picture (required: the\n"
+               "                           reference's automatic Qwen2.5-VL caption is not done)\n"
+               "  --layers N               number of layers, 2..10 (default 4)\n"
+               "  --resolution 640|1024    size bucket: the layers are about R x R pixels with\n"
+               "                           the picture's aspect ratio, sides multiples of 32\n"
+               "                           (default 640)\n"
+               "  --negative-prompt TEXT   enables true CFG when the scale is > 1 (e.g. \" \")\n"
+               "  --true-cfg-scale C       CFG scale (default 4.0; needs a negative prompt)\n"
+               "  --cfg-normalize          rescale the CFG prediction to the conditional one's\n"
+               "                           norm (the reference's cfg_normalize)\n"
+               "  --steps S                denoising steps (default 50)\n"
+               "  --seed X                 random seed (default 0)\n"
+               "  --num-images K           decompositions per prompt (default 1)\n"
+               "  --device, --dtype, --threads, --attention, --memory, --max-sequence-length,\n"
+               "  --lora, --lora-mode, --shift, --lightning: as for `qwen-image generate`\n"
+               "  --output OUT.png         layers go to OUT-0.png, OUT-1.png, ...\n"
+               "  --daemon                 run through qwen-imaged instead of in-process\n"
+               "  --instance NAME          daemon instance (default $QWEN_IMAGE_INSTANCE or "
+               "'default')\n"
+               "  --quiet                  no progress lines\n");
+}
+
 void print_usage(FILE* out, qwen::PipelineKind kind) {
+  if (kind == qwen::PipelineKind::Decompose) return print_decompose_usage(out);
   const bool needs_image = kind != qwen::PipelineKind::Generate;
   const bool edit = kind == qwen::PipelineKind::Edit;
   std::fprintf(out,
@@ -185,10 +218,18 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.run.prompts.push_back(value());
     else if (a == "--negative-prompt")
       o.run.negative_prompts.push_back(value());
-    else if (a == "--width")
+    else if (a == "--width") {
       o.run.width = parse_positive(a, value());
-    else if (a == "--height")
+      o.size_given = true;
+    } else if (a == "--height") {
       o.run.height = parse_positive(a, value());
+      o.size_given = true;
+    } else if (kind == qwen::PipelineKind::Decompose && a == "--layers")
+      o.run.layers = parse_int(a, value());
+    else if (kind == qwen::PipelineKind::Decompose && a == "--resolution")
+      o.run.resolution = parse_int(a, value());
+    else if (kind == qwen::PipelineKind::Decompose && a == "--cfg-normalize")
+      o.run.cfg_normalize = true;
     else if (a == "--steps") {
       o.run.steps = parse_int(a, value());
       o.steps_given = true;
@@ -247,7 +288,8 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.image_paths.push_back(value());
       if (kind != qwen::PipelineKind::Edit && o.image_paths.size() > 1)
         throw UsageError("--image can be given once");
-    } else if (kind != qwen::PipelineKind::Generate && a == "--strength") {
+    } else if (kind != qwen::PipelineKind::Generate && kind != qwen::PipelineKind::Decompose &&
+               a == "--strength") {
       o.run.strength = parse_float(a, value());
       o.strength_given = true;
     } else if ((kind == qwen::PipelineKind::Inpaint || kind == qwen::PipelineKind::Edit) &&
@@ -303,6 +345,25 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError("--image is required");
   if (kind == qwen::PipelineKind::Inpaint && o.mask_path.empty())
     throw UsageError("--mask is required");
+  if (kind == qwen::PipelineKind::Decompose) {
+    // Checked here too so that a bad value is a usage error before anything is loaded (the
+    // engine refuses them with the same words).
+    if (o.size_given)
+      throw UsageError(
+          "decompose takes no --width/--height: --resolution 640|1024 sets the size (the "
+          "picture's aspect ratio at about R x R pixels)");
+    if (o.run.layers < 2 || o.run.layers > 10)
+      throw UsageError("--layers must be between 2 and 10 (got " + std::to_string(o.run.layers) +
+                       ")");
+    if (o.run.resolution != 640 && o.run.resolution != 1024)
+      throw UsageError("--resolution must be 640 or 1024 (got " +
+                       std::to_string(o.run.resolution) + ")");
+    for (const auto& prompt : o.run.prompts)
+      if (prompt.find_first_not_of(" \t\r\n") == std::string::npos)
+        throw UsageError(
+            "decompose needs a --prompt that describes the whole picture: the reference's "
+            "automatic caption (Qwen2.5-VL text generation) is not done here");
+  }
   if (kind == qwen::PipelineKind::Edit) {
     if (o.mask_path.empty() && o.strength_given)
       throw UsageError("--strength applies to an edit with --mask only");
@@ -398,8 +459,11 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
   }
   Options& o = *parsed;
   try {
+    // Decompose: `layers` RGBA images per batch entry (batch entry major); always numbered.
+    const bool decompose = kind == qwen::PipelineKind::Decompose;
     const size_t n_images =
-        o.run.prompts.size() * static_cast<size_t>(std::max(1, o.run.num_images_per_prompt));
+        o.run.prompts.size() * static_cast<size_t>(std::max(1, o.run.num_images_per_prompt)) *
+        static_cast<size_t>(decompose ? o.run.layers : 1);
     const auto paths = output_paths(o.output, n_images);
     for (const auto& p : paths) check_writable(p);
     for (const auto& path : o.image_paths) o.run.images.push_back(load_image(path, "input image"));
@@ -486,4 +550,7 @@ int qwen::cli::cmd_inpaint(int argc, char** argv) {
 }
 int qwen::cli::cmd_edit(int argc, char** argv) {
   return run_command(argc, argv, qwen::PipelineKind::Edit);
+}
+int qwen::cli::cmd_decompose(int argc, char** argv) {
+  return run_command(argc, argv, qwen::PipelineKind::Decompose);
 }

@@ -30,6 +30,9 @@ void print_usage(FILE* out) {
       "  --steps S                denoising steps (default 50)\n"
       "  --no-cfg                 plan without true CFG\n"
       "  --edit-images N          edit models: condition images (default 1 for edit models)\n"
+      "  --layers N               Qwen-Image-Layered decompose: N layers (N + 2 frames of\n"
+      "                           the image size in the sequence; default 4 at 640x640 for\n"
+      "                           Layered models)\n"
       "  --dtype bfloat16|float32 compute dtype (default bfloat16)\n"
       "  --memory MODE            evaluate a named mode instead of auto\n"
       "  --list-modes             print the mode names, one per line\n");
@@ -58,6 +61,8 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
   std::string vram, mode = "auto", dtype = "bfloat16";
   plan::JobShape job;
   int64_t edit_images = -1;
+  int64_t layers = -1;
+  bool size_given = false;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -85,14 +90,18 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
         vram = value();
       } else if (a == "--width") {
         job.width = parse_count(a, value(), 16, 8192) / 16 * 16;
+        size_given = true;
       } else if (a == "--height") {
         job.height = parse_count(a, value(), 16, 8192) / 16 * 16;
+        size_given = true;
       } else if (a == "--batch") {
         job.batch = parse_count(a, value(), 1, 64);
       } else if (a == "--steps") {
         job.steps = parse_count(a, value(), 1, 1000);
       } else if (a == "--no-cfg") {
         job.cfg = false;
+      } else if (a == "--layers") {
+        layers = parse_count(a, value(), 2, 10);
       } else if (a == "--edit-images") {
         edit_images = parse_count(a, value(), 0, 8);
       } else if (a == "--dtype") {
@@ -120,6 +129,10 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
     const int64_t dtype_bytes = (dtype == "float32" || dtype == "fp32") ? 4 : 2;
     const auto sizes = plan::model_sizes(folder, dtype_bytes);
     job.condition_images = edit_images >= 0 ? edit_images : (sizes.edit ? 1 : 0);
+    // Decompose (issue #16): layers + 2 frames; a Layered model defaults to 4 layers at 640x640.
+    const bool layered = folder.pipeline_class() == "QwenImageLayeredPipeline";
+    if (layered && !size_given) job.width = job.height = 640;
+    if (layers >= 0 || layered) job.frames = (layers >= 0 ? layers : 4) + 2;
     const auto p = plan::plan_memory(sizes, job, budget, mode);
     for (const auto& line : p.lines(sizes)) std::printf("%s\n", line.c_str());
     if (!p.fits) {

@@ -8,6 +8,7 @@ int cmd_generate(int argc, char** argv);  // cmd_generate.cpp (generate, img2img
 int cmd_img2img(int argc, char** argv);
 int cmd_inpaint(int argc, char** argv);
 int cmd_edit(int argc, char** argv);
+int cmd_decompose(int argc, char** argv);  // Qwen-Image-Layered: image -> RGBA layers
 int cmd_status(int argc, char** argv);  // cmd_status.cpp (talks to the daemon)
 int cmd_plan(int argc, char** argv);    // cmd_plan.cpp (memory planner, torch-free)
 }  // namespace qwen::cli

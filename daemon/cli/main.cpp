@@ -20,6 +20,7 @@ const Command kCommands[] = {
     {"img2img", qwen::cli::cmd_img2img, "image to image"},
     {"inpaint", qwen::cli::cmd_inpaint, "repaint the white part of a mask"},
     {"edit", qwen::cli::cmd_edit, "instruction edit of one or more images"},
+    {"decompose", qwen::cli::cmd_decompose, "split an image into RGBA layers (Qwen-Image-Layered)"},
     {"status", qwen::cli::cmd_status, "show the daemon's state"},
     {"plan", qwen::cli::cmd_plan, "predict device memory and placement for a card"},
 };

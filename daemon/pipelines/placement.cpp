@@ -20,6 +20,12 @@ plan::MemoryPlan plan_engine_memory(const io::ModelFolder& model, const std::str
   plan::JobShape job;
   job.width = job.height = 1328;
   job.condition_images = sizes.edit ? 1 : 0;
+  if (model.pipeline_class() == "QwenImageLayeredPipeline") {
+    // Decompose's recommended job (issue #16): 4 layers at resolution 640, i.e. 6 frames of
+    // 640 x 640 (9,600 image tokens); larger jobs get the out-of-memory advice.
+    job.width = job.height = 640;
+    job.frames = 4 + 2;
+  }
   const bool named = !mode.empty() && mode != "auto";
   if (device.is_cpu()) {
     plan::MemoryPlan p = plan::plan_memory(sizes, job, std::numeric_limits<int64_t>::max() / 4,

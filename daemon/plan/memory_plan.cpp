@@ -157,7 +157,8 @@ namespace {
 int64_t image_tokens(const JobShape& job) {
   // Latents are 1/8 of the pixels, packed 2 x 2: one token per 16 x 16 pixels. Edit condition
   // images are resized to about 1024 x 1024 (pipeline_edit: calculate_dimensions(1024 * 1024)).
-  return (job.width / 16) * (job.height / 16) + job.condition_images * 64 * 64;
+  // Decompose (Qwen-Image-Layered): `frames` of the same size in one sequence.
+  return job.frames * (job.width / 16) * (job.height / 16) + job.condition_images * 64 * 64;
 }
 int64_t text_tokens(const JobShape& job) {
   // Prompt template (34 dropped tokens) and, for edits, the condition images' vision tokens in the

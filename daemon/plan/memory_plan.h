@@ -74,6 +74,9 @@ struct JobShape {
   int64_t steps = 50;
   int64_t text_tokens = 512;     // prompt tokens (max_sequence_length)
   int64_t condition_images = 0;  // edit: condition images (each about 1024 x 1024 in latents)
+  // Image frames of width x height in the transformer's sequence: 1, or layers + 2 for
+  // Qwen-Image-Layered's decompose (the composite, the layers and the condition image).
+  int64_t frames = 1;
 };
 
 enum class TextEncoderPlace { Gpu, Offload, Cpu };

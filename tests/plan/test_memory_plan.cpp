@@ -125,6 +125,26 @@ TEST(MemoryPlan, IssueTargetsFit) {
   EXPECT_GT(2 * (m.transformer.bytes() + m.text_encoder.bytes()), 80 * kGiB);
 }
 
+TEST(MemoryPlan, DecomposeCountsEveryFrame) {
+  // Qwen-Image-Layered (issue #16): layers + 2 frames of the image size in one sequence; 640^2
+  // with 4 layers is 6 x 1600 = 9,600 image tokens, more than 1328^2 (6,889).
+  const auto m = qwen::plan::testing::qwen_image(Storage::Bf16);
+  JobShape one = job(640), six = job(640);
+  six.frames = 6;
+  const int64_t text = one.text_tokens + 34;
+  EXPECT_EQ(transformer_activation_bytes(m, six) * (1600 + text),
+            transformer_activation_bytes(m, one) * (6 * 1600 + text));
+  EXPECT_GT(transformer_activation_bytes(m, six), transformer_activation_bytes(m, job(1328)));
+  // A 24 GB card runs it (the hang of QwenLM/Qwen-Image-Layered#30 in the reference), streaming
+  // or with the modulation off the device; 1 GB does not, and the plan says so.
+  const auto p = plan_memory(m, six, 24 * kGiB);
+  EXPECT_TRUE(p.fits) << p.summary();
+  EXPECT_NE(p.mode, "resident") << p.summary();
+  const auto small = plan_memory(m, six, 1 * kGiB);
+  EXPECT_FALSE(small.fits);
+  EXPECT_FALSE(small.advice.empty());
+}
+
 TEST(MemoryPlan, StreamingKeepsAsManyBlocksAsFit) {
   const auto m = qwen::plan::testing::qwen_image(Storage::Bf16);
   int64_t last = -1;
