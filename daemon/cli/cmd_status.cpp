@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "qwen_image/client.h"
+#include "qwen_image/protocol.h"
 
 namespace {
 std::string human(int64_t bytes) {
@@ -47,8 +48,12 @@ int qwen::cli::cmd_status(int argc, char** argv) {
       line = line.substr(line.find('\t') + 1);
       std::string state = line.substr(0, line.find('\t'));
       std::string dir = line.substr(line.find('\t') + 1);
-      std::printf("  %-24s %-10s %s%s\n", name.c_str(), state.c_str(), dir.c_str(),
-                  i == 0 ? "  (default)" : "");
+      // What the model can do (issue #16: typed capabilities; "unknown" before it loads when
+      // neither model_type nor model_index.json tells, or from a daemon older than protocol 3).
+      const std::string can =
+          i < s.model_caps.size() ? ipc::proto::caps_flags(s.model_caps[i]) : "unknown";
+      std::printf("  %-24s %-10s %s%s\n  %-24s can: %s\n", name.c_str(), state.c_str(), dir.c_str(),
+                  i == 0 ? "  (default)" : "", "", can.c_str());
     }
     if (s.busy)
       std::printf("queue:     running a job (step %d/%d), %d waiting\n", s.step, s.total,

@@ -61,6 +61,8 @@ int Gimp2Host::add_layer_group(int image, int anchor, const std::string& name) {
   gint32 group = gimp_layer_group_new(image);
   if (group <= 0) throw UserError("Qwen-Image: GIMP could not create the layer group.");
   gimp_item_set_name(group, name.c_str());
+  // The group's own compositing onto what is below in perceptual sRGB too (see the layers).
+  gimp_layer_set_composite_space(group, GIMP_LAYER_COLOR_SPACE_RGB_PERCEPTUAL);
   gint32 parent = anchor > 0 ? gimp_item_get_parent(anchor) : -1;
   gint position = anchor > 0 ? gimp_image_get_item_position(image, anchor) : 0;
   if (!gimp_image_insert_layer(image, group, parent > 0 ? parent : 0, std::max(position, 0)))

@@ -109,6 +109,8 @@ int Gimp3Host::add_layer_group(int image, int anchor, const std::string& name) {
   GimpImage* img = image_of(image);
   GimpGroupLayer* group = gimp_group_layer_new(img, name.c_str());
   if (!group) throw UserError("Qwen-Image: GIMP could not create the layer group.");
+  // The group's own compositing onto what is below in perceptual sRGB too (see the layers).
+  gimp_layer_set_composite_space(GIMP_LAYER(group), GIMP_LAYER_COLOR_SPACE_RGB_PERCEPTUAL);
   GimpItem* anchor_item = anchor > 0 ? gimp_item_get_by_id(anchor) : nullptr;
   GimpItem* parent = anchor_item ? gimp_item_get_parent(anchor_item) : nullptr;
   gint position = anchor_item ? gimp_image_get_item_position(img, anchor_item) : 0;

@@ -5,8 +5,12 @@
 // elsewhere, so the group's composite is the picture and each layer shows where it was stacked.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <sstream>
+
 #include "e2e_util.h"
 #include "geometry.h"
+#include "qwen_image/client.h"
 
 using namespace qwen::plugin;
 using namespace qwen::plugin::test;
@@ -216,4 +220,102 @@ TEST_F(PluginDecomposeE2E, WithoutALayeredModelTheErrorSaysWhatToLoad) {
       q(env.file("tree.txt")) + "))");
   EXPECT_NE(out.find("needs a Qwen-Image-Layered model"), std::string::npos) << out;
   EXPECT_NE(out.find("qwen-image-tiny"), std::string::npos) << out;
+}
+
+namespace {
+
+// Reads qw-dump-pixels output as RGBA (3-channel layers get alpha 255).
+Pixels read_dump(const std::string& path) {
+  std::istringstream in(read_file(path));
+  int w = 0, h = 0, c = 0;
+  in >> w >> h >> c;
+  if (w <= 0 || h <= 0 || (c != 3 && c != 4)) return {};
+  Pixels p(w, h, 4, 255);
+  for (int i = 0; i < w * h; ++i)
+    for (int k = 0; k < c; ++k) {
+      int v = 0;
+      in >> v;
+      p.data[size_t(i) * 4 + size_t(k)] = uint8_t(v);
+    }
+  return in ? p : Pixels{};
+}
+
+}  // namespace
+
+// The real tiny Qwen-Image-Layered model (CPU): the group's layers are exactly the layers the
+// pipeline returns for the same picture, seed and settings (asked for directly through the
+// client library, as `qwen-image decompose --daemon` does), resampled onto the layer's grid; and
+// GIMP's composite of the group is the "over" composite of those layers.
+TEST_F(PluginDecomposeE2E, TinyLayeredModelGroupIsWhatThePipelineReturned) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, {"--device", "cpu", "--model", tiny_layered_model()});
+  if (!daemon.ready(300)) {
+    std::string log = read_file(env.file("daemon.log"));
+    if (log.find("no inference engine") != std::string::npos)
+      QWEN_E2E_UNAVAILABLE("this qwen-imaged has no inference engine yet");
+    FAIL() << "the daemon did not come up with the tiny Layered model:\n" << log;
+  }
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 48 32 8 6)) (img (car r)) (src (cadr r)))"
+      " (qw-dump-pixels src " +
+      q(env.file("src.txt")) +
+      ")"
+      " (let* ((g (car (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img src \"a red square\""
+      "   \"\" 2 1.0 5 2 640 0 \"\")))"
+      "        (kids (qw-children g)) (all (cons src (cons g kids))))"
+      "  (qw-dump-pixels (list-ref kids 1) " +
+      q(env.file("layer1.txt")) +
+      ")"
+      "  (qw-dump-pixels (list-ref kids 0) " +
+      q(env.file("layer2.txt")) +
+      ")"
+      "  (qw-save-flat-showing img all (cons g kids) " +
+      q(env.file("group-only.pnm")) + ")))");
+  const Pixels src = read_dump(env.file("src.txt"));
+  const Pixels l1 = read_dump(env.file("layer1.txt")), l2 = read_dump(env.file("layer2.txt"));
+  ASSERT_EQ(src.width, 48) << out << read_file(env.file("daemon.log"));
+  ASSERT_EQ(l1.width, 48) << out << read_file(env.file("daemon.log"));
+  ASSERT_EQ(l2.width, 48) << out;
+
+  // The same job straight to the daemon.
+  qwen::ipc::JobRequest req;
+  req.pipeline = "decompose";
+  req.prompts = {"a red square"};
+  req.steps = 2;
+  req.true_cfg_scale = 1.0f;
+  req.seed = 5;
+  req.layers = 2;
+  req.resolution = 640;
+  req.result_format = qwen::ipc::PixelFormat::RGBA8;
+  req.images = {qwen::ipc::ImageView{48, 32, qwen::ipc::PixelFormat::RGBA8, 0, src.data.data()}};
+  auto client = qwen::ipc::Client::connect(env.instance);
+  const auto layers = client.run(req);
+  ASSERT_EQ(layers.size(), 2u);
+  std::vector<Pixels> want;
+  for (const auto& img : layers) {
+    EXPECT_EQ(img.width, 768);  // calculate_dimensions(640^2, 1.5)
+    EXPECT_EQ(img.height, 512);
+    Pixels p(img.width, img.height, 4);
+    p.data = img.bytes;
+    want.push_back(resize_rgba(p, 48, 32));
+  }
+  EXPECT_EQ(l1.data, want[0].data) << "bottom layer";
+  EXPECT_EQ(l2.data, want[1].data) << "top layer";
+
+  // GIMP's composite of the group over the background (220 180 60) is the sRGB "over" composite.
+  const Pnm group = read_pnm(env.file("group-only.pnm"));
+  ASSERT_EQ(group.width, 64);
+  int worst = 0;
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 48; ++x) {
+      double c[3] = {220, 180, 60};
+      for (const Pixels& l : want) {
+        const uint8_t* p = l.px(x, y);
+        const double a = p[3] / 255.0;
+        for (int k = 0; k < 3; ++k) c[k] = p[k] * a + c[k] * (1 - a);
+      }
+      for (int k = 0; k < 3; ++k)
+        worst = std::max(worst, std::abs(int(std::lround(c[k])) - int(group.px(8 + x, 6 + y)[k])));
+    }
+  EXPECT_LE(worst, 2);
 }

@@ -91,3 +91,19 @@
 ; The children of a group, top first, as a list.
 (define (qw-children group)
   (vector->list (cadr (gimp-item-get-children group))))
+
+; Writes a drawable's raw 8-bit pixels as text: "w h channels" then one value per channel.
+(define (qw-dump-pixels drawable path)
+  (let* ((port (open-output-file path))
+         (w (car (gimp-drawable-width drawable)))
+         (h (car (gimp-drawable-height drawable)))
+         (bpp (car (gimp-drawable-bpp drawable))))
+    (display w port) (display " " port) (display h port) (display " " port) (display bpp port)
+    (newline port)
+    (do ((y 0 (+ y 1))) ((= y h))
+      (do ((x 0 (+ x 1))) ((= x w))
+        (let ((px (cadr (gimp-drawable-get-pixel drawable x y))))
+          (do ((c 0 (+ c 1))) ((= c bpp))
+            (display (vector-ref px c) port) (display " " port))))
+      (newline port))
+    (close-output-port port)))
