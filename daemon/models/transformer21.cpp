@@ -387,10 +387,10 @@ torch::Tensor QwenImage21Transformer2DModelImpl::forward(
     ctx.rope_target = rope.narrow(0, P, T);
   }
 
-  if (extract) {
-    cache->clear();
-    cache->layers_.resize(blocks_.size());
-  }
+  // Extract: the layers go into the cache only once every block ran (an exception midway leaves
+  // it empty, not half filled).
+  std::vector<Transformer21KVCache::Layer> fresh;
+  if (extract) cache->clear();
   const size_t n = blocks_.size();
   for (size_t i = 0; i < n; ++i) {
     if (cached) {
@@ -400,10 +400,11 @@ torch::Tensor QwenImage21Transformer2DModelImpl::forward(
       std::array<torch::Tensor, 2> kv;
       std::tie(prefix, target) = blocks_[i]->forward(prefix, target, ctx, extract ? &kv : nullptr,
                                                      /*cached=*/false, /*prefix_output=*/i + 1 < n);
-      if (extract) cache->layers_[i] = {kv[0], kv[1]};
+      if (extract) fresh.push_back({kv[0], kv[1]});
     }
   }
   if (extract) {
+    cache->layers_ = std::move(fresh);
     cache->prefix_len_ = P;
     cache->target_len_ = T;
     cache->batch_ = batch;
