@@ -305,7 +305,9 @@ json transformer_config_from_shapes(const FileFormat& s, bool zero_cond_t) {
       {"axes_dims_rope", axes},
       {"zero_cond_t", zero_cond_t},
       {"use_additional_t_cond", find(s, "time_text_embed.addition_t_embedding.weight") != nullptr},
-      {"use_layer3d_rope", false}};
+      // Qwen-Image-Layered is the only model with the extra timestep table, and it uses the
+      // Layer3D RoPE with it (issue #16).
+      {"use_layer3d_rope", find(s, "time_text_embed.addition_t_embedding.weight") != nullptr}};
 }
 
 // Qwen3-VL (Qwen-Image-2.1's encoder, e.g. ComfyUI's qwen3vl_8b_*.safetensors: the module tree

@@ -222,6 +222,25 @@ TEST(SingleFile, ComfyTransformerWithPrefixAndZeroCondMarker) {
   EXPECT_FALSE(open_component(tmp.str("t.safetensors"), ComponentKind::Transformer).zero_cond_t);
 }
 
+TEST(SingleFile, LayeredTransformerConfigFromShapes) {
+  // A ComfyUI-style Qwen-Image-Layered transformer file (issue #16): the addition_t_embedding
+  // table gives use_additional_t_cond and the Layer3D RoPE that goes with it.
+  auto ref = ModelFolder::open(std::string(QWEN_FIXTURES) + "/models/qwen-image-layered-tiny")
+                 .weights("transformer");
+  TempDir tmp;
+  write_file(tmp.path() / "qwen_image_layered.safetensors",
+             st_serialize(renamed_tensors(
+                 ref.store, [](const std::string& n) { return "model.diffusion_model." + n; })));
+  auto c = open_component(tmp.str("qwen_image_layered.safetensors"));
+  EXPECT_EQ(c.kind, ComponentKind::Transformer);
+  expect_same_tensors(c.store, ref.store);
+  EXPECT_EQ(c.config.at("use_additional_t_cond"), true);
+  EXPECT_EQ(c.config.at("use_layer3d_rope"), true);
+  for (const char* k :
+       {"num_layers", "num_attention_heads", "attention_head_dim", "joint_attention_dim"})
+    EXPECT_EQ(c.config.at(k), ref.config.at(k)) << k;
+}
+
 TEST(SingleFile, RealSizeTransformerConfigFromShapes) {
   // The 20B layout with sparse data: only the header is real, the config comes from shapes.
   TempDir tmp;
