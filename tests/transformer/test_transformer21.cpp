@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
 #include "io/checkpoint.h"
 #include "io/transformer21_keys.h"
+#include "models/lora.h"
 #include "models/transformer21.h"
 #include "models/transformer21_config.h"
 #include "models/transformer21_layout.h"
@@ -250,6 +252,48 @@ TEST(Transformer21Model, KVCacheGivesTheUncachedResultAndNeedsTheSameLayout) {
                std::invalid_argument);
   cache.clear();
   EXPECT_FALSE(cache.filled());
+}
+
+TEST(Transformer21Model, LorasAdaptTheLayersTheyNameByDiffusersModuleNames) {
+  // The 2.1 model's Linears are models::Linear, so models/lora.h adapts them by their checkpoint
+  // names: a LoRA equals its merged weight W + scale * up @ down, and clearing it restores the
+  // model.
+  torch::manual_seed(11);
+  torch::NoGradGuard ng;
+  qwen::models::QwenImage21Transformer2DModel m(tiny(false)), merged(tiny(false));
+  auto params = m->named_parameters();
+  for (auto& p : params) p.value().normal_(0.0, 0.3);
+  for (auto& p : merged->named_parameters()) p.value().copy_(params[p.key()]);
+  auto file = std::make_shared<qwen::models::LoraFile>();
+  const auto shapes = qwen::models::linear_module_shapes(*m);
+  for (const char* name : {"modulation.1", "transformer_blocks.0.attn.to_q",
+                           "transformer_blocks.1.img_mlp.gate_layer", "txt_in.in_layer"}) {
+    ASSERT_TRUE(shapes.count(name)) << name;
+    const auto [out, in] = shapes.at(name);
+    qwen::models::LoraModule lm;
+    lm.module = name;
+    lm.down = torch::randn({2, in});
+    lm.up = 0.2 * torch::randn({out, 2});
+    lm.alpha = 4;
+    lm.r = 2;
+    merged->named_parameters()[std::string(name) + ".weight"].add_(torch::matmul(lm.up, lm.down) *
+                                                                   lm.scaling(0.5));
+    file->modules.push_back(lm);
+  }
+  std::sort(file->modules.begin(), file->modules.end(),
+            [](const auto& a, const auto& b) { return a.module < b.module; });
+  const auto mask = slots("ttitti");
+  const std::vector<qwen::models::qwen21::Shape> img{{1, 2, 2}, {1, 2, 2}};
+  auto hs = torch::randn({1, 8, 4});
+  auto ehs = torch::randn({1, 5, 6});
+  auto t = torch::full({1}, 0.7);
+  const auto before = m->forward(hs, ehs, {}, t, img, mask);
+  EXPECT_EQ(qwen::models::apply_loras(*m, {{file, 0.5}}), 4);
+  const auto with_lora = m->forward(hs, ehs, {}, t, img, mask);
+  EXPECT_TRUE(torch::allclose(with_lora, merged->forward(hs, ehs, {}, t, img, mask), 1e-4, 1e-4));
+  EXPECT_FALSE(torch::allclose(with_lora, before, 1e-3, 1e-3));
+  qwen::models::clear_loras(*m);
+  EXPECT_TRUE(torch::equal(m->forward(hs, ehs, {}, t, img, mask), before));
 }
 
 // A file format holding only tensor names and logical shapes (what the configuration reads).
