@@ -29,6 +29,10 @@ struct Args {
   bool reduced = false;
   int layers = 0, heads = 0;
   int threads = 0;
+  // Edit bench: Qwen-Image-Layered's decompose (issue #16) with this many layers instead of an
+  // edit: layers + 1 noise frames of the target size plus the condition, Layer3D RoPE and the
+  // additional timestep embedding.
+  int decompose = 0;
   bool zero_cond_t = false;
   // Memory placement (issue #13, models/offload.h): resident, modulation or stream (with
   // --resident-blocks N kept on the device, default 0).
@@ -37,17 +41,21 @@ struct Args {
 };
 
 void usage(bool edit) {
-  std::fprintf(stderr,
-               "usage: %s [--device cpu|cuda] [--dtype float32|bfloat16]\n"
-               "         [--width W] [--height H]%s\n"
-               "         [--steps N] [--warmup N] [--txt-len T] [--no-cfg]%s\n"
-               "         [--reduced] [--layers L] [--heads H] [--threads T]\n"
-               "         [--memory resident|modulation|stream] [--resident-blocks N]\n"
-               "  default: the real 20.4B configuration (60 layers, 24 heads x 128), 1024x1024%s;\n"
-               "  --reduced: 2 layers x 8 heads (for CPUs); --layers/--heads override.\n",
-               edit ? "bench_edit" : "bench_transformer",
-               edit ? " [--cond-width W] [--cond-height H]" : "", edit ? " [--zero-cond-t]" : "",
-               edit ? " target and condition" : "");
+  std::fprintf(
+      stderr,
+      "usage: %s [--device cpu|cuda] [--dtype float32|bfloat16]\n"
+      "         [--width W] [--height H]%s\n"
+      "         [--steps N] [--warmup N] [--txt-len T] [--no-cfg]%s\n"
+      "         [--reduced] [--layers L] [--heads H] [--threads T]\n"
+      "         [--memory resident|modulation|stream] [--resident-blocks N]%s\n"
+      "  default: the real 20.4B configuration (60 layers, 24 heads x 128), 1024x1024%s;\n"
+      "  --reduced: 2 layers x 8 heads (for CPUs); --layers/--heads override.\n",
+      edit ? "bench_edit" : "bench_transformer", edit ? " [--cond-width W] [--cond-height H]" : "",
+      edit ? " [--zero-cond-t]" : "",
+      edit ? "\n         [--decompose LAYERS]  (Qwen-Image-Layered: e.g. --width 640 --height "
+             "640 --decompose 4)"
+           : "",
+      edit ? " target and condition" : "");
 }
 
 bool parse(int argc, char** argv, bool edit, Args& a) {
@@ -74,6 +82,8 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
       a.cond_height = next();
     else if (edit && k == "--zero-cond-t")
       a.zero_cond_t = true;
+    else if (edit && k == "--decompose")
+      a.decompose = next();
     else if (k == "--steps")
       a.steps = next();
     else if (k == "--warmup")
@@ -104,7 +114,7 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
          a.steps >= 1 && a.txt_len >= 1 && a.warmup >= 0 &&
          (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16") &&
          (a.memory == "resident" || a.memory == "modulation" || a.memory == "stream") &&
-         a.resident_blocks >= 0;
+         a.resident_blocks >= 0 && (a.decompose == 0 || (a.decompose >= 2 && a.decompose <= 10));
 }
 
 }  // namespace
@@ -132,6 +142,12 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   if (a.layers > 0) cfg.num_layers = a.layers;
   if (a.heads > 0) cfg.num_attention_heads = a.heads;
   cfg.zero_cond_t = a.zero_cond_t;
+  const bool decompose = a.decompose > 0;
+  if (decompose) {  // the released Layered transformer: the 20B one plus these two flags
+    cfg.use_layer3d_rope = cfg.use_additional_t_cond = true;
+    a.cond_width = a.width;  // the condition is the picture at the layers' size
+    a.cond_height = a.height;
+  }
 
   torch::NoGradGuard ng;
   auto t0 = Clock::now();
@@ -150,8 +166,9 @@ int run_dit_bench(int argc, char** argv, bool edit) {
 
   const int64_t h = a.height / 16, w = a.width / 16;
   const int64_t hc = a.cond_height / 16, wc = a.cond_width / 16;
-  const int64_t s_img = h * w;                // target (noise) tokens
-  const int64_t s_cond = edit ? hc * wc : 0;  // condition-image tokens
+  const int64_t frames = decompose ? a.decompose + 1 : 1;  // Layered: composite + layers
+  const int64_t s_img = frames * h * w;                    // target (noise) tokens
+  const int64_t s_cond = edit ? hc * wc : 0;               // condition-image tokens
   const int64_t s_neg = std::max(1, a.txt_len / 4);
   auto opts = torch::TensorOptions().dtype(dtype).device(device);
   auto gen = qwen::pipelines::make_generator(0);
@@ -168,7 +185,11 @@ int run_dit_bench(int argc, char** argv, bool edit) {
               (long long)cfg.num_layers, (long long)cfg.num_attention_heads,
               (long long)cfg.attention_head_dim, cfg.parameter_count() / 1e9, device.str().c_str(),
               dtype == torch::kBFloat16 ? "bfloat16" : "float32");
-  if (edit)
+  if (decompose)
+    std::printf(
+        "decompose: %d layers, %lld frames of %dx%d (%lld tokens) + condition (%lld tokens)",
+        a.decompose, (long long)frames, a.width, a.height, (long long)s_img, (long long)s_cond);
+  else if (edit)
     std::printf("edit: target %dx%d (%lld tokens) + condition %dx%d (%lld tokens)", a.width,
                 a.height, (long long)s_img, a.cond_width, a.cond_height, (long long)s_cond);
   else
@@ -178,13 +199,17 @@ int run_dit_bench(int argc, char** argv, bool edit) {
 
   // Modulation off the device: every step's timestep-only tensors computed once, before the loop
   // (as pipelines::denoise does per job), timed on their own.
+  // Layered: additional_t_cond = 0 (the reference's is_rgb), the same tensor every call.
+  torch::Tensor t_cond;
+  if (decompose)
+    t_cond = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(device));
   std::vector<torch::Tensor> step_t;
   for (int i = 0; i < a.warmup + a.steps; ++i) step_t.push_back(ts[i].expand({1}).to(dtype) / 1000);
   std::vector<qwen::models::TimestepModulation> precomputed;
   double precompute_s = 0;
   if (placement) {
     auto p0 = Clock::now();
-    precomputed = placement->precompute_modulation(*model, step_t, dtype);
+    precomputed = placement->precompute_modulation(*model, step_t, dtype, t_cond);
     if (device.is_cuda()) torch::cuda::synchronize();
     precompute_s = seconds_since(p0);
     std::printf("modulation precomputed for %d steps in %.2f s (%.2f GB of weights copied)\n",
@@ -195,7 +220,7 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   }
   int64_t streamed_before = 0;
 
-  std::vector<qwen::models::ImageShape> shapes{{1, h, w}};
+  std::vector<qwen::models::ImageShape> shapes(size_t(frames), qwen::models::ImageShape{1, h, w});
   if (edit) shapes.push_back({1, hc, wc});
   double timed = 0, warm_s = 0;
   std::optional<DevicePeak> peak_before;  // build + warm-up
@@ -213,9 +238,9 @@ int run_dit_bench(int argc, char** argv, bool edit) {
     // per step and shared by the CFG passes (or precomputed above).
     qwen::models::TimestepModulation local;
     auto& modulation = precomputed.empty() ? local : precomputed[size_t(i)];
-    auto v = model->forward(x, txt, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
+    auto v = model->forward(x, txt, {}, t, shapes, t_cond, &modulation).slice(1, 0, s_img);
     if (a.cfg) {
-      auto vn = model->forward(x, neg, {}, t, shapes, {}, &modulation).slice(1, 0, s_img);
+      auto vn = model->forward(x, neg, {}, t, shapes, t_cond, &modulation).slice(1, 0, s_img);
       v = qwen::pipelines::true_cfg(v, vn, 4.0);
     }
     latents = sched.step(v, latents);

@@ -16,6 +16,8 @@
 #              bytes per block and the 60-block estimates (bench_formats)
 #   fixtures_bf16  the fixture pipelines on CUDA bfloat16 against CPU bfloat16 (both against the
 #              goldens)
+#   decompose  Qwen-Image-Layered (bench_edit --decompose 4): the real configuration at 640x640
+#              with 4 layers (6 frames, 9,600 image tokens), true CFG: s/step, peak memory
 # Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
 # run ends in time; the summary ($OUT/summary.md: a table of every number) is rewritten after each
 # stage and at exit, whatever failed. Logs: $OUT/{env,build,fixtures,attention,dit}.log (6 files
@@ -150,11 +152,11 @@ write_summary() {
     echo
     echo "| stage | shape | s/step | TFLOP/s | peak alloc GiB | peak reserved GiB | peak RSS GiB | outside loop s | weights s | warm-up s | finite |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    for s in t2i_1024 edit_1024 t2i_1328; do
+    for s in t2i_1024 edit_1024 t2i_1328 decompose; do
       line=$(stage_out $s | grep '^RESULT s_per_step=' | tail -1)
       [ -n "$line" ] || continue
       local shape
-      shape=$(stage_out $s | sed -n 's/^\(image\|edit:\) \(.*\), text \([0-9]*\) tokens.*/\1 \2, text \3/p' | head -1)
+      shape=$(stage_out $s | sed -n 's/^\(image\|edit:\|decompose:\) \(.*\), text \([0-9]*\) tokens.*/\1 \2, text \3/p' | head -1)
       shape="$shape; $(stage_out $s | sed -n 's/^config: \([0-9]*\) layers, \([0-9]*\) heads x \([0-9]*\) (\([0-9.]*\) B parameters), \(.*\)$/\1 layers, \2x\3 heads, \4 B params, \5/p' | head -1)"
       echo "| $s | $shape | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(kv "$line" peak_reserved_gib) | $(kv "$line" peak_rss_gib) | $(kv "$line" outside_loop_s) | $(kv "$line" weights_s) | $(kv "$line" warmup_s) | $(kv "$line" finite) |"
     done
@@ -485,6 +487,20 @@ if [ $build_only = 0 ]; then
   else
     run_stage qwen21 dit.log 150 --check check_dit -- "$b/bench_transformer21" --device cuda --dtype bfloat16 \
       --sizes 1024,2048 --steps 3 --warmup 1
+  fi
+fi
+# Qwen-Image-Layered decompose (issue #16, bench_edit --decompose): the real configuration (plus the Layer3D
+# RoPE and the additional timestep embedding) at 640x640 with 4 layers, i.e. 6 frames (9,600 image tokens),
+# with CFG: s/step and peak memory.
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ]; then
+    skip_stage decompose dit.log "no build"
+  elif [ $dry = 1 ]; then
+    run_stage decompose dit.log 60 --check check_dit -- "$b/bench_edit" --device cpu --dtype float32 --reduced \
+      --layers 1 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2 --width 64 --height 64 --decompose 4
+  else
+    run_stage decompose dit.log 150 --check check_dit -- "$b/bench_edit" --device cuda --dtype bfloat16 \
+      --steps 3 --warmup 1 --width 640 --height 640 --decompose 4
   fi
 fi
 exit 0 # finish() sets the exit code from the stages
