@@ -2,9 +2,11 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "image/convert.h"
 #include "image/resample.h"
+#include "image/vision_processor_json.h"
 
 namespace qwen {
 
@@ -20,9 +22,16 @@ VisionBackend parse_vision_backend(const std::string& name) {
 VisionProcessorConfig VisionProcessorConfig::from_json_file(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw ImageError(path + ": cannot open the image processor config");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return vision_processor_config_from_json_text(ss.str(), path);
+}
+
+VisionProcessorConfig vision_processor_config_from_json_text(const std::string& text,
+                                                             const std::string& path) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(f);
+    j = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     throw ImageError(path + ": malformed JSON: " + e.what());
   }

@@ -1,9 +1,13 @@
 #include "pipelines/prompt_encoding_qwen21.h"
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "image/vision_processor_json.h"
 #include "pipelines/prompt_encoding.h"
 
 namespace qwen::pipelines::qwen21 {
@@ -47,6 +51,42 @@ std::pair<torch::Tensor, torch::Tensor> vision_inputs(const std::vector<ImageU8>
   flat.reserve(images.size());
   for (const auto& im : images) flat.push_back(paste_on_white(im));
   return pipelines::vision_inputs(flat, processor);
+}
+
+VisionProcessorConfig default_processor_config() {
+  VisionProcessorConfig c;
+  c.min_pixels = 65536;
+  c.max_pixels = 16777216;
+  c.patch_size = 16;
+  c.temporal_patch_size = 2;
+  c.merge_size = 2;
+  c.image_mean = {0.5f, 0.5f, 0.5f};
+  c.image_std = {0.5f, 0.5f, 0.5f};
+  return c;
+}
+
+VisionProcessorConfig processor_config(const std::string& processor_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir(processor_dir);
+  const fs::path pre = dir / "preprocessor_config.json";
+  if (fs::is_regular_file(pre, ec)) return VisionProcessorConfig::from_json_file(pre.string());
+  const fs::path proc = dir / "processor_config.json";
+  if (!fs::is_regular_file(proc, ec))
+    throw ImageError(processor_dir +
+                     ": no preprocessor_config.json or processor_config.json (the image processor "
+                     "settings of the model's processor/ folder)");
+  std::ifstream f(proc);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    throw ImageError(proc.string() + ": malformed JSON: " + e.what());
+  }
+  auto it = j.is_object() ? j.find("image_processor") : j.end();
+  if (!j.is_object() || it == j.end() || !it->is_object())
+    throw ImageError(proc.string() + ": no \"image_processor\" object");
+  return vision_processor_config_from_json_text(it->dump(), proc.string() + " (image_processor)");
 }
 
 TokenBatch tokenize(const tokenizer::Qwen2Tokenizer& tokenizer,

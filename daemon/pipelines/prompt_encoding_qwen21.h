@@ -42,6 +42,15 @@ ImageU8 paste_on_white(const ImageU8& image);
 std::pair<torch::Tensor, torch::Tensor> vision_inputs(const std::vector<ImageU8>& images,
                                                       const VisionProcessorConfig& processor);
 
+// The image processor settings of Qwen3-VL-8B's preprocessor_config.json (patch 16, merge 2,
+// mean / std 0.5, 65536..16777216 pixels), for a model given without its processor folder.
+VisionProcessorConfig default_processor_config();
+
+// The image processor settings of a 2.1 model's processor/ folder: preprocessor_config.json, else
+// the "image_processor" object of transformers 5's processor_config.json. Throws ImageError naming
+// the folder when it has neither, or the file and the value when one is invalid.
+VisionProcessorConfig processor_config(const std::string& processor_dir);
+
 struct TokenBatch {
   torch::Tensor input_ids;       // int64 [B, L], left-padded with the tokenizer's pad token
   torch::Tensor attention_mask;  // int64 [B, L], 0 on the left padding

@@ -13,7 +13,8 @@ position grid (num_position_embeddings) and the deepstack_visual_indexes; storag
 OUT/model/text_encoder/   config.json (rope_scaling + rope_theta as the released checkpoint, or rope_parameters as
                           transformers 5 writes it: --te-config) + model.safetensors (with the unused lm_head)
 OUT/model/processor/      Qwen3VLProcessor.save_pretrained (the fixture Qwen2 tokenizer files, Qwen3-VL's image
-                          processor settings: patch 16, mean/std 0.5, size 65536..16777216 pixels)
+                          processor settings: patch 16, mean/std 0.5, size 65536..16777216 pixels) + a
+                          preprocessor_config.json as the released repositories have (left out 30 % of runs)
 OUT/case.json             seed, versions, configuration, prompts, image names
 OUT/qwen21_text_encoder.safetensors
     text batch (2-3 random prompts in the 2.1 t2i template, left padding as the pipeline):
@@ -231,6 +232,10 @@ def text_encoder_part(rng, gen, layout, out, mdir, case):
     case["config"] = cfg
     te = build_text_encoder(cfg, gen, os.path.join(mdir, "text_encoder"), layout)
     proc = build_processor(os.path.join(mdir, "processor"))
+    if rng.random() < 0.3:
+        # As transformers 5's save_pretrained leaves it: the image processor only inside processor_config.json.
+        os.remove(os.path.join(mdir, "processor", "preprocessor_config.json"))
+        case["processor_files"] = "processor_config.json"
     pipe = QwenImage21Pipeline(scheduler=None, vae=None, text_encoder=te, processor=proc, transformer=None)
     assert pipe._drop_idx == 14, pipe._drop_idx
     d = {}

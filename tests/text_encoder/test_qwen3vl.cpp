@@ -4,6 +4,10 @@
 // (padding does not change a prompt's embeddings; deepstack only touches image rows).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "common/fixtures.h"
 #include "models/qwen3vl_text_encoder.h"
@@ -133,6 +137,55 @@ TEST(Qwen21Prompt, TemplateAndSystemPrefixTokens) {
   EXPECT_EQ(b.input_ids[0][0].item<int64_t>(), tok.pad_token_id());
   auto bi = q21::tokenize(tok, {"x"}, {6, 4});
   EXPECT_EQ((bi.input_ids == 151655).sum().item<int64_t>(), 10);
+}
+
+TEST(Qwen21Prompt, ProcessorSettingsFromEitherFile) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("qwen21_processor_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+  };
+  // Neither file: an error naming the folder.
+  try {
+    q21::processor_config(dir.string());
+    ADD_FAILURE() << "no error";
+  } catch (const qwen::ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
+  }
+  // transformers 5's processor_config.json: the nested image_processor, `size` read.
+  write("processor_config.json",
+        R"({"image_processor": {"patch_size": 16, "merge_size": 2, "temporal_patch_size": 2,
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+            "size": {"shortest_edge": 65536, "longest_edge": 16777216}},
+            "processor_class": "Qwen3VLProcessor"})");
+  auto c = q21::processor_config(dir.string());
+  auto d = q21::default_processor_config();
+  EXPECT_EQ(c.patch_size, 16);
+  EXPECT_EQ(c.min_pixels, 65536);
+  EXPECT_EQ(c.max_pixels, 16777216);
+  EXPECT_EQ(c.image_mean, d.image_mean);
+  EXPECT_EQ(c.row_width(), 1536);
+  EXPECT_EQ(d.patch_size, 16);
+  EXPECT_EQ(d.min_pixels, 65536);
+  write("processor_config.json", R"({"image_processor": {"patch_size": 16, "resample": 2}})");
+  try {
+    q21::processor_config(dir.string());
+    ADD_FAILURE() << "no error";
+  } catch (const qwen::ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("processor_config.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("resample"), std::string::npos) << e.what();
+  }
+  // preprocessor_config.json wins (min_pixels overrides size, as transformers).
+  write("preprocessor_config.json",
+        R"({"patch_size": 14, "size": {"shortest_edge": 100, "longest_edge": 1000},
+            "min_pixels": 200})");
+  c = q21::processor_config(dir.string());
+  EXPECT_EQ(c.patch_size, 14);
+  EXPECT_EQ(c.min_pixels, 200);
+  EXPECT_EQ(c.max_pixels, 1000);
+  fs::remove_all(dir);
 }
 
 TEST(Qwen21Prompt, PasteOnWhiteIsPilsBlend) {
