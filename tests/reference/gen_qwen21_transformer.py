@@ -11,8 +11,8 @@ target's size, prompt padding (per-sample valid lengths, masked keys) or no mask
 Parts (all float32 on CPU, default attention processor QwenImage21AttnProcessor):
   forward  one uncached forward: OUT/forward.safetensors (hidden_states, encoder_hidden_states,
            encoder_hidden_states_mask?, timestep, output = the target rows out[:, -T:]), the same in bfloat16
-           (output_bf16: model and inputs cast to bfloat16); when the draw says so also the same weights with
-           causal_condition=False (output_noncausal).
+           (output_bf16: model and inputs cast to bfloat16), the fp8 file's model (output_fp8); when the draw
+           says so also the same weights with causal_condition=False (output_noncausal).
   cache    2-3 denoising calls with QwenImage21KVCache: step 0 kv_cache_mode "extract", later steps "cached"
            (hidden_states_<i> = [condition latents, the step's target latents], timestep_<i>, output_<i>), and the
            same calls uncached (uncached_<i>).
@@ -21,9 +21,12 @@ OUT/transformer/        the model (save_pretrained: config.json + diffusion_pyto
 OUT/comfy/qwen_image_2.1_tiny.safetensors
                         the same weights in ComfyUI's single-file layout: `model.diffusion_model.` prefix, each block's
                         SwiGLU stored fused as img_mlp.gate_up = cat([gate_layer, proj], 0)
+OUT/comfy/qwen_image_2.1_tiny_fp8_e4m3fn.safetensors
+                        the same with every matrix cast to float8_e4m3fn (no scales)
 OUT/case.json           seed, versions, config.transformer, parts.<part> (img_shapes, img_mask, batch, mask, ...)
 """
 import argparse
+import copy
 import json
 import os
 import random
@@ -137,6 +140,15 @@ def main():
         comfy["model.diffusion_model." + k] = v.contiguous()
     os.makedirs(os.path.join(out, "comfy"), exist_ok=True)
     save_file(comfy, os.path.join(out, "comfy", "qwen_image_2.1_tiny.safetensors"))
+    # The same file with every matrix stored as float8_e4m3fn (a plain cast, no scales: ComfyUI reads it as
+    # scale 1), and the model whose matrices are those fp8 values (the reference for that file).
+    fp8 = {k: v.to(torch.float8_e4m3fn) if v.dim() == 2 else v for k, v in comfy.items()}
+    save_file(fp8, os.path.join(out, "comfy", "qwen_image_2.1_tiny_fp8_e4m3fn.safetensors"))
+    model_fp8 = copy.deepcopy(model)
+    with torch.no_grad():
+        for prm in model_fp8.parameters():
+            if prm.dim() == 2:
+                prm.copy_(prm.to(torch.float8_e4m3fn).float())
 
     case = {"seed": seed, "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
             "config": {"transformer": dict(model.config)}, "parts": {}}
@@ -160,8 +172,8 @@ def main():
              "target_tokens": T, "condition_tokens": cond_tokens}
         return p, ehs, (mask if use_mask else None), img_mask, cond_tokens, T
 
-    def call(hs, ehs, mask, t, p, img_mask, **kw):
-        return model(hidden_states=hs, encoder_hidden_states=ehs, encoder_hidden_states_mask=mask, timestep=t,
+    def call(hs, ehs, mask, t, p, img_mask, mm=None, **kw):
+        return (mm or model)(hidden_states=hs, encoder_hidden_states=ehs, encoder_hidden_states_mask=mask, timestep=t,
                      img_shapes=[[tuple(s) for s in p["img_shapes"]]] * p["batch"], img_mask=img_mask,
                      return_dict=False, **kw)[0][:, -p["target_tokens"]:]
 
@@ -175,6 +187,7 @@ def main():
                        "output": call(hs, ehs, mask, t, p, img_mask)}
             if mask is not None:
                 tensors["encoder_hidden_states_mask"] = mask.long()
+            tensors["output_fp8"] = call(hs, ehs, mask, t, p, img_mask, mm=model_fp8)
             # The same forward in bfloat16 (weights, inputs and timestep cast as the pipeline casts them): the
             # engine's bfloat16 path must follow the reference's casts, not only its float32 arithmetic. Loaded
             # as the pipeline loads it (from_pretrained(torch_dtype=bfloat16)), which keeps the non-persistent

@@ -2,7 +2,8 @@
 // tiny configuration every run (gen_qwen21_transformer.py): one uncached forward (and, when drawn,
 // the same weights with causal_condition=false), a 2-3 step sequence through the KV cache (the
 // reference's kv_cache_mode "extract" then "cached") and the same steps uncached, and the ComfyUI
-// single-file layout (prefixed keys, fused img_mlp.gate_up) loaded through io::open_component with
+// single-file layout (prefixed keys, fused img_mlp.gate_up; also every matrix in float8_e4m3fn)
+// loaded through io::open_component with
 // its shape-derived configuration.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -180,6 +181,19 @@ TEST(ReferenceDifferential, Qwen21TransformerComfySingleFileMatchesDiffusers) {
   EXPECT_TRUE(qwen::test::AllClose(out, t.at("output"), qwen::reftest::kComponentAtol,
                                    qwen::reftest::kComponentRtol))
       << "ComfyUI layout, " << context(ref, p);
+
+  // The fp8 file: every matrix stays float8_e4m3fn in its Linear (dequantised per call) and gives
+  // the reference run with those fp8 values as weights.
+  auto w8 =
+      qwen::io::open_component(ref.dir() + "/comfy/qwen_image_2.1_tiny_fp8_e4m3fn.safetensors");
+  w8.config["axes_dims_rope"] = folder.at("axes_dims_rope");
+  auto model8 = qwen::models::load_transformer21(w8, torch::kFloat32, torch::kCPU);
+  EXPECT_GT(qwen::models::quantized_weight_bytes(*model8), 0) << w8.format.summary();
+  auto out8 = model8->forward(t.at("hidden_states"), t.at("encoder_hidden_states"), mask,
+                              t.at("timestep"), l.shapes, l.img_mask);
+  EXPECT_TRUE(qwen::test::AllClose(out8, t.at("output_fp8"), qwen::reftest::kComponentAtol,
+                                   qwen::reftest::kComponentRtol))
+      << "ComfyUI fp8 file (" << w8.format.summary() << "), " << context(ref, p);
 }
 
 }  // namespace
