@@ -120,6 +120,32 @@ TEST(LayeredEngine, RecognisesTheLayeredModelAndValidatesJobs) {
   EXPECT_NE(layers[0].pixels, layers[1].pixels);
 }
 
+TEST(LayeredEngine, PreviewShowsTheCompositeFrame) {
+  // The step preview of a decompose job is frame 0 (the composite estimate) at the layers' size
+  // on the latent grid (832 x 480 -> 104 x 60).
+  qwen::EngineOptions o;
+  o.model_dir = layered_model_dir();
+  o.device = "cpu";
+  o.threads = 2;
+  o.preview = true;
+  auto engine = qwen::Engine::open(o);
+  qwen::RunParams p;
+  p.pipeline = qwen::PipelineKind::Decompose;
+  p.prompts = {"a card"};
+  p.images = {qwen::ImageU8(40, 24, 3, 90)};
+  p.layers = 2;
+  p.steps = 1;
+  qwen::ImageU8 preview;
+  auto layers = engine->run(p, [&](const qwen::ProgressInfo& i) {
+    preview = i.preview;
+    return true;
+  });
+  EXPECT_EQ(layers.size(), 2u);
+  EXPECT_EQ(preview.width, 104);
+  EXPECT_EQ(preview.height, 60);
+  EXPECT_EQ(preview.channels, 3);
+}
+
 TEST(LayeredEngine, OtherModelsDoNotDecompose) {
   qwen::EngineOptions o;
   o.model_dir = qwen::test::tiny_model_dir();
