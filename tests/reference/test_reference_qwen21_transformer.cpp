@@ -3,8 +3,7 @@
 // the same weights with causal_condition=false), a 2-3 step sequence through the KV cache (the
 // reference's kv_cache_mode "extract" then "cached") and the same steps uncached, and the ComfyUI
 // single-file layout (prefixed keys, fused img_mlp.gate_up; also every matrix in float8_e4m3fn)
-// loaded through io::open_component with
-// its shape-derived configuration.
+// loaded through io::open_component with its shape-derived configuration.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
