@@ -7,6 +7,8 @@
 // export in the returned order: python-pptx puts later pictures on top), so layer 1 of N is the
 // group's bottom child.
 #include <algorithm>
+#include <cctype>
+#include <cstring>
 
 #include "frontend.h"
 
@@ -73,6 +75,13 @@ std::vector<int> run_decompose(Host& host, int image, int drawable, const Settin
   drawable = host.layer_of(drawable);
   if (drawable < 0)
     throw UserError("Qwen-Image: select a layer (not a channel or path) and run it again.");
+  // The engine requires a prompt (it does not caption the picture like the reference does when
+  // the prompt is empty; daemon/pipelines/engine_layered.cpp): say so before anything starts.
+  if (std::all_of(s.prompt, s.prompt + std::strlen(s.prompt),
+                  [](unsigned char c) { return std::isspace(c); }))
+    throw UserError(
+        "Qwen-Image: Decompose into Layers needs a prompt that describes the whole picture, "
+        "including what is partly hidden (it is not a description of single layers).");
   const Rect layer = host.layer_rect(drawable);
   const Rect region = decompose_region(layer, host.selection_bounds(image));
   if (region.empty())

@@ -21,8 +21,7 @@ const ProcDecl& decompose_decl() {
       "Qwen-Image-Layered model.",
       {
           {ArgType::String, Field::Prompt, "prompt", "_Prompt",
-           "Description of the whole picture (\"\": the model's caption, if the daemon supports "
-           "it)"},
+           "Description of the whole picture, including what is partly hidden (required)"},
           {ArgType::String, Field::Negative, "negative-prompt", "_Negative prompt",
            "Negative prompt (\"\" for none)"},
           {ArgType::Int, Field::Steps, "steps", "_Steps", "Denoising steps (1..200)", 1, 200, 50},

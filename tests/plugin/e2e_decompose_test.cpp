@@ -166,7 +166,7 @@ TEST_F(PluginDecomposeE2E, SelectionBoundsGrayAndRecursiveDecomposition) {
   std::string out = env.run_console(
       "(let* ((r (qw-make-image GRAY 96 64 80 40 8 12)) (img (car r)) (src (cadr r)))"
       " (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 16 40 30)"
-      " (let* ((g (car (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img src \"\" \"\""
+      " (let* ((g (car (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img src \"card\" \"\""
       "   1 1.0 3 3 1024 1 \"qwen-image-layered-tiny\")))"
       "        (kids (qw-children g)) (all (cons src (cons g kids))))"
       "  (qw-save-flat-showing img all (list src) " +
@@ -184,8 +184,10 @@ TEST_F(PluginDecomposeE2E, SelectionBoundsGrayAndRecursiveDecomposition) {
   ASSERT_EQ(tree.size(), 8u) << out << read_file(env.file("daemon.log"));
   const Rect region{20, 16, 40, 30};
   const std::vector<std::pair<int, std::string>> want = {
-      {0, "Decomposed"},      {1, "Layer 3/3"},       {1, "Layer 2/3"}, {1, "Decomposed: again"},
-      {2, "Layer 2/2 again"}, {2, "Layer 1/2 again"}, {1, "Layer 1/3"}, {0, "base"}};
+      {0, "Decomposed: card"}, {1, "Layer 3/3 card"},
+      {1, "Layer 2/3 card"},   {1, "Decomposed: again"},
+      {2, "Layer 2/2 again"},  {2, "Layer 1/2 again"},
+      {1, "Layer 1/3 card"},   {0, "base"}};
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(tree[i].depth, want[i].first) << i;
     EXPECT_EQ(tree[i].name, want[i].second) << i;
@@ -220,6 +222,13 @@ TEST_F(PluginDecomposeE2E, WithoutALayeredModelTheErrorSaysWhatToLoad) {
       q(env.file("tree.txt")) + "))");
   EXPECT_NE(out.find("needs a Qwen-Image-Layered model"), std::string::npos) << out;
   EXPECT_NE(out.find("qwen-image-tiny"), std::string::npos) << out;
+  // A blank prompt is refused before anything starts.
+  std::string blank = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (src (cadr r)))"
+      " (plug-in-qwen-image-decompose RUN-NONINTERACTIVE img src \" \" \"\" 1 1.0 1 4 640 0 "
+      "\"\"))");
+  EXPECT_NE(blank.find("needs a prompt that describes the whole picture"), std::string::npos)
+      << blank;
 }
 
 namespace {

@@ -124,6 +124,7 @@ TEST(FrontendDecomposeInput, SelectionOutsideTheLayerIsRefusedBeforeAnythingStar
   RecordingHost host;
   host.selection = Rect{50, 40, 5, 5};
   Settings s;
+  g_strlcpy(s.prompt, "a poster", sizeof s.prompt);
   PluginConfig config;
   config.instance = unique_name("nobody");
   config.autostart = false;
@@ -134,6 +135,16 @@ TEST(FrontendDecomposeInput, SelectionOutsideTheLayerIsRefusedBeforeAnythingStar
     EXPECT_NE(std::string(e.what()).find("selection does not touch the active layer"),
               std::string::npos)
         << e.what();
+  }
+  EXPECT_TRUE(host.events.empty());
+  // The engine does not caption: a blank prompt is refused first.
+  g_strlcpy(s.prompt, " \t", sizeof s.prompt);
+  host.selection.reset();
+  try {
+    run_decompose(host, 1, 42, s, config);
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a prompt"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(host.events.empty());
 }
