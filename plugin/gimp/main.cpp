@@ -64,11 +64,11 @@ GimpPDBArgType pdb_type(ArgType t) {
 
 // A procedure declared once in procedures.h (Decompose).
 void install(const ProcDecl& d) {
-  static std::vector<GimpParamDef> params;  // gimp_install_procedure copies; kept for clarity
-  params = {param(GIMP_PDB_INT32, "run-mode",
-                  "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
-            param(GIMP_PDB_IMAGE, "image", "Input image"),
-            param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable")};
+  std::vector<GimpParamDef> params = {
+      param(GIMP_PDB_INT32, "run-mode",
+            "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
+      param(GIMP_PDB_IMAGE, "image", "Input image"),
+      param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable")};
   for (const auto& a : d.args) params.push_back(param(pdb_type(a.type), a.name, a.blurb));
   GimpParamDef returns[] = {
       {GIMP_PDB_LAYER, const_cast<gchar*>(d.return_name), const_cast<gchar*>(d.return_blurb)}};
