@@ -356,8 +356,8 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       throw UsageError("--layers must be between 2 and 10 (got " + std::to_string(o.run.layers) +
                        ")");
     if (o.run.resolution != 640 && o.run.resolution != 1024)
-      throw UsageError("--resolution must be 640 or 1024 (got " +
-                       std::to_string(o.run.resolution) + ")");
+      throw UsageError("--resolution must be 640 or 1024 (got " + std::to_string(o.run.resolution) +
+                       ")");
     for (const auto& prompt : o.run.prompts)
       if (prompt.find_first_not_of(" \t\r\n") == std::string::npos)
         throw UsageError(
@@ -461,9 +461,9 @@ int run_command(int argc, char** argv, qwen::PipelineKind kind) {
   try {
     // Decompose: `layers` RGBA images per batch entry (batch entry major); always numbered.
     const bool decompose = kind == qwen::PipelineKind::Decompose;
-    const size_t n_images =
-        o.run.prompts.size() * static_cast<size_t>(std::max(1, o.run.num_images_per_prompt)) *
-        static_cast<size_t>(decompose ? o.run.layers : 1);
+    const size_t n_images = o.run.prompts.size() *
+                            static_cast<size_t>(std::max(1, o.run.num_images_per_prompt)) *
+                            static_cast<size_t>(decompose ? o.run.layers : 1);
     const auto paths = output_paths(o.output, n_images);
     for (const auto& p : paths) check_writable(p);
     for (const auto& path : o.image_paths) o.run.images.push_back(load_image(path, "input image"));

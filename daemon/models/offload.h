@@ -98,11 +98,9 @@ class TransformerPlacement : public PlacementHooks {
   void before_block(size_t index) override;
   void after_block(size_t index) override;
   bool precomputes_modulation() const override { return true; }
-  std::vector<TimestepModulation> precompute_modulation(QwenImageTransformer2DModelImpl& model,
-                                                        const std::vector<torch::Tensor>& timesteps,
-                                                        torch::Dtype dtype,
-                                                        const torch::Tensor& additional_t_cond = {})
-      override;
+  std::vector<TimestepModulation> precompute_modulation(
+      QwenImageTransformer2DModelImpl& model, const std::vector<torch::Tensor>& timesteps,
+      torch::Dtype dtype, const torch::Tensor& additional_t_cond = {}) override;
   // Every host-kept weight back on the host (after a failed job: nothing it copied stays).
   void release_all();
   const PlacementStats& stats() const { return stats_; }
