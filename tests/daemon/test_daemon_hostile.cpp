@@ -87,3 +87,24 @@ TEST(DaemonHostile, EachBadSegmentGetsASpecificRejection) {
   ::kill(d.pid(), 0);
   EXPECT_TRUE(d.running());
 }
+
+// A version-2 client (its job header ends before the version-3 decompose fields) still gets its
+// job run by a version-3 daemon, and finds the control block as before (format and version
+// number unchanged, like the result segment's: proto::kControlVersion).
+TEST(DaemonHostile, Version2ClientJobsStillRun) {
+  Daemon d(unique_instance("v2"));
+  auto [state, msg] = submit_raw(d.instance(), 500, [](JobHeader* h) {
+    h->prefix.version = 2;
+    h->prefix.header_size = uint32_t(kJobHeaderV2Size);
+    std::memset(&h->layers, 0xff, sizeof(JobHeader) - kJobHeaderV2Size);  // beyond a v2 header
+  });
+  EXPECT_EQ(state, JobState::Done) << msg;
+  bool missing = false;
+  shm::Segment ctl = shm::Segment::open(shm::control_name(d.instance()), true, &missing);
+  ASSERT_FALSE(missing);
+  const auto* c = static_cast<const ControlHeader*>(ctl.data());
+  EXPECT_EQ(c->prefix.version, 2u);
+  EXPECT_EQ(c->prefix.header_size, uint32_t(sizeof(ControlHeader)));
+  // What a version-2 client reads of the model list: the lines, up to the first NUL.
+  EXPECT_EQ(std::string(c->status.models).rfind("fake\t", 0), 0u) << c->status.models;
+}
