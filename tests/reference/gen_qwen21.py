@@ -17,6 +17,8 @@ Parts:
   vae_tiled diffusers' tiled path (enable_tiling with random small tiles: tile_sample_min 32 or 48, stride 16
             or 32) on another RGBA batch larger than one tile: posterior mean / logvar and the decode of random
             latents.
+  vae_bf16  The vae part's computation in bfloat16 (the model loaded with torch_dtype=bfloat16, the image and the
+            pipeline's latents cast to it, as QwenImage21Pipeline runs on a GPU): mean / logvar and the decode.
   vae_file  The same weights as one single file in the original / ComfyUI layout (Wan 2.2 VAE names:
             encoder.conv1, encoder.downsamples.N.downsamples.M.residual.K, decoder.upsamples.N.upsamples.M,
             middle, head, conv1/conv2; every convolution stored as a 3-D kernel with a temporal size of 1)
@@ -140,9 +142,9 @@ def main():
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - {"vae", "vae_file", "vae_tiled"}
+    unknown = set(parts) - {"vae", "vae_file", "vae_tiled", "vae_bf16"}
     if unknown:
-        raise SystemExit(f"gen_qwen21: unknown parts {sorted(unknown)} (vae, vae_file, vae_tiled)")
+        raise SystemExit(f"gen_qwen21: unknown parts {sorted(unknown)} (vae, vae_file, vae_tiled, vae_bf16)")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
 
@@ -162,7 +164,7 @@ def main():
     mean = torch.tensor(cfg["latents_mean"]).view(1, z_dim, 1, 1, 1)
     std = torch.tensor(cfg["latents_std"]).view(1, z_dim, 1, 1, 1)
 
-    if "vae" in parts or "vae_file" in parts:
+    if "vae" in parts or "vae_file" in parts or "vae_bf16" in parts:
         b = rng.randint(1, 2)
         h, w = 16 * rng.randint(1, 5), 16 * rng.randint(1, 5)
         if h == w:
@@ -176,6 +178,16 @@ def main():
         save_tensors(dict(image=image, mean=post.mean, logvar=post.logvar, latents_norm=lat_norm, latents=z,
                           decoded=decoded, roundtrip=roundtrip), os.path.join(out, "vae.safetensors"))
         case["parts"]["vae"] = dict(batch=b, height=h, width=w, transparent=rects)
+
+    if "vae_bf16" in parts:
+        bf = torch.bfloat16
+        vae_b = AutoencoderKLQwenImage21.from_pretrained(vdir, torch_dtype=bf).eval()
+        post_b = vae_b.encode(image.to(bf)).latent_dist
+        lat = z.to(bf)  # the pipeline: latents.to(vae.dtype), statistics .to(latents.dtype)
+        decoded_b = vae_b.decode(lat * std.to(bf) + mean.to(bf), return_dict=False)[0]
+        save_tensors(dict(mean=post_b.mean, logvar=post_b.logvar, decoded=decoded_b),
+                     os.path.join(out, "vae_bf16.safetensors"))
+        case["parts"]["vae_bf16"] = dict(dtype="bfloat16")
 
     if "vae_tiled" in parts:
         tmin = rng.choice([32, 48])
