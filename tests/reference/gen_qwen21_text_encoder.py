@@ -33,6 +33,10 @@ only as a ComfyUI-layout single file OUT/qwen3vl_comfy.safetensors (comfy/text_e
 comfy_quant; case.json comfy_format; the reference then runs the dequantised weights), and OUT/comfy_file.safetensors: a left-padded text batch
 and one image prompt (input_ids, attention_mask, pixel_values, image_grid_thw, hidden_states as above).
 
+gguf_file part: the same kind of model's language model alone as a llama.cpp-named GGUF (arch qwen3vl, Q8_0 / Q4_K /
+Q6_K / Q5_0 with F16 / F32 where llama.cpp keeps them), OUT/qwen3vl_text.gguf, and OUT/gguf_file.safetensors: a
+left-padded text batch (input_ids, attention_mask, hidden_states) from the file's dequantised weights.
+
 All reference computations are float32 on CPU from the stored (BF16-exact when BF16) weights.
 """
 import argparse
@@ -220,6 +224,8 @@ def main():
                               diffusers=diffusers.__version__, pillow=Image.__version__))
     if "comfy_file" in parts:
         comfy_file_part(random.Random(seed ^ 0xC0F1), torch.Generator().manual_seed(seed ^ 0xC0F1), out, case)
+    if "gguf_file" in parts:
+        gguf_file_part(random.Random(seed ^ 0x6607), torch.Generator().manual_seed(seed ^ 0x6607), out, case)
     if "text_encoder" in parts:
         text_encoder_part(rng, gen, layout, out, mdir, case)
     json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
@@ -298,6 +304,52 @@ def text_encoder_part(rng, gen, layout, out, mdir, case):
                                    image_processor=type(proc.image_processor).__name__)
     save_tensors(d, os.path.join(out, "qwen21_text_encoder.safetensors"))
     print(json.dumps(case["config"]), flush=True)
+
+
+def gguf_file_part(rng, gen, out, case):
+    """The language model alone as a llama.cpp-named GGUF (general.architecture qwen3vl; llama.cpp puts the vision
+    tower into a separate mmproj file), quantised; the reference runs the file's dequantised weights on a left-padded
+    text batch."""
+    import quant_formats as qf
+
+    cfg = make_config(rng)
+    cfg["text"].update(head_dim=128, mrope_section=[24, 20, 20], rope_theta=5000000.0)
+    cfg["vision"].update(depth=2, deepstack_visual_indexes=[0])
+    main = rng.choice(["Q8_0", "Q4_K", "Q6_K", "Q5_0"])
+    case["gguf_config"], case["gguf_type"] = cfg, main
+    tdir = os.path.join(out, "gguf_model", "text_encoder")
+    te = build_text_encoder(cfg, gen, tdir, "checkpoint")
+    block = {"self_attn.q_norm.": "attn_q_norm.", "self_attn.k_norm.": "attn_k_norm."}
+    tensors, names = [], {}
+    for k, x in te.state_dict().items():
+        if k.startswith("model.visual."):
+            continue
+        n = None
+        for a, b in block.items():
+            if a in k:
+                layer, _ = k[len("model.language_model.layers."):].split(".", 1)
+                n = f"blk.{layer}.{b}{k.split(a, 1)[1]}"
+        n = n or qf.llama_name(k)
+        names[n] = k
+        tensors.append((n, x.float().numpy(), qf.text_encoder_gguf_type(n, list(x.shape), main)))
+    path = os.path.join(out, "qwen3vl_text.gguf")
+    qf.write_gguf(path, "qwen3vl", tensors, qf.FILE_TYPES[main])
+    deq, types = qf.read_gguf_dequantized(path)
+    case["gguf_types"] = qf.count(types.values())
+    missing, unexpected = te.load_state_dict({names[n]: v for n, v in deq.items()}, strict=False)
+    assert not unexpected and all(m.startswith("model.visual.") for m in missing), (missing, unexpected)
+    proc = build_processor(os.path.join(out, "gguf_model", "processor"))
+    probe = Probe(te)
+    prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 6, 12), rand_prompt(rng, 2, 8)]
+    template = ("<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n<|im_start|>user\n{}"
+                "<|im_end|>\n<|im_start|>assistant\n")
+    mi = proc(text=[template.format(p) for p in prompts], padding=True, padding_side="left", return_tensors="pt")
+    r = run_encoder(te, probe, dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"]))
+    probe.remove()
+    save_tensors(dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], hidden_states=r["hidden_states"]),
+                 os.path.join(out, "gguf_file.safetensors"))
+    shutil.rmtree(os.path.join(out, "gguf_model"))
+    print("gguf_file", main, json.dumps(cfg), flush=True)
 
 
 def comfy_file_part(rng, gen, out, case):

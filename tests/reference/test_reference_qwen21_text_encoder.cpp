@@ -11,7 +11,8 @@
 // And a ComfyUI-layout single file (`model.*` + `visual.*` + lm_head, no config.json; plain, or fp8
 // scaled in the legacy or comfy_quant scheme) of a random model with the released encoder's
 // shape-invisible settings: the configuration derived from the shapes, and the hidden states of a
-// padded text batch and of an image prompt.
+// padded text batch and of an image prompt. And the language model alone as a llama.cpp GGUF
+// (arch qwen3vl, quantised): a padded text batch.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -174,6 +175,30 @@ TEST(ReferenceDifferential, Qwen21TextEncoderComfySingleFileMatchesTransformers)
                         t.at("vl_image_grid_thw"), true);
   expect_hidden(vo.hidden_states, t.at("vl_hidden_states"), t.at("vl_attention_mask"),
                 "comfy file, image, " + where);
+}
+
+TEST(ReferenceDifferential, Qwen21TextEncoderLlamaCppGgufMatchesTransformers) {
+  torch::set_num_threads(1);
+  QWEN_REFERENCE_CASE(ref, "gguf_file", "", "gen_qwen21_text_encoder.py");
+  const auto& cj = ref.json();
+  const std::string where = "seed " + std::to_string(ref.seed()) + ", " +
+                            cj["gguf_type"].get<std::string>() + " GGUF " +
+                            cj["gguf_types"].dump() + ", config " + cj["gguf_config"].dump();
+  // The language model only (llama.cpp keeps the vision tower in an mmproj file): text prompts.
+  auto te =
+      q3::load_text_encoder(ref.dir() + "/qwen3vl_text.gguf", torch::kFloat32, torch::kCPU, false);
+  EXPECT_FALSE(te->config().has_vision) << where;
+  EXPECT_EQ(te->config().num_attention_heads,
+            cj["gguf_config"]["text"]["num_attention_heads"].get<int64_t>())
+      << where;
+  auto& layer0 = *te->model->language_model->layers[0]->as<q3::DecoderLayerImpl>();
+  EXPECT_NE(layer0.self_attn->o_proj->quantized(), nullptr) << where;
+  auto t = ref.tensors("gguf_file");
+  torch::NoGradGuard ng;
+  auto out = te->forward(t.at("input_ids"), t.at("attention_mask"), torch::Tensor(),
+                         torch::Tensor(), true);
+  expect_hidden(out.hidden_states, t.at("hidden_states"), t.at("attention_mask"),
+                "GGUF, text, " + where);
 }
 
 }  // namespace
