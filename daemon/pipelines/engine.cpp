@@ -16,6 +16,7 @@
 #include "models/linear.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
+#include "pipelines/engine_qwen21.h"
 #include "pipelines/image_latents.h"
 #include "pipelines/image_processing.h"
 #include "pipelines/latents.h"
@@ -35,6 +36,9 @@ void set_torch_threads(int threads) {
 
 std::unique_ptr<Engine> Engine::open(const EngineOptions& options) {
   try {
+    // Qwen-Image-2.1 folders run on their own engine (engine_qwen21.cpp, issue #15).
+    if (pipelines::is_qwen21_model(options))
+      return std::make_unique<pipelines::Qwen21Engine>(options);
     return std::make_unique<pipelines::QwenEngine>(options);
   } catch (...) {
     // A failed load (out of memory part-way, broken file) has freed its tensors while unwinding;

@@ -82,6 +82,12 @@ struct RunParams {
   int layers = 4;
   int resolution = 640;
   bool cfg_normalize = false;
+  // Qwen-Image-2.1 (issue #15): keep the text and reference-image keys/values from the first step
+  // (the reference's use_kv_cache, default true); false runs every step uncached (--no-kv-cache).
+  bool kv_cache = true;
+  // Qwen-Image-2.1: the reference's output_resolution (the side of the default output area and
+  // of the area references are resized to).
+  int output_resolution = 1024;
 };
 
 struct ProgressInfo {
@@ -140,6 +146,9 @@ struct ModelInfo {
   PipelineKind default_pipeline = PipelineKind::Generate;
   bool can_edit = false;  // has a vision tower + processor
   bool can_decompose = false;  // a Qwen-Image-Layered model (runs PipelineKind::Decompose only)
+  // "qwen-image-2.1" for a QwenImage21Pipeline model (issue #15; RGBA results, 1-10 references),
+  // else "qwen-image".
+  std::string family = "qwen-image";
   int64_t parameters = 0;
   int64_t bytes = 0;
   std::string attention;  // the SDPA backend in use and why (models::describe), "" on the CPU

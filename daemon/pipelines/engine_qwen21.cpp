@@ -1,0 +1,264 @@
+// Qwen21Engine (engine_qwen21.h): QwenImage21Pipeline.__call__ over the engine's job parameters.
+#include "pipelines/engine_qwen21.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/checkpoint.h"
+#include "models/weights.h"
+#include "pipelines/engine_impl.h"
+#include "pipelines/latents.h"
+#include "pipelines/placement.h"
+#include "pipelines/prompt_encoding_qwen21.h"
+
+namespace fs = std::filesystem;
+
+namespace qwen::pipelines {
+
+namespace {
+
+constexpr const char* kPipelineClass = "QwenImage21Pipeline";
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+int64_t dtype_bytes(torch::Dtype d) { return static_cast<int64_t>(c10::elementSize(d)); }
+
+}  // namespace
+
+bool is_qwen21_model(const EngineOptions& options) {
+  if (options.model_dir.empty()) return false;
+  const std::string text = read_text(options.model_dir + "/model_index.json");
+  if (text.empty()) return false;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    return j.is_object() && j.value("_class_name", std::string()) == kPipelineClass;
+  } catch (const std::exception&) {
+    return false;  // the generic engine reports the broken file
+  }
+}
+
+Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
+  c10::InferenceMode inference;
+  const std::string dir = options.model_dir;
+  const std::string index_path = dir + "/model_index.json";
+  if (!options.transformer_file.empty() || !options.text_encoder_file.empty() ||
+      !options.vae_file.empty())
+    throw EngineError(dir +
+                      ": component files with a Qwen-Image-2.1 folder are not supported yet; give "
+                      "the diffusers folder alone");
+  if (!options.memory.empty() && options.memory != "auto")
+    throw EngineError("memory mode '" + options.memory +
+                      "' is not supported for Qwen-Image-2.1 models yet; use auto");
+  info_.model_dir = dir;
+  info_.model_type = "qwen-image-2.1";
+  info_.pipeline_class = kPipelineClass;
+  info_.family = "qwen-image-2.1";
+  info_.default_pipeline = PipelineKind::Generate;
+  info_.can_edit = true;
+  for (const char* part : {"transformer", "vae", "text_encoder", "scheduler"}) {
+    if (!fs::is_directory(dir + "/" + part))
+      throw EngineError("model '" + dir + "' has no " + part + " folder (" + index_path + ")");
+  }
+  sample_sigmas_ = with_context("model_index.json", [&] {
+    return qwen21::sample_sigmas_from_index(read_text(index_path), index_path);
+  });
+
+  device_ = resolve_device(options.device);
+  dtype_ = resolve_dtype(options.dtype, device_);
+  info_.device = device_.str();
+  info_.dtype = dtype_name(dtype_);
+  set_torch_threads(options.threads);
+  info_.memory = device_.is_cpu() ? "cpu: every component resident"
+                                  : "text encoder offloaded after encoding; transformer and VAE "
+                                    "resident";
+
+  scheduler_config_ = with_context("scheduler", [&] {
+    return SchedulerConfig::from_json_file(dir + "/scheduler/scheduler_config.json");
+  });
+  tokenizer_ = with_context("tokenizer", [&] {
+    for (const char* part : {"processor", "tokenizer"}) {
+      if (fs::exists(dir + "/" + part + "/tokenizer.json") ||
+          fs::exists(dir + "/" + part + "/vocab.json"))
+        return tokenizer::Qwen2Tokenizer::load(dir + "/" + part);
+    }
+    throw EngineError("model '" + dir + "' has no tokenizer (processor/ or tokenizer/)");
+  });
+  processor_ = with_context("processor", [&] {
+    return fs::is_directory(dir + "/processor") ? qwen21::processor_config(dir + "/processor")
+                                                : qwen21::default_processor_config();
+  });
+  auto timed = [&](const std::string& component, auto&& load) {
+    models::LoadMeter meter;
+    auto result = with_context(component, load);
+    info_.loads.push_back({component, meter.bytes(), meter.seconds()});
+    return result;
+  };
+  transformer_ = timed("transformer", [&] {
+    auto w = io::open_component(dir + "/transformer", io::ComponentKind::Transformer);
+    return models::load_transformer21(w, dtype_, device_);
+  });
+  vae_ = timed("vae", [&] { return models::load_vae21(dir + "/vae", dtype_, device_); });
+  // Memory (issue #15: a 24 GB card in bf16): on an accelerator the text encoder stays in host
+  // memory and is uploaded for each encode only (placement.h TextEncoderOnDevice), as the 20B
+  // engine's offload mode does.
+  text_encoder_ = timed("text_encoder", [&] {
+    return models::qwen3vl::load_text_encoder(dir + "/text_encoder", dtype_,
+                                              torch::Device(torch::kCPU), /*with_vision=*/true);
+  });
+  if (!device_.is_cpu())
+    text_encoder_host_ = std::make_unique<models::HostWeights>(*text_encoder_, device_, true);
+  for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
+                                                           text_encoder_.get()}) {
+    for (const auto& p : m->parameters()) {
+      info_.parameters += p.numel();
+      info_.bytes += p.numel() * dtype_bytes(p.scalar_type());
+    }
+  }
+}
+
+void Qwen21Engine::log(const std::string& message) const {
+  if (options_.log)
+    options_.log(message);
+  else
+    std::fprintf(stderr, "qwen-image: %s\n", message.c_str());
+}
+
+std::vector<ImageU8> Qwen21Engine::run(const RunParams& params, const ProgressFn& progress) {
+  return run_traced(params, progress, nullptr);
+}
+
+std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const ProgressFn& progress,
+                                              qwen21::Trace21* trace) {
+  c10::InferenceMode inference;
+  const std::string model = "Qwen-Image-2.1 model '" + info_.model_dir + "'";
+  // What 2.1 does: text to image and edit with 1-10 references.
+  switch (params.pipeline) {
+    case PipelineKind::Generate:
+      if (!params.images.empty())
+        throw EngineError(model + ": generate takes no input image; use edit to pass " +
+                          std::to_string(params.images.size()) + " reference image(s)");
+      break;
+    case PipelineKind::Edit:
+    case PipelineKind::EditPlus:
+      if (params.images.empty())
+        throw EngineError(model + ": edit needs at least one reference image");
+      if (params.images.size() > static_cast<size_t>(qwen21::kMaxReferences))
+        throw EngineError(model + ": " + std::to_string(params.images.size()) +
+                          " reference images given; Qwen-Image-2.1 takes 1 to " +
+                          std::to_string(qwen21::kMaxReferences));
+      break;
+    default:
+      throw EngineError(model + " cannot run the '" + std::string(to_string(params.pipeline)) +
+                        "' pipeline: Qwen-Image-2.1 generates and edits with 1-10 reference "
+                        "images only (no img2img, inpaint or decompose)");
+  }
+  if (params.mask)
+    throw EngineError(model + ": masks are not supported (Qwen-Image-2.1 has no inpaint pipeline)");
+  if (!params.loras.empty())
+    throw EngineError(model + ": LoRAs are not supported on Qwen-Image-2.1 models yet");
+  if (params.shift || params.lightning)
+    throw EngineError(model +
+                      ": --shift / Lightning settings do not apply to Qwen-Image-2.1 (use its "
+                      "Turbo checkpoint, whose sigmas come from model_index.json)");
+  if (params.prompts.empty()) throw EngineError("no prompt given");
+  if (params.num_images_per_prompt < 1 || params.num_images_per_prompt > 16)
+    throw EngineError("num_images_per_prompt must be in [1, 16] (got " +
+                      std::to_string(params.num_images_per_prompt) + ")");
+  if (params.steps < 1 || params.steps > 1000)
+    throw EngineError("steps must be in [1, 1000] (got " + std::to_string(params.steps) + ")");
+  if (params.width < 0 || params.height < 0 || params.width > 8192 || params.height > 8192)
+    throw EngineError("width and height must be in [0, 8192] (0 = the pipeline's default)");
+  if (params.output_resolution < 32 || params.output_resolution > 8192)
+    throw EngineError("output_resolution must be in [32, 8192] (got " +
+                      std::to_string(params.output_resolution) + ")");
+  const auto& neg = params.negative_prompts;
+  if (neg.size() > 1 && neg.size() != params.prompts.size())
+    throw EngineError("give one negative prompt, or one per prompt (" +
+                      std::to_string(params.prompts.size()) + ")");
+  // The reference's default true_cfg_scale is 1.0 (no guidance).
+  const double scale = params.true_cfg_scale ? static_cast<double>(*params.true_cfg_scale) : 1.0;
+  if (!std::isfinite(scale) || scale < 0)
+    throw EngineError("true_cfg_scale must be finite and >= 0");
+  const bool do_cfg = scale > 1.0 && !neg.empty();
+  std::vector<std::string> negatives;
+  if (do_cfg)
+    negatives = neg.size() == 1 ? std::vector<std::string>(params.prompts.size(), neg[0]) : neg;
+
+  // 0-1. sizes and references.
+  qwen21::Job21 job;
+  const auto size = with_context("output size", [&] {
+    return qwen21::output_size(params.width, params.height, params.images,
+                               params.output_resolution);
+  });
+  job.width = size.width;
+  job.height = size.height;
+  job.steps = params.steps;
+  job.sample_sigmas = sample_sigmas_;
+  job.true_cfg_scale = scale;
+  job.kv_cache = params.kv_cache;
+  job.batch = static_cast<int64_t>(params.prompts.size()) * params.num_images_per_prompt;
+  std::vector<qwen21::Reference> refs;
+  for (size_t i = 0; i < params.images.size(); ++i) {
+    refs.push_back(with_context("reference image " + std::to_string(i + 1), [&] {
+      return qwen21::prepare_reference(params.images[i], params.output_resolution);
+    }));
+  }
+
+  // 2. prompt encoding: the vision tower runs once for the prompt and the negative prompt.
+  qwen21::Condition21 cond, uncond;
+  with_context("text encoder", [&] {
+    TextEncoderOnDevice on_device(text_encoder_host_.get());
+    std::vector<ImageU8> resized;
+    for (const auto& r : refs) resized.push_back(r.resized);
+    models::qwen3vl::VisionFeatures feats;
+    torch::Tensor grid;
+    if (!resized.empty()) {
+      auto [pv, g] = qwen21::vision_inputs(resized, processor_);
+      grid = g;
+      feats = text_encoder_->encode_images(pv, g);
+    }
+    auto to_cond = [&](const std::vector<std::string>& prompts) {
+      auto pe = qwen21::encode_prompt(text_encoder_, *tokenizer_, prompts, feats, grid,
+                                      params.num_images_per_prompt);
+      qwen21::Condition21 c;
+      c.embeds = pe.embeds.to(device_, dtype_);
+      if (pe.mask.defined()) c.mask = pe.mask.to(device_).to(torch::kBool);
+      auto row = pe.image_pad_mask[0].to(torch::kCPU, torch::kBool).contiguous();
+      const bool* p = row.data_ptr<bool>();
+      c.img_mask.assign(p, p + row.numel());
+      return c;
+    };
+    cond = to_cond(params.prompts);
+    if (do_cfg) uncond = to_cond(negatives);
+    return 0;
+  });
+
+  // 3. reference latents.
+  std::vector<torch::Tensor> ref_latents;
+  for (const auto& r : refs)
+    ref_latents.push_back(with_context(
+        "VAE encode", [&] { return qwen21::encode_reference(*vae_, r, dtype_, device_); }));
+
+  // 4-5.
+  at::Generator gen = make_generator(params.seed);
+  auto latents = with_context("denoise", [&] {
+    return qwen21::qwen21_denoise(*transformer_, scheduler_config_, job, ref_latents, refs, cond,
+                                  do_cfg ? &uncond : nullptr, gen, dtype_, device_,
+                                  make_step_callback(progress), trace);
+  });
+  // 6. RGBA images.
+  return with_context("VAE decode",
+                      [&] { return qwen21::decode21(*vae_, latents, job.width, job.height); });
+}
+
+}  // namespace qwen::pipelines
