@@ -122,7 +122,11 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "  --lightning              Lightning defaults without a Lightning LoRA (merged\n"
                "                           checkpoints): 8 steps, CFG 1, shift 3 unless set.\n"
                "                           A LoRA named or tagged Lightning does the same\n"
-               "                           (4 steps when its name says 4steps)\n");
+               "                           (4 steps when its name says 4steps)\n"
+               "  --no-kv-cache            Qwen-Image-2.1: recompute the text and reference\n"
+               "                           tokens every step (default: cached after step 1)\n"
+               "  --output-resolution N    Qwen-Image-2.1: default output side and reference\n"
+               "                           area N x N (default 1024)\n");
   if (edit)
     std::fprintf(out,
                  "  --image IN.png           input image; repeat for several (edit-plus)\n"
@@ -284,6 +288,12 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.instance = value();
     else if (a == "--quiet" || a == "-q")
       o.quiet = true;
+    else if ((kind == qwen::PipelineKind::Generate || kind == qwen::PipelineKind::Edit) &&
+             a == "--no-kv-cache")  // Qwen-Image-2.1 (issue #15): the uncached path
+      o.run.kv_cache = false;
+    else if ((kind == qwen::PipelineKind::Generate || kind == qwen::PipelineKind::Edit) &&
+             a == "--output-resolution")  // Qwen-Image-2.1: the reference's output_resolution
+      o.run.output_resolution = parse_int(a, value());
     else if (kind != qwen::PipelineKind::Generate && a == "--image") {
       o.image_paths.push_back(value());
       if (kind != qwen::PipelineKind::Edit && o.image_paths.size() > 1)
@@ -335,6 +345,11 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--memory applies to an in-process model; with --daemon, set memory in the daemon's "
         "config (docs/memory.md)");
+  if (o.daemon && !o.run.kv_cache)
+    throw UsageError("--no-kv-cache applies to an in-process Qwen-Image-2.1 model, not --daemon");
+  if (o.daemon && o.run.output_resolution != 1024)
+    throw UsageError(
+        "--output-resolution applies to an in-process Qwen-Image-2.1 model, not --daemon");
   if (o.daemon && !o.engine.sdpa_backend.empty())
     throw UsageError(
         "--attention applies to an in-process model; with --daemon, set attention in the "
