@@ -1,10 +1,15 @@
 // The real Qwen-Image-Layered engine behind the daemon (issue #16): qwen-imaged with the tiny
 // Layered fixture on the CPU returns, for `decompose`, the same RGBA layers as the engine run
-// in-process (what `qwen-image decompose` writes), and its model list says the model decomposes.
+// in-process and what `qwen-image decompose` writes (in-process and with --daemon), and its model
+// list says the model decomposes.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
 
 #include "cli/daemon_client.h"
 #include "harness.h"
+#include "image/png.h"
 #include "pipelines/engine.h"
 
 using namespace qwen;
@@ -71,5 +76,66 @@ TEST(DaemonTiny, DecomposeGivesTheInProcessLayers) {
     FAIL();
   } catch (const EngineError& e) {
     EXPECT_NE(std::string(e.what()).find("only decomposes"), std::string::npos) << e.what();
+  }
+}
+
+namespace {
+int run_cli(const std::string& args, std::string* output) {
+  // Appended piecewise: GCC 12 gives a false -Warray-bounds for the chained operator+.
+  std::string cmd = QWEN_CLI;
+  cmd += ' ';
+  cmd += args;
+  cmd += " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+// `qwen-image decompose` (in-process, and with --daemon) writes OUT-0.png .. OUT-(N-1).png equal to
+// the layers the daemon returns for the same picture and seed: with the GIMP test
+// (PluginDecomposeE2E.TinyLayeredModelGroupIsWhatThePipelineReturned: group == daemon layers), the
+// group in GIMP is what the CLI writes.
+TEST(DaemonTiny, DecomposeCliWritesTheDaemonsLayers) {
+  Daemon d(QWEN_IMAGED, unique_instance("tiny-dec-cli"),
+           {"--model", kLayered, "--device", "cpu", "--dtype", "float32", "--threads", "1"});
+  const std::string dir = ::testing::TempDir();
+  ImageU8 in(48, 32, 4);
+  for (size_t i = 0; i < in.pixels.size(); ++i) in.pixels[i] = uint8_t(i * 37 % 251);
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 48; ++x) in.row(y)[size_t(x) * 4 + 3] = 255;
+  write_png(dir + "/dec-in.png", in);
+  RunParams p;
+  p.pipeline = PipelineKind::Decompose;
+  p.prompts = {"a noisy card"};
+  p.steps = 2;
+  p.seed = 5;
+  p.layers = 2;
+  p.resolution = 640;
+  p.true_cfg_scale = 1.0f;
+  p.images = {read_png(dir + "/dec-in.png")};
+  const auto via = cli::run_via_daemon(p, d.instance());
+  ASSERT_EQ(via.size(), 2u);
+  std::string common = "--model " + kLayered + " --image " + dir +
+                       "/dec-in.png --layers 2 --resolution 640 --prompt 'a noisy card' "
+                       "--steps 2 --seed 5 --true-cfg-scale 1 --device cpu --dtype float32 "
+                       "--threads 1";
+  for (const std::string mode : {"in-process", "daemon"}) {
+    std::string out;
+    const std::string png = dir + "/dec-" + mode + ".png";
+    std::string args = "decompose " + common + " --output " + png;
+    if (mode == "daemon")
+      args = "decompose --daemon --instance " + d.instance() + " " +
+             common.substr(common.find("--image")) + " --output " + png;
+    ASSERT_EQ(run_cli(args, &out), 0) << args << "\n" << out;
+    for (int i = 0; i < 2; ++i) {
+      const ImageU8 layer = read_png(dir + "/dec-" + mode + "-" + std::to_string(i) + ".png");
+      EXPECT_EQ(layer.channels, 4) << mode;
+      EXPECT_EQ(layer.pixels, via[size_t(i)].pixels) << mode << " layer " << i;
+    }
   }
 }
