@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
+#include "pipelines/geometry.h"
 #include "pipelines/latents.h"
 #include "pipelines/placement.h"
 #include "pipelines/prompt_encoding_qwen21.h"
@@ -207,11 +208,26 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
   job.true_cfg_scale = scale;
   job.kv_cache = params.kv_cache;
   job.batch = static_cast<int64_t>(params.prompts.size()) * params.num_images_per_prompt;
+  // Exact geometry (engine.h GeometryMode, geometry.h; issue #15 "Geometry"): every reference goes
+  // onto its exact canvas (the reference's calculate_dimensions size, content scaled uniformly and
+  // reflected into the padding), the output takes the last reference's canvas, and the result is
+  // cropped and resampled back onto the last input's pixel grid. width / height are then ignored.
+  const bool exact = params.geometry == GeometryMode::Exact && !params.images.empty();
+  std::vector<EditCanvas> canvases;
   std::vector<qwen21::Reference> refs;
   for (size_t i = 0; i < params.images.size(); ++i) {
     refs.push_back(with_context("reference image " + std::to_string(i + 1), [&] {
-      return qwen21::prepare_reference(params.images[i], params.output_resolution);
+      const ImageU8& im = params.images[i];
+      if (!exact) return qwen21::prepare_reference(im, params.output_resolution);
+      canvases.push_back(plan_exact(im.width, im.height,
+                                    int64_t(params.output_resolution) * params.output_resolution));
+      const EditCanvas& c = canvases.back();
+      return qwen21::prepare_reference(to_model(im, c), c.model_w, c.model_h);
     }));
+  }
+  if (exact) {
+    job.width = canvases.back().model_w;
+    job.height = canvases.back().model_h;
   }
 
   // 2. prompt encoding: the vision tower runs once for the prompt and the negative prompt.
@@ -257,8 +273,12 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
                                   make_step_callback(progress), trace);
   });
   // 6. RGBA images.
-  return with_context("VAE decode",
-                      [&] { return qwen21::decode21(*vae_, latents, job.width, job.height); });
+  auto images = with_context(
+      "VAE decode", [&] { return qwen21::decode21(*vae_, latents, job.width, job.height); });
+  if (exact)
+    for (auto& im : images)
+      im = with_context("geometry", [&] { return from_model(im, canvases.back()); });
+  return images;
 }
 
 }  // namespace qwen::pipelines

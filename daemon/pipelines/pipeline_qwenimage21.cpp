@@ -45,6 +45,14 @@ Reference prepare_reference(const ImageU8& image, int resolution) {
   // img.convert("RGBA"), calculate_dimensions, image_processor.resize (PIL LANCZOS, RGBA resized
   // premultiplied) and preprocess: preprocess_rgba (pipeline_layered.h) is exactly that.
   const Size21 s = calculate_dimensions(image.width, image.height, resolution);
+  return prepare_reference(image, s.width, s.height);
+}
+
+Reference prepare_reference(const ImageU8& image, int64_t width, int64_t height) {
+  if (width <= 0 || height <= 0 || width % kVaeScale != 0 || height % kVaeScale != 0)
+    throw std::invalid_argument("reference size " + std::to_string(width) + "x" +
+                                std::to_string(height) + " is not a positive multiple of 16");
+  const Size21 s{width, height};
   Reference r;
   r.width = s.width;
   r.height = s.height;

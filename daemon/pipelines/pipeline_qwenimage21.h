@@ -63,6 +63,8 @@ struct Reference {
   int64_t width = 0, height = 0;
 };
 Reference prepare_reference(const ImageU8& image, int resolution);
+// The same resized to an explicit size (multiples of 16): Exact geometry passes its canvas.
+Reference prepare_reference(const ImageU8& image, int64_t width, int64_t height);
 
 // Stage 3: the reference's normalised posterior mode, packed [1, h*w, 64] (h, w = size / 16).
 torch::Tensor encode_reference(models::AutoencoderKLQwenImage21Impl& vae, const Reference& ref,

@@ -7,6 +7,7 @@ tests/reference/test_reference_qwen21_pipeline.cpp.
     .venv/bin/python tests/reference/gen_qwen21_pipeline.py OUT --seed S [--parts pipeline] [--threads 1]
 
 Cases (each run with use_kv_cache True and False, 2-3 steps, float32 on CPU):
+  batch  text to image with 2 prompts of different lengths (padding, prompt_embeds_mask)
   t2i    text to image at output_resolution (64 or 96), or a given width / height not a multiple of 32 (floored)
   edit   edit with 2 references, one RGBA with transparent pixels (composited over white for the text encoder,
          4 VAE channels), the other RGB, at other sizes than the output; the output size from the last one
@@ -141,6 +142,9 @@ def main():
                      num_inference_steps=2, seed=rng.randint(0, 10**6)),
         "cfg": dict(prompt=rand_prompt(rng, 2, 8), negative_prompt=rand_prompt(rng, 1, 4), true_cfg_scale=3.0,
                     images=[1], output_resolution=res, num_inference_steps=2, seed=rng.randint(0, 10**6)),
+        # Two prompts of different lengths: the padded batch (prompt_embeds_mask) path.
+        "batch": dict(prompt=[rand_prompt(rng, 1, 2), rand_prompt(rng, 8, 14)], output_resolution=res,
+                      num_inference_steps=2, seed=rng.randint(0, 10**6)),
         "turbo": dict(prompt=rand_prompt(rng, 2, 8), output_resolution=res, num_inference_steps=7,
                       seed=rng.randint(0, 10**6)),
     }
@@ -162,12 +166,11 @@ def main():
 
             r = p(**kw, generator=torch.Generator().manual_seed(c["seed"]), use_kv_cache=kv, output_type="pil",
                   callback_on_step_end=grab, callback_on_step_end_tensor_inputs=["latents"])
-            img = r.images[0]
-            assert img.mode == "RGBA", img.mode
+            assert all(img.mode == "RGBA" for img in r.images)
             tag = f"{name}_{'kv' if kv else 'nokv'}"
             d[tag + "_latents"] = last["latents"].float()
-            d[tag + "_image"] = torch.from_numpy(np.array(img)).float().unsqueeze(0)
-            c["size"] = list(img.size)
+            d[tag + "_image"] = torch.stack([torch.from_numpy(np.array(img)).float() for img in r.images])
+            c["size"] = list(r.images[0].size)
     case = dict(seed=seed, cases=cases, turbo_sigmas=turbo_sigmas,
                 config=dict(text_encoder=te_cfg, vae=vcfg, transformer=tcfg),
                 versions=dict(torch=torch.__version__, transformers=transformers.__version__,

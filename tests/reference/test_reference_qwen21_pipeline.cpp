@@ -1,10 +1,10 @@
 // QwenImage21Pipeline (Qwen-Image-2.1, issue #15) through the engine vs diffusers 0.42.1 on a fresh
 // random tiny model folder every run (gen_qwen21_pipeline.py): text to image (output_resolution,
-// sizes floored to 32), edit with 2 references (one RGBA with transparency, one RGB), true CFG with
-// a reference, Turbo (model_index.json sample_sigmas; the step count ignored), each with and
-// without the KV cache against the reference's matching use_kv_cache: the final packed latents
-// (float32 noise) and the RGBA output within 1 level. Also the engine's errors for what 2.1 cannot
-// do.
+// sizes floored to 32; a batch of 2 prompts of different lengths), edit with 2 references (one RGBA
+// with transparency, one RGB), true CFG with a reference, Turbo (model_index.json sample_sigmas;
+// the step count ignored), each with and without the KV cache against the reference's matching
+// use_kv_cache: the final packed latents (float32 noise) and the RGBA output within 1 level. Also
+// the engine's errors for what 2.1 cannot do, and Exact geometry (the last input's pixel grid).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -40,7 +40,10 @@ std::unique_ptr<Qwen21Engine> open_engine(const std::string& dir) {
 
 RunParams params_of(const nlohmann::json& c, const qwen::reftest::ReferenceCase& ref) {
   RunParams p;
-  p.prompts = {c["prompt"].get<std::string>()};
+  if (c["prompt"].is_array())
+    p.prompts = c["prompt"].get<std::vector<std::string>>();
+  else
+    p.prompts = {c["prompt"].get<std::string>()};
   if (c.contains("negative_prompt")) p.negative_prompts = {c["negative_prompt"].get<std::string>()};
   if (c.contains("true_cfg_scale")) p.true_cfg_scale = c["true_cfg_scale"].get<float>();
   if (c.contains("width")) p.width = c["width"].get<int>();
@@ -85,17 +88,23 @@ TEST(ReferenceDifferential, Qwen21PipelineMatchesDiffusers) {
       const std::string where = tag + ", seed " + std::to_string(ref.seed()) + ", " + c.dump();
       qwen::pipelines::qwen21::Trace21 trace;
       const auto images = e.run_traced(p, {}, &trace);
-      ASSERT_EQ(images.size(), 1u) << where;
-      EXPECT_EQ(images[0].channels, 4) << where;
-      EXPECT_EQ(images[0].width, c["size"][0].get<int>()) << where;
-      EXPECT_EQ(images[0].height, c["size"][1].get<int>()) << where;
+      ASSERT_EQ(images.size(), p.prompts.size()) << where;
+      for (const auto& im : images) {
+        EXPECT_EQ(im.channels, 4) << where;
+        EXPECT_EQ(im.width, c["size"][0].get<int>()) << where;
+        EXPECT_EQ(im.height, c["size"][1].get<int>()) << where;
+      }
       EXPECT_TRUE(qwen::test::AllClose(trace.final_latents, t.at(tag + "_latents"),
                                        qwen::reftest::kComponentAtol,
                                        qwen::reftest::kComponentRtol))
           << where;
       const auto& expected = t.at(tag + "_image");
-      ASSERT_EQ(levels(images[0]).sizes(), expected.sizes()) << where;
-      EXPECT_LE((levels(images[0]) - expected).abs().max().item<float>(), 1.0f) << where;
+      ASSERT_EQ(expected.size(0), static_cast<int64_t>(images.size())) << where;
+      for (size_t i = 0; i < images.size(); ++i) {
+        ASSERT_EQ(levels(images[i]).sizes(), expected.slice(0, i, i + 1).sizes()) << where;
+        EXPECT_LE((levels(images[i]) - expected.slice(0, i, i + 1)).abs().max().item<float>(), 1.0f)
+            << where << ", image " << i;
+      }
       if (name == "turbo") {
         // The Turbo sigmas set the step count: another --steps gives the same run.
         p.steps = 2;
@@ -105,6 +114,18 @@ TEST(ReferenceDifferential, Qwen21PipelineMatchesDiffusers) {
         EXPECT_EQ(again.sigmas, trace.sigmas) << where;
       }
     }
+  }
+
+  {
+    // Exact geometry: the edit comes back on the last input's pixel grid, RGBA.
+    RunParams p = params_of(ref.json()["cases"]["edit"], ref);
+    p.geometry = qwen::GeometryMode::Exact;
+    p.width = p.height = 64;  // ignored in Exact mode
+    const auto images = engine->run(p, {});
+    ASSERT_EQ(images.size(), 1u);
+    EXPECT_EQ(images[0].width, p.images.back().width);
+    EXPECT_EQ(images[0].height, p.images.back().height);
+    EXPECT_EQ(images[0].channels, 4);
   }
 
   // What 2.1 cannot do, refused by name.
