@@ -6,6 +6,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/config_json.h"
+
 namespace qwen::models::qwen3vl {
 namespace {
 
@@ -54,13 +56,7 @@ int64_t VisionConfig::grid_side() const {
 
 TextEncoderConfig TextEncoderConfig::from_json_text(const std::string& text,
                                                     const std::string& label) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(label + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!root.is_object()) throw std::runtime_error(label + ": expected a JSON object");
+  const auto root = io::parse_config_object(text, label);
   const Reader r{label};
   if (auto mt = root.find("model_type");
       mt != root.end() && mt->is_string() && mt->get<std::string>() != "qwen3_vl")

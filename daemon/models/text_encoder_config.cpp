@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/config_json.h"
+
 namespace qwen::models::qwenvl {
 namespace {
 
@@ -31,13 +33,7 @@ void read(const std::vector<const json*>& objs, const char* key, T& out, const s
 
 TextEncoderConfig TextEncoderConfig::from_json_text(const std::string& text,
                                                     const std::string& label) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(label + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!root.is_object()) throw std::runtime_error(label + ": expected a JSON object");
+  const auto root = io::parse_config_object(text, label);
 
   TextEncoderConfig c;
   const json* text_cfg = nullptr;

@@ -5,44 +5,25 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/config_json.h"
+
 namespace qwen::models {
-
-namespace {
-
-template <typename T>
-void read_key(const nlohmann::json& j, const char* key, T& out, const std::string& label) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return;
-  try {
-    out = it->get<T>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(label + ": key '" + key + "' has the wrong type (" + e.what() + ")");
-  }
-}
-
-}  // namespace
 
 TransformerConfig TransformerConfig::from_json_text(const std::string& text,
                                                     const std::string& label) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(label + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object()) throw std::runtime_error(label + ": expected a JSON object");
+  const auto j = io::parse_config_object(text, label);
   TransformerConfig c;
-  read_key(j, "patch_size", c.patch_size, label);
-  read_key(j, "in_channels", c.in_channels, label);
-  read_key(j, "out_channels", c.out_channels, label);
-  read_key(j, "num_layers", c.num_layers, label);
-  read_key(j, "attention_head_dim", c.attention_head_dim, label);
-  read_key(j, "num_attention_heads", c.num_attention_heads, label);
-  read_key(j, "joint_attention_dim", c.joint_attention_dim, label);
-  read_key(j, "guidance_embeds", c.guidance_embeds, label);
-  read_key(j, "zero_cond_t", c.zero_cond_t, label);
-  read_key(j, "use_additional_t_cond", c.use_additional_t_cond, label);
-  read_key(j, "use_layer3d_rope", c.use_layer3d_rope, label);
+  io::read_key(j, "patch_size", c.patch_size, label);
+  io::read_key(j, "in_channels", c.in_channels, label);
+  io::read_key(j, "out_channels", c.out_channels, label);
+  io::read_key(j, "num_layers", c.num_layers, label);
+  io::read_key(j, "attention_head_dim", c.attention_head_dim, label);
+  io::read_key(j, "num_attention_heads", c.num_attention_heads, label);
+  io::read_key(j, "joint_attention_dim", c.joint_attention_dim, label);
+  io::read_key(j, "guidance_embeds", c.guidance_embeds, label);
+  io::read_key(j, "zero_cond_t", c.zero_cond_t, label);
+  io::read_key(j, "use_additional_t_cond", c.use_additional_t_cond, label);
+  io::read_key(j, "use_layer3d_rope", c.use_layer3d_rope, label);
   if (auto it = j.find("axes_dims_rope"); it != j.end()) {
     if (!it->is_array() || it->size() != 3)
       throw std::runtime_error(label + ": 'axes_dims_rope' must be a list of 3 integers");

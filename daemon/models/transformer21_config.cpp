@@ -5,50 +5,31 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/config_json.h"
+
 namespace qwen::models {
-
-namespace {
-
-template <typename T>
-void read_key(const nlohmann::json& j, const char* key, T& out, const std::string& label) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return;
-  try {
-    out = it->get<T>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(label + ": key '" + key + "' has the wrong type (" + e.what() + ")");
-  }
-}
-
-}  // namespace
 
 Transformer21Config Transformer21Config::from_json_text(const std::string& text,
                                                         const std::string& label) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(label + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object()) throw std::runtime_error(label + ": expected a JSON object");
+  const auto j = io::parse_config_object(text, label);
   if (auto it = j.find("_class_name");
       it != j.end() && it->is_string() && it->get<std::string>() != "QwenImage21Transformer2DModel")
     throw std::runtime_error(label + ": key '_class_name' is '" + it->get<std::string>() +
                              "', expected 'QwenImage21Transformer2DModel' (a Qwen-Image-2.1 "
                              "transformer)");
   Transformer21Config c;
-  read_key(j, "patch_size", c.patch_size, label);
-  read_key(j, "in_channels", c.in_channels, label);
+  io::read_key(j, "patch_size", c.patch_size, label);
+  io::read_key(j, "in_channels", c.in_channels, label);
   c.out_channels = c.in_channels;  // `out_channels or in_channels`
-  read_key(j, "out_channels", c.out_channels, label);
+  io::read_key(j, "out_channels", c.out_channels, label);
   if (c.out_channels == 0) c.out_channels = c.in_channels;
-  read_key(j, "num_layers", c.num_layers, label);
-  read_key(j, "attention_head_dim", c.attention_head_dim, label);
-  read_key(j, "num_attention_heads", c.num_attention_heads, label);
-  read_key(j, "context_in_dim", c.context_in_dim, label);
-  read_key(j, "mlp_ratio", c.mlp_ratio, label);
-  read_key(j, "eps", c.eps, label);
-  read_key(j, "causal_condition", c.causal_condition, label);
+  io::read_key(j, "num_layers", c.num_layers, label);
+  io::read_key(j, "attention_head_dim", c.attention_head_dim, label);
+  io::read_key(j, "num_attention_heads", c.num_attention_heads, label);
+  io::read_key(j, "context_in_dim", c.context_in_dim, label);
+  io::read_key(j, "mlp_ratio", c.mlp_ratio, label);
+  io::read_key(j, "eps", c.eps, label);
+  io::read_key(j, "causal_condition", c.causal_condition, label);
   if (auto it = j.find("axes_dims_rope"); it != j.end() && !it->is_null()) {
     if (!it->is_array() || it->size() != 3 || !(*it)[0].is_number_integer() ||
         !(*it)[1].is_number_integer() || !(*it)[2].is_number_integer())

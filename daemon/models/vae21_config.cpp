@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/config_json.h"
 #include "io/safetensors.h"
 
 namespace qwen::models {
@@ -23,13 +24,7 @@ Vae21Config Vae21Config::from_json_file(const std::string& path) {
 }
 
 Vae21Config Vae21Config::from_json_text(const std::string& text, const std::string& label) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw io::CheckpointError(label + ": malformed JSON: " + e.what());
-  }
-  if (!j.is_object()) throw io::CheckpointError(label + ": the VAE config is not a JSON object");
+  const auto j = io::parse_config_object(text, label);
   auto fail = [&](const std::string& why) { fail_at(label, why); };
   auto required = [&](const char* key) -> const nlohmann::json& {
     const auto it = j.find(key);

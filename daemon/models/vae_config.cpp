@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/config_json.h"
 #include "io/safetensors.h"
 
 namespace qwen::models {
@@ -17,13 +18,7 @@ VaeConfig VaeConfig::from_json_file(const std::string& path) {
 }
 
 VaeConfig VaeConfig::from_json_text(const std::string& text, const std::string& label) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw io::CheckpointError(label + ": malformed JSON: " + e.what());
-  }
-  if (!j.is_object()) throw io::CheckpointError(label + ": the VAE config is not a JSON object");
+  const auto j = io::parse_config_object(text, label);
   VaeConfig c;
   std::string field;
   try {

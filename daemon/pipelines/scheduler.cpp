@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/config_json.h"
+
 namespace qwen::pipelines {
 
 SchedulerConfig SchedulerConfig::qwen_image() {
@@ -21,13 +23,7 @@ SchedulerConfig SchedulerConfig::qwen_image() {
 }
 
 SchedulerConfig SchedulerConfig::from_json_text(const std::string& text, const std::string& label) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(label + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object()) throw std::runtime_error(label + ": expected a JSON object");
+  const auto j = io::parse_config_object(text, label);
   SchedulerConfig c;
   auto get = [&](const char* key, auto& out) {
     auto it = j.find(key);
