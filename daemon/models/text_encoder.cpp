@@ -39,16 +39,7 @@ LanguageModelImpl::LanguageModelImpl(const TextEncoderConfig& cfg) : cfg_(cfg) {
 }
 
 torch::Tensor LanguageModelImpl::embed(const torch::Tensor& input_ids) {
-  if (!input_ids.defined() || input_ids.dim() != 2)
-    throw std::invalid_argument("input_ids must be [batch, length]");
-  if (input_ids.numel() == 0) throw std::invalid_argument("input_ids is empty");
-  auto ids = input_ids.to(embed_weight.device(), torch::kInt64);
-  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-  if (lo < 0 || hi >= cfg_.vocab_size)
-    throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) +
-                                " is outside the vocabulary [0, " +
-                                std::to_string(cfg_.vocab_size) + ")");
-  return torch::embedding(embed_weight, ids);
+  return qwenvl::embed_tokens_checked(embed_weight, input_ids);
 }
 
 torch::Tensor LanguageModelImpl::forward(const torch::Tensor& inputs_embeds,

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 namespace qwen::models::qwenvl {
 
@@ -40,6 +42,19 @@ torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::
   std::optional<torch::Tensor> m;
   if (mask.defined()) m = mask;
   return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal && !mask.defined(), scale);
+}
+
+torch::Tensor embed_tokens_checked(const torch::Tensor& weight, const torch::Tensor& input_ids) {
+  if (!input_ids.defined() || input_ids.dim() != 2)
+    throw std::invalid_argument("input_ids must be [batch, length]");
+  if (input_ids.numel() == 0) throw std::invalid_argument("input_ids is empty");
+  auto ids = input_ids.to(weight.device(), torch::kInt64);
+  const int64_t vocab = weight.size(0);
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= vocab)
+    throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) +
+                                " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  return torch::embedding(weight, ids);
 }
 
 }  // namespace qwen::models::qwenvl

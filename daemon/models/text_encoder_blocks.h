@@ -34,6 +34,11 @@ class GatedMLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GatedMLP);
 
+// The token embedding lookup of the Qwen2.5-VL and Qwen3-VL language models (nn.Embedding):
+// `input_ids` [batch, length] checked against the vocabulary (`weight` [vocab, hidden]), so a bad
+// id is an error naming it instead of an out-of-range read.
+torch::Tensor embed_tokens_checked(const torch::Tensor& weight, const torch::Tensor& input_ids);
+
 // GPT-NeoX half-split rotation: concat(-x[d/2:], x[:d/2]) over the last dim.
 torch::Tensor rotate_half(const torch::Tensor& x);
 
