@@ -79,6 +79,13 @@ torch::Tensor Decoder::forward(const torch::Tensor& z) {
 
 }  // namespace vae
 
+VaePosterior VaePosterior::from_moments(const torch::Tensor& moments, int64_t z_dim) {
+  VaePosterior p;
+  p.mean = moments.narrow(1, 0, z_dim).unsqueeze(2);
+  p.logvar = torch::clamp(moments.narrow(1, z_dim, z_dim), -30.0, 20.0).unsqueeze(2);
+  return p;
+}
+
 torch::Tensor VaePosterior::sample(at::Generator generator) const {
   const torch::Tensor eps =
       torch::randn(mean.sizes(), generator,
@@ -125,10 +132,7 @@ VaePosterior AutoencoderKLQwenImageImpl::encode(const torch::Tensor& x) {
   const torch::Tensor x4 = x.select(2, 0).to(device(), dtype());
   const bool tiled = use_tiling(x4.size(0), x4.size(2), x4.size(3));
   const torch::Tensor h = tiled ? tiled_encode(x4) : encode_4d(x4);
-  VaePosterior p;
-  p.mean = h.narrow(1, 0, config_.z_dim).unsqueeze(2);
-  p.logvar = torch::clamp(h.narrow(1, config_.z_dim, config_.z_dim), -30.0, 20.0).unsqueeze(2);
-  return p;
+  return VaePosterior::from_moments(h, config_.z_dim);
 }
 
 torch::Tensor AutoencoderKLQwenImageImpl::decode(const torch::Tensor& z) {

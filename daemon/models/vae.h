@@ -30,6 +30,9 @@ struct VaePosterior {
   // mean + exp(0.5 * logvar) * eps, eps = randn(mean.shape) drawn in mean's dtype on the
   // generator's device (diffusers randn_tensor) and moved to mean's device.
   torch::Tensor sample(at::Generator generator) const;
+  // DiagonalGaussianDistribution(moments): moments [B, 2z, H, W] (the quant_conv output) split
+  // into mean and logvar (clamped to [-30, 20]), each with the frame axis added back.
+  static VaePosterior from_moments(const torch::Tensor& moments, int64_t z_dim);
 };
 
 // Tiled encode/decode (diffusers enable_tiling()). Sizes are in pixels.

@@ -285,10 +285,7 @@ VaePosterior AutoencoderKLQwenImage21Impl::encode(const torch::Tensor& x) {
       vae_should_tile(tiling_, x4.size(0), x4.size(2), x4.size(3), dtype(), std::nullopt)
           ? tiled_encode(x4)
           : quant_conv_->forward(encoder_->forward(x4));
-  VaePosterior p;
-  p.mean = h.narrow(1, 0, config_.z_dim).unsqueeze(2);
-  p.logvar = torch::clamp(h.narrow(1, config_.z_dim, config_.z_dim), -30.0, 20.0).unsqueeze(2);
-  return p;
+  return VaePosterior::from_moments(h, config_.z_dim);
 }
 
 torch::Tensor AutoencoderKLQwenImage21Impl::decode(const torch::Tensor& z) {
