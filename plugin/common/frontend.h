@@ -40,6 +40,20 @@ struct Settings {
   gint32 layers = 4;
   gint32 resolution = 640;
   gboolean cfg_normalize = FALSE;
+  // LoRAs (issue #14): "name:strength,other:-0.3" (names from the daemon's lora_dir, or absolute
+  // paths; strength 1 when omitted) and the Lightning defaults (4/8 steps, CFG 1, shift 3).
+  char loras[1024] = "";
+  gboolean lightning = FALSE;
+  // Reference layers (issue #17): drawable ids from any open image, sent in this order after the
+  // edited picture (Edit Layer / Edit Selection; Edit-2509/2511: 3 images in all, Qwen-Image-2.1:
+  // 10).
+  gint32 num_references = 0;
+  gint32 references[10] = {};
+  // Expand Canvas with Prompt (issue #17): margins added on each side, in pixels.
+  gint32 expand_left = 0;
+  gint32 expand_top = 0;
+  gint32 expand_right = 0;
+  gint32 expand_bottom = 0;
 };
 
 // "" when `s` is acceptable, else what is wrong (for "Qwen-Image: <what>").
