@@ -32,6 +32,22 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 
 }  // namespace
 
+const char* to_string(JobPhase p) {
+  switch (p) {
+    case JobPhase::Queued:
+      return "queued";
+    case JobPhase::LoadingModel:
+      return "loading model";
+    case JobPhase::EncodingPrompt:
+      return "encoding prompt";
+    case JobPhase::Denoising:
+      return "denoising";
+    case JobPhase::Decoding:
+      return "decoding";
+  }
+  return "unknown";
+}
+
 std::string resolve_instance(const std::string& explicit_name) {
   if (!explicit_name.empty()) return explicit_name;
   if (const char* e = std::getenv("QWEN_IMAGE_INSTANCE"); e && *e) return e;

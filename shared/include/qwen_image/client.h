@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "qwen_image/limits.h"
+
 namespace qwen::ipc {
 
 enum class PixelFormat : uint32_t {
@@ -57,6 +59,13 @@ inline constexpr int kDefaultResolution = 640;
 // 1024]).
 inline bool valid_decompose_resolution(int r) { return r == 640 || r == 1024; }
 
+// Input images (protocol version 4): a job carries at most kMaxJobImages pictures (references and
+// the picture an edit-inpaint-like pipeline paints into); the edit pipelines take at most
+// kMaxEditReferences of them (Qwen-Image-2.1 edits: 1-10 references; a model may take fewer, see
+// ModelCaps::max_references). Version-2/3 clients are limited to 8 (their header's descriptors).
+inline constexpr int kMaxJobImages = 16;
+inline constexpr int kMaxEditReferences = 10;
+
 struct JobRequest {
   std::string pipeline =
       "generate";     // generate | img2img | inpaint | edit | edit-plus | edit-inpaint |
@@ -88,6 +97,12 @@ struct JobRequest {
   int layers = kDefaultLayers;
   int resolution = kDefaultResolution;
   bool cfg_normalize = false;
+  // Qwen-Image-2.1 (issue #15, protocol version 4): keep the text and reference keys/values from
+  // the first step (the reference's use_kv_cache; false = uncached, `--no-kv-cache`), and the
+  // reference's output_resolution (default output side and reference area; 0 = the model's
+  // default, else kMinOutputResolution..kMaxOutputResolution). Other models ignore both.
+  bool kv_cache = true;
+  int output_resolution = 0;
 };
 
 // What a served model can do, as the daemon reports it (one definition for the daemon, the CLI and
@@ -104,10 +119,35 @@ struct ModelCaps {
   int max_references = 0;      // input images an edit takes (Edit: 1, Edit-Plus: 3)
 };
 
+// What a job is doing (protocol version 4; a version-3 daemon reports Denoising only).
+enum class JobPhase : uint32_t {
+  Queued = 0,          // waiting behind other jobs (JobProgress::queue_position)
+  LoadingModel = 1,    // the job's model is loading (JobProgress::fraction / detail)
+  EncodingPrompt = 2,  // the model is loaded; prompts (and references) are being encoded
+  Denoising = 3,       // step / total
+  Decoding = 4,        // the last step is done; the VAE decodes the result
+};
+const char* to_string(JobPhase);  // "queued", "loading model", "encoding prompt", ...
+
 struct JobProgress {
   int step = 0;
   int total = 0;
   std::optional<Image> preview;  // small RGB8 preview, present every few steps
+  // Protocol version 4 (zero/empty from an older daemon, where phase stays Denoising).
+  JobPhase phase = JobPhase::Denoising;
+  float fraction = -1.0f;  // LoadingModel: share of the model's components loaded (0..1); -1 unknown
+  std::string detail;      // LoadingModel: e.g. "loading transformer (2/3)"; else ""
+  int queue_position = 0;  // Queued: 1 = next
+};
+
+// A LoRA file the daemon can apply by name (protocol version 4 status: the files in its
+// lora_dir folders). `lightning`: recognised as a Lightning LoRA by its file name or its
+// safetensors metadata (as daemon/models/lora.h lightning_info does), `lightning_steps` 4 or 8
+// when the name says so, else 0.
+struct LoraInfo {
+  std::string name;  // what a job sends (JobLora::name): the file name without .safetensors
+  bool lightning = false;
+  int lightning_steps = 0;
 };
 
 struct DaemonStatus {
@@ -128,6 +168,10 @@ struct DaemonStatus {
   int total = 0;
   int64_t jobs_done = 0;
   double heartbeat_age_s = 0;  // seconds since the daemon's last heartbeat
+  // Protocol version 4: the LoRAs in the daemon's lora_dir(s), by name; entries that did not fit
+  // into the status block are left out and counted in loras_left_out.
+  std::vector<LoraInfo> loras;
+  int loras_left_out = 0;
 };
 
 struct ClientError : std::runtime_error {
