@@ -165,10 +165,27 @@ int64_t text_tokens(const JobShape& job) {
   // prompt (384 x 384 condition image: 27 x 27 merged patches).
   return job.text_tokens + 34 + job.condition_images * 729;
 }
+// Qwen-Image-2.1: the text rows of the transformer's prefix (the prompt, the 14-token system
+// prefix the pipeline drops and per reference its `<imageN><|vision_start|>...<|vision_end|>` text;
+// the image slots are the references' latent tokens, counted by image_tokens()), and the text
+// encoder's sequence, which holds the slots themselves: 1,024 per 1024 x 1024 reference (16 px
+// patches merged 2 x 2).
+int64_t text_tokens21(const JobShape& job) {
+  return job.text_tokens + 14 + job.condition_images * 8;
+}
+int64_t encoder_tokens21(const JobShape& job) {
+  return text_tokens21(job) + job.condition_images * 1024;
+}
+int64_t prefix_tokens(const ModelSizes& m, const JobShape& job) {
+  return m.qwen21 ? text_tokens21(job) + job.condition_images * 64 * 64 : text_tokens(job);
+}
 }  // namespace
 
 int64_t transformer_activation_bytes(const ModelSizes& m, const JobShape& job) {
-  const int64_t s = image_tokens(job) + text_tokens(job);
+  // Qwen-Image-2.1: one stream (text + references + target; its SwiGLU 3D wide) at the first step,
+  // which runs the whole sequence; about the same count of [S, D] copies.
+  const int64_t s = m.qwen21 ? prefix_tokens(m, job) + (job.width / 16) * (job.height / 16)
+                             : image_tokens(job) + text_tokens(job);
   // Live at the peak of a block (one pass; CFG passes run one after the other): the two streams
   // [S, D] and their normed / modulated copies, q, k, v and RoPE'd q, k (float32 tables), the
   // attention output, and the MLP's [S, 4D] projection with its GELU: about 22 [S, D] tensors in
@@ -184,6 +201,14 @@ int64_t transformer_activation_bytes(const ModelSizes& m, const JobShape& job) {
 }
 
 int64_t text_encoder_activation_bytes(const ModelSizes& m, const JobShape& job) {
+  if (m.qwen21) {
+    // Qwen3-VL through SDPA (no [T, T] scores): per layer ~10 hidden copies and the MLP's gate /
+    // up; the vision tower on each reference's 4,096 patches (1,152 wide, ~20 copies).
+    const int64_t t = encoder_tokens21(job);
+    const int64_t lm = job.batch * t * (2 * m.text_intermediate + 10 * m.text_hidden);
+    const int64_t vision = job.condition_images * 4096 * 1152 * 20;
+    return std::max<int64_t>((lm + vision) * m.dtype_bytes, 256 * kMiB);
+  }
   const int64_t t = text_tokens(job);
   // Per layer: hidden [T, H] copies (~10) and the MLP's gate / up [T, I]; eager attention scores
   // [heads = 28, T, T] in float32. Prompts are encoded one batch at a time (CFG: two encodes).
@@ -202,10 +227,18 @@ int64_t vae_decode_bytes(const JobShape& job, int64_t dtype_bytes, bool tiled) {
 }
 
 int64_t modulation_cache_bytes(const ModelSizes& m, const JobShape& job) {
+  if (m.qwen21) return 0;  // one shared modulation, computed per step in the forward
   // Per step and block: img_mod [B (x2 with zero_cond_t), 6D] and txt_mod [B, 6D]; norm_out
   // [B, 2D] and temb [B, D] per step.
   const int64_t rows = job.batch * ((m.zero_cond_t ? 2 : 1) + 1);
   return job.steps * (m.layers * rows * 6 * m.dim + job.batch * 3 * m.dim) * m.dtype_bytes;
+}
+
+int64_t kv_cache_bytes(const ModelSizes& m, const JobShape& job) {
+  if (!m.qwen21) return 0;
+  // Transformer21KVCache: k and v [B, prefix, heads, head_dim] per block, one cache per CFG branch.
+  return 2 * m.layers * job.batch * prefix_tokens(m, job) * m.dim * m.dtype_bytes *
+         (job.cfg ? 2 : 1);
 }
 
 // ---- the planner
@@ -225,16 +258,23 @@ double estimated_cost(const ModelSizes& m, const JobShape& job, const MemoryPlan
   if (p.text_encoder == TextEncoderPlace::Offload) cost += double(m.text_encoder.bytes()) / kCopy;
   if (p.text_encoder == TextEncoderPlace::Cpu)
     cost += 2.0 * te_params * 128 * (job.cfg ? 2 : 1) / kCpuFlops;
+  // Qwen-Image-2.1: the transformer leaves the device for the encode and comes back.
+  if (p.swap_transformer) cost += double(p.transformer_device_bytes) / kCopy;
   return cost;
 }
 
 MemoryPlan evaluate(const ModelSizes& m, const JobShape& job, int64_t budget,
-                    const MemoryMode& mode, int64_t resident_blocks) {
+                    const MemoryMode& mode, int64_t resident_blocks, bool kv = false) {
   MemoryPlan p;
   p.mode = mode.name;
   p.text_encoder = mode.text_encoder;
   p.transformer = mode.transformer;
+  // Qwen-Image-2.1 has no per-block timestep-only weights: `modulation` keeps it resident.
+  if (m.qwen21 && p.transformer == TransformerPlace::Modulation)
+    p.transformer = TransformerPlace::Resident;
   p.budget = budget;
+  p.kv_cache = m.qwen21 && kv;
+  p.kv_cache_bytes = job.kv_cache ? kv_cache_bytes(m, job) : 0;
   const int64_t total = m.transformer.bytes();
   const int64_t mod = m.modulation_bytes();
   const int64_t block = m.block_bytes();
@@ -244,7 +284,7 @@ MemoryPlan evaluate(const ModelSizes& m, const JobShape& job, int64_t budget,
 
   int64_t t_dev = total;  // transformer bytes resident between passes
   int64_t buffers = 0;    // stream: the two block slots
-  if (mode.transformer != TransformerPlace::Resident) {
+  if (p.transformer != TransformerPlace::Resident) {
     p.modulation_cache_bytes = modulation_cache_bytes(m, job);
     t_dev = total - mod;
   }
@@ -273,16 +313,25 @@ MemoryPlan evaluate(const ModelSizes& m, const JobShape& job, int64_t budget,
   }
   p.encode_peak =
       t_dev + vae + (mode.text_encoder == TextEncoderPlace::Cpu ? 0 : te) + std::max(enc_act, cond);
+  // Qwen-Image-2.1 with an offloaded text encoder: when the two do not fit together, the resident
+  // transformer goes to pinned host memory for the encode (not with streaming: its resident
+  // blocks are chosen to fit next to the encoder).
+  if (m.qwen21 && mode.text_encoder == TextEncoderPlace::Offload &&
+      p.transformer == TransformerPlace::Resident &&
+      kDeviceReserve + p.encode_peak > budget - budget / 32) {
+    p.swap_transformer = true;
+    p.encode_peak -= t_dev;
+  }
   // Modulation precompute (not resident): two blocks' img_mod + txt_mod weights in flight and the
   // growing output cache.
-  if (mode.transformer != TransformerPlace::Resident) {
+  if (p.transformer != TransformerPlace::Resident && !m.qwen21) {
     const int64_t per_block_mod = m.layers > 0 ? mod / m.layers : 0;
     p.modulation_peak = t_dev + te_gpu + vae + 2 * per_block_mod + p.modulation_cache_bytes;
   }
   // Denoise: text embeddings (cond + uncond, [B, T, 3584]) are small next to the activations.
   const int64_t embeds = 2 * job.batch * text_tokens(job) * m.text_hidden * m.dtype_bytes;
   p.denoise_peak = t_dev + buffers + te_gpu + vae + p.modulation_cache_bytes + embeds +
-                   transformer_activation_bytes(m, job);
+                   transformer_activation_bytes(m, job) + (p.kv_cache ? p.kv_cache_bytes : 0);
   // Decode: the VAE tiles when untiled would not fit (models/vae.h vae_should_tile: also above
   // 4 MP per image).
   const int64_t decode_base = t_dev + te_gpu + vae + kDeviceReserve;
@@ -300,21 +349,33 @@ MemoryPlan evaluate(const ModelSizes& m, const JobShape& job, int64_t budget,
 }
 
 // The mode at its best: stream keeps as many blocks resident as fit.
-MemoryPlan evaluate_best(const ModelSizes& m, const JobShape& job, int64_t budget,
-                         const MemoryMode& mode) {
-  if (mode.transformer != TransformerPlace::Stream) return evaluate(m, job, budget, mode, m.layers);
+MemoryPlan evaluate_blocks(const ModelSizes& m, const JobShape& job, int64_t budget,
+                           const MemoryMode& mode, bool kv) {
+  if (mode.transformer != TransformerPlace::Stream)
+    return evaluate(m, job, budget, mode, m.layers, kv);
   // Peaks grow with the resident blocks: binary search the largest count that fits.
-  MemoryPlan best = evaluate(m, job, budget, mode, 0);
+  MemoryPlan best = evaluate(m, job, budget, mode, 0, kv);
   if (!best.fits) return best;
   int64_t lo = 0, hi = m.layers;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (evaluate(m, job, budget, mode, mid).fits)
+    if (evaluate(m, job, budget, mode, mid, kv).fits)
       lo = mid;
     else
       hi = mid - 1;
   }
-  return evaluate(m, job, budget, mode, lo);
+  return evaluate(m, job, budget, mode, lo, kv);
+}
+
+// Qwen-Image-2.1: with the KV cache when the job wants it and it fits, else without (every step
+// then runs the whole sequence; the plan says so).
+MemoryPlan evaluate_best(const ModelSizes& m, const JobShape& job, int64_t budget,
+                         const MemoryMode& mode) {
+  const bool kv = m.qwen21 && job.kv_cache;
+  MemoryPlan p = evaluate_blocks(m, job, budget, mode, kv);
+  if (p.fits || !kv) return p;
+  MemoryPlan off = evaluate_blocks(m, job, budget, mode, false);
+  return off.fits ? off : p;
 }
 
 MemoryPlan choose(const ModelSizes& m, const JobShape& job, int64_t budget,
@@ -322,10 +383,16 @@ MemoryPlan choose(const ModelSizes& m, const JobShape& job, int64_t budget,
   if (!mode.empty() && mode != "auto")
     return evaluate_best(m, job, budget, *find_memory_mode(mode));
   // The cheapest mode that fits (estimated_cost; ties: the earlier mode of memory_modes()).
+  // Qwen-Image-2.1: a mode with the KV cache before any without it (an uncached step reruns the
+  // whole prefix: with references several times the target's work).
   MemoryPlan best, last;
   for (const auto& mm : memory_modes()) {
     last = evaluate_best(m, job, budget, mm);
-    if (last.fits && (!best.fits || last.cost_seconds < best.cost_seconds - 0.5)) best = last;
+    const bool better_kv = last.kv_cache && !best.kv_cache;
+    const bool worse_kv = !last.kv_cache && best.kv_cache;
+    if (last.fits &&
+        (!best.fits || better_kv || (!worse_kv && last.cost_seconds < best.cost_seconds - 0.5)))
+      best = last;
   }
   return best.fits ? best : last;
 }
@@ -426,6 +493,9 @@ std::vector<std::string> MemoryPlan::lines(const ModelSizes& m) const {
   if (transformer == TransformerPlace::Stream)
     t += "; " + std::to_string(resident_blocks) + " of " + std::to_string(m.layers) +
          " blocks resident, " + format_gib(streamed_bytes_per_pass) + " streamed per pass";
+  if (m.qwen21 && (mode == "modulation" || mode == "cpu-text"))
+    t += "; no per-block timestep-only weights in Qwen-Image-2.1: kept resident";
+  if (swap_transformer) t += "; in pinned host memory while the text encoder encodes";
   out.push_back(t + ")");
   const std::string te = format_gib(m.text_encoder.bytes()) + " " + m.text_encoder.format;
   switch (text_encoder) {
@@ -442,6 +512,17 @@ std::vector<std::string> MemoryPlan::lines(const ModelSizes& m) const {
   }
   out.push_back(std::string("vae: ") + (vae_tiled ? "tiled" : "untiled") + " (" +
                 format_gib(m.vae.bytes()) + " on the device)");
+  if (m.qwen21) {
+    if (kv_cache)
+      out.push_back("kv_cache: on (" + format_gib(kv_cache_bytes) +
+                    " on the device: the text and reference keys/values of every block)");
+    else if (kv_cache_bytes > 0)
+      out.push_back("kv_cache: off (it would need " + format_gib(kv_cache_bytes) +
+                    ", which does not fit: every step runs the whole sequence; fewer or smaller "
+                    "references keep it)");
+    else
+      out.push_back("kv_cache: off (not asked for: every step runs the whole sequence)");
+  }
   out.push_back("predicted peak: " + format_gib(peak));
   return out;
 }
@@ -451,9 +532,11 @@ std::string MemoryPlan::summary() const {
                   ": transformer " + to_string(transformer);
   if (transformer == TransformerPlace::Stream)
     s += " (" + std::to_string(resident_blocks) + " blocks resident)";
+  if (swap_transformer) s += " (off the device while encoding)";
   s += std::string(", text encoder ") + to_string(text_encoder) + ", vae " +
        (vae_tiled ? "tiled" : "untiled") + ", predicted peak " + format_gib(peak) + " of " +
        format_gib(budget);
+  if (kv_cache) s += ", kv cache " + format_gib(kv_cache_bytes);
   return s;
 }
 

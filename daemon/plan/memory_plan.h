@@ -60,6 +60,12 @@ struct ModelSizes {
   int64_t text_hidden = 3584, text_intermediate = 18944;
   bool edit = false;        // edit model (vision tower and condition images)
   int64_t dtype_bytes = 2;  // compute dtype (bfloat16 on CUDA)
+  // Qwen-Image-2.1 (QwenImage21Pipeline, issue #15): one joint single-stream sequence (text with
+  // the references' latents in its image slots, then the target), one shared modulation (nothing
+  // timestep-only per block: `modulation` places the transformer as `resident`), the prefix's keys
+  // and values kept for the whole job by the KV cache, and a Qwen3-VL text encoder whose sequence
+  // holds 1,024 image slots per 1024x1024 reference.
+  bool qwen21 = false;
 
   int64_t modulation_bytes() const;  // img_mod + txt_mod of every block
   int64_t block_bytes() const;       // the largest block without its modulation
@@ -77,6 +83,8 @@ struct JobShape {
   // Image frames of width x height in the transformer's sequence: 1, or layers + 2 for
   // Qwen-Image-Layered's decompose (the composite, the layers and the condition image).
   int64_t frames = 1;
+  // Qwen-Image-2.1: the KV cache is wanted (the default; --no-kv-cache plans without it).
+  bool kv_cache = true;
 };
 
 enum class TextEncoderPlace { Gpu, Offload, Cpu };
@@ -113,6 +121,14 @@ struct MemoryPlan {
   int64_t transformer_device_bytes = 0;  // transformer weights resident on the device
   int64_t modulation_cache_bytes = 0;    // precomputed modulation outputs of one job
   int64_t streamed_bytes_per_pass = 0;   // stream: weight bytes copied per transformer pass
+  // Qwen-Image-2.1: the KV cache on (its bytes on the device for the job's references, both CFG
+  // branches), or off because it would not fit (kv_cache_bytes = what it would need; every step
+  // then runs the whole sequence); swap_transformer: the transformer's weights go to pinned host
+  // memory while the (offloaded) text encoder encodes, and come back for the denoising (what
+  // diffusers' model CPU offload does; a 24 GB card cannot hold the 7.1B DiT and the 8B encoder).
+  bool kv_cache = false;
+  int64_t kv_cache_bytes = 0;
+  bool swap_transformer = false;
   bool fits = false;
   double cost_seconds = 0;  // rough extra seconds per job over all-resident (auto's choice)
   std::string advice;       // when !fits: what would fit (a file / format, a smaller image)
@@ -143,6 +159,9 @@ int64_t transformer_activation_bytes(const ModelSizes& model, const JobShape& jo
 int64_t text_encoder_activation_bytes(const ModelSizes& model, const JobShape& job);
 int64_t vae_decode_bytes(const JobShape& job, int64_t dtype_bytes, bool tiled);
 int64_t modulation_cache_bytes(const ModelSizes& model, const JobShape& job);
+// Qwen-Image-2.1: bytes of the KV cache of one job (keys and values of the prefix, text plus
+// 4,096 tokens per 1024x1024 reference, in every block, per CFG branch); 0 for other models.
+int64_t kv_cache_bytes(const ModelSizes& model, const JobShape& job);
 
 // The transformer as if stored in another format: every Linear weight at `bits_per_weight`
 // (8 = fp8, 8.5 = Q8_0, 4.5 = Q4_K, ...), the other tensors unchanged.

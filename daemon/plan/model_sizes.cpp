@@ -61,6 +61,9 @@ ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes) {
   m.dtype_bytes = dtype_bytes;
   const std::string& cls = model.pipeline_class();
   m.edit = model.has("processor") && cls.find("Edit") != std::string::npos;
+  // Qwen-Image-2.1 (issue #15): one model generates and edits (its vision tower is loaded).
+  m.qwen21 = cls == "QwenImage21Pipeline";
+  if (m.qwen21) m.edit = true;
 
   const auto tw = model.weights("transformer");
   m.transformer = component_size(tw, dtype_bytes);

@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
 #include "plan/memory_plan.h"
 #include "plan/model_sizes.h"
 #include "plan/real_sizes.h"
+#include "plan/real_sizes21.h"
 
 using namespace qwen::plan;
 using qwen::plan::testing::Storage;
@@ -245,4 +249,225 @@ TEST(MemoryPlan, SizesFromTheFixtureModelsHeaders) {
     EXPECT_TRUE(p.fits);
     EXPECT_EQ(p.mode, "resident");
   }
+}
+
+// ---- Qwen-Image-2.1 (issue #15 "Memory: a 24 GB card in bf16, text encoder offloaded after
+// encoding") on the released component sizes -------------------------------------------------
+
+namespace {
+JobShape job21(int64_t references, bool cfg) {
+  JobShape j;
+  j.width = j.height = 1024;
+  j.cfg = cfg;
+  j.steps = 40;
+  j.condition_images = references;
+  return j;
+}
+}  // namespace
+
+TEST(MemoryPlan21, RealSizesMatchTheReleasedModel) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  // Transformer21Config::parameter_count() of the defaults: the "7.1B" DiT.
+  EXPECT_EQ(m.transformer.bytes(), 2 * int64_t(7115124736));
+  EXPECT_EQ(m.modulation_bytes(), 0);  // one shared modulation, nothing per block
+  EXPECT_EQ(m.block_bytes() * 32 + m.non_block_bytes(), m.transformer.bytes());
+  // Qwen3-VL-8B without lm_head: 7.57 B language model + 0.58 B vision tower.
+  EXPECT_NEAR(m.text_encoder.bytes() / 1e9, 16.3, 0.2);
+  // The transformer and the text encoder do not fit on a 24 GB card together.
+  EXPECT_GT(m.transformer.bytes() + m.text_encoder.bytes(), 24 * kGiB);
+}
+
+TEST(MemoryPlan21, KvCacheOfTenReferencesIsTheNotesTwentyOneAndAHalfGigabytes) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  JobShape j = job21(10, false);
+  j.text_tokens = 128;
+  // 2 (k, v) x 32 blocks x (142 text + 10 x 4,096 reference tokens) x 4096 x 2 bytes.
+  EXPECT_NEAR(kv_cache_bytes(m, j) / 1e9, 21.5, 0.2);
+  j.cfg = true;  // one cache per CFG branch
+  EXPECT_NEAR(kv_cache_bytes(m, j) / 1e9, 43.0, 0.4);
+  // Other models have no KV cache.
+  EXPECT_EQ(kv_cache_bytes(qwen::plan::testing::qwen_image(Storage::Bf16), j), 0);
+}
+
+TEST(MemoryPlan21, TwentyFourGigabytesFitWithTheTextEncoderOffloaded) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  for (int64_t refs : {0, 1}) {
+    for (bool cfg : {false, true}) {
+      SCOPED_TRACE("references " + std::to_string(refs) + (cfg ? ", CFG" : ""));
+      const auto j = job21(refs, cfg);
+      // Everything resident does not fit.
+      EXPECT_FALSE(plan_memory(m, j, 24 * kGiB, "resident").fits);
+      const auto p = plan_memory(m, j, 24 * kGiB, "offload-text");
+      EXPECT_TRUE(p.fits) << p.advice;
+      EXPECT_EQ(p.transformer, TransformerPlace::Resident);
+      EXPECT_EQ(p.text_encoder, TextEncoderPlace::Offload);
+      EXPECT_TRUE(p.swap_transformer);  // off the device while the text encoder encodes
+      EXPECT_TRUE(p.kv_cache);
+      EXPECT_LE(p.peak, 24 * kGiB - 24 * kGiB / 32);
+      // Auto takes it (the cheapest that fits: no streaming, no CPU encoding).
+      const auto a = plan_memory(m, j, 24 * kGiB);
+      EXPECT_TRUE(a.fits);
+      EXPECT_EQ(a.mode, "offload-text");
+      const auto lines = a.lines(m);
+      EXPECT_EQ(lines.back(), "predicted peak: " + format_gib(a.peak));
+      bool kv_line = false;
+      for (const auto& l : lines) kv_line |= l.rfind("kv_cache: on (", 0) == 0;
+      EXPECT_TRUE(kv_line);
+    }
+  }
+  // 16 GB: the 13.3 GiB transformer streams.
+  const auto s = plan_memory(m, job21(1, false), 16 * kGiB);
+  EXPECT_TRUE(s.fits) << s.advice;
+  EXPECT_EQ(s.transformer, TransformerPlace::Stream);
+  EXPECT_GT(s.resident_blocks, 0);
+  EXPECT_LT(s.resident_blocks, 32);
+}
+
+TEST(MemoryPlan21, EightyGigabytesRunEverythingResident) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  for (int64_t refs : {0, 1, 10}) {
+    SCOPED_TRACE(refs);
+    const auto p = plan_memory(m, job21(refs, false), 80 * kGiB);
+    EXPECT_TRUE(p.fits);
+    EXPECT_EQ(p.mode, "resident");
+    EXPECT_FALSE(p.swap_transformer);
+    EXPECT_TRUE(p.kv_cache);
+  }
+}
+
+TEST(MemoryPlan21, KvCacheIsTurnedOffWithAPlanLineWhenItDoesNotFit) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  const auto j = job21(10, false);
+  const auto p = plan_memory(m, j, 24 * kGiB);
+  ASSERT_TRUE(p.fits) << p.advice;
+  EXPECT_FALSE(p.kv_cache);
+  EXPECT_EQ(p.kv_cache_bytes, kv_cache_bytes(m, j));
+  bool off = false;
+  for (const auto& l : p.lines(m)) off |= l.rfind("kv_cache: off (it would need ", 0) == 0;
+  EXPECT_TRUE(off);
+  EXPECT_EQ(p.summary().find("kv cache"), std::string::npos);
+  // Planned without the cache (--no-kv-cache): the same peak, and the line says why it is off.
+  JobShape no = j;
+  no.kv_cache = false;
+  const auto q = plan_memory(m, no, 24 * kGiB);
+  EXPECT_EQ(q.peak, p.peak);
+  EXPECT_EQ(q.kv_cache_bytes, 0);
+  bool not_asked = false;
+  for (const auto& l : q.lines(m)) not_asked |= l.rfind("kv_cache: off (not asked for", 0) == 0;
+  EXPECT_TRUE(not_asked);
+}
+
+TEST(MemoryPlan21, ModulationModeKeepsTheTransformerResident) {
+  const auto m = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  for (const char* mode : {"modulation", "cpu-text"}) {
+    const auto p = plan_memory(m, job21(1, false), 80 * kGiB, mode);
+    EXPECT_EQ(p.mode, mode);
+    EXPECT_EQ(p.transformer, TransformerPlace::Resident);
+    EXPECT_EQ(p.modulation_cache_bytes, 0);
+    EXPECT_EQ(p.transformer_device_bytes, m.transformer.bytes());
+  }
+}
+
+namespace {
+// A safetensors file whose header lists `shapes` in BF16 and whose data is a hole (the file is
+// resized, not written: the released shapes take no disk).
+void write_header_only(const std::string& path, const qwen::plan::testing::Shapes& shapes) {
+  nlohmann::json h = nlohmann::json::object();
+  uint64_t off = 0;
+  for (const auto& [name, shape] : shapes) {
+    uint64_t n = 2;
+    for (auto d : shape) n *= static_cast<uint64_t>(d);
+    h[name] = {{"dtype", "BF16"}, {"shape", shape}, {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string text = h.dump();
+  while (text.size() % 8) text += ' ';
+  {
+    std::ofstream f(path, std::ios::binary);
+    const uint64_t len = text.size();
+    f.write(reinterpret_cast<const char*>(&len), 8);
+    f << text;
+  }
+  std::filesystem::resize_file(path, 8 + text.size() + off);
+}
+void write_json(const std::string& path, const nlohmann::json& j) {
+  std::ofstream(path) << j.dump(2);
+}
+}  // namespace
+
+// `qwen-image plan`'s path (io::ModelFolder -> plan::model_sizes, headers only) on a
+// QwenImage21Pipeline folder with the released tensor shapes (header-only safetensors): the sizes
+// and the 24 GB / 80 GB plans of issue #15.
+TEST(MemoryPlan21, HeaderOnlyFolderOfTheReleasedShapes) {
+  namespace fs = std::filesystem;
+  using qwen::plan::testing::Shapes;
+  const fs::path dir = fs::path(::testing::TempDir()) / "qwen21_header_only";
+  fs::remove_all(dir);
+  for (const char* c : {"transformer", "text_encoder", "vae", "scheduler"})
+    fs::create_directories(dir / c);
+  write_json((dir / "model_index.json").string(),
+             {{"_class_name", "QwenImage21Pipeline"},
+              {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+              {"text_encoder", {"transformers", "Qwen3VLForConditionalGeneration"}},
+              {"transformer", {"diffusers", "QwenImage21Transformer2DModel"}},
+              {"vae", {"diffusers", "AutoencoderKLQwenImage21"}}});
+  write_json((dir / "transformer/config.json").string(),
+             {{"_class_name", "QwenImage21Transformer2DModel"},
+              {"num_layers", 32},
+              {"attention_head_dim", 128},
+              {"num_attention_heads", 32},
+              {"context_in_dim", 4096},
+              {"in_channels", 64},
+              {"mlp_ratio", 3},
+              {"patch_size", 1}});
+  write_header_only((dir / "transformer/diffusion_pytorch_model.safetensors").string(),
+                    qwen::plan::testing::qwen21_transformer_shapes());
+  write_json(
+      (dir / "text_encoder/config.json").string(),
+      {{"architectures", {"Qwen3VLForConditionalGeneration"}},
+       {"model_type", "qwen3_vl"},
+       {"text_config",
+        {{"hidden_size", 4096},
+         {"intermediate_size", 12288},
+         {"num_hidden_layers", 36},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 8},
+         {"head_dim", 128},
+         {"vocab_size", 151936}}},
+       {"vision_config", {{"depth", 27}, {"hidden_size", 1152}, {"out_hidden_size", 4096}}}});
+  write_header_only((dir / "text_encoder/model.safetensors").string(),
+                    qwen::plan::testing::qwen3vl_8b_shapes(/*with_lm_head=*/true));
+  write_json((dir / "vae/config.json").string(), {{"_class_name", "AutoencoderKLQwenImage21"}});
+  write_header_only((dir / "vae/diffusion_pytorch_model.safetensors").string(),
+                    Shapes{{"encoder.conv_in.weight", {96, 4, 3, 3, 3}},
+                           {"decoder.conv_out.weight", {4, 96, 3, 3, 3}}});
+  write_json((dir / "scheduler/scheduler_config.json").string(),
+             {{"_class_name", "FlowMatchEulerDiscreteScheduler"}});
+
+  const auto folder = qwen::io::ModelFolder::open(dir.string());
+  const auto m = model_sizes(folder, 2);
+  EXPECT_TRUE(m.qwen21);
+  EXPECT_TRUE(m.edit);
+  EXPECT_EQ(m.dim, 4096);
+  EXPECT_EQ(m.layers, 32);
+  EXPECT_EQ(m.text_hidden, 4096);
+  EXPECT_EQ(m.text_intermediate, 12288);
+  EXPECT_EQ(m.transformer.bytes(), 2 * int64_t(7115124736));
+  const auto want = qwen::plan::testing::qwen3vl_8b_text_encoder();
+  EXPECT_EQ(m.text_encoder.bytes(), want.bytes());  // lm_head left out, vision tower in
+  JobShape j;
+  j.width = j.height = 1024;
+  j.condition_images = 1;
+  const auto p24 = plan_memory(m, j, 24 * kGiB, "offload-text");
+  EXPECT_TRUE(p24.fits) << p24.advice;
+  EXPECT_TRUE(p24.swap_transformer);
+  EXPECT_TRUE(p24.kv_cache);
+  const auto a24 = plan_memory(m, j, 24 * kGiB);
+  EXPECT_TRUE(a24.fits) << a24.advice;
+  EXPECT_LE(a24.peak, 24 * kGiB);
+  EXPECT_EQ(a24.lines(m).back(), "predicted peak: " + format_gib(a24.peak));
+  const auto p80 = plan_memory(m, j, 80 * kGiB);
+  EXPECT_TRUE(p80.fits);
+  EXPECT_EQ(p80.mode, "resident");
+  fs::remove_all(dir);
 }
