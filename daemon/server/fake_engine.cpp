@@ -46,6 +46,13 @@ class FakeEngine : public Engine {
     } else if (caps.known && caps.max_references == 3) {
       info_.default_pipeline = PipelineKind::EditPlus;
     }
+    // A Qwen-Image-2.1 folder (model_index.json names QwenImage21Pipeline): RGBA results, so the
+    // model list says rgba and 10 references (caps_of) and the plug-in's alpha path is tested.
+    if (caps.known && caps.rgba && caps.can_edit) {
+      info_.family = "qwen-image-2.1";
+      info_.pipeline_class = "FakeEngine (QwenImage21Pipeline)";
+      rgba_ = true;
+    }
   }
   const ModelInfo& info() const override { return info_; }
   std::vector<ImageU8> run(const RunParams& p, const ProgressFn& progress) override {
@@ -64,12 +71,32 @@ class FakeEngine : public Engine {
       }
       if (progress && !progress(info)) throw CancelledError();
     }
-    return fake_results(p);
+    auto out = fake_results(p);
+    if (rgba_)  // 2.1 stand-in: edits keep the first input's alpha; generate: a left-to-right ramp
+      for (auto& im : out) {
+        ImageU8 a;
+        a.width = im.width;
+        a.height = im.height;
+        a.channels = 4;
+        a.pixels.resize(a.size_bytes());
+        const ImageU8* in = p.images.empty() ? nullptr : &p.images[0];
+        for (int y = 0; y < im.height; ++y)
+          for (int x = 0; x < im.width; ++x) {
+            uint8_t* d = a.row(y) + size_t(x) * 4;
+            const uint8_t* s = im.row(y) + size_t(x) * 3;
+            d[0] = s[0], d[1] = s[1], d[2] = s[2];
+            d[3] = in ? (in->channels == 4 ? in->row(y)[size_t(x) * 4 + 3] : 255)
+                      : uint8_t(x * 255 / std::max(1, im.width - 1));
+          }
+        im = std::move(a);
+      }
+    return out;
   }
 
  private:
   ModelInfo info_;
   int step_ms_;
+  bool rgba_ = false;
 };
 
 }  // namespace

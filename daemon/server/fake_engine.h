@@ -8,6 +8,8 @@
 //   reference's output size (decompose_size); layer i holds horizontal band i of `layers` of the
 //   picture (nearest-neighbour resized), transparent elsewhere, so the composite is the picture
 //   and each layer shows where it belongs in the stack (layer 0 = bottom = the top band).
+//   Qwen-Image-2.1 (model_index.json names QwenImage21Pipeline): the same pictures as RGBA, with
+//   the first input's alpha (edits) or a left-to-right alpha ramp (generate).
 //   prompt "fail": throws EngineError; every step sleeps `step_ms` and reports progress, with a
 //   small preview every other step.
 #pragma once

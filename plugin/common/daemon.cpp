@@ -180,4 +180,16 @@ Pixels to_rgb(const qwen::ipc::Image& img) {
   return out;
 }
 
+Pixels to_rgba(const qwen::ipc::Image& img) {
+  const int c = qwen::ipc::channels(img.format);
+  if (qwen::ipc::bytes_per_channel(img.format) != 1)
+    throw UserError("Qwen-Image: the daemon returned a float image; expected 8-bit pixels.");
+  Pixels out(img.width, img.height, 4, 255);
+  for (size_t i = 0, n = size_t(img.width) * img.height; i < n; ++i) {
+    for (int ch = 0; ch < 3; ++ch) out.data[i * 4 + ch] = img.bytes[i * c + (c >= 3 ? ch : 0)];
+    if (c == 4) out.data[i * 4 + 3] = img.bytes[i * 4 + 3];
+  }
+  return out;
+}
+
 }  // namespace qwen::plugin

@@ -99,6 +99,10 @@ struct Host {
   virtual void attach_params(int layer, const std::string& params) = 0;
   virtual void undo_group_start(int image) = 0;
   virtual void undo_group_end(int image) = 0;
+  // Reference layers (issue #17): the image holding item `item` (-1 when it is no valid item) and
+  // the item's name. The defaults suit hosts with one image and unnamed items.
+  virtual int image_of_item(int item) { return item > 0 ? 0 : -1; }
+  virtual std::string item_name(int item) { return "item " + std::to_string(item); }
 };
 
 // ---- daemon.cpp
@@ -122,6 +126,9 @@ std::vector<qwen::ipc::Image> run_job(Host& host, qwen::ipc::Client& client,
 UserError to_user_error(const qwen::ipc::ClientError& e, const PluginConfig& config);
 // Pixels of a job result (any 8-bit format) as RGB.
 Pixels to_rgb(const qwen::ipc::Image& img);
+// Pixels of a job result (any 8-bit format) as RGBA (alpha 255 where the result has none):
+// Qwen-Image-2.1 results keep their transparency (issue #15).
+Pixels to_rgba(const qwen::ipc::Image& img);
 
 // ---- decompose.cpp
 // Decompose into Layers (issue #16): returns {group, layers bottom to top}. Throws UserError.

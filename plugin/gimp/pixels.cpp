@@ -134,4 +134,15 @@ void Gimp2Host::attach_params(int layer, const std::string& params) {
 void Gimp2Host::undo_group_start(int image) { gimp_image_undo_group_start(image); }
 void Gimp2Host::undo_group_end(int image) { gimp_image_undo_group_end(image); }
 
+int Gimp2Host::image_of_item(int item) {
+  return item > 0 && gimp_item_is_valid(item) ? gimp_item_get_image(item) : -1;
+}
+
+std::string Gimp2Host::item_name(int item) {
+  gchar* name = item > 0 && gimp_item_is_valid(item) ? gimp_item_get_name(item) : nullptr;
+  std::string out = name ? name : "item " + std::to_string(item);
+  g_free(name);
+  return out;
+}
+
 }  // namespace qwen::plugin

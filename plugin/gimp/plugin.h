@@ -37,6 +37,8 @@ struct Gimp2Host : Host {
   void attach_params(int layer, const std::string& params) override;
   void undo_group_start(int image) override;
   void undo_group_end(int image) override;
+  int image_of_item(int item) override;
+  std::string item_name(int item) override;
 };
 
 }  // namespace qwen::plugin

@@ -153,4 +153,18 @@ void Gimp3Host::attach_params(int layer, const std::string& params) {
 void Gimp3Host::undo_group_start(int image) { gimp_image_undo_group_start(image_of(image)); }
 void Gimp3Host::undo_group_end(int image) { gimp_image_undo_group_end(image_of(image)); }
 
+int Gimp3Host::image_of_item(int item) {
+  GimpItem* it = item > 0 && gimp_item_id_is_valid(item) ? gimp_item_get_by_id(item) : nullptr;
+  GimpImage* img = it ? gimp_item_get_image(it) : nullptr;
+  return img ? gimp_image_get_id(img) : -1;
+}
+
+std::string Gimp3Host::item_name(int item) {
+  GimpItem* it = item > 0 && gimp_item_id_is_valid(item) ? gimp_item_get_by_id(item) : nullptr;
+  gchar* name = it ? gimp_item_get_name(it) : nullptr;
+  std::string out = name ? name : "item " + std::to_string(item);
+  g_free(name);
+  return out;
+}
+
 }  // namespace qwen::plugin
