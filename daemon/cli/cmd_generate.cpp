@@ -18,6 +18,7 @@
 #include "models/lora_info.h"
 #include "pipelines/engine.h"
 #include "plan/memory_plan.h"
+#include "qwen_image/limits.h"
 #if __has_include("cli/daemon_client.h")
 #include "cli/daemon_client.h"
 #define QWEN_HAVE_DAEMON_CLIENT 1
@@ -345,11 +346,21 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--memory applies to an in-process model; with --daemon, set memory in the daemon's "
         "config (docs/memory.md)");
-  if (o.daemon && !o.run.kv_cache)
-    throw UsageError("--no-kv-cache applies to an in-process Qwen-Image-2.1 model, not --daemon");
-  if (o.daemon && o.run.output_resolution != 1024)
-    throw UsageError(
-        "--output-resolution applies to an in-process Qwen-Image-2.1 model, not --daemon");
+  // One set of limits (qwen_image/limits.h), the same in-process and through the daemon.
+  if (o.run.max_sequence_length < 1 || o.run.max_sequence_length > qwen::ipc::kMaxSequenceLength)
+    throw UsageError("--max-sequence-length must be 1.." +
+                     std::to_string(qwen::ipc::kMaxSequenceLength) + " (got " +
+                     std::to_string(o.run.max_sequence_length) + ")");
+  if (o.steps_given && (o.run.steps < 1 || o.run.steps > qwen::ipc::kMaxSteps))
+    throw UsageError("--steps must be 1.." + std::to_string(qwen::ipc::kMaxSteps) + " (got " +
+                     std::to_string(o.run.steps) + ")");
+  // --no-kv-cache and --output-resolution travel in the job with --daemon (protocol version 4).
+  if (o.run.output_resolution < qwen::ipc::kMinOutputResolution ||
+      o.run.output_resolution > qwen::ipc::kMaxOutputResolution)
+    throw UsageError("--output-resolution must be " +
+                     std::to_string(qwen::ipc::kMinOutputResolution) + ".." +
+                     std::to_string(qwen::ipc::kMaxOutputResolution) + " (got " +
+                     std::to_string(o.run.output_resolution) + ")");
   if (o.daemon && !o.engine.sdpa_backend.empty())
     throw UsageError(
         "--attention applies to an in-process model; with --daemon, set attention in the "

@@ -55,6 +55,18 @@ int qwen::cli::cmd_status(int argc, char** argv) {
       std::printf("  %-24s %-10s %s%s\n  %-24s can: %s\n", name.c_str(), state.c_str(), dir.c_str(),
                   i == 0 ? "  (default)" : "", "", can.c_str());
     }
+    // The LoRAs in the daemon's lora_dir (protocol version 4; issue #14).
+    if (!s.loras.empty() || s.loras_left_out > 0) {
+      std::printf("loras:\n");
+      for (const auto& l : s.loras) {
+        std::string kind = l.lightning ? "Lightning" : "";
+        if (l.lightning && l.lightning_steps > 0)
+          kind += " (" + std::to_string(l.lightning_steps) + " steps)";
+        std::printf("  %-24s %s\n", l.name.c_str(), kind.c_str());
+      }
+      if (s.loras_left_out > 0)
+        std::printf("  ... and %d more (not listed: the status block is full)\n", s.loras_left_out);
+    }
     if (s.busy)
       std::printf("queue:     running a job (step %d/%d), %d waiting\n", s.step, s.total,
                   s.queued_jobs);

@@ -64,6 +64,9 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
     }
     r.loras.push_back({name, float(l.strength)});
   }
+  // Qwen-Image-2.1 (protocol version 4; other models ignore them).
+  r.kv_cache = p.kv_cache;
+  r.output_resolution = p.output_resolution;
   if (p.shift) r.shift = float(*p.shift);
   r.lightning = p.lightning;
   // The engine's Lightning CFG default (1 when no CFG was given) decided here, since the job
@@ -87,6 +90,9 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   std::function<bool(const ipc::JobProgress&)> cb;
   if (progress) {
     cb = [&](const ipc::JobProgress& jp) {
+      // Steps only, as in-process (the queued / loading / encoding phases of protocol version 4
+      // have no step to report).
+      if (jp.phase != ipc::JobPhase::Denoising && jp.phase != ipc::JobPhase::Decoding) return true;
       ProgressInfo info;
       info.step = jp.step;
       info.total = jp.total;
@@ -100,8 +106,25 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
     };
   }
   std::vector<ipc::Image> out;
+  bool rgba = decompose;
   try {
     ipc::Client client = ipc::Client::connect(instance);
+    // A model whose results are RGBA (Qwen-Image-2.1, issue #15) returns them with their alpha, as
+    // in-process: the model list says which (ModelCaps::rgba; "" = the daemon's default model).
+    if (!decompose) {
+      const ipc::DaemonStatus st = client.status();
+      for (size_t i = 0; i < st.models.size() && i < st.model_caps.size(); ++i) {
+        const std::string& line = st.model_states[i];
+        const size_t t1 = line.find('\t'), t2 = line.find('\t', t1 + 1);
+        const std::string dir = t2 == std::string::npos ? "" : line.substr(t2 + 1);
+        const bool named = model.empty() ? i == 0 : (st.models[i] == model || dir == model);
+        if (named) {
+          rgba = st.model_caps[i].known && st.model_caps[i].rgba;
+          break;
+        }
+      }
+      if (rgba) r.result_format = ipc::PixelFormat::RGBA8;
+    }
     out = client.run(r, cb);
   } catch (const ipc::ClientError& e) {
     if (e.kind == ipc::ClientError::Kind::Cancelled) throw CancelledError();
@@ -114,7 +137,7 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
     ImageU8 u;
     u.width = img.width;
     u.height = img.height;
-    u.channels = decompose ? 4 : 3;
+    u.channels = rgba ? 4 : 3;
     u.pixels = std::move(img.bytes);
     images.push_back(std::move(u));
   }

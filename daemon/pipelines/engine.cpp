@@ -22,6 +22,7 @@
 #include "pipelines/latents.h"
 #include "pipelines/pipeline_t2i.h"
 #include "pipelines/prompt_encoding.h"
+#include "qwen_image/limits.h"
 
 namespace fs = std::filesystem;
 
@@ -54,9 +55,10 @@ namespace qwen::pipelines {
 
 namespace {
 
-constexpr int kMaxSide = 8192;
-constexpr int64_t kMaxPixels = 64ll * 1024 * 1024;
-constexpr int kMaxSteps = 1000;
+// One set of limits (qwen_image/limits.h): the daemon rejects what these refuse at submission.
+constexpr int kMaxSide = ipc::kMaxOutputSide;
+constexpr int64_t kMaxPixels = ipc::kMaxOutputPixels;
+constexpr int kMaxSteps = ipc::kMaxSteps;
 constexpr int64_t kMaxImages = 64;
 
 int64_t dtype_bytes(torch::Dtype d) { return static_cast<int64_t>(c10::elementSize(d)); }
@@ -117,9 +119,10 @@ ResolvedParams resolve_params(const RunParams& in) {
   p.prompts = in.prompts;
   auto side = [](int v, const char* name) -> int64_t {
     if (v == 0) return 1024;
-    if (v < 16)
-      throw EngineError(std::string(name) + " must be at least 16 pixels (got " +
-                        std::to_string(v) + ")");
+    if (v < ipc::kMinOutputSide)
+      throw EngineError(std::string(name) + " must be at least " +
+                        std::to_string(ipc::kMinOutputSide) + " pixels (got " + std::to_string(v) +
+                        ")");
     if (v > kMaxSide)
       throw EngineError(std::string(name) + " " + std::to_string(v) + " is too large (max " +
                         std::to_string(kMaxSide) + " pixels)");
@@ -135,7 +138,8 @@ ResolvedParams resolve_params(const RunParams& in) {
   if (in.steps < 1)
     throw EngineError("steps must be at least 1 (got " + std::to_string(in.steps) + ")");
   if (in.steps > kMaxSteps)
-    throw EngineError("steps " + std::to_string(in.steps) + " is too many (max 1000)");
+    throw EngineError("steps " + std::to_string(in.steps) + " is too many (max " +
+                      std::to_string(kMaxSteps) + ")");
   p.steps = in.steps;
   const float cfg = in.true_cfg_scale.value_or(4.0f);
   if (!std::isfinite(cfg) || cfg < 0)
@@ -159,14 +163,18 @@ ResolvedParams resolve_params(const RunParams& in) {
   if (!(in.strength > 0.0f && in.strength <= 1.0f))
     throw EngineError("strength must be in (0, 1] (got " + std::to_string(in.strength) + ")");
   p.strength = strength_from_float(in.strength);
-  if (in.max_sequence_length < 1 || in.max_sequence_length > 1024)
-    throw EngineError("max_sequence_length must be in [1, 1024]");
+  if (in.max_sequence_length < 1 || in.max_sequence_length > ipc::kMaxSequenceLength)
+    throw EngineError("max_sequence_length must be in [1, " +
+                      std::to_string(ipc::kMaxSequenceLength) + "], got " +
+                      std::to_string(in.max_sequence_length));
   p.max_sequence_length = in.max_sequence_length;
   return p;
 }
 
 template <typename F>
 auto QwenEngine::load_component(const std::string& component, F&& load) -> decltype(load()) {
+  // The transformer, the VAE and the text encoder, in that order (the daemon's job phase).
+  if (options_.on_load) options_.on_load(component, int(info_.loads.size()) + 1, 3);
   models::LoadMeter meter;
   auto result = with_context(component, std::forward<F>(load));
   info_.loads.push_back({component, meter.bytes(), meter.seconds()});

@@ -135,6 +135,9 @@ struct EngineOptions {
   std::string lora_mode;
   // Receives the engine's information lines (attention backend, load rates); empty = stderr.
   std::function<void(const std::string&)> log;
+  // Called as each weight component starts loading (the daemon's "loading model" job phase):
+  // its name ("transformer", "vae", "text_encoder"), its 1-based index and the count (3).
+  std::function<void(const std::string& component, int index, int count)> on_load;
 };
 
 struct ModelInfo {

@@ -99,6 +99,8 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
                                                 : qwen21::default_processor_config();
   });
   auto timed = [&](const std::string& component, auto&& load) {
+    // The transformer, the VAE and the text encoder, in that order (the daemon's job phase).
+    if (options_.on_load) options_.on_load(component, int(info_.loads.size()) + 1, 3);
     models::LoadMeter meter;
     auto result = with_context(component, load);
     info_.loads.push_back({component, meter.bytes(), meter.seconds()});

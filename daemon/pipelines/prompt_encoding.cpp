@@ -140,7 +140,8 @@ PromptEmbeds encode_prompt_t2i(models::qwenvl::TextEncoder& encoder,
                                int64_t num_images_per_prompt) {
   if (prompts.empty()) throw std::invalid_argument("no prompt given");
   if (max_sequence_length < 1 || max_sequence_length > kTokenizerMaxLength)
-    throw std::invalid_argument("max_sequence_length must be in [1, 1024], got " +
+    throw std::invalid_argument("max_sequence_length must be in [1, " +
+                                std::to_string(kTokenizerMaxLength) + "], got " +
                                 std::to_string(max_sequence_length));
   check_images_per_prompt(num_images_per_prompt);
   std::vector<std::string> texts;

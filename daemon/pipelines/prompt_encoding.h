@@ -13,13 +13,15 @@
 #include "image/image.h"
 #include "image/vision_processor.h"
 #include "models/text_encoder.h"
+#include "qwen_image/limits.h"
 #include "tokenizer/qwen2_tokenizer.h"
 
 namespace qwen::pipelines {
 
 inline constexpr int64_t kT2IDropIdx = 34;   // T2I family template prefix (tokens)
 inline constexpr int64_t kEditDropIdx = 64;  // Edit family template prefix (tokens)
-inline constexpr int64_t kTokenizerMaxLength = 1024;
+// The daemon checks the same bound at submission (qwen_image/limits.h, one set of limits).
+inline constexpr int64_t kTokenizerMaxLength = ipc::kMaxSequenceLength;
 inline constexpr int32_t kImagePadId = 151655;
 
 // Template texts around a user prompt.

@@ -85,7 +85,7 @@ std::string Models::loaded_device() const {
   return {};
 }
 
-Engine* Models::get(int index, std::mutex& mu, std::string* error) {
+Engine* Models::get(int index, std::mutex& mu, std::string* error, const LoadingFn& loading) {
   Entry& e = entries_[size_t(index)];
   {
     std::lock_guard<std::mutex> lk(mu);
@@ -140,6 +140,21 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error) {
   o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
   const std::string name = e.spec.name;
   o.log = [name](const std::string& m) { log_info("model " + name + ": " + m); };  // load rates
+  // The job's "loading model" phase: each component as the engine starts loading it. The slot is
+  // emptied once the factory returns, so the engine's copy of on_load never reaches the job later.
+  auto slot = std::make_shared<LoadingFn>(loading);
+  struct ClearSlot {
+    std::shared_ptr<LoadingFn> s;
+    ~ClearSlot() { *s = nullptr; }
+  } clear_slot{slot};
+  if (loading) {
+    loading(0.0f, "loading model " + name);
+    o.on_load = [slot](const std::string& component, int i, int n) {
+      if (*slot)
+        (*slot)(n > 0 ? float(i - 1) / float(n) : -1.0f,
+                "loading " + component + " (" + std::to_string(i) + "/" + std::to_string(n) + ")");
+    };
+  }
   try {
     auto eng = factory_(o);
     if (!eng) throw EngineError("the engine factory returned nothing");
@@ -173,39 +188,29 @@ ImageU8 read_image(const Job& j, const ImageDesc& d) {
   return img;
 }
 
+// The result segment's format is shared/'s (proto::plan_result / write_result, read by the
+// client's read_result).
 void write_results(Job& j, const std::vector<ImageU8>& images, const DaemonConfig& cfg) {
-  if (images.empty() || images.size() > size_t(kMaxResults))
-    throw EngineError("the engine returned " + std::to_string(images.size()) + " images");
-  const PixelFormat f = j.req.result_format;
-  ResultHeader rh{};
-  size_t off = align_up(sizeof(ResultHeader));
-  for (size_t i = 0; i < images.size(); ++i) {
-    const ImageU8& im = images[i];
-    if (im.empty() || im.pixels.size() != im.size_bytes() ||
-        (im.channels != 1 && im.channels != 3 && im.channels != 4))
+  std::vector<ResultPixels> px;
+  for (const ImageU8& im : images) {
+    if (im.empty() || im.pixels.size() != im.size_bytes())
       throw EngineError("the engine returned a malformed image");
-    ImageDesc& d = rh.images[i];
-    d.width = im.width;
-    d.height = im.height;
-    d.format = uint32_t(f);
-    d.stride = size_t(im.width) * bytes_per_pixel(f);
-    d.offset = off;
-    d.size = d.stride * size_t(im.height);
-    off = align_up(off + d.size);
+    px.push_back({im.width, im.height, im.channels, im.pixels.data()});
   }
-  rh.count = uint32_t(images.size());
-  rh.prefix = {kMagicResult, kControlVersion, uint32_t(sizeof(ResultHeader)), 0, off};
+  ResultHeader rh;
+  try {
+    rh = plan_result(px, j.req.result_format);
+  } catch (const std::invalid_argument& e) {
+    throw EngineError(e.what());
+  }
+  const size_t size = rh.prefix.segment_size;
   const std::string name = shm::result_name(cfg.instance, j.req.client_pid, j.req.job_id);
   shm::remove(name);
-  shm::Segment res = shm::Segment::create(name, off);
+  shm::Segment res = shm::Segment::create(name, size);
   j.result_name = name;
-  auto* base = static_cast<uint8_t*>(res.data());
-  for (size_t i = 0; i < images.size(); ++i)
-    ipc::pixels::from_u8(images[i].pixels.data(), images[i].width, images[i].height,
-                         images[i].channels, f, base + rh.images[i].offset);
-  std::memcpy(base, &rh, sizeof rh);
+  write_result(rh, px, res.data());
   atom(j.h()->num_results).store(rh.count);
-  j.h()->result_size = off;
+  j.h()->result_size = size;
 }
 
 }  // namespace
@@ -219,15 +224,37 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     finish(j, JobState::Cancelled, ErrorKind::Cancelled, "job cancelled");
     return;
   }
+  // The job's phase (protocol version 4 segments only; older headers end before it): set before
+  // the job shows as running, so a client never sees a running job still "queued".
+  const bool phases = j.req.version >= 4;
+  if (phases) {
+    bool loaded;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      loaded = models.loaded(j.model);
+    }
+    if (loaded)
+      set_phase(j.seg.data(), ipc::JobPhase::EncodingPrompt);
+    else
+      set_phase(j.seg.data(), ipc::JobPhase::LoadingModel, 0.0f,
+                "loading model " + models.name(j.model));
+  }
   atom(h->step).store(0);
   atom(h->total).store(j.req.steps);
   atom(h->queue_position).store(0);
   atom(h->state).store(uint32_t(JobState::Running), std::memory_order_release);
   publish(j);
   bool client_died = false;
+  auto phase = [&](ipc::JobPhase ph, float fraction = -1.0f, const std::string& detail = "") {
+    if (!phases) return;
+    set_phase(j.seg.data(), ph, fraction, detail);
+    publish(j);
+  };
   try {
     std::string err;
-    Engine* engine = models.get(j.model, mu, &err);
+    Engine* engine = models.get(j.model, mu, &err, [&](float fraction, const std::string& d) {
+      phase(ipc::JobPhase::LoadingModel, fraction, d);
+    });
     if (!engine) {
       log_error(err);
       finish(j, JobState::Failed, ErrorKind::JobFailed, err);
@@ -267,6 +294,9 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     p.layers = j.req.layers;
     p.resolution = j.req.resolution;
     p.cfg_normalize = j.req.cfg_normalize;
+    // Qwen-Image-2.1 (protocol version 4): 0 keeps the engine's default output_resolution.
+    p.kv_cache = j.req.kv_cache;
+    if (j.req.output_resolution != 0) p.output_resolution = j.req.output_resolution;
     // Now that the model is loaded its capabilities are exact (accept() could only infer them).
     if (const std::string e = check_pipeline(caps_of(engine->info()), to_string(p.pipeline),
                                              j.req.model.empty() ? "(default)" : j.req.model);
@@ -276,22 +306,22 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
       return;
     }
 
+    // The engine encodes the prompts first, reports every denoising step, then decodes.
+    phase(ipc::JobPhase::EncodingPrompt);
     int last_preview = -1000000;
     auto progress = [&](const ProgressInfo& info) {
       atom(h->step).store(info.step);
       atom(h->total).store(info.total);
+      if (phases) {
+        const auto now =
+            info.step >= info.total ? ipc::JobPhase::Decoding : ipc::JobPhase::Denoising;
+        if (atom(h->phase).load() != uint32_t(now)) set_phase(j.seg.data(), now);
+      }
       if (!info.preview.empty() && info.preview.channels == 3 && h->preview_size > 0 &&
           cfg.preview_every > 0 &&
           (info.step - last_preview >= cfg.preview_every || info.step == info.total)) {
-        // Seqlock: odd while the preview is being written.
-        atom(h->preview_seq).fetch_add(1, std::memory_order_acq_rel);
-        int w = 0, ph = 0;
-        ipc::pixels::downscale_rgb8(
-            info.preview.pixels.data(), info.preview.width, info.preview.height, kPreviewMax,
-            static_cast<uint8_t*>(j.seg.data()) + h->preview_offset, &w, &ph);
-        h->preview_width = w;
-        h->preview_height = ph;
-        atom(h->preview_seq).fetch_add(1, std::memory_order_release);
+        publish_preview(j.seg.data(), info.preview.pixels.data(), info.preview.width,
+                        info.preview.height);
         last_preview = info.step;
       }
       publish(j);

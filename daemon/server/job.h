@@ -54,11 +54,16 @@ class Models {
   // holds the mutex.
   ipc::ModelCaps caps(int index) const;
   const std::string& name(int index) const { return entries_[size_t(index)].spec.name; }
+  // Whether model `index` is loaded now. Caller holds the mutex.
+  bool loaded(int index) const { return entries_[size_t(index)].engine != nullptr; }
   int64_t resident_bytes() const;
   // "device dtype" of the first loaded engine, or "" when none is loaded. Caller holds the mutex.
   std::string loaded_device() const;
   // Loads if needed (worker thread only). nullptr with *error when the model cannot load.
-  Engine* get(int index, std::mutex& mu, std::string* error);
+  // `loading` (optional) hears about a load as it happens: (share of the components loaded,
+  // "loading transformer (1/3)"), from the engine's EngineOptions::on_load; only while get() runs.
+  using LoadingFn = std::function<void(float fraction, const std::string& detail)>;
+  Engine* get(int index, std::mutex& mu, std::string* error, const LoadingFn& loading = {});
 
  private:
   struct Entry {

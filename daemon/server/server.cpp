@@ -16,6 +16,8 @@
 #include "qwen_image/shm.h"
 #include "server/job.h"
 #include "server/log.h"
+#include "server/lora_list.h"
+#include "server/lora_resolve.h"
 #include "server/model_caps.h"
 
 namespace qwen::server {
@@ -71,6 +73,17 @@ struct Server::State {
   Models models;
   std::atomic<int64_t> jobs_done{0};
   std::thread worker;
+  // The LoRAs of the lora_dir folders for the status block (protocol version 4), rescanned every
+  // few seconds by the serving thread.
+  LoraCatalog lora_catalog;
+  std::vector<ipc::LoraInfo> loras;  // guarded by mu
+
+  void refresh_loras() {
+    if (cfg.lora_dirs.empty()) return;
+    auto found = lora_catalog.scan(cfg.lora_dirs);
+    std::lock_guard<std::mutex> lk(mu);
+    loras = std::move(found);
+  }
 
   ControlHeader* ctl() { return static_cast<ControlHeader*>(control.data()); }
 
@@ -109,7 +122,7 @@ struct Server::State {
     copy_str(b.instance, sizeof b.instance, cfg.instance);
     {
       std::lock_guard<std::mutex> lk(mu);
-      encode_models(models.entries(), b.models, sizeof b.models);
+      encode_models(models.entries(), b.models, sizeof b.models, loras);
       std::string dev = models.loaded_device();
       if (dev.empty()) dev = (cfg.device.empty() ? "auto" : cfg.device) + " (no model loaded)";
       if (cfg.fake_engine) dev += " [fake engine]";
@@ -172,6 +185,17 @@ struct Server::State {
               check_pipeline(models.caps(j->model), j->req.pipeline, models.name(j->model));
           !e.empty())
         return reject(ErrorKind::Rejected, e);
+    }
+    // A LoRA that cannot be resolved is refused now, naming it, rather than failing when the job
+    // starts (run_job resolves again: the file may change while the job waits).
+    for (const auto& l : j->req.loras) {
+      std::string file;
+      if (std::string e = resolve_job_lora(l.name, cfg.lora_dirs, j->req.client_pid, &file);
+          !e.empty())
+        return reject(ErrorKind::Rejected, e);
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu);
       if (int(queue.size()) >= cfg.max_queue)
         return reject(ErrorKind::Rejected,
                       "the queue is full (" + std::to_string(queue.size()) + " jobs waiting)");
@@ -321,6 +345,7 @@ std::string Server::start() {
     if (shm::remove(shm::control_name(s.cfg.instance)))
       log_info("removed the control block left by a daemon that died");
     s.remove_stale_segments(true);
+    s.refresh_loras();
     s.control = shm::Segment::create(shm::control_name(s.cfg.instance), sizeof(ControlHeader));
   } catch (const std::exception& e) {
     return e.what();
@@ -354,6 +379,7 @@ void Server::serve() {
     s.publish_status();
     if (shm::now_ns() - last_scan > 5'000'000'000LL) {
       s.remove_stale_segments(false);
+      s.refresh_loras();
       last_scan = shm::now_ns();
     }
     shm::futex_wait(&c->doorbell, bell, 100);

@@ -194,7 +194,8 @@ DaemonStatus Client::status() {
   st.device = copy_cstr(b.device, sizeof b.device);
   st.instance = copy_cstr(b.instance, sizeof b.instance);
   // The daemon's job protocol version (2 for a daemon without the capability section).
-  for (auto& m : decode_models(b.models, sizeof b.models, &st.protocol_version)) {
+  for (auto& m : decode_models(b.models, sizeof b.models, &st.protocol_version, &st.loras,
+                               &st.loras_left_out)) {
     st.models.push_back(m.name);
     st.model_states.push_back(m.name + "\t" + m.state + "\t" + m.dir);
     st.model_caps.push_back(m.caps);
@@ -251,32 +252,46 @@ std::vector<Image> Client::run(const JobRequest& request,
   im.submit(pid, job_id);
 
   const int64_t submitted = shm::now_ns();
-  int last_step = -1, last_total = -1;
+  int last_step = -1, last_total = -1, last_position = -1;
   uint32_t last_preview = 0;
+  JobProgress last_phase;    // phase, fraction and detail last reported
+  last_phase.detail = "\n";  // differs from anything the daemon writes: the first one is reported
   for (;;) {
     const uint32_t seq = atom(h->seq).load(std::memory_order_acquire);
     const auto state = static_cast<JobState>(atom(h->state).load(std::memory_order_acquire));
     if (is_final(state)) break;
     const int step = atom(h->step).load(), total = atom(h->total).load();
+    const int position = atom(h->queue_position).load();
     const uint32_t pseq = atom(h->preview_seq).load(std::memory_order_acquire);
-    if (progress && state == JobState::Running &&
-        (step != last_step || total != last_total || pseq != last_preview)) {
-      JobProgress p;
-      p.step = step;
-      p.total = total;
-      if (pseq != last_preview && pseq % 2 == 0) {
-        const int w = h->preview_width, ph = h->preview_height;
-        if (w > 0 && ph > 0 && w <= kPreviewMax && ph <= kPreviewMax) {
-          Image img{w, ph, PixelFormat::RGB8, {}};
-          const auto* src = static_cast<const uint8_t*>(job.data()) + layout.preview_offset;
-          img.bytes.assign(src, src + size_t(w) * size_t(ph) * 3);
-          if (atom(h->preview_seq).load(std::memory_order_acquire) == pseq)
-            p.preview = std::move(img);
-        }
-      }
+    JobProgress p;
+    p.step = step;
+    p.total = total;
+    p.queue_position = position;
+    // The phase (protocol version 4): queued, loading model (with the component), encoding
+    // prompt, denoising, decoding. A version-4 daemon writes it; keep the last one while it is
+    // being rewritten.
+    if (!read_phase(job.data(), &p)) {
+      p.phase = last_phase.phase;
+      p.fraction = last_phase.fraction;
+      p.detail = last_phase.detail;
+    }
+    // A daemon older than version 4 never writes the phase: a running job is then denoising.
+    if (state == JobState::Running && p.phase == JobPhase::Queued) p.phase = JobPhase::Denoising;
+    const bool phase_changed = p.phase != last_phase.phase || p.fraction != last_phase.fraction ||
+                               p.detail != last_phase.detail;
+    const bool queued = state == JobState::Queued && p.phase == JobPhase::Queued;
+    if (progress && (state == JobState::Running || queued) &&
+        (step != last_step || total != last_total || pseq != last_preview || phase_changed ||
+         position != last_position)) {
+      if (pseq != last_preview)
+        p.preview = read_preview(job.data(), job.size(), layout.preview_offset, pseq);
       last_step = step;
       last_total = total;
       last_preview = pseq;
+      last_position = position;
+      last_phase.phase = p.phase;
+      last_phase.fraction = p.fraction;
+      last_phase.detail = p.detail;
       if (!progress(p)) {
         atom(h->cancel).store(1);
         throw ClientError(ClientError::Kind::Cancelled, "job cancelled");
@@ -306,28 +321,10 @@ std::vector<Image> Client::run(const JobRequest& request,
   }
 
   shm::Segment res = shm::Segment::open(cleanup.result, false);
-  auto bad = [](const std::string& m) {
-    throw ClientError(ClientError::Kind::ProtocolMismatch,
-                      "malformed result from qwen-imaged: " + m);
-  };
-  if (res.size() < sizeof(ResultHeader)) bad("segment too small");
-  ResultHeader rh;
-  std::memcpy(&rh, res.data(), sizeof rh);
-  if (rh.prefix.magic != kMagicResult || rh.prefix.version != kControlVersion)
-    bad("bad magic or version");
-  if (rh.count > uint32_t(kMaxResults)) bad("too many images");
   std::vector<Image> out;
-  for (uint32_t i = 0; i < rh.count; ++i) {
-    const ImageDesc& d = rh.images[i];
-    if (!valid_pixel_format(d.format) || d.width <= 0 || d.height <= 0) bad("bad image descriptor");
-    const uint64_t need = uint64_t(d.width) * uint64_t(d.height) *
-                          bytes_per_pixel(static_cast<PixelFormat>(d.format));
-    if (d.offset > res.size() || need > res.size() - d.offset) bad("image outside the segment");
-    Image img{d.width, d.height, static_cast<PixelFormat>(d.format), {}};
-    const auto* src = static_cast<const uint8_t*>(res.data()) + d.offset;
-    img.bytes.assign(src, src + need);
-    out.push_back(std::move(img));
-  }
+  if (std::string e = read_result(res.data(), res.size(), &out); !e.empty())
+    throw ClientError(ClientError::Kind::ProtocolMismatch,
+                      "malformed result from qwen-imaged: " + e);
   atom(h->collected).store(1, std::memory_order_release);
   return out;
 }

@@ -2,6 +2,7 @@
 // is compiled into the libFuzzer target of tests/transport.
 #include "qwen_image/protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -107,7 +108,9 @@ bool known_pipeline(const std::string& n) {
 PipelineInputs pipeline_inputs(const std::string& n) {
   if (n == "img2img") return {1, 1, false};
   if (n == "inpaint") return {1, 1, true};
-  if (n == "edit" || n == "edit-plus" || n == "edit-auto") return {1, kMaxImages, false};
+  // Qwen-Image-2.1 edits take 1-10 references (issue #15); a model may take fewer
+  // (ModelCaps::max_references, checked once the job's model is known).
+  if (n == "edit" || n == "edit-plus" || n == "edit-auto") return {1, kMaxEditReferences, false};
   if (n == "edit-inpaint") return {1, 1, true};
   if (n == "decompose") return {1, 1, false};
   return {0, 0, false};
@@ -126,9 +129,9 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
            ", this daemon versions " + std::to_string(kOldestJobVersion) + ".." +
            std::to_string(kProtocolVersion) +
            "; install the plug-in and the daemon from the same release";
-  // Version 2 headers end before the version-3 fields (JobHeader keeps its layout, fields are
+  // Version 2 and 3 headers end before the later fields (JobHeader keeps its layout, fields are
   // only appended).
-  const size_t header_size = pre.version == 2 ? kJobHeaderV2Size : sizeof(JobHeader);
+  const size_t header_size = job_header_size(pre.version);
   if (pre.header_size != header_size)
     return "job header size " + std::to_string(pre.header_size) + " differs from the daemon's " +
            std::to_string(header_size) + " for version " + std::to_string(pre.version) +
@@ -145,7 +148,7 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   // Work on a private copy: the client can still write to the shared header.
   JobHeader h;
   std::memset(&h, 0, sizeof h);
-  std::memcpy(&h, segment, header_size);  // a version-2 header leaves the version-3 fields 0
+  std::memcpy(&h, segment, header_size);  // an older header leaves the later fields 0
   Request r;
   r.version = pre.version;
   bool ok = false;
@@ -159,17 +162,30 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   if (!ok) return "model name is not NUL-terminated";
   if (!valid_utf8(r.model)) return "model name is not valid UTF-8";
 
-  if (h.width < 0 || h.height < 0 || h.width > lim.max_output_dim || h.height > lim.max_output_dim)
+  // One set of limits (qwen_image/limits.h): what the engine would refuse is rejected here, at
+  // submission; the daemon's configuration can only lower them.
+  const int max_dim = std::min(lim.max_output_dim, kMaxOutputSide);
+  const int max_steps = std::min(lim.max_steps, kMaxSteps);
+  const int max_seq = std::min(lim.max_sequence_length, kMaxSequenceLength);
+  auto bad_side = [&](int v) { return v < 0 || (v > 0 && v < kMinOutputSide) || v > max_dim; };
+  if (bad_side(h.width) || bad_side(h.height))
     return "requested size " + std::to_string(h.width) + "x" + std::to_string(h.height) +
-           " is out of range (0 = default, at most " + std::to_string(lim.max_output_dim) + ")";
-  if (h.steps < 1 || h.steps > lim.max_steps)
-    return "steps must be 1.." + std::to_string(lim.max_steps) + ", got " + std::to_string(h.steps);
+           " is out of range (0 = default, else " + std::to_string(kMinOutputSide) + ".." +
+           std::to_string(max_dim) + " pixels a side)";
+  if (int64_t(h.width) * h.height > kMaxOutputPixels)
+    return "requested size " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+           " is larger than " + std::to_string(kMaxOutputPixels >> 20) + " megapixels";
+  if (h.steps < 1 || h.steps > max_steps)
+    return "steps must be 1.." + std::to_string(max_steps) + ", got " + std::to_string(h.steps);
   if (h.num_images_per_prompt < 1 || h.num_images_per_prompt > lim.max_images_per_prompt)
-    return "num_images_per_prompt must be 1.." + std::to_string(lim.max_images_per_prompt);
-  if (h.max_sequence_length < 1 || h.max_sequence_length > lim.max_sequence_length)
-    return "max_sequence_length must be 1.." + std::to_string(lim.max_sequence_length);
-  if (!std::isfinite(h.true_cfg_scale) || h.true_cfg_scale < 0.0f || h.true_cfg_scale > 100.0f)
-    return "true_cfg_scale must be a number in 0..100";
+    return "num_images_per_prompt must be 1.." + std::to_string(lim.max_images_per_prompt) +
+           ", got " + std::to_string(h.num_images_per_prompt);
+  if (h.max_sequence_length < 1 || h.max_sequence_length > max_seq)
+    return "max_sequence_length must be 1.." + std::to_string(max_seq) + ", got " +
+           std::to_string(h.max_sequence_length);
+  if (!std::isfinite(h.true_cfg_scale) || h.true_cfg_scale < 0.0f ||
+      h.true_cfg_scale > kMaxTrueCfgScale)
+    return "true_cfg_scale must be a number in 0.." + std::to_string(int(kMaxTrueCfgScale));
   if (!std::isfinite(h.strength) || h.strength < 0.0f || h.strength > 1.0f)
     return "strength must be a number in 0..1";
   if (h.exact_geometry > 1) return "exact_geometry must be 0 or 1";
@@ -189,9 +205,10 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
     return "a job takes at most " + std::to_string(kMaxLoras) + " LoRAs, got " +
            std::to_string(h.num_loras);
   for (uint32_t i = 0; i < h.num_loras; ++i)
-    if (!std::isfinite(h.lora_strengths[i]) || h.lora_strengths[i] < -10.0f ||
-        h.lora_strengths[i] > 10.0f)
-      return "LoRA " + std::to_string(i + 1) + ": strength must be a number in -10..10";
+    if (!std::isfinite(h.lora_strengths[i]) || h.lora_strengths[i] < -kMaxLoraStrength ||
+        h.lora_strengths[i] > kMaxLoraStrength)
+      return "LoRA " + std::to_string(i + 1) + ": strength must be a number in -" +
+             std::to_string(int(kMaxLoraStrength)) + ".." + std::to_string(int(kMaxLoraStrength));
   if (h.lightning > 1) return "lightning must be 0 or 1";
   if (h.shift != 0.0f && !(std::isfinite(h.shift) && h.shift > 0.0f && h.shift <= 100.0f))
     return "shift must be a number in (0, 100] (0 = default)";
@@ -206,6 +223,14 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
     return "resolution must be 640 or 1024 (the reference's buckets), got " +
            std::to_string(h.resolution);
   if (h.cfg_normalize > 1) return "cfg_normalize must be 0 or 1";
+  // Qwen-Image-2.1 (version 4; older headers: the cache on, the model's output resolution).
+  if (pre.version < 4) h.kv_cache = 1;
+  if (h.kv_cache > 1) return "kv_cache must be 0 or 1";
+  if (h.output_resolution != 0 &&
+      (h.output_resolution < kMinOutputResolution || h.output_resolution > kMaxOutputResolution))
+    return "output_resolution must be 0 (the model's default) or " +
+           std::to_string(kMinOutputResolution) + ".." + std::to_string(kMaxOutputResolution) +
+           ", got " + std::to_string(h.output_resolution);
   if (r.pipeline == "decompose") {
     if (h.width != 0 || h.height != 0)
       return "decompose takes no width/height (send 0): the output size follows the picture's "
@@ -256,6 +281,11 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   }
 
   const PipelineInputs need = pipeline_inputs(r.pipeline);
+  // A version-2/3 header has kMaxImages descriptors; version 4 adds more_images.
+  const uint32_t max_carried = pre.version < 4 ? uint32_t(kMaxImages) : uint32_t(kMaxJobImages);
+  if (h.num_images > max_carried)
+    return "a version-" + std::to_string(pre.version) + " job carries at most " +
+           std::to_string(max_carried) + " input images, got " + std::to_string(h.num_images);
   if (h.num_images < uint32_t(need.min_images) || h.num_images > uint32_t(need.max_images))
     return "pipeline " + r.pipeline + " takes " +
            (need.min_images == need.max_images
@@ -264,10 +294,11 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
            " input image(s), got " + std::to_string(h.num_images);
   for (uint32_t i = 0; i < h.num_images; ++i) {
     const std::string what = "input image " + std::to_string(i + 1);
-    std::string e = check_image(h.images[i], size, header_size, lim, what.c_str());
+    const ImageDesc& d = i < uint32_t(kMaxImages) ? h.images[i] : h.more_images[i - kMaxImages];
+    std::string e = check_image(d, size, header_size, lim, what.c_str());
     if (!e.empty()) return e;
-    if (!is_color(h.images[i].format)) return what + ": must be RGB or RGBA";
-    r.images.push_back(h.images[i]);
+    if (!is_color(d.format)) return what + ": must be RGB or RGBA";
+    r.images.push_back(d);
   }
   if (h.has_mask > 1) return "has_mask must be 0 or 1";
   if (need.mask && !h.has_mask) return "pipeline " + r.pipeline + " needs a mask";
@@ -304,6 +335,8 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   r.layers = layers;
   r.resolution = resolution;
   r.cfg_normalize = h.cfg_normalize != 0;
+  r.kv_cache = h.kv_cache != 0;
+  r.output_resolution = h.output_resolution;
   *kind = ErrorKind::None;
   if (out) *out = std::move(r);
   return {};
@@ -327,6 +360,7 @@ std::string caps_flags(const ModelCaps& c) {
 
 namespace {
 constexpr const char* kCapsMagic = "qwen-image-caps ";
+constexpr const char* kLorasMagic = "qwen-image-loras ";
 std::string clean_field(std::string s) {  // no TAB / newline / NUL inside a field
   for (char& c : s)
     if (c == '\t' || c == '\n' || c == '\0') c = ' ';
@@ -334,7 +368,8 @@ std::string clean_field(std::string s) {  // no TAB / newline / NUL inside a fie
 }
 }  // namespace
 
-void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap) {
+void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap,
+                   const std::vector<LoraInfo>& loras) {
   if (cap == 0) return;
   std::memset(out, 0, cap);
   std::string lines, caps = kCapsMagic + std::to_string(kProtocolVersion) + "\n";
@@ -349,11 +384,25 @@ void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap)
   }
   std::memcpy(out, lines.data(), lines.size());
   std::memcpy(out + lines.size() + 1, caps.data(), caps.size());
+  // Version 4: the LoRA section after the capability section's NUL, in what is left.
+  const size_t used = lines.size() + 1 + caps.size() + 1;
+  std::string section = kLorasMagic + std::to_string(loras.size()) + "\n";
+  if (used + section.size() + 1 > cap) return;
+  for (const auto& l : loras) {
+    std::string line = clean_field(l.name) + "\t" + (l.lightning ? "lightning" : "lora") + "\t" +
+                       std::to_string(l.lightning_steps) + "\n";
+    if (used + section.size() + line.size() + 1 > cap) continue;  // a shorter one may still fit
+    section += line;
+  }
+  std::memcpy(out + used, section.data(), section.size());
 }
 
-std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version) {
+std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version,
+                                      std::vector<LoraInfo>* loras, int* loras_left_out) {
   std::vector<ModelEntry> out;
   *job_version = 2;
+  if (loras) loras->clear();
+  if (loras_left_out) *loras_left_out = 0;
   const char* nul = static_cast<const char*>(std::memchr(buf, 0, cap));
   const std::string lines(buf, nul ? nul : buf + cap);
   auto split = [](const std::string& text, char sep) {
@@ -411,6 +460,36 @@ std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_vers
     c.known = ok && !unknown;
     out[i].caps = c;
   }
+  // Version 4: the LoRA section.
+  if (size_t(end - buf) + 1 >= cap) return out;
+  const char* lstart = end + 1;
+  const char* lend = static_cast<const char*>(std::memchr(lstart, 0, cap - size_t(lstart - buf)));
+  if (!lend) return out;
+  const auto lora_lines = split(std::string(lstart, lend), '\n');
+  const std::string lmagic = kLorasMagic;
+  if (lora_lines.empty() || lora_lines[0].rfind(lmagic, 0) != 0) return out;
+  int total = 0;
+  try {
+    total = std::stoi(lora_lines[0].substr(lmagic.size()));
+  } catch (const std::exception&) {
+    return out;
+  }
+  std::vector<LoraInfo> found;
+  for (size_t i = 1; i < lora_lines.size(); ++i) {
+    const auto f = split(lora_lines[i], '\t');
+    if (f.size() < 3 || f[0].empty()) continue;
+    LoraInfo l;
+    l.name = f[0];
+    l.lightning = f[1] == "lightning";
+    try {
+      l.lightning_steps = std::stoi(f[2]);
+    } catch (const std::exception&) {
+      l.lightning_steps = 0;
+    }
+    found.push_back(std::move(l));
+  }
+  if (loras_left_out) *loras_left_out = std::max(0, total - int(found.size()));
+  if (loras) *loras = std::move(found);
   return out;
 }
 
@@ -437,9 +516,10 @@ void check_view(const ImageView& v, const std::string& what) {
 
 JobLayout plan_job(const JobRequest& req) {
   JobLayout L;
-  if (req.images.size() > size_t(kMaxImages))
-    throw ClientError(ClientError::Kind::Rejected,
-                      "at most " + std::to_string(kMaxImages) + " input images per job");
+  if (req.images.size() > size_t(kMaxJobImages))
+    throw ClientError(ClientError::Kind::Rejected, "at most " + std::to_string(kMaxJobImages) +
+                                                       " input images per job, got " +
+                                                       std::to_string(req.images.size()));
   if (req.pipeline.size() >= sizeof(JobHeader::pipeline))
     throw ClientError(ClientError::Kind::Rejected, "pipeline name too long");
   if (req.model.size() >= sizeof(JobHeader::model))
@@ -531,6 +611,10 @@ void encode_job(const JobRequest& req, const JobLayout& L, int64_t pid, uint64_t
   h.layers = req.layers;
   h.resolution = req.resolution;
   h.cfg_normalize = req.cfg_normalize ? 1 : 0;
+  h.kv_cache = req.kv_cache ? 1 : 0;
+  h.output_resolution = req.output_resolution;
+  h.phase = uint32_t(JobPhase::Queued);
+  h.phase_fraction = -1.0f;
   auto put = [&](const ImageView& v, size_t off, ImageDesc* d) {
     d->width = v.width;
     d->height = v.height;
@@ -542,7 +626,8 @@ void encode_job(const JobRequest& req, const JobLayout& L, int64_t pid, uint64_t
   };
   h.num_images = uint32_t(req.images.size());
   for (size_t i = 0; i < req.images.size(); ++i)
-    put(req.images[i], L.image_offsets[i], &h.images[i]);
+    put(req.images[i], L.image_offsets[i],
+        i < size_t(kMaxImages) ? &h.images[i] : &h.more_images[i - kMaxImages]);
   if (req.mask) {
     h.has_mask = 1;
     put(*req.mask, L.mask_offset, &h.mask);

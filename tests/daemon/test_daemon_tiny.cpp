@@ -92,3 +92,39 @@ TEST(DaemonTiny, EditAutoRunsTheModelsOwnEditPipeline) {
   EXPECT_EQ(via[0].pixels, plus[0].pixels);
   EXPECT_NE(edit[0].pixels, plus[0].pixels) << "Edit and Edit-Plus should differ on this input";
 }
+
+// Protocol version 4: a job on a model that is not loaded yet (--lazy) reports the "loading model"
+// phase, from the engine's own component loads, before it reports denoising.
+TEST(DaemonTiny, ReportsTheModelLoadBeforeDenoising) {
+  Daemon d(
+      QWEN_IMAGED, unique_instance("tiny-phase"),
+      {"--model", kModel, "--device", "cpu", "--dtype", "float32", "--threads", "1", "--lazy"});
+  ipc::Client c = ipc::Client::connect(d.instance());
+  ipc::JobRequest r;
+  r.prompts = {"a red bicycle"};
+  r.width = 64;
+  r.height = 64;
+  r.steps = 2;
+  r.true_cfg_scale = 1.0f;
+  std::vector<ipc::JobProgress> seen;
+  const auto out = c.run(r, [&](const ipc::JobProgress& p) {
+    seen.push_back(p);
+    return true;
+  });
+  ASSERT_EQ(out.size(), 1u);
+  int loading = -1, denoising = -1;
+  bool component = false;
+  std::string trace;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    trace += std::string(ipc::to_string(seen[i].phase)) + " [" + seen[i].detail + "]; ";
+    if (seen[i].phase == ipc::JobPhase::LoadingModel && loading < 0) loading = int(i);
+    if (seen[i].phase == ipc::JobPhase::Denoising && denoising < 0) denoising = int(i);
+    component |= seen[i].detail.rfind("loading transformer", 0) == 0 ||
+                 seen[i].detail.rfind("loading vae", 0) == 0 ||
+                 seen[i].detail.rfind("loading text_encoder", 0) == 0;
+  }
+  ASSERT_GE(loading, 0) << trace;
+  ASSERT_GE(denoising, 0) << trace;
+  EXPECT_LT(loading, denoising) << trace;
+  EXPECT_TRUE(component) << "no component reported by the engine: " << trace;
+}

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli_harness.h"
+#include "harness.h"  // tests/daemon: a qwen-imaged for the --daemon run
 #include "image/png.h"
 #include "reference_case.h"
 
@@ -87,11 +88,31 @@ TEST(CliQwen21, GenerateAndEditWriteTheReferencesRgbaPngs) {
           "/ref_1.png --output " + tmp("i2i.png"));
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("Qwen-Image-2.1"), std::string::npos) << r.output;
-  // --no-kv-cache is in-process only.
-  r = run("generate --model " + ref.model_dir() + " --daemon --no-kv-cache --prompt x --output " +
-          tmp("d.png"));
-  EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_NE(r.output.find("--no-kv-cache"), std::string::npos) << r.output;
+  // Through qwen-imaged (protocol version 4 carries kv_cache and output_resolution): the same
+  // RGBA PNG as in-process, with and without the cache.
+  {
+    qwen::test::Daemon d(QWEN_IMAGED, qwen::test::unique_instance("q21"),
+                         {"--model", ref.model_dir(), "--device", "cpu", "--dtype", "float32",
+                          "--threads", "1", "--lazy"});
+    const auto& c = cases["t2i"];
+    for (bool kv : {true, false}) {
+      const std::string flag = kv ? "" : " --no-kv-cache";
+      const auto out = tmp(std::string("t2i_daemon") + (kv ? "_kv" : "_nokv") + ".png");
+      fs::remove(out);
+      Result rd = run("generate --daemon --instance " + d.instance() + flag + " -q --prompt " +
+                      quote(c["prompt"]) + " --width " + std::to_string(c["size"][0].get<int>()) +
+                      " --height " + std::to_string(c["size"][1].get<int>()) + " --steps " +
+                      std::to_string(c["num_inference_steps"].get<int>()) + " --seed " +
+                      std::to_string(c["seed"].get<int64_t>()) + " --output " + out);
+      ASSERT_EQ(rd.code, 0) << rd.output;
+      const auto via = qwen::read_png(out);
+      const auto local = qwen::read_png(tmp(std::string("t2i") + (kv ? "_kv" : "_nokv") + ".png"));
+      EXPECT_EQ(via.channels, 4);
+      EXPECT_EQ(via.width, local.width);
+      EXPECT_EQ(via.height, local.height);
+      EXPECT_EQ(via.pixels, local.pixels) << (kv ? "with" : "without") << " the KV cache";
+    }
+  }
 }
 
 }  // namespace

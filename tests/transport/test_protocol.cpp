@@ -423,3 +423,250 @@ TEST(Protocol, ModelListCarriesTypedCapabilities) {
   ASSERT_EQ(cut.size(), 1u);
   EXPECT_TRUE(cut[0].caps.known);
 }
+
+// ---- protocol version 4 ----
+
+namespace {
+std::vector<uint8_t> g_refs((kMaxJobImages + 1) * 24 * 20 * 4);
+// An edit with `n` references, reference i filled with the value i + 1.
+JobRequest edit_request(int n, const std::string& pipeline = "edit-plus") {
+  JobRequest r;
+  r.pipeline = pipeline;
+  r.prompts = {"put them together"};
+  for (int i = 0; i < n; ++i) {
+    uint8_t* px = g_refs.data() + size_t(i) * 24 * 20 * 4;
+    std::fill(px, px + 24 * 20 * 4, uint8_t(i + 1));
+    r.images.push_back(ImageView{24, 20, PixelFormat::RGBA8, 0, px});
+  }
+  return r;
+}
+}  // namespace
+
+// Qwen-Image-2.1 edits take up to 10 references: more than the version-3 header's 8 descriptors.
+TEST(Protocol, Version4CarriesTenReferencesAndUpToSixteenImages) {
+  EXPECT_EQ(kMaxEditReferences, 10);
+  EXPECT_GE(kMaxJobImages, 11);
+  EXPECT_EQ(pipeline_inputs("edit").max_images, kMaxEditReferences);
+  EXPECT_EQ(pipeline_inputs("edit-plus").max_images, kMaxEditReferences);
+  EXPECT_EQ(pipeline_inputs("edit-auto").max_images, kMaxEditReferences);
+  Encoded e = encode(edit_request(10));
+  Request r;
+  ASSERT_EQ(validate(e, &r), "");
+  ASSERT_EQ(r.images.size(), 10u);
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const ImageDesc& d = r.images[i];
+    EXPECT_EQ(d.width, 24);
+    EXPECT_EQ(d.height, 20);
+    // Each descriptor points at its own pixels (images 9 and 10 through more_images).
+    EXPECT_EQ(e.seg[d.offset], uint8_t(i + 1)) << "image " << i + 1;
+    EXPECT_EQ(e.seg[d.offset + d.size - 1], uint8_t(i + 1)) << "image " << i + 1;
+  }
+  EXPECT_EQ(e.h()->more_images[1].offset, r.images[9].offset);
+  // 11 references: the edit pipelines' limit, named.
+  Encoded eleven = encode(edit_request(11));
+  EXPECT_NE(validate(eleven).find("takes 1..10 input image(s), got 11"), std::string::npos)
+      << validate(eleven);
+  // The client refuses more than kMaxJobImages before anything is sent.
+  try {
+    plan_job(edit_request(kMaxJobImages + 1));
+    ADD_FAILURE() << "17 images were laid out";
+  } catch (const ClientError& ce) {
+    EXPECT_NE(std::string(ce.what()).find("at most 16 input images"), std::string::npos);
+  }
+  // A hostile descriptor in the version-4 part is checked like the others.
+  Encoded bad = encode(edit_request(10));
+  bad.h()->more_images[1].offset = uint64_t(1) << 40;
+  EXPECT_NE(validate(bad).find("input image 10: pixels at offset"), std::string::npos)
+      << validate(bad);
+  Encoded many = encode(edit_request(10));
+  many.h()->num_images = kMaxJobImages + 1;
+  EXPECT_NE(validate(many).find("at most 16 input images, got 17"), std::string::npos);
+}
+
+// A version-3 client (header without the version-4 fields) still gets its job taken, with the
+// version-4 defaults, and at most the 8 images its header can describe.
+TEST(Protocol, Version3JobsAreStillAccepted) {
+  JobRequest req = edit_request(3);
+  req.kv_cache = false;         // not in a version-3 header
+  req.output_resolution = 512;  // idem
+  Encoded e = encode(req);
+  e.h()->prefix.version = 3;
+  e.h()->prefix.header_size = uint32_t(kJobHeaderV3Size);
+  Request r;
+  ErrorKind k;
+  ASSERT_EQ(validate(e, &r, &k), "");
+  EXPECT_EQ(r.version, 3u);
+  EXPECT_EQ(r.images.size(), 3u);
+  EXPECT_TRUE(r.kv_cache);
+  EXPECT_EQ(r.output_resolution, 0);
+  // A version-3 header with a version-4 size is a mismatched build.
+  e.h()->prefix.header_size = uint32_t(sizeof(JobHeader));
+  EXPECT_NE(validate(e, &r, &k).find("job header size"), std::string::npos);
+  EXPECT_EQ(k, ErrorKind::ProtocolMismatch);
+  // Nine images do not fit a version-3 header.
+  Encoded nine = encode(edit_request(9));
+  nine.h()->prefix.version = 3;
+  nine.h()->prefix.header_size = uint32_t(kJobHeaderV3Size);
+  EXPECT_NE(validate(nine).find("a version-3 job carries at most 8 input images, got 9"),
+            std::string::npos)
+      << validate(nine);
+  EXPECT_EQ(job_header_size(2), kJobHeaderV2Size);
+  EXPECT_EQ(job_header_size(3), kJobHeaderV3Size);
+  EXPECT_EQ(job_header_size(4), sizeof(JobHeader));
+  EXPECT_EQ(job_header_size(5), 0u);
+}
+
+// Qwen-Image-2.1's kv_cache and output_resolution travel in the version-4 section.
+TEST(Protocol, KvCacheAndOutputResolutionRoundTrip) {
+  JobRequest req;
+  req.prompts = {"a glass cup"};
+  Encoded def = encode(req);
+  Request r;
+  ASSERT_EQ(validate(def, &r), "");
+  EXPECT_TRUE(r.kv_cache);
+  EXPECT_EQ(r.output_resolution, 0);
+  req.kv_cache = false;
+  req.output_resolution = 512;
+  Encoded e = encode(req);
+  ASSERT_EQ(validate(e, &r), "");
+  EXPECT_FALSE(r.kv_cache);
+  EXPECT_EQ(r.output_resolution, 512);
+  e.h()->output_resolution = 16;
+  EXPECT_NE(
+      validate(e).find("output_resolution must be 0 (the model's default) or 32..8192, got 16"),
+      std::string::npos)
+      << validate(e);
+  e.h()->output_resolution = 9000;
+  EXPECT_NE(validate(e).find("got 9000"), std::string::npos);
+  e.h()->output_resolution = 0;
+  e.h()->kv_cache = 7;
+  EXPECT_NE(validate(e).find("kv_cache must be 0 or 1"), std::string::npos);
+}
+
+// One set of limits (issue #17): a value the engine refuses is Rejected at submission, with a
+// message that names the value and the engine's range.
+TEST(Protocol, EngineLimitsAreCheckedAtSubmission) {
+  JobRequest req;
+  req.prompts = {"a cat"};
+  req.max_sequence_length = 2000;  // passed the daemon (4096) and failed in the engine before
+  Encoded e = encode(req);
+  ErrorKind k;
+  EXPECT_EQ(validate(e, nullptr, &k), "max_sequence_length must be 1..1024, got 2000");
+  EXPECT_EQ(k, ErrorKind::Rejected);
+  e.h()->max_sequence_length = kMaxSequenceLength;
+  EXPECT_EQ(validate(e), "");
+  // Configured limits can only lower the engine's.
+  Limits generous;
+  generous.max_sequence_length = 4096;
+  generous.max_steps = 100000;
+  generous.max_output_dim = 65536;
+  Request r;
+  e.h()->max_sequence_length = 2000;
+  EXPECT_NE(validate_job(e.seg.data(), e.seg.size(), generous, &r, &k).find("1..1024, got 2000"),
+            std::string::npos);
+  e.h()->max_sequence_length = 512;
+  e.h()->steps = 1001;
+  EXPECT_NE(validate_job(e.seg.data(), e.seg.size(), generous, &r, &k).find("1..1000, got 1001"),
+            std::string::npos);
+  e.h()->steps = 20;
+  e.h()->width = 8;  // the engine's minimum side is 16
+  EXPECT_NE(validate(e).find("0 = default, else 16..8192"), std::string::npos) << validate(e);
+  e.h()->width = 9000;
+  EXPECT_NE(validate_job(e.seg.data(), e.seg.size(), generous, &r, &k).find("16..8192"),
+            std::string::npos);
+}
+
+// Issue #14: the LoRA section after the capability section; older readers see the same models.
+TEST(Protocol, ModelListCarriesTheLorasAfterTheCapabilities) {
+  std::vector<ModelEntry> models(1);
+  models[0] = {"Qwen-Image", "loaded", "/m/Qwen-Image", {}};
+  models[0].caps.known = models[0].caps.can_generate = true;
+  std::vector<LoraInfo> loras = {
+      {"style", false, 0}, {"Qwen-Image-Lightning-4steps", true, 4}, {"tab\tname", false, 0}};
+  char buf[2048];
+  encode_models(models, buf, sizeof buf, loras);
+  EXPECT_EQ(std::string(buf), "Qwen-Image\tloaded\t/m/Qwen-Image\n");  // version-2 readers
+  int version = 0;
+  std::vector<LoraInfo> back;
+  int left_out = -1;
+  auto m = decode_models(buf, sizeof buf, &version, &back, &left_out);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_TRUE(m[0].caps.known && m[0].caps.can_generate);
+  EXPECT_EQ(version, 4);
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(left_out, 0);
+  EXPECT_EQ(back[0].name, "style");
+  EXPECT_FALSE(back[0].lightning);
+  EXPECT_EQ(back[1].name, "Qwen-Image-Lightning-4steps");
+  EXPECT_TRUE(back[1].lightning);
+  EXPECT_EQ(back[1].lightning_steps, 4);
+  EXPECT_EQ(back[2].name, "tab name");
+  // A version-3 daemon's block (no LoRA section): none, nothing left out.
+  char v3[2048];
+  encode_models(models, v3, sizeof v3);
+  decode_models(v3, sizeof v3, &version, &back, &left_out);
+  EXPECT_TRUE(back.empty());
+  EXPECT_EQ(left_out, 0);
+  // The models take precedence; LoRAs that do not fit are left out whole and counted.
+  std::vector<LoraInfo> many;
+  for (int i = 0; i < 200; ++i) many.push_back({"lora-number-" + std::to_string(i), false, 0});
+  encode_models(models, buf, sizeof buf, many);
+  m = decode_models(buf, sizeof buf, &version, &back, &left_out);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_TRUE(m[0].caps.known);
+  EXPECT_GT(back.size(), 10u);
+  EXPECT_LT(back.size(), 200u);
+  EXPECT_EQ(int(back.size()) + left_out, 200);
+  for (const auto& l : back) EXPECT_EQ(l.name.rfind("lora-number-", 0), 0u) << l.name;
+}
+
+// Issue #17: the result segment and the preview are written and read by shared/ alone.
+TEST(Protocol, ResultsAndPreviewsRoundTripThroughSharedCode) {
+  std::vector<uint8_t> rgb(5 * 3 * 3), rgba(4 * 2 * 4);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = uint8_t(i * 7);
+  for (size_t i = 0; i < rgba.size(); ++i) rgba[i] = uint8_t(200 - i);
+  const std::vector<ResultPixels> px = {{5, 3, 3, rgb.data()}, {4, 2, 4, rgba.data()}};
+  const ResultHeader rh = plan_result(px, PixelFormat::RGBA8);
+  EXPECT_EQ(rh.count, 2u);
+  std::vector<uint8_t> seg(rh.prefix.segment_size);
+  write_result(rh, px, seg.data());
+  std::vector<Image> out;
+  ASSERT_EQ(read_result(seg.data(), seg.size(), &out), "");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].width, 5);
+  EXPECT_EQ(out[0].format, PixelFormat::RGBA8);
+  EXPECT_EQ(out[0].bytes[4], rgb[3]);   // pixel 1, red
+  EXPECT_EQ(out[0].bytes[3], 255);      // alpha added
+  EXPECT_EQ(out[1].bytes[7], rgba[7]);  // alpha kept
+  EXPECT_NE(read_result(seg.data(), sizeof(ResultHeader) - 1, &out), "");
+  EXPECT_THROW(plan_result({}, PixelFormat::RGB8), std::invalid_argument);
+  EXPECT_THROW(plan_result(px, PixelFormat::GRAY8), std::invalid_argument);
+  // Previews: larger ones are scaled to fit kPreviewMax, and read back under the seqlock.
+  JobRequest req;
+  req.prompts = {"x"};
+  Encoded e = encode(req);
+  std::vector<uint8_t> big(512 * 300 * 3, 77);
+  publish_preview(e.seg.data(), big.data(), 512, 300);
+  EXPECT_EQ(e.h()->preview_seq, 2u);
+  auto p = read_preview(e.seg.data(), e.seg.size(), e.h()->preview_offset, 2);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->width, kPreviewMax);
+  EXPECT_EQ(p->height, 150);
+  EXPECT_EQ(p->bytes[0], 77);
+  EXPECT_FALSE(read_preview(e.seg.data(), e.seg.size(), e.h()->preview_offset, 1).has_value());
+  EXPECT_FALSE(read_preview(e.seg.data(), e.seg.size(), e.h()->preview_offset, 4).has_value());
+  // The job phase (version 4).
+  JobProgress jp;
+  ASSERT_TRUE(read_phase(e.seg.data(), &jp));
+  EXPECT_EQ(jp.phase, JobPhase::Queued);
+  set_phase(e.seg.data(), JobPhase::LoadingModel, 0.5f, "loading vae (2/3)");
+  ASSERT_TRUE(read_phase(e.seg.data(), &jp));
+  EXPECT_EQ(jp.phase, JobPhase::LoadingModel);
+  EXPECT_EQ(jp.fraction, 0.5f);
+  EXPECT_EQ(jp.detail, "loading vae (2/3)");
+  set_phase(e.seg.data(), JobPhase::Denoising, -1.0f, std::string(500, 'x'));
+  ASSERT_TRUE(read_phase(e.seg.data(), &jp));
+  EXPECT_EQ(jp.detail.size(), kPhaseDetailBytes - 1);
+  e.h()->phase_seq |= 1;  // being rewritten
+  EXPECT_FALSE(read_phase(e.seg.data(), &jp));
+}

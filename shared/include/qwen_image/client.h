@@ -135,7 +135,7 @@ struct JobProgress {
   std::optional<Image> preview;  // small RGB8 preview, present every few steps
   // Protocol version 4 (zero/empty from an older daemon, where phase stays Denoising).
   JobPhase phase = JobPhase::Denoising;
-  float fraction = -1.0f;  // LoadingModel: share of the model's components loaded (0..1); -1 unknown
+  float fraction = -1.0f;  // LoadingModel: share of the components loaded (0..1); -1 unknown
   std::string detail;      // LoadingModel: e.g. "loading transformer (2/3)"; else ""
   int queue_position = 0;  // Queued: 1 = next
 };

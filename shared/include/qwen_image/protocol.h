@@ -26,19 +26,25 @@ constexpr uint32_t kMagicControl = 0x43494D51;  // "QMIC"
 constexpr uint32_t kMagicJob = 0x4A494D51;      // "QMIJ"
 constexpr uint32_t kMagicResult = 0x52494D51;   // "QMIR"
 // The job format's version, which clients write into their job segments. 2: LoRAs, shift and
-// lightning in JobHeader; 3: decompose (layers, resolution, cfg_normalize appended to JobHeader).
-// The daemon still takes version-2 job segments (their header ends before the version-3 fields,
-// which then take their defaults), so older plug-ins keep working with a newer daemon.
-constexpr uint32_t kProtocolVersion = 3;
+// lightning in JobHeader; 3: decompose (layers, resolution, cfg_normalize appended to JobHeader);
+// 4: more input images (kMaxJobImages), kv_cache and output_resolution (Qwen-Image-2.1), the job's
+// phase and model-load progress, all appended to JobHeader.
+// The daemon still takes version-2 and version-3 job segments (their header ends before the later
+// fields, which then take their defaults), so older plug-ins keep working with a newer daemon.
+constexpr uint32_t kProtocolVersion = 4;
 constexpr uint32_t kOldestJobVersion = 2;
 // The control block and the result segments have not changed since version 2; they keep that
 // number so that version-2 clients still attach. The daemon's job version travels in the status
 // block's capability section (encode_models).
 constexpr uint32_t kControlVersion = 2;
 
+// Image descriptors in the version-2 part of JobHeader (all a version-2/3 client can send); a
+// version-4 job carries up to kMaxJobImages (client.h), the rest in JobHeader::more_images.
 constexpr int kMaxImages = 8;
-constexpr int kMaxResults = 16;
-constexpr int kMaxLoras = 8;
+constexpr int kMoreImages = kMaxJobImages - kMaxImages;
+constexpr int kMaxResults = kMaxJobResults;
+constexpr int kMaxLoras = kMaxJobLoras;
+constexpr size_t kPhaseDetailBytes = 128;
 constexpr int kSlots = 64;
 constexpr int kPreviewMax = 256;  // previews are at most kPreviewMax x kPreviewMax RGB8
 constexpr size_t kAlign = 64;
@@ -145,12 +151,32 @@ struct JobHeader {
   int32_t resolution;      // the reference's bucket: 640 or 1024 (0 = kDefaultResolution)
   uint32_t cfg_normalize;  // 0/1: rescale the CFG prediction to the conditional one's norm
   uint32_t reserved4;
+  // ---- request [C], version 4 ----
+  uint32_t kv_cache;                   // 0/1 (Qwen-Image-2.1's use_kv_cache; older versions: 1)
+  int32_t output_resolution;           // 0 = the model's default, else kMin..kMaxOutputResolution
+  ImageDesc more_images[kMoreImages];  // input images kMaxImages + 1 .. num_images
+  // ---- progress [D], version 4 (written only into version-4 segments; set_phase / read_phase) --
+  uint32_t phase_seq;    // seqlock over the three fields below (odd: writing)
+  uint32_t phase;        // JobPhase
+  float phase_fraction;  // LoadingModel: 0..1; -1 = unknown
+  uint32_t reserved5;
+  char phase_detail[kPhaseDetailBytes];  // UTF-8, NUL-terminated: "loading transformer (2/3)"
 };
 static_assert(offsetof(JobHeader, seq) == 24 && offsetof(JobHeader, state) == 28 &&
               offsetof(JobHeader, error) == 48);
 // A version-2 job header: everything before the version-3 fields.
 constexpr size_t kJobHeaderV2Size = offsetof(JobHeader, layers);
 static_assert(kJobHeaderV2Size == 1920, "the version-2 job header layout must not change");
+// A version-3 job header: everything before the version-4 fields.
+constexpr size_t kJobHeaderV3Size = offsetof(JobHeader, kv_cache);
+static_assert(kJobHeaderV3Size == 1936, "the version-3 job header layout must not change");
+// The header size a job segment of `version` has (0 for a version the daemon does not take).
+constexpr size_t job_header_size(uint32_t version) {
+  return version == 2                  ? kJobHeaderV2Size
+         : version == 3                ? kJobHeaderV3Size
+         : version == kProtocolVersion ? sizeof(JobHeader)
+                                       : 0;
+}
 
 struct ResultHeader {
   SegmentPrefix prefix;
@@ -198,14 +224,14 @@ struct ControlHeader {
 // ---- limits and validation (daemon side) ----
 
 struct Limits {
-  int max_output_dim = 8192;  // width / height asked for
-  int max_input_dim = 16384;  // input images and mask
+  int max_output_dim = kMaxOutputSide;  // width / height asked for
+  int max_input_dim = 16384;            // input images and mask
   int64_t max_input_pixels = 16384LL * 16384LL;
-  int max_steps = 1000;
+  int max_steps = kMaxSteps;
   size_t max_prompt_bytes = 16384;
   int max_prompts = 16;
   int max_images_per_prompt = 16;
-  int max_sequence_length = 4096;
+  int max_sequence_length = kMaxSequenceLength;
   uint64_t max_segment_bytes = 8ULL << 30;
 };
 
@@ -230,6 +256,8 @@ struct Request {
   int layers = kDefaultLayers;  // decompose
   int resolution = kDefaultResolution;
   bool cfg_normalize = false;
+  bool kv_cache = true;                 // version 4 (Qwen-Image-2.1)
+  int output_resolution = 0;            // version 4: 0 = the model's default
   uint32_t version = kProtocolVersion;  // the client's job version
 };
 
@@ -254,13 +282,21 @@ PipelineInputs pipeline_inputs(const std::string& name);
 //   "<family><TAB><flags><TAB><max_references>\n" with flags a comma-separated subset of
 //   generate, edit, decompose, rgba, loras (or "unknown": not loaded and not inferable)
 // and a NUL. Entries that do not fit into `cap` bytes are left out whole.
+// Version 4 appends a LoRA section after that NUL (older clients stop at it):
+//   "qwen-image-loras <number of LoRAs available>\n" and per LoRA that fits
+//   "<name><TAB><lora|lightning><TAB><lightning steps, 0 = unknown>\n", then a NUL. Models take
+// precedence; LoRAs that do not fit are left out whole (the count says how many there are).
 struct ModelEntry {
   std::string name, state, dir;
   ModelCaps caps;
 };
-void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap);
+void encode_models(const std::vector<ModelEntry>& models, char* out, size_t cap,
+                   const std::vector<LoraInfo>& loras = {});
 // Reads what encode_models wrote (or a version-2 daemon's lines: caps unknown, *job_version 2).
-std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version);
+// `loras` / `loras_left_out` (optional) receive the LoRA section (empty / 0 without one).
+std::vector<ModelEntry> decode_models(const char* buf, size_t cap, int* job_version,
+                                      std::vector<LoraInfo>* loras = nullptr,
+                                      int* loras_left_out = nullptr);
 std::string caps_flags(const ModelCaps& caps);  // "generate,loras", "unknown", ...
 
 bool valid_utf8(const std::string& s);
@@ -284,5 +320,38 @@ void encode_job(const JobRequest& request, const JobLayout& layout, int64_t pid,
                 void* segment);
 
 inline size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+// ---- results, previews and the job phase: written by the daemon, read by the client ----
+// (shared/src/results.cpp; the daemon's job.cpp only calls these.)
+
+// One 8-bit image as the engine returns it: 1, 3 or 4 channels, tightly packed.
+struct ResultPixels {
+  int width = 0, height = 0, channels = 0;
+  const uint8_t* data = nullptr;
+};
+// The result segment's header for `images` in `format` (RGBA8, RGB8, RGBA_F32 or RGB_F32);
+// prefix.segment_size is the size of the segment to create. Throws std::invalid_argument for no
+// images, more than kMaxResults, or a malformed image.
+ResultHeader plan_result(const std::vector<ResultPixels>& images, PixelFormat format);
+// Fills a segment of rh.prefix.segment_size bytes: the pixels converted to the format, then the
+// header.
+void write_result(const ResultHeader& rh, const std::vector<ResultPixels>& images, void* segment);
+// Reads a result segment of `size` bytes into packed images; "" or what is malformed.
+std::string read_result(const void* segment, size_t size, std::vector<Image>* out);
+
+// Writes a preview (packed RGB8, any size: box-downscaled to fit kPreviewMax) into the job
+// segment's preview area under the preview seqlock (preview_seq odd while writing). The caller
+// checks that the segment has a preview area (JobHeader::preview_size > 0).
+void publish_preview(void* job_segment, const uint8_t* rgb, int width, int height);
+// The preview published as sequence `pseq` (even), read from `preview_offset` (the client's own
+// layout) of a `size`-byte job segment; nullopt when absent, malformed, or rewritten meanwhile.
+std::optional<Image> read_preview(const void* job_segment, size_t size, size_t preview_offset,
+                                  uint32_t pseq);
+
+// The job's phase (version 4 segments only: the caller checks the client's version).
+void set_phase(void* job_segment, JobPhase phase, float fraction = -1.0f,
+               const std::string& detail = "");
+// Fills p->phase, fraction and detail from a version-4 job segment; false while being rewritten.
+bool read_phase(const void* job_segment, JobProgress* p);
 
 }  // namespace qwen::ipc::proto
