@@ -152,23 +152,7 @@ ipc::Client connect_or_start(Host& host, const PluginConfig& config) {
                                config));
 }
 
-std::vector<ipc::Image> run_job(Host& host, ipc::Client& client, const ipc::JobRequest& req,
-                                const PluginConfig& config, double done, double share) {
-  try {
-    return client.run(req, [&](const ipc::JobProgress& p) {
-      if (p.total > 0) {
-        host.progress_text("Qwen-Image: step " + std::to_string(p.step) + " of " +
-                           std::to_string(p.total));
-        host.progress_update(done + share * double(p.step) / p.total);
-      } else {
-        host.progress_pulse();
-      }
-      return true;  // Cancel in GIMP ends the plug-in; the daemon notices and stops the job.
-    });
-  } catch (const ipc::ClientError& e) {
-    throw to_user_error(e, config);
-  }
-}
+// run_job: preview.cpp (progress and the live preview, issue #17).
 
 Pixels to_rgb(const qwen::ipc::Image& img) {
   const int c = qwen::ipc::channels(img.format);

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "frontend.h"
+#include "preview.h"
 
 namespace qwen::plugin {
 
@@ -116,7 +117,9 @@ std::vector<int> run_decompose(Host& host, int image, int drawable, const Settin
   const gint32 seed = s.seed >= 0 ? s.seed : g_random_int_range(0, G_MAXINT32);
   req.seed = seed;
   host.progress_text("Qwen-Image: decompose into " + std::to_string(s.layers) + " layers");
-  auto images = run_job(host, client, req, config, 0.0, 1.0);
+  // The live preview (issue #17): the engine's composite estimate where the group will go.
+  LivePreview preview(host, config, image, drawable, region, &input);
+  auto images = run_job(host, client, req, config, 0.0, 1.0, &preview);
   if (images.size() != size_t(s.layers))
     throw UserError("Qwen-Image: the daemon returned " + std::to_string(images.size()) +
                     " layers instead of " + std::to_string(s.layers) + ".");
@@ -135,6 +138,7 @@ std::vector<int> run_decompose(Host& host, int image, int drawable, const Settin
   const std::string prompt = short_prompt(s.prompt);
   const int n = int(layers.size());
   std::vector<int> ids;
+  preview.remove();  // outside the undo history, before the group's undo group
   host.undo_group_start(image);
   try {
     const int group = host.add_layer_group(

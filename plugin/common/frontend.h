@@ -99,6 +99,25 @@ struct Host {
   virtual void attach_params(int layer, const std::string& params) = 0;
   virtual void undo_group_start(int image) = 0;
   virtual void undo_group_end(int image) = 0;
+  // Live preview (issue #17; plugin/common/preview.h decides when). A preview layer is a
+  // temporary layer kept out of the undo history: it is inserted and removed with the image's
+  // undo frozen for just that call, never while the job runs. The defaults suit hosts without a
+  // preview (add_preview_layer returns -1 and nothing else is called).
+  // Adds a layer named `name` of the image's base type, with alpha, above `anchor` (in its group)
+  // at image coordinates `r`, filled with RGBA `rgba` and carrying the non-persistent parasite
+  // "qwen-image-preview" = `owner`; the selected layers stay as they were. Returns its id, or -1.
+  virtual int add_preview_layer(int /*image*/, int /*anchor*/, const std::string& /*name*/,
+                                const Rect& /*r*/, const Pixels& /*rgba*/,
+                                const std::string& /*owner*/) {
+    return -1;
+  }
+  // Writes RGBA `rgba` (the layer's size) into the preview layer and shows it (drawable update,
+  // displays flushed). False, writing nothing, when the layer is gone or locked.
+  virtual bool update_preview_layer(int /*layer*/, const Pixels& /*rgba*/) { return false; }
+  // Removes the preview layer, undo frozen (nothing when it is gone), and flushes the displays.
+  virtual void remove_preview_layer(int /*layer*/) {}
+  // Every layer, in every open image, that carries the "qwen-image-preview" parasite: (id, value).
+  virtual std::vector<std::pair<int, std::string>> preview_layers() { return {}; }
   // Reference layers (issue #17): the image holding item `item` (-1 when it is no valid item) and
   // the item's name. The defaults suit hosts with one image and unnamed items.
   virtual int image_of_item(int item) { return item > 0 ? 0 : -1; }
@@ -117,11 +136,14 @@ DaemonInfo probe_daemon(const PluginConfig& config);
 // Connects to the configured instance, starting the daemon first when none answers (and saying so
 // in GIMP's message area). Throws UserError.
 qwen::ipc::Client connect_or_start(Host& host, const PluginConfig& config);
-// Runs one job with a progress bar covering [done, done + share) of the whole run. Throws
-// UserError.
+class LivePreview;  // preview.h
+// Runs one job with a progress bar covering [done, done + share) of the whole run; the daemon's
+// phase (queued, loading the model, step k of n) in its text, pulsing while nothing is measurable;
+// each published step preview shown by `preview` when given (issue #17). Throws UserError.
 std::vector<qwen::ipc::Image> run_job(Host& host, qwen::ipc::Client& client,
                                       const qwen::ipc::JobRequest& req, const PluginConfig& config,
-                                      double done, double share);
+                                      double done, double share,
+                                      LivePreview* preview = nullptr);
 // ClientError -> worded UserError.
 UserError to_user_error(const qwen::ipc::ClientError& e, const PluginConfig& config);
 // Pixels of a job result (any 8-bit format) as RGB.

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "frontend.h"
+#include "preview.h"
 
 namespace qwen::plugin {
 
@@ -181,19 +182,26 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   }
 
   const int variants = std::max(1, int(s.variants));
+  // The live preview (issue #17) where the result goes, with its mask / the layer's alpha.
+  LivePreview preview(host, config, image, drawable, region,
+                      proc == Proc::EditSelection ? &layer_mask
+                      : proc == Proc::EditLayer   ? &input
+                                                  : nullptr);
   const gint32 seed = s.seed >= 0 ? s.seed : g_random_int_range(0, G_MAXINT32);
   std::vector<Pixels> results;
   for (int v = 0; v < variants; ++v) {
     req.seed = int64_t(seed) + v;
     host.progress_text("Qwen-Image: " + req.pipeline + " (" + std::to_string(v + 1) + " of " +
                        std::to_string(variants) + ")");
-    auto images = run_job(host, client, req, config, double(v) / variants, 1.0 / variants);
+    auto images =
+        run_job(host, client, req, config, double(v) / variants, 1.0 / variants, &preview);
     if (images.empty()) throw UserError("Qwen-Image: the daemon returned no image.");
     results.push_back(resize(to_rgb(images.front()), region.w, region.h));
   }
 
   // All results are in: one undo step adds every layer.
   std::vector<int> layers;
+  preview.remove();  // outside the undo history, before the results' undo group
   host.undo_group_start(image);
   for (int v = 0; v < variants; ++v) {
     const std::string name = layer_name(s, v, variants);

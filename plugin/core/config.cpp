@@ -129,6 +129,9 @@ PluginConfig parse_config(const std::string& text) {
     } else if (key == "autostart") {
       std::string v = lower(value);
       c.autostart = !(v == "false" || v == "no" || v == "0" || v == "off");
+    } else if (key == "preview") {
+      std::string v = lower(value);
+      c.preview = !(v == "false" || v == "no" || v == "0" || v == "off");
     } else {
       c.warnings.push_back("line " + std::to_string(lineno) + ": unknown key '" + key + "'");
     }

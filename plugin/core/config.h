@@ -8,6 +8,7 @@
 //   min_pixels    = 589824
 //   max_pixels    = 1763584
 //   autostart     = true
+//   preview       = true    (a temporary preview layer shows the job's steps; issue #17)
 // Location: $QWEN_IMAGE_GIMP_CONFIG, else $XDG_CONFIG_HOME/qwen-image/qwen-image.conf, else
 // ~/.config/qwen-image/qwen-image.conf. A missing file means all defaults.
 #pragma once
@@ -28,6 +29,7 @@ struct PluginConfig {
   int start_timeout_s = 600;
   std::string log;
   bool autostart = true;
+  bool preview = true;  // live preview layer during a job
   SizeLimits limits;
   std::vector<std::string> warnings;  // unknown keys, bad values
 };

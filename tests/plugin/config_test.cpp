@@ -32,6 +32,14 @@ TEST(PluginConfig, ParseKeysAndWarnings) {
   EXPECT_EQ(c.warnings.size(), 3u);
 }
 
+TEST(PluginConfig, PreviewCanBeTurnedOff) {
+  EXPECT_TRUE(parse_config("").preview);
+  EXPECT_TRUE(parse_config("preview = yes\n").preview);
+  EXPECT_FALSE(parse_config("preview = off\n").preview);
+  EXPECT_FALSE(parse_config("preview=false\n").preview);
+  EXPECT_TRUE(parse_config("preview = off\n").warnings.empty());
+}
+
 TEST(PluginConfig, DaemonArgvAddsInstanceOnce) {
   PluginConfig c;
   c.daemon = "/bin/qwen-imaged";
