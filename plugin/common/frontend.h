@@ -17,12 +17,13 @@
 
 namespace qwen::plugin {
 
-enum class Proc { Generate, EditSelection, EditLayer, Decompose };
+enum class Proc { Generate, EditSelection, EditLayer, Decompose, ExpandCanvas };
 
 inline constexpr const char* kProcGenerate = "plug-in-qwen-image-generate";
 inline constexpr const char* kProcEditSelection = "plug-in-qwen-image-edit-selection";
 inline constexpr const char* kProcEditLayer = "plug-in-qwen-image-edit-layer";
 inline constexpr const char* kProcDecompose = "plug-in-qwen-image-decompose";  // procedures.h
+inline constexpr const char* kProcExpandCanvas = "plug-in-qwen-image-expand-canvas";  // expand.cpp
 
 // Values of one run. Plain data so that the 2.10 gimp_set_data()/gimp_get_data() can store it per
 // procedure (last values); GIMP 3 keeps them in its GimpProcedureConfig.
@@ -99,6 +100,13 @@ struct Host {
   virtual void attach_params(int layer, const std::string& params) = 0;
   virtual void undo_group_start(int image) = 0;
   virtual void undo_group_end(int image) = 0;
+  // Expand Canvas (issue #17): GIMP's gimp_image_resize: the canvas becomes new_w x new_h and
+  // every layer moves by (off_x, off_y) (channels and the selection are resized with the canvas);
+  // no pixel of any layer changes. Throws UserError.
+  virtual void resize_canvas(int /*image*/, int /*new_w*/, int /*new_h*/, int /*off_x*/,
+                             int /*off_y*/) {
+    throw UserError("Qwen-Image: this front-end cannot resize the canvas.");
+  }
   // Live preview (issue #17; plugin/common/preview.h decides when). A preview layer is a
   // temporary layer kept out of the undo history: it is inserted and removed with the image's
   // undo frozen for just that call, never while the job runs. The defaults suit hosts without a
@@ -156,6 +164,27 @@ Pixels to_rgba(const qwen::ipc::Image& img);
 // Decompose into Layers (issue #16): returns {group, layers bottom to top}. Throws UserError.
 std::vector<int> run_decompose(Host& host, int image, int drawable, const Settings& s,
                                const PluginConfig& config);
+
+// ---- expand.cpp
+// Expand Canvas with Prompt (issue #17): grows the canvas by the Settings' margins and fills only
+// the new area, as a new layer masked to it; every existing pixel stays as it was. Returns {the
+// fill layer}. Throws UserError (before the canvas changes, or after restoring it).
+std::vector<int> run_expand(Host& host, int image, int drawable, const Settings& s,
+                            const PluginConfig& config);
+// "" when the margins are acceptable (each 0..kMaxExpandMargin, at least one > 0), else why.
+inline constexpr int kMaxExpandMargin = 4096;
+std::string validate_margins(const Settings& s);
+
+// ---- jobs.cpp
+// The masked repaint Edit Selection sends (and Expand Canvas with a 20B model): `input` (RGB) and
+// `mask` (1 channel, > 0 = repaint) at the region's size, resized to the model size; sets the
+// pipeline ("edit-inpaint" with an edit model, else "inpaint"), image and mask of `req`, which
+// point into `keep` (alive until the job is sent).
+struct MaskedRepaint {
+  Pixels image, mask;
+};
+void set_masked_repaint(qwen::ipc::JobRequest& req, const Pixels& input, const Pixels& mask,
+                        Size model, bool edit_model, MaskedRepaint& keep);
 
 // ---- jobs.cpp
 // Runs procedure `proc` on (image, drawable) with `s`; returns the new layers (Decompose: the

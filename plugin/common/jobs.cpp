@@ -53,6 +53,15 @@ Models daemon_models(ipc::Client& client) {
 
 }  // namespace
 
+void set_masked_repaint(ipc::JobRequest& req, const Pixels& input, const Pixels& mask, Size model,
+                        bool edit_model, MaskedRepaint& keep) {
+  req.pipeline = edit_model ? "edit-inpaint" : "inpaint";
+  keep.image = resize(input, model.w, model.h);
+  keep.mask = binary_mask(resize(mask, model.w, model.h));
+  req.images = {view_of(keep.image)};
+  req.mask = view_of(keep.mask);
+}
+
 std::string validate(const Settings& s) {
   if (s.steps < 1 || s.steps > 1000) return "steps must be between 1 and 1000";
   if (s.true_cfg_scale < 0 || s.true_cfg_scale > 100) return "true-cfg-scale must be in 0..100";
@@ -67,6 +76,7 @@ std::string validate(const Settings& s) {
 std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, const Settings& s,
                                const PluginConfig& config) {
   if (proc == Proc::Decompose) return run_decompose(host, image, drawable, s, config);
+  if (proc == Proc::ExpandCanvas) return run_expand(host, image, drawable, s, config);
   if (host.is_indexed(image))
     throw UserError(
         "Qwen-Image works on RGB and grayscale images; convert this indexed image "
@@ -113,7 +123,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       region = layer;
       input = host.read_drawable(drawable, {0, 0, layer.w, layer.h});
       break;
-    case Proc::Decompose:  // run_decompose
+    case Proc::Decompose:     // run_decompose
+    case Proc::ExpandCanvas:  // run_expand
       break;
   }
   const Size model = model_size_for({region.w, region.h}, config.limits);
@@ -152,17 +163,14 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
         }
   }
   const bool edit_model = is_edit_model(model_name, models.dir_of(model_name));
-  Pixels model_input, model_mask;
+  MaskedRepaint masked;
+  Pixels model_input;
   switch (proc) {
     case Proc::Generate:
       req.pipeline = "generate";
       break;
     case Proc::EditSelection:
-      req.pipeline = edit_model ? "edit-inpaint" : "inpaint";
-      model_input = resize(input, model.w, model.h);
-      model_mask = binary_mask(resize(mask, model.w, model.h));
-      req.images = {view_of(model_input)};
-      req.mask = view_of(model_mask);
+      set_masked_repaint(req, input, mask, model, edit_model, masked);
       break;
     case Proc::EditLayer:
       if (!edit_model)
@@ -177,7 +185,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       model_input = resize(flatten_alpha(input), model.w, model.h);
       req.images = {view_of(model_input)};
       break;
-    case Proc::Decompose:  // run_decompose
+    case Proc::Decompose:     // run_decompose
+    case Proc::ExpandCanvas:  // run_expand
       break;
   }
 

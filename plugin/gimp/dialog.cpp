@@ -24,6 +24,8 @@ const char* title_of(Proc proc) {
       return "Qwen-Image: Edit Layer with Instruction";
     case Proc::Decompose:
       return decompose_decl().title;
+    case Proc::ExpandCanvas:
+      return "Qwen-Image: Expand Canvas with Prompt";
   }
   return "Qwen-Image";
 }

@@ -134,6 +134,12 @@ void Gimp2Host::attach_params(int layer, const std::string& params) {
 void Gimp2Host::undo_group_start(int image) { gimp_image_undo_group_start(image); }
 void Gimp2Host::undo_group_end(int image) { gimp_image_undo_group_end(image); }
 
+void Gimp2Host::resize_canvas(int image, int new_w, int new_h, int off_x, int off_y) {
+  if (!gimp_image_resize(image, new_w, new_h, off_x, off_y))
+    throw UserError("Qwen-Image: GIMP could not resize the canvas to " + std::to_string(new_w) +
+                    "x" + std::to_string(new_h) + ".");
+}
+
 int Gimp2Host::image_of_item(int item) {
   return item > 0 && gimp_item_is_valid(item) ? gimp_item_get_image(item) : -1;
 }

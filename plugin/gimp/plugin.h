@@ -37,6 +37,7 @@ struct Gimp2Host : Host {
   void attach_params(int layer, const std::string& params) override;
   void undo_group_start(int image) override;
   void undo_group_end(int image) override;
+  void resize_canvas(int image, int new_w, int new_h, int off_x, int off_y) override;
   // Live preview layer (issue #17): preview_host.cpp.
   int add_preview_layer(int image, int anchor, const std::string& name, const Rect& r,
                         const Pixels& rgba, const std::string& owner) override;

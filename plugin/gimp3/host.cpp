@@ -153,6 +153,12 @@ void Gimp3Host::attach_params(int layer, const std::string& params) {
 void Gimp3Host::undo_group_start(int image) { gimp_image_undo_group_start(image_of(image)); }
 void Gimp3Host::undo_group_end(int image) { gimp_image_undo_group_end(image_of(image)); }
 
+void Gimp3Host::resize_canvas(int image, int new_w, int new_h, int off_x, int off_y) {
+  if (!gimp_image_resize(image_of(image), new_w, new_h, off_x, off_y))
+    throw UserError("Qwen-Image: GIMP could not resize the canvas to " + std::to_string(new_w) +
+                    "x" + std::to_string(new_h) + ".");
+}
+
 int Gimp3Host::image_of_item(int item) {
   GimpItem* it = item > 0 && gimp_item_id_is_valid(item) ? gimp_item_get_by_id(item) : nullptr;
   GimpImage* img = it ? gimp_item_get_image(it) : nullptr;

@@ -35,6 +35,8 @@ const char* title_of(Proc proc) {
       return "Qwen-Image: Edit Layer with Instruction";
     case Proc::Decompose:
       return decompose_decl().title;
+    case Proc::ExpandCanvas:
+      return "Qwen-Image: Expand Canvas with Prompt";
   }
   return "Qwen-Image";
 }
@@ -211,7 +213,8 @@ GimpProcedure* make_procedure(GimpPlugIn* plug_in, const gchar* name) {
   gimp_procedure_set_image_types(p, "RGB*, GRAY*");
   gimp_procedure_set_sensitivity_mask(p, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
   switch (proc) {
-    case Proc::Decompose:  // make_declared
+    case Proc::Decompose:     // make_declared
+    case Proc::ExpandCanvas:  // not registered yet
       break;
     case Proc::Generate:
       gimp_procedure_set_menu_label(p, "_Generate Layer from Text…");

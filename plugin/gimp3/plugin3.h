@@ -38,6 +38,7 @@ struct Gimp3Host : Host {
   void attach_params(int layer, const std::string& params) override;
   void undo_group_start(int image) override;
   void undo_group_end(int image) override;
+  void resize_canvas(int image, int new_w, int new_h, int off_x, int off_y) override;
   int image_of_item(int item) override;
   std::string item_name(int item) override;
 };
