@@ -108,3 +108,15 @@ TEST(DaemonHostile, Version2ClientJobsStillRun) {
   // What a version-2 client reads of the model list: the lines, up to the first NUL.
   EXPECT_EQ(std::string(c->status.models).rfind("fake\t", 0), 0u) << c->status.models;
 }
+
+// A version-3 client (protocol version 4 appended kv_cache, output_resolution, more images and
+// the phase): its shorter header is taken, whatever lies beyond it.
+TEST(DaemonHostile, Version3ClientJobsStillRun) {
+  Daemon d(unique_instance("v3"));
+  auto [state, msg] = submit_raw(d.instance(), 501, [](JobHeader* h) {
+    h->prefix.version = 3;
+    h->prefix.header_size = uint32_t(kJobHeaderV3Size);
+    std::memset(&h->kv_cache, 0xff, sizeof(JobHeader) - kJobHeaderV3Size);  // beyond a v3 header
+  });
+  EXPECT_EQ(state, JobState::Done) << msg;
+}
