@@ -38,6 +38,12 @@ struct Gimp3Host : Host {
   void attach_params(int layer, const std::string& params) override;
   void undo_group_start(int image) override;
   void undo_group_end(int image) override;
+  // Live preview layer (issue #17): preview_host.cpp.
+  int add_preview_layer(int image, int anchor, const std::string& name, const Rect& r,
+                        const Pixels& rgba, const std::string& owner) override;
+  bool update_preview_layer(int layer, const Pixels& rgba) override;
+  void remove_preview_layer(int layer) override;
+  std::vector<std::pair<int, std::string>> preview_layers() override;
   void resize_canvas(int image, int new_w, int new_h, int off_x, int off_y) override;
   int image_of_item(int item) override;
   std::string item_name(int item) override;

@@ -6,13 +6,17 @@
 // mirror the 2.10 ones in tests/plugin/e2e_test.cpp. Where a chroot cannot be made the tests skip,
 // except under CI=true, where they fail (QWEN_E2E_UNAVAILABLE).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
+#include <thread>
 
 #include "e2e_util.h"
 #include "geometry.h"
@@ -589,6 +593,155 @@ TEST_P(PluginGimp3E2E, DecomposeStacksRgbaLayersInAGroupAndRecurses) {
   // The bottom child holds band 0 (the source's first 160 rows: canvas rows 10..169) only.
   EXPECT_EQ(compare(src_only, bottom, [](int, int y) { return y >= 10 && y < 170; }).differing, 0);
   EXPECT_EQ(compare(src_only, bottom, [](int, int y) { return y >= 490; }).differing, 600 * 110);
+}
+
+// Live preview (issue #17): a 12-step generate into a selection under QWEN_PLUGIN_TRACE (one line
+// per preview event; updates with the pixels read back from the layer through GIMP): the preview
+// layer appears at the result's place holding the daemon's flat previews, and is gone afterwards
+// (not in the image, undo not left frozen); the result equals the one with `preview = false`.
+TEST_P(PluginGimp3E2E, PreviewLayerIsSeenDuringTheJobAndGoneAfterIt) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(
+      env.instance, env.file("daemon.log"),
+      {"--fake-engine", "--fake-step-ms", "60", "--preview-every", "1", "--model", tiny_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  const std::string trace = env.file("trace.txt");
+  const std::string run =
+      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"a fox\" \"\" 12 4.0 42"
+      " \"\")";
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 10 8 40 30)"
+      " (qw-mark " +
+          q(env.file("image-id.txt")) + " (number->string img))" + run + " (qw-write-layers img " +
+          q(env.file("layers.txt")) +
+          ")"
+          " (qw-mark " +
+          q(env.file("ids.txt")) +
+          "  (apply string-append (map (lambda (x) (string-append (number->string x) \" \"))"
+          "   (vector->list (car (gimp-image-get-layers img))))))"
+          " (qw-mark " +
+          q(env.file("undo.txt")) +
+          "  (if (qw-true? (car (gimp-image-undo-is-enabled img))) \"1\" \"0\"))"
+          " (qw-save-flat img " +
+          q(env.file("flat-preview.pnm")) +
+          ")"
+          // The same job again with the preview turned off: its result covers the first one.
+          " (qw-mark " +
+          q(env.file("qwen-image.conf")) + " " + q(test_config("preview = false\n")) + ")" + run +
+          " (qw-save-flat img " + q(env.file("flat-plain.pnm")) + "))",
+      {"QWEN_PLUGIN_TRACE=" + trace});
+  std::vector<std::map<std::string, std::string>> adds, updates, removes;
+  std::istringstream lines(read_file(trace));
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string kind, w;
+    words >> kind;
+    std::map<std::string, std::string> f;
+    while (words >> w)
+      if (auto eq = w.find('='); eq != std::string::npos) f[w.substr(0, eq)] = w.substr(eq + 1);
+    (kind == "add" ? adds : kind == "update" ? updates : removes).push_back(f);
+  }
+  ASSERT_EQ(adds.size(), 1u) << read_file(trace) << out;  // none in the second run
+  const std::string layer = adds[0]["layer"];
+  EXPECT_EQ(adds[0]["rect"], "10,8,40,30");
+  EXPECT_EQ(adds[0]["image"], read_file(env.file("image-id.txt")));
+  ASSERT_GE(updates.size(), 1u) << "no preview was seen during the job\n" << read_file(trace);
+  for (auto& u : updates) {
+    EXPECT_EQ(u["layer"], layer);
+    EXPECT_EQ(u["size"], "40x30");
+    int r = -1, g = -1, b = -1, a = -1;
+    ASSERT_EQ(std::sscanf(u["first"].c_str(), "%d,%d,%d,%d", &r, &g, &b, &a), 4);
+    EXPECT_TRUE(r == g && g == b && r > 0 && r % 10 == 0 && a == 255) << u["first"];
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 of the flat 40x30 RGBA picture
+    for (int i = 0; i < 40 * 30; ++i)
+      for (int c : {r, g, b, a}) h = (h ^ uint64_t(c)) * 0x100000001b3ull;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    EXPECT_EQ(u["fnv"], hex) << "the layer does not hold the flat preview";
+  }
+  ASSERT_EQ(removes.size(), 1u) << read_file(trace);
+  EXPECT_EQ(removes[0]["layer"], layer);
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out;
+  EXPECT_EQ(layers[0].name, "a fox");
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{10, 8, 40, 30}));
+  EXPECT_EQ(layers[1].name, "base");
+  EXPECT_EQ((" " + read_file(env.file("ids.txt"))).find(" " + layer + " "), std::string::npos);
+  EXPECT_EQ(read_file(env.file("undo.txt")), "1");  // undo not left frozen
+  Pnm with = read_pnm(env.file("flat-preview.pnm")), without = read_pnm(env.file("flat-plain.pnm"));
+  ASSERT_EQ(with.width, 64) << out;
+  EXPECT_EQ(with.data, without.data);
+}
+
+// GIMP's Cancel kills the plug-in: its preview layer stays until the next run of a Qwen-Image
+// procedure removes it (its owner is gone), and the daemon serves that run.
+TEST_P(PluginGimp3E2E, KilledPluginsPreviewIsRemovedByTheNextRun) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(
+      env.instance, env.file("daemon.log"),
+      {"--fake-engine", "--fake-step-ms", "100", "--preview-every", "1", "--model", tiny_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  const std::string trace = env.file("trace.txt");
+  const std::string script =
+      "(begin (load " + q(kHere + "/e2e_helpers3.scm") +
+      ") (let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      "  (catch #f (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"slow\" \"\""
+      " 200 4.0 1 \"\"))"  // 20 s (GIMP 3 takes at most 200 steps)
+      "  (qw-write-layers img " +
+      q(env.file("layers-killed.txt")) +
+      ")"
+      "  (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"next\" \"\" 2 4.0 1"
+      " \"\")"
+      "  (qw-write-layers img " +
+      q(env.file("layers-next.txt")) + ")))";
+  // As Gimp3Env::run_console, without waiting: gimp-console runs in the chroot (same pid after
+  // the execs of in_chroot.sh), the plug-in is its child.
+  Child gimp({"/bin/bash",
+              kHere + "/in_chroot.sh",
+              chroot_root(env.gimp),
+              env.dir.path,
+              kSource,
+              "--",
+              "env",
+              "HOME=" + env.dir.path,
+              "GIMP3_DIRECTORY=" + env.dir.path + "/profile",
+              "QWEN_IMAGE_GIMP_CONFIG=" + env.file("qwen-image.conf"),
+              "QWEN_IMAGE_INSTANCE=" + env.instance,
+              "XDG_CACHE_HOME=" + env.dir.path + "/cache",
+              "QWEN_PLUGIN_TRACE=" + trace,
+              setup(env.gimp).console,
+              "-i",
+              "-n",
+              "--batch-interpreter=plug-in-script-fu-eval",
+              "-b",
+              script,
+              "--quit"},
+             {}, env.file("gimp-output.txt"));
+  bool added = false;
+  for (int i = 0; i < 600 && !added; ++i) {
+    added = read_file(trace).rfind("add ", 0) == 0;
+    if (!added) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(added) << read_file(env.file("gimp-output.txt"));
+  auto plugins = children_named(gimp.pid(), "qwen-image-gimp");  // comm: 15 characters
+  ASSERT_EQ(plugins.size(), 1u) << read_file(env.file("gimp-output.txt"));
+  kill(plugins[0], SIGKILL);
+  EXPECT_EQ(gimp.wait(240), 0) << read_file(env.file("gimp-output.txt"));
+  const std::string t = read_file(trace);
+  const std::string layer = t.substr(10, t.find(' ', 10) - 10);  // "add layer=ID ..."
+  auto killed = read_layers(env.file("layers-killed.txt"));
+  ASSERT_EQ(killed.size(), 2u) << read_file(env.file("gimp-output.txt"));
+  EXPECT_EQ(killed[0].name, "Qwen-Image preview (removed when the job ends)");
+  EXPECT_NE(t.find("stale layer=" + layer + " owner=pid=" + std::to_string(plugins[0]) + " "),
+            std::string::npos)
+      << t;
+  auto next = read_layers(env.file("layers-next.txt"));
+  ASSERT_EQ(next.size(), 2u) << read_file(env.file("gimp-output.txt"));
+  EXPECT_EQ(next[0].name, "next");
+  EXPECT_EQ(next[1].name, "base");
 }
 
 INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),
