@@ -239,8 +239,30 @@ std::string user_message(ErrorKind kind, const std::string& detail, const Plugin
     case ErrorKind::JobFailed:
       break;
   }
-  if (contains(detail, "out of memory") || contains(detail, "outofmemory") ||
-      contains(detail, "cuda error: out"))
+  const bool oom = contains(detail, "out of memory") || contains(detail, "outofmemory") ||
+                   contains(detail, "cuda error: out");
+  // The daemon says which memory ran out (issue #13): the model itself (its pre-flight check
+  // "model '...' does not fit on cuda:0: <planner advice>", or a load that ran out part-way,
+  // "cannot load model ...: ... out of memory") - a smaller selection cannot help there - or the
+  // job's activations ("out of device memory at WxH: <advice> [<torch's message>]"), where the
+  // daemon's advice matches the job (fewer layers, a smaller image, a lighter memory mode).
+  if (contains(detail, "does not fit on") || (oom && contains(detail, "cannot load model")))
+    return "Qwen-Image: the model does not fit in the GPU's memory" + d +
+           ". A smaller selection will not help: set a lighter memory mode (memory = stream in "
+           "the daemon's daemon.conf) or use a smaller transformer file (fp8 or GGUF), then "
+           "restart the daemon; `qwen-image plan --model DIR --vram SIZE` shows what fits.";
+  if (const auto at = detail.find("out of device memory at "); at != std::string::npos) {
+    const auto colon = detail.find(": ", at);
+    if (colon != std::string::npos) {
+      const auto end = detail.find(" [", colon);
+      std::string advice =
+          detail.substr(colon + 2, end == std::string::npos ? std::string::npos : end - colon - 2);
+      if (!advice.empty())
+        advice[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(advice[0])));
+      return "Qwen-Image: the GPU ran out of memory during the job" + d + ". " + advice + ".";
+    }
+  }
+  if (oom)
     return "Qwen-Image: the GPU ran out of memory" + d +
            ". Use a smaller selection or image (or lower max_pixels in the plug-in config), one "
            "variant at a time, or close other programs using the GPU.";

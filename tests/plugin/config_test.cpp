@@ -118,3 +118,42 @@ TEST(PluginConfig, FlatpakSandboxSaysHowToShareDevShm) {
   ::unsetenv("FLATPAK_ID");
   EXPECT_FALSE(running_in_flatpak());
 }
+
+// Issue #13: on out of memory the plug-in passes on the daemon's cause-specific advice instead of
+// always advising a smaller selection (which cannot help when the model itself does not fit).
+TEST(PluginConfig, OutOfMemoryAdviceFollowsTheDaemonsCause) {
+  PluginConfig c;
+  // The daemon's pre-flight refusal (engine.cpp: the planner's advice) and a load that ran out of
+  // memory part-way (job.cpp: "cannot load model ...").
+  for (const std::string& detail :
+       {std::string("cannot load model qie from /m/Edit: model '/m/Edit' does not fit on cuda:0: "
+                    "use a transformer file in fp8 (20.4 GiB)"),
+        std::string("cannot load model qie from /m/Edit: loading transformer: CUDA out of memory. "
+                    "Tried to allocate 72.00 MiB")}) {
+    const auto m = user_message(ErrorKind::JobFailed, detail, c);
+    EXPECT_NE(m.find("the model does not fit in the GPU's memory"), std::string::npos) << m;
+    EXPECT_NE(m.find("A smaller selection will not help"), std::string::npos) << m;
+    EXPECT_NE(m.find(detail), std::string::npos) << m;  // the daemon's own advice kept
+    EXPECT_EQ(m.find("Use a smaller selection"), std::string::npos) << m;
+  }
+  // An activation OOM during the job: the daemon's advice for this job, worded as a sentence.
+  const std::string job =
+      "out of device memory at 640x640: decomposing into 8 layers at 640x640 needs more memory "
+      "than is free: use fewer layers, resolution 640, or a lighter memory mode [CUDA out of "
+      "memory. Tried to allocate 2.00 GiB]";
+  const auto m = user_message(ErrorKind::JobFailed, job, c);
+  EXPECT_NE(m.find("ran out of memory during the job"), std::string::npos) << m;
+  EXPECT_NE(m.find(". Decomposing into 8 layers at 640x640 needs more memory than is free: use "
+                   "fewer layers, resolution 640, or a lighter memory mode."),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("smaller selection"), std::string::npos) << m;
+  // A bare CUDA message (an older daemon) keeps the generic advice.
+  EXPECT_NE(user_message(ErrorKind::JobFailed, "CUDA out of memory. Tried to allocate 1 GiB", c)
+                .find("Use a smaller selection"),
+            std::string::npos);
+  // A broken file is not a memory problem.
+  EXPECT_EQ(user_message(ErrorKind::JobFailed, "cannot load model q from /m: bad header", c)
+                .find("does not fit"),
+            std::string::npos);
+}
