@@ -290,7 +290,7 @@ TEST_F(FrontendPreviewJob, PreviewComesAndGoesOutsideTheResultsUndoGroup) {
   config.limits.max_pixels = 16384;
   Settings s;
   g_strlcpy(s.prompt, "a lighthouse", sizeof s.prompt);
-  s.steps = 8;
+  s.steps = 12;  // previews at steps 2, 4, ..., 12 of each variant
   s.seed = 3;
   s.variants = 2;
   PreviewHost host;
@@ -311,8 +311,8 @@ TEST_F(FrontendPreviewJob, PreviewComesAndGoesOutsideTheResultsUndoGroup) {
   EXPECT_TRUE(host.previews.empty());
   // The bar said which step of which variant.
   EXPECT_TRUE(std::any_of(host.texts.begin(), host.texts.end(), [](const std::string& t) {
-    return t.rfind("Qwen-Image: step ", 0) == 0 && t.size() > 14 &&
-           t.compare(t.size() - 14, 14, " of 8 (2 of 2)") == 0;
+    return t.rfind("Qwen-Image: step ", 0) == 0 && t.size() > 15 &&
+           t.compare(t.size() - 15, 15, " of 12 (2 of 2)") == 0;
   })) << ::testing::PrintToString(host.texts);
 }
 
@@ -363,4 +363,47 @@ TEST_F(FrontendPreviewJob, PreviewIsRemovedWhenTheJobFails) {
   EXPECT_EQ(count_prefix(host.events, "undo-start"), 0u);
   EXPECT_EQ(count_prefix(host.events, "result"), 0u);
   EXPECT_TRUE(host.previews.empty());
+}
+
+// Behind another client's job, the bar says the run is queued, then counts the steps (the
+// daemon's phases, protocol version 4).
+TEST_F(FrontendPreviewJob, ProgressSaysQueuedBehindAnotherJob) {
+  TempDir dir;
+  const std::string instance = unique_name("frontend-preview-queue");
+  Daemon daemon(instance, dir.path + "/daemon.log",
+                {"--fake-engine", "--fake-step-ms", "40", "--model", tiny_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(dir.path + "/daemon.log");
+  auto other = ipc::Client::connect(instance, 3000);
+  std::thread first([&] {
+    ipc::JobRequest req;
+    req.prompts = {"first"};
+    req.steps = 50;  // 2 s
+    req.width = req.height = 32;
+    other.run(req);
+  });
+  bool busy = false;
+  for (int i = 0; i < 100 && !busy; ++i) {
+    busy = ipc::Client::connect(instance, 3000).status().busy;
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  PluginConfig config;
+  config.instance = instance;
+  config.autostart = false;
+  config.limits.min_pixels = 0;
+  config.limits.max_pixels = 16384;
+  Settings s;
+  g_strlcpy(s.prompt, "second", sizeof s.prompt);
+  s.steps = 4;
+  s.seed = 1;
+  PreviewHost host;
+  EXPECT_EQ(run_procedure(host, Proc::Generate, 1, 42, s, config).size(), 1u);
+  first.join();
+  ASSERT_TRUE(busy);
+  const auto& t = host.texts;
+  const auto queued = std::find(t.begin(), t.end(), "Qwen-Image: queued behind 1 job");
+  ASSERT_NE(queued, t.end()) << ::testing::PrintToString(t);
+  EXPECT_NE(std::find_if(queued, t.end(),
+                         [](const std::string& x) { return x.rfind("Qwen-Image: step ", 0) == 0; }),
+            t.end())
+      << ::testing::PrintToString(t);
 }
