@@ -39,7 +39,9 @@ class FakeEngine : public Engine {
         caps_before_load(ModelSpec{"", o.model_dir, {}, {}, {}, o.model_type});
     info_.model_type = o.model_type;
     info_.can_decompose = caps.known && caps.can_decompose;
-    info_.can_edit = !info_.can_decompose;
+    // Edits as the model it stands in for can (an unknown model: anything but decompose), so the
+    // plug-in sees the real models' capabilities (issue #17).
+    info_.can_edit = caps.known ? caps.can_edit : !info_.can_decompose;
     if (info_.can_decompose) {
       info_.pipeline_class = "FakeEngine (QwenImageLayeredPipeline)";
       info_.default_pipeline = PipelineKind::Decompose;

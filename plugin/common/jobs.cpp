@@ -2,8 +2,8 @@
 #include <algorithm>
 
 #include "frontend.h"
-#include "references.h"
 #include "preview.h"
+#include "procedures.h"
 
 namespace qwen::plugin {
 
@@ -30,14 +30,25 @@ ipc::ImageView view_of(const Pixels& p) {
   return v;
 }
 
-// The daemon's models: name -> folder (from its status), and the default (first) name.
+// The daemon's models: name -> folder (from its status), their capabilities, and the default
+// (first) name.
 struct Models {
   std::string default_name;
   std::vector<std::pair<std::string, std::string>> dirs;
+  std::vector<std::pair<std::string, ipc::ModelCaps>> caps;
   std::string dir_of(const std::string& name) const {
     for (auto& [n, d] : dirs)
       if (n == name) return d;
     return "";
+  }
+  ipc::ModelCaps caps_of(const std::string& name) const {
+    for (auto& [n, c] : caps)
+      if (n == name) return c;
+    return {};  // unknown (an old daemon)
+  }
+  // Edit model by the daemon's typed capabilities; the old name guess only when they are unknown.
+  bool can_edit(const std::string& name) const {
+    return model_can_edit(name, dir_of(name), caps_of(name));
   }
 };
 Models daemon_models(ipc::Client& client) {
@@ -49,6 +60,8 @@ Models daemon_models(ipc::Client& client) {
     if (a != std::string::npos && b != std::string::npos && b > a)
       m.dirs.emplace_back(line.substr(0, a), line.substr(b + 1));
   }
+  for (size_t i = 0; i < st.models.size() && i < st.model_caps.size(); ++i)
+    m.caps.emplace_back(st.models[i], st.model_caps[i]);
   return m;
 }
 
@@ -71,6 +84,7 @@ std::string validate(const Settings& s) {
     return "layers must be between " + std::to_string(ipc::kMinLayers) + " and " +
            std::to_string(ipc::kMaxLayers);
   if (!ipc::valid_decompose_resolution(s.resolution)) return "resolution must be 640 or 1024";
+  if (auto bad = parse_loras(s.loras, nullptr); !bad.empty()) return bad;
   return "";
 }
 
@@ -86,8 +100,6 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   if (drawable < 0)
     throw UserError("Qwen-Image: select a layer (not a channel or path) and run it again.");
   if (!*s.prompt) throw UserError("Qwen-Image: the prompt is empty; describe what you want.");
-  // Reference layers (issue #17), checked and read before anything is started.
-  const std::vector<Reference> refs = read_references(host, proc, s);
 
   const Rect canvas = host.canvas(image);
   const Rect layer = host.layer_rect(drawable);
@@ -96,7 +108,6 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   // Work out the region and the inputs before anything is started.
   Rect region;         // image coordinates of the result layer
   Pixels input, mask;  // at region size (edit procedures)
-  Pixels input_rgba;   // edit-selection: the crop with its alpha (Qwen-Image-2.1 takes RGBA)
   Pixels layer_mask;   // edit-selection: feathered selection
   bool whole_layer = false;
   switch (proc) {
@@ -111,9 +122,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
             "canvas; select part of the layer or choose another layer.");
       region = er->crop;
       whole_layer = er->whole_layer;
-      input_rgba = host.read_drawable(drawable,
-                                      {region.x - layer.x, region.y - layer.y, region.w, region.h});
-      input = flatten_alpha(input_rgba);
+      input = flatten_alpha(host.read_drawable(
+          drawable, {region.x - layer.x, region.y - layer.y, region.w, region.h}));
       if (whole_layer) {
         mask = Pixels(region.w, region.h, 1, 255);
         layer_mask = mask;
@@ -132,7 +142,7 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     case Proc::ExpandCanvas:  // run_expand
       break;
   }
-  Size model = model_size_for({region.w, region.h}, config.limits);
+  const Size model = model_size_for({region.w, region.h}, config.limits);
 
   host.progress_init("Qwen-Image: connecting to the daemon…");
   ipc::Client client = connect_or_start(host, config);
@@ -148,6 +158,9 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   req.strength = float(s.strength);
   req.exact_geometry = true;
   req.result_format = ipc::PixelFormat::RGB8;
+  if (auto bad = parse_loras(s.loras, &req.loras); !bad.empty())
+    throw UserError("Qwen-Image: " + bad);
+  req.lightning = s.lightning;
 
   std::string model_name = s.model;
   Models models;
@@ -159,37 +172,15 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   if (model_name.empty()) {
     model_name = models.default_name;
     // Edit Layer with the daemon's default: the first edit model it serves, if the default is not.
-    if (proc == Proc::EditLayer && !is_edit_model(model_name, models.dir_of(model_name)))
+    if (proc == Proc::EditLayer && !models.can_edit(model_name))
       for (auto& [name, dir] : models.dirs)
-        if (is_edit_model(name, dir)) {
+        if (models.can_edit(name)) {
           model_name = name;
           req.model = name;
           break;
         }
   }
-  const bool edit_model = is_edit_model(model_name, models.dir_of(model_name));
-  // The model's typed capabilities (issue #17) decide the references and the result's alpha: a
-  // Qwen-Image-2.1 model (issue #15) takes RGBA pictures (its sizes are multiples of 32) and
-  // returns RGBA, which becomes a layer with alpha.
-  ipc::ModelCaps caps;
-  try {
-    caps = caps_of_model(client.status(), model_name);
-  } catch (const ipc::ClientError& e) {
-    throw to_user_error(e, config);
-  }
-  const bool rgba = caps.known && caps.rgba;
-  const bool qwen21 = is_rgba_editor(caps);
-  const bool can_edit = edit_model || (caps.known && caps.can_edit);
-  check_reference_limit(refs, caps, model_name);
-  if (qwen21) {
-    SizeLimits limits = config.limits;
-    limits.multiple = 32;
-    model = model_size_for({region.w, region.h}, limits);
-    req.width = model.w;
-    req.height = model.h;
-  }
-  if (rgba) req.result_format = ipc::PixelFormat::RGBA8;
-  std::vector<Pixels> model_refs;  // the reference layers as sent (RGB; RGBA for 2.1)
+  const bool edit_model = models.can_edit(model_name);
   MaskedRepaint masked;
   Pixels model_input;
   switch (proc) {
@@ -197,29 +188,10 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       req.pipeline = "generate";
       break;
     case Proc::EditSelection:
-      if (qwen21 || !refs.empty()) {
-        // Edit-Inpaint (QwenImageEditInpaintPipeline) takes one picture and Qwen-Image-2.1 has no
-        // inpaint pipeline: with reference layers, or with 2.1, the selection's crop is edited
-        // whole (edit / edit-plus, as Edit Layer) and the feathered selection mask on the result
-        // layer limits it to the selection. A model that only generates cannot do that.
-        if (!can_edit)
-          throw UserError(
-              "Qwen-Image: Edit Selection with reference layers needs an edit model "
-              "(Qwen-Image-Edit-2509/2511 or Qwen-Image-2.1), but the model is '" +
-              model_name +
-              "', which only inpaints one picture. Choose an edit model in the dialog, or clear "
-              "the reference layers.");
-        req.pipeline = "edit-auto";
-        req.exact_geometry = false;
-        model_input =
-            qwen21 ? resize_rgba(input_rgba, model.w, model.h) : resize(input, model.w, model.h);
-        req.images = {view_of(model_input)};
-        break;
-      }
       set_masked_repaint(req, input, mask, model, edit_model, masked);
       break;
     case Proc::EditLayer:
-      if (!can_edit)
+      if (!edit_model)
         throw UserError("Qwen-Image: Edit Layer needs an edit model (Qwen-Image-Edit-2509), but " +
                         (model_name.empty() ? std::string("the daemon lists no model")
                                             : "the model is '" + model_name + "'") +
@@ -228,21 +200,13 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       // The plug-in already hands over the layer at the model size with its aspect ratio and
       // scales the result back itself, so the reference geometry gives the same pixel grid.
       req.exact_geometry = false;
-      model_input = qwen21 ? resize_rgba(input, model.w, model.h)
-                           : resize(flatten_alpha(input), model.w, model.h);
+      model_input = resize(flatten_alpha(input), model.w, model.h);
       req.images = {view_of(model_input)};
       break;
     case Proc::Decompose:     // run_decompose
     case Proc::ExpandCanvas:  // run_expand
       break;
   }
-
-  // The reference layers after the edited picture, in the order given, at their own size (the
-  // pipeline resizes each, as for the CLI's --image); flattened over white unless the model takes
-  // RGBA. edit-auto runs Edit-Plus for several pictures.
-  model_refs.reserve(refs.size());
-  for (const Reference& r : refs) model_refs.push_back(qwen21 ? r.rgba : flatten_alpha(r.rgba));
-  for (const Pixels& p : model_refs) req.images.push_back(view_of(p));
 
   const int variants = std::max(1, int(s.variants));
   // The live preview (issue #17) where the result goes, with its mask / the layer's alpha.
@@ -259,10 +223,16 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     auto images =
         run_job(host, client, req, config, double(v) / variants, 1.0 / variants, &preview);
     if (images.empty()) throw UserError("Qwen-Image: the daemon returned no image.");
-    results.push_back(rgba ? resize_rgba(to_rgba(images.front()), region.w, region.h)
-                           : resize(to_rgb(images.front()), region.w, region.h));
+    results.push_back(resize(to_rgb(images.front()), region.w, region.h));
   }
 
+  // The LoRAs as parsed, "name:strength,..." (strengths locale-independent).
+  std::string loras_text;
+  for (const auto& l : req.loras) {
+    gchar num[G_ASCII_DTOSTR_BUF_SIZE];
+    loras_text += (loras_text.empty() ? "" : ",") + l.name + ":" +
+                  g_ascii_formatd(num, sizeof num, "%g", l.strength);
+  }
   // All results are in: one undo step adds every layer.
   std::vector<int> layers;
   preview.remove();  // outside the undo history, before the results' undo group
@@ -270,21 +240,22 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   for (int v = 0; v < variants; ++v) {
     const std::string name = layer_name(s, v, variants);
     int id = -1;
-    // An RGBA result (Qwen-Image-2.1) keeps its own alpha; RGB ones take the edited layer's alpha
-    // (Edit Layer) or are opaque.
-    const Pixels pixels = rgba                      ? results[v]
-                          : proc == Proc::EditLayer ? with_alpha_of(results[v], input)
-                                                    : opaque_rgba(results[v]);
-    id = host.add_result_layer(image, drawable, name, region, pixels,
-                               proc == Proc::EditSelection ? &layer_mask : nullptr);
+    if (proc == Proc::EditLayer)
+      id = host.add_result_layer(image, drawable, name, region, with_alpha_of(results[v], input),
+                                 nullptr);
+    else if (proc == Proc::EditSelection)
+      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]),
+                                 &layer_mask);
+    else
+      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
     // What made it, for reproducing it later (scripts read the "qwen-image-params" parasite).
     std::string params = "pipeline=" + req.pipeline + "\nmodel=" + model_name +
                          "\nseed=" + std::to_string(int64_t(seed) + v) +
                          "\nsteps=" + std::to_string(req.steps) +
                          "\ntrue_cfg_scale=" + std::to_string(req.true_cfg_scale) +
                          "\nstrength=" + std::to_string(req.strength) + "\nprompt=" + s.prompt +
-                         "\nnegative_prompt=" + s.negative;
-    params += reference_params(refs);
+                         "\nnegative_prompt=" + s.negative + "\nloras=" + loras_text +
+                         "\nlightning=" + (req.lightning ? "1" : "0");
     host.attach_params(id, params);
     layers.push_back(id);
   }

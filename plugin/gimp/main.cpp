@@ -1,5 +1,5 @@
-// Plug-in entry: registers the three procedures and dispatches runs (interactive, non-interactive,
-// with last values).
+// Plug-in entry: registers the procedures of the table (plugin/common/procedures.h) and dispatches
+// runs (interactive, non-interactive, with last values).
 #include <cstring>
 
 #include "plugin.h"
@@ -18,123 +18,84 @@ const GimpPlugInInfo PLUG_IN_INFO = {nullptr, nullptr, query, run};
 constexpr const char* kMenu = "<Image>/Filters/Generative/Qwen-Image";
 constexpr const char* kAuthor = "qwen-image-gimp contributors";
 
-GimpParamDef param(GimpPDBArgType type, const char* name, const char* desc) {
-  return GimpParamDef{type, const_cast<gchar*>(name), const_cast<gchar*>(desc)};
-}
-
-std::vector<GimpParamDef> params_of(Proc proc) {
-  std::vector<GimpParamDef> p = {
-      param(GIMP_PDB_INT32, "run-mode",
-            "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
-      param(GIMP_PDB_IMAGE, "image", "Input image"),
-      param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable"),
-      param(GIMP_PDB_STRING, "prompt", proc == Proc::EditLayer ? "Edit instruction" : "Prompt"),
-      param(GIMP_PDB_STRING, "negative-prompt", "Negative prompt (\"\" for none)"),
-      param(GIMP_PDB_INT32, "steps", "Denoising steps (1..200)"),
-      param(GIMP_PDB_FLOAT, "true-cfg-scale", "True CFG scale (active with a negative prompt)"),
-      param(GIMP_PDB_INT32, "seed", "Seed (-1 for random)"),
-  };
-  if (proc == Proc::EditSelection)
-    p.push_back(param(GIMP_PDB_FLOAT, "strength", "How much of the selection is repainted (0..1)"));
-  p.push_back(param(GIMP_PDB_STRING, "model", "Model name (\"\" for the daemon's default)"));
-  return p;
-}
-
-void install(Proc proc, const char* name, const char* blurb, const char* help, const char* label) {
-  static GimpParamDef returns[] = {
-      {GIMP_PDB_LAYER, const_cast<gchar*>("layer"), const_cast<gchar*>("The (first) new layer")}};
-  auto p = params_of(proc);
-  gimp_install_procedure(name, blurb, help, kAuthor, kAuthor, "2026", label, "RGB*, GRAY*",
-                         GIMP_PLUGIN, int(p.size()), 1, p.data(), returns);
-  gimp_plugin_menu_register(name, kMenu);
-}
-
-GimpPDBArgType pdb_type(ArgType t) {
+GimpPDBArgType pdb_type(Pdb2Type t) {
   switch (t) {
-    case ArgType::String:
-      return GIMP_PDB_STRING;
-    case ArgType::Double:
+    case Pdb2Type::Int32:
+      return GIMP_PDB_INT32;
+    case Pdb2Type::Float:
       return GIMP_PDB_FLOAT;
-    case ArgType::Int:
-    case ArgType::Bool:  // 2.10's PDB has no boolean: INT32 0/1
-      break;
+    case Pdb2Type::String:
+      return GIMP_PDB_STRING;
+    case Pdb2Type::Image:
+      return GIMP_PDB_IMAGE;
+    case Pdb2Type::Drawable:
+      return GIMP_PDB_DRAWABLE;
+    case Pdb2Type::Int32Array:
+      return GIMP_PDB_INT32ARRAY;
   }
   return GIMP_PDB_INT32;
 }
 
-// A procedure declared once in procedures.h (Decompose).
-void install(const ProcDecl& d) {
-  std::vector<GimpParamDef> params = {
-      param(GIMP_PDB_INT32, "run-mode",
-            "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }"),
-      param(GIMP_PDB_IMAGE, "image", "Input image"),
-      param(GIMP_PDB_DRAWABLE, "drawable", "Input drawable")};
-  for (const auto& a : d.args) params.push_back(param(pdb_type(a.type), a.name, a.blurb));
+// One PDB procedure of a declaration (procedures.h): the historic one, or with `v2` NAME2, which
+// takes the appended arguments too. The menu entry goes to the newest one.
+void install(const ProcDecl& d, bool v2) {
+  const auto list = pdb2_params(d, v2);
+  std::vector<GimpParamDef> params;
+  for (const auto& p : list)
+    params.push_back({pdb_type(p.type), const_cast<gchar*>(p.name.c_str()),
+                      const_cast<gchar*>(p.blurb.c_str())});
   GimpParamDef returns[] = {
       {GIMP_PDB_LAYER, const_cast<gchar*>(d.return_name), const_cast<gchar*>(d.return_blurb)}};
-  gimp_install_procedure(d.name, d.blurb, d.help, kAuthor, kAuthor, "2026", d.menu_label,
-                         "RGB*, GRAY*", GIMP_PLUGIN, int(params.size()), 1, params.data(), returns);
-  gimp_plugin_menu_register(d.name, kMenu);
+  const std::string name = v2 ? name_v2(d) : d.name;
+  const bool menu = v2 || !has_appended(d);
+  const std::string help =
+      v2 ? std::string(d.help) + " Takes the arguments of " + d.name +
+               ", then loras, lightning (and reference layers for the edits)."
+      : has_appended(d)
+          ? std::string(d.help) + " Kept as it was for existing scripts; " + name_v2(d) +
+                " takes the newer arguments (LoRAs, Lightning, reference layers)."
+          : std::string(d.help);
+  gimp_install_procedure(name.c_str(), d.blurb, help.c_str(), kAuthor, kAuthor, "2026",
+                         menu ? d.menu_label : nullptr, "RGB*, GRAY*", GIMP_PLUGIN,
+                         int(params.size()), 1, params.data(), returns);
+  if (menu) gimp_plugin_menu_register(name.c_str(), kMenu);
 }
 
 void query() {
-  install(Proc::Generate, kProcGenerate, "Generate a new layer from a text prompt with Qwen-Image",
-          "Generates an image for the prompt at the size of the selection (or the canvas) and adds "
-          "it as a new layer above the active one. Needs the qwen-imaged daemon.",
-          "_Generate Layer from Text…");
-  install(Proc::EditSelection, kProcEditSelection,
-          "Repaint the selection from a prompt with Qwen-Image",
-          "Inpaints the selected part of the active layer (with some context around it) and adds "
-          "the result as a new layer masked by the selection; the original layer is untouched.",
-          "Edit _Selection with Prompt…");
-  install(Proc::EditLayer, kProcEditLayer, "Edit the active layer with an instruction",
-          "Applies an instruction edit (Qwen-Image-Edit) to the whole active layer and adds the "
-          "result as a new layer with the same size and offsets.",
-          "Edit _Layer with Instruction…");
-  install(decompose_decl());
+  for (const auto& d : procedure_table()) {
+    install(d, false);
+    if (has_appended(d)) install(d, true);
+  }
 }
 
-// The declared arguments' defaults (first run of a declared procedure).
-void apply_defaults(const ProcDecl& d, Settings& s) {
-  for (const auto& a : d.args)
-    if (a.type != ArgType::String) set_field(s, a.field, a.def);
-}
-
-bool parse_declared(const ProcDecl& d, gint nparams, const GimpParam* param, Settings& s) {
-  if (nparams != 3 + int(d.args.size())) return false;
-  for (size_t i = 0; i < d.args.size(); ++i) {
-    const GimpParam& p = param[3 + i];
-    switch (d.args[i].type) {
+// The arguments of procedure `d` (v2: of NAME2) from the PDB parameters.
+bool parse_args(const ProcDecl& d, bool v2, gint nparams, const GimpParam* param, Settings& s) {
+  if (nparams != int(pdb2_params(d, v2).size())) return false;
+  int i = 3;
+  for (const auto& a : d.args) {
+    if (a.since == Since::DialogOnly || (a.since == Since::Appended && !v2)) continue;
+    const GimpParam& p = param[i++];
+    switch (a.type) {
       case ArgType::String:
-        set_field(s, d.args[i].field, p.data.d_string);
+        set_field(s, a.field, p.data.d_string);
         break;
       case ArgType::Double:
-        set_field(s, d.args[i].field, p.data.d_float);
+        set_field(s, a.field, p.data.d_float);
         break;
       case ArgType::Int:
       case ArgType::Bool:
-        set_field(s, d.args[i].field, double(p.data.d_int32));
+        set_field(s, a.field, double(p.data.d_int32));
         break;
+      case ArgType::Layers: {  // INT32 count, then INT32ARRAY
+        const GimpParam& arr = param[i++];
+        std::vector<int> ids;
+        for (int k = 0; k < p.data.d_int32 && arr.data.d_int32array; ++k)
+          ids.push_back(arr.data.d_int32array[k]);
+        set_layers(s, a.field, ids);
+        break;
+      }
     }
   }
-  s.variants = 1;
-  return true;
-}
-
-bool parse_args(Proc proc, gint nparams, const GimpParam* param, Settings& s) {
-  if (proc == Proc::Decompose) return parse_declared(decompose_decl(), nparams, param, s);
-  const int expected = proc == Proc::EditSelection ? 10 : 9;
-  if (nparams != expected) return false;
-  auto str = [](const GimpParam& p) { return p.data.d_string ? p.data.d_string : ""; };
-  g_strlcpy(s.prompt, str(param[3]), sizeof s.prompt);
-  g_strlcpy(s.negative, str(param[4]), sizeof s.negative);
-  s.steps = param[5].data.d_int32;
-  s.true_cfg_scale = param[6].data.d_float;
-  s.seed = param[7].data.d_int32;
-  s.random_seed = s.seed < 0;
-  int next = 8;
-  if (proc == Proc::EditSelection) s.strength = param[next++].data.d_float;
-  g_strlcpy(s.model, str(param[next]), sizeof s.model);
   s.variants = 1;
   return true;
 }
@@ -158,17 +119,15 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
     }
   };
 
-  Proc proc;
-  if (!strcmp(name, kProcGenerate))
-    proc = Proc::Generate;
-  else if (!strcmp(name, kProcEditSelection))
-    proc = Proc::EditSelection;
-  else if (!strcmp(name, kProcEditLayer))
-    proc = Proc::EditLayer;
-  else if (!strcmp(name, kProcDecompose))
-    proc = Proc::Decompose;
-  else
-    return fail(GIMP_PDB_CALLING_ERROR, "unknown procedure");
+  const ProcDecl* decl = nullptr;
+  bool v2 = false;  // NAME2: the appended arguments too
+  for (const auto& d : procedure_table())
+    if (name == std::string(d.name) || (has_appended(d) && name == name_v2(d))) {
+      decl = &d;
+      v2 = name != std::string(d.name);
+    }
+  if (!decl) return fail(GIMP_PDB_CALLING_ERROR, "unknown procedure");
+  const Proc proc = decl->proc;
   if (nparams < 3) return fail(GIMP_PDB_CALLING_ERROR, "");
 
   gegl_init(nullptr, nullptr);
@@ -180,14 +139,14 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
     g_printerr("qwen-image-gimp: %s: %s\n", config.path.c_str(), w.c_str());
 
   Settings s;
-  if (proc == Proc::Decompose) apply_defaults(decompose_decl(), s);
+  apply_defaults(*decl, s);
   switch (run_mode) {
     case GIMP_RUN_INTERACTIVE: {
       gimp_get_data(name, &s);
       s.prompt[sizeof s.prompt - 1] = s.negative[sizeof s.negative - 1] = 0;
-      s.model[sizeof s.model - 1] = 0;
+      s.model[sizeof s.model - 1] = s.loras[sizeof s.loras - 1] = 0;
       // A script that calls it interactively with a prompt presets the dialog with its values.
-      if (Settings preset; parse_args(proc, nparams, param, preset) && *preset.prompt) {
+      if (Settings preset; parse_args(*decl, v2, nparams, param, preset) && *preset.prompt) {
         preset.variants = s.variants;
         s = preset;
       }
@@ -196,7 +155,7 @@ void run(const gchar* name, gint nparams, const GimpParam* param, gint* nreturn_
       break;
     }
     case GIMP_RUN_NONINTERACTIVE:
-      if (!parse_args(proc, nparams, param, s))
+      if (!parse_args(*decl, v2, nparams, param, s))
         return fail(GIMP_PDB_CALLING_ERROR, "Qwen-Image: wrong number of arguments");
       break;
     case GIMP_RUN_WITH_LAST_VALS:

@@ -1,10 +1,13 @@
 // GIMP 3 front-end (3.0 and 3.2: libgimp's API and ABI stay "3.0" across 3.x): a GimpPlugIn
-// subclass registering the same three procedures as the 2.10 plug-in (same names, same arguments
-// after run-mode/image/drawables, same meaning), typed GimpProcedure arguments, remembered values
-// in GimpProcedureConfig and the GTK3 procedure dialog. The work (pixels, daemon, result layers) is
+// subclass registering the procedures of the one table (plugin/common/procedures.h; same names and
+// arguments after run-mode/image/drawables as the 2.10 plug-in, the newer arguments appended with
+// defaults), typed GimpProcedure arguments, remembered values in GimpProcedureConfig and the GTK3
+// procedure dialog built from the same arguments. The work (pixels, daemon, result layers) is
 // the shared plugin/common/ code.
 #include <libgimp/gimpui.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -18,34 +21,28 @@ namespace {
 constexpr const char* kMenu = "<Image>/Filters/Generative/Qwen-Image";
 constexpr const char* kAuthor = "qwen-image-gimp contributors";
 
-Proc proc_of(const gchar* name) {
-  if (!strcmp(name, kProcEditSelection)) return Proc::EditSelection;
-  if (!strcmp(name, kProcEditLayer)) return Proc::EditLayer;
-  if (!strcmp(name, kProcDecompose)) return Proc::Decompose;
-  return Proc::Generate;
+// The aux drawable argument behind the dialog's i-th reference layer chooser (0-based).
+std::string reference_slot(const ArgDecl& a, int i) {
+  return std::string(a.name) + "-" + std::to_string(i + 1);
 }
 
-const char* title_of(Proc proc) {
-  switch (proc) {
-    case Proc::Generate:
-      return "Qwen-Image: Generate Layer from Text";
-    case Proc::EditSelection:
-      return "Qwen-Image: Edit Selection with Prompt";
-    case Proc::EditLayer:
-      return "Qwen-Image: Edit Layer with Instruction";
-    case Proc::Decompose:
-      return decompose_decl().title;
-    case Proc::ExpandCanvas:
-      return "Qwen-Image: Expand Canvas with Prompt";
-  }
-  return "Qwen-Image";
+std::vector<int> drawable_ids(GimpProcedureConfig* config, const char* property) {
+  std::vector<int> ids;
+  GValue v = G_VALUE_INIT;
+  g_value_init(&v, GIMP_TYPE_CORE_OBJECT_ARRAY);
+  g_object_get_property(G_OBJECT(config), property, &v);
+  if (auto* objects = static_cast<GObject**>(g_value_get_boxed(&v)))
+    for (GObject** o = objects; *o; ++o)
+      if (GIMP_IS_ITEM(*o)) ids.push_back(gimp_item_get_id(GIMP_ITEM(*o)));
+  g_value_unset(&v);
+  return ids;
 }
 
 // Settings from the procedure's config (arguments in non-interactive runs, the dialog's values
-// otherwise).
-// A declared procedure's values (procedures.h), argument by argument.
-Settings declared_settings(const ProcDecl& d, GimpProcedureConfig* config) {
+// otherwise), argument by argument as declared.
+Settings settings_of(const ProcDecl& d, GimpProcedureConfig* config) {
   Settings s;
+  apply_defaults(d, s);
   for (const auto& a : d.args) {
     switch (a.type) {
       case ArgType::String: {
@@ -73,52 +70,192 @@ Settings declared_settings(const ProcDecl& d, GimpProcedureConfig* config) {
         set_field(s, a.field, v ? 1.0 : 0.0);
         break;
       }
+      case ArgType::Layers:
+        set_layers(s, a.field, drawable_ids(config, a.name));
+        break;
     }
   }
-  s.variants = 1;
   return s;
 }
 
-Settings settings_of(Proc proc, GimpProcedureConfig* config) {
-  if (proc == Proc::Decompose) return declared_settings(decompose_decl(), config);
-  Settings s;
-  gchar *prompt = nullptr, *negative = nullptr, *model = nullptr;
-  gint steps = 30, seed = -1, variants = 1;
-  gdouble cfg = 4.0;
-  g_object_get(config, "prompt", &prompt, "negative-prompt", &negative, "steps", &steps,
-               "true-cfg-scale", &cfg, "seed", &seed, "model", &model, "variants", &variants,
-               nullptr);
-  g_strlcpy(s.prompt, prompt ? prompt : "", sizeof s.prompt);
-  g_strlcpy(s.negative, negative ? negative : "", sizeof s.negative);
-  g_strlcpy(s.model, model ? model : "", sizeof s.model);
-  g_free(prompt);
-  g_free(negative);
-  g_free(model);
-  s.steps = steps;
-  s.true_cfg_scale = cfg;
-  s.seed = seed;
-  s.random_seed = seed < 0;
-  s.variants = variants;
-  if (proc == Proc::EditSelection) g_object_get(config, "strength", &s.strength, nullptr);
-  return s;
+// What the dialog offers for the chosen model (procedures.h: only what the model can do).
+struct DialogState {
+  const ProcDecl* decl;
+  GimpProcedureDialog* dialog;
+  GimpProcedureConfig* config;
+  std::vector<std::string> names;  // model combo entries after "daemon's default"
+  std::vector<qwen::ipc::ModelCaps> caps;
+  qwen::ipc::ModelCaps default_caps;
+};
+
+void show_property(GimpProcedureDialog* dialog, const std::string& property, bool on) {
+  if (GtkWidget* w = gimp_procedure_dialog_get_widget(dialog, property.c_str(), G_TYPE_NONE))
+    gtk_widget_set_visible(w, on);
 }
 
-bool run_dialog(GimpProcedure* procedure, Proc proc, GimpProcedureConfig* config,
+void on_model_changed(GtkComboBox* combo, gpointer data) {
+  auto* st = static_cast<DialogState*>(data);
+  const int m = gtk_combo_box_get_active(combo);
+  g_object_set(st->config, "model", m > 0 ? st->names[m - 1].c_str() : "", nullptr);
+  const auto caps = m > 0 ? st->caps[m - 1] : st->default_caps;
+  for (const auto& a : st->decl->args) {
+    if (a.field == Field::Loras || a.field == Field::Lightning)
+      show_property(st->dialog, a.name, !caps.known || caps.loras);
+    if (a.type == ArgType::Layers)
+      for (int i = 0; i < int(a.max); ++i)
+        show_property(st->dialog, reference_slot(a, i), i < reference_slots(st->decl->proc, caps));
+  }
+}
+
+// Test hook (as the 2.10 dialog's): QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered
+// dialog as <folder>/gimp3-<procedure>.png and cancels it.
+gboolean snapshot_and_close(gpointer dialog) {
+  const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
+  const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
+  GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
+  if (dir && proc && window) {
+    const std::string path = std::string(dir) + "/gimp3-" + proc + ".png";
+    if (GdkPixbuf* pb = gdk_pixbuf_get_from_window(window, 0, 0, gdk_window_get_width(window),
+                                                   gdk_window_get_height(window))) {
+      gdk_pixbuf_save(pb, path.c_str(), "png", nullptr, nullptr);
+      g_object_unref(pb);
+    }
+  }
+  gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+  return FALSE;
+}
+
+bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureConfig* config,
                 const PluginConfig& plugin_config) {
   gimp_ui_init(kBinary3);
   const DaemonInfo info = probe_daemon(plugin_config);
-  GtkWidget* dialog = gimp_procedure_dialog_new(procedure, config, title_of(proc));
-  std::string status =
-      info.running ? "Daemon: running on " + info.device +
-                         (info.models.empty() ? "" : ", default model " + info.models.front())
-                   : "Daemon: not running (it is started when you press OK, if configured)";
+  GtkWidget* dialog = gimp_procedure_dialog_new(procedure, config, decl.title);
+  DialogState st{&decl, GIMP_PROCEDURE_DIALOG(dialog), config, {}, {}, {}};
+
+  // The model chooser: a list of the daemon's models that suit the procedure (their typed
+  // capabilities), "the daemon's default" first; it sets the "model" argument.
+  gchar* current = nullptr;
+  g_object_get(config, "model", &current, nullptr);
+  const std::string model = current ? current : "";
+  g_free(current);
+  for (size_t i = 0; i < info.models.size(); ++i) {
+    const auto caps = i < info.caps.size() ? info.caps[i] : qwen::ipc::ModelCaps{};
+    if (!model_suits(decl.proc, info.models[i], "", caps)) continue;
+    st.names.push_back(info.models[i]);
+    st.caps.push_back(caps);
+  }
+  std::string def = "The daemon's default";
+  if (!info.models.empty()) {
+    def += " (" + info.models.front() + ")";
+    st.default_caps = info.caps.empty() ? qwen::ipc::ModelCaps{} : info.caps.front();
+  }
+  if ((decl.proc == Proc::EditLayer || decl.proc == Proc::Decompose) && !st.names.empty() &&
+      (info.models.empty() || st.names.front() != info.models.front())) {
+    def = (decl.proc == Proc::Decompose ? "The daemon's Layered model ("
+                                        : "The daemon's edit model (") +
+          st.names.front() + ")";
+    st.default_caps = st.caps.front();
+  }
+  if (!model.empty() && std::find(st.names.begin(), st.names.end(), model) == st.names.end()) {
+    st.names.push_back(model);  // remembered or given by a script, not served now
+    st.caps.push_back({});
+  }
+  GtkWidget* combo = gtk_combo_box_text_new();
+  gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(combo), def.c_str());
+  int active = 0;
+  for (size_t i = 0; i < st.names.size(); ++i) {
+    gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(combo), st.names[i].c_str());
+    if (st.names[i] == model) active = int(i) + 1;
+  }
+  gtk_combo_box_set_active(GTK_COMBO_BOX(combo), active);
+  GtkWidget* row = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget* mlabel = gtk_label_new_with_mnemonic("_Model");
+  gtk_label_set_mnemonic_widget(GTK_LABEL(mlabel), combo);
+  gtk_box_pack_start(GTK_BOX(row), mlabel, FALSE, FALSE, 0);
+  gtk_box_pack_start(GTK_BOX(row), combo, TRUE, TRUE, 0);
+  gtk_widget_show_all(row);
+
+  // Every declared argument but the model (the list above) and the reference layers (a drawable
+  // chooser per slot the model has, aux arguments "reference-layers-1".."-9").
+  GList* props = nullptr;
+  for (const auto& a : decl.args) {
+    if (a.field == Field::Model) continue;
+    if (a.type == ArgType::Layers) {
+      for (int i = 0; i < int(a.max); ++i)
+        props = g_list_append(props, g_strdup(reference_slot(a, i).c_str()));
+      continue;
+    }
+    props = g_list_append(props, g_strdup(a.name));
+  }
+  gimp_procedure_dialog_fill_list(GIMP_PROCEDURE_DIALOG(dialog), props);
+  g_list_free_full(props, g_free);
+
+  // The model row goes right after the negative prompt, in the box the arguments are in.
+  GtkWidget* content = gtk_dialog_get_content_area(GTK_DIALOG(dialog));
+  GtkWidget* neg = gimp_procedure_dialog_get_widget(GIMP_PROCEDURE_DIALOG(dialog),
+                                                    "negative-prompt", G_TYPE_NONE);
+  GtkWidget* box = neg ? gtk_widget_get_parent(neg) : nullptr;
+  if (box && GTK_IS_BOX(box)) {
+    gtk_box_pack_start(GTK_BOX(box), row, FALSE, FALSE, 0);
+    GValue pos = G_VALUE_INIT;
+    g_value_init(&pos, G_TYPE_INT);
+    gtk_container_child_get_property(GTK_CONTAINER(box), neg, "position", &pos);
+    gtk_box_reorder_child(GTK_BOX(box), row, g_value_get_int(&pos) + 1);
+    g_value_unset(&pos);
+  } else {
+    gtk_box_pack_start(GTK_BOX(content), row, FALSE, FALSE, 6);
+  }
+  std::string status = info.running
+                           ? "Daemon: running on " + info.device
+                           : "Daemon: not running (it is started when you press OK, if configured)";
   GtkWidget* label = gtk_label_new(status.c_str());
   gtk_label_set_line_wrap(GTK_LABEL(label), TRUE);
   gtk_widget_show(label);
-  gtk_box_pack_end(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), label, FALSE, FALSE,
-                   6);
-  gimp_procedure_dialog_fill(GIMP_PROCEDURE_DIALOG(dialog), nullptr);
+  gtk_box_pack_end(GTK_BOX(content), label, FALSE, FALSE, 6);
+
+  // Reference slots preset from the argument (a script's interactive call, last values).
+  for (const auto& a : decl.args)
+    if (a.type == ArgType::Layers) {
+      const auto ids = drawable_ids(config, a.name);
+      for (int i = 0; i < int(a.max); ++i) {
+        GimpItem* item = i < int(ids.size()) ? gimp_item_get_by_id(ids[i]) : nullptr;
+        g_object_set(config, reference_slot(a, i).c_str(),
+                     item && GIMP_IS_DRAWABLE(item) ? item : nullptr, nullptr);
+      }
+    }
+  g_signal_connect(combo, "changed", G_CALLBACK(on_model_changed), &st);
+  on_model_changed(GTK_COMBO_BOX(combo), &st);
+
+  g_object_set_data(G_OBJECT(dialog), "qwen-proc", const_cast<char*>(decl.name));
+  if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
+    g_timeout_add(2500, snapshot_and_close, dialog);
   const bool ok = gimp_procedure_dialog_run(GIMP_PROCEDURE_DIALOG(dialog));
+  if (ok) {
+    const int m = gtk_combo_box_get_active(GTK_COMBO_BOX(combo));
+    const auto caps = m > 0 ? st.caps[m - 1] : st.default_caps;
+    for (const auto& a : decl.args) {
+      // What the chosen model cannot do is not sent.
+      if (a.field == Field::Loras && caps.known && !caps.loras)
+        g_object_set(config, a.name, "", nullptr);
+      if (a.field == Field::Lightning && caps.known && !caps.loras)
+        g_object_set(config, a.name, FALSE, nullptr);
+      if (a.type != ArgType::Layers) continue;
+      std::vector<GObject*> chosen;
+      for (int i = 0; i < reference_slots(decl.proc, caps) && i < int(a.max); ++i) {
+        GimpDrawable* dr = nullptr;
+        g_object_get(config, reference_slot(a, i).c_str(), &dr, nullptr);
+        if (dr) chosen.push_back(G_OBJECT(dr));
+      }
+      chosen.push_back(nullptr);
+      GValue v = G_VALUE_INIT;
+      g_value_init(&v, GIMP_TYPE_CORE_OBJECT_ARRAY);
+      g_value_set_boxed(&v, chosen.data());
+      g_object_set_property(G_OBJECT(config), a.name, &v);
+      g_value_unset(&v);
+      for (GObject* o : chosen)
+        if (o) g_object_unref(o);
+    }
+  }
   gtk_widget_destroy(dialog);
   return ok;
 }
@@ -135,7 +272,9 @@ GimpValueArray* fail(GimpProcedure* procedure, GimpPDBStatusType status,
 
 GimpValueArray* run(GimpProcedure* procedure, GimpRunMode run_mode, GimpImage* image,
                     GimpDrawable** drawables, GimpProcedureConfig* config, gpointer) {
-  const Proc proc = proc_of(gimp_procedure_get_name(procedure));
+  const ProcDecl* decl = decl_named(gimp_procedure_get_name(procedure));
+  if (!decl) return fail(procedure, GIMP_PDB_CALLING_ERROR, "unknown procedure");
+  const Proc proc = decl->proc;
   gegl_init(nullptr, nullptr);
   // The running GIMP's series (libgimpbase's runtime version, not the headers'): 3.0 or 3.2.
   set_gimp_series(std::to_string(gimp_major_version) + "." + std::to_string(gimp_minor_version));
@@ -148,10 +287,10 @@ GimpValueArray* run(GimpProcedure* procedure, GimpRunMode run_mode, GimpImage* i
   if (!drawables || !drawables[0] || drawables[1])
     return fail(procedure, GIMP_PDB_CALLING_ERROR,
                 "Qwen-Image: select exactly one layer and run it again.");
-  if (run_mode == GIMP_RUN_INTERACTIVE && !run_dialog(procedure, proc, config, plugin_config))
+  if (run_mode == GIMP_RUN_INTERACTIVE && !run_dialog(procedure, *decl, config, plugin_config))
     return fail(procedure, GIMP_PDB_CANCEL, "");
 
-  const Settings s = settings_of(proc, config);
+  const Settings s = settings_of(*decl, config);
   if (auto bad = validate(s); !bad.empty())
     return fail(procedure, GIMP_PDB_CALLING_ERROR, "Qwen-Image: " + bad);
   try {
@@ -171,8 +310,10 @@ GimpValueArray* run(GimpProcedure* procedure, GimpRunMode run_mode, GimpImage* i
   }
 }
 
-// A procedure declared once in procedures.h (Decompose): the same arguments as in 2.10, typed.
-GimpProcedure* make_declared(GimpPlugIn* plug_in, const ProcDecl& d) {
+// A procedure of the table (procedures.h): the historic arguments in their order, then the
+// appended ones with their defaults (GIMP fills in what a call leaves out), then the dialog-only
+// aux arguments.
+GimpProcedure* make_procedure(GimpPlugIn* plug_in, const ProcDecl& d) {
   GimpProcedure* p =
       gimp_image_procedure_new(plug_in, d.name, GIMP_PDB_PROC_TYPE_PLUGIN, run, nullptr, nullptr);
   gimp_procedure_set_image_types(p, "RGB*, GRAY*");
@@ -181,92 +322,43 @@ GimpProcedure* make_declared(GimpPlugIn* plug_in, const ProcDecl& d) {
   gimp_procedure_set_documentation(p, d.blurb, d.help, d.name);
   gimp_procedure_add_menu_path(p, kMenu);
   gimp_procedure_set_attribution(p, kAuthor, kAuthor, "2026");
-  for (const auto& a : d.args) {
+  auto add = [p](const ArgDecl& a, bool aux) {
+    const auto flags = G_PARAM_READWRITE;
     switch (a.type) {
       case ArgType::String:
-        gimp_procedure_add_string_argument(p, a.name, a.label, a.blurb, "", G_PARAM_READWRITE);
+        (aux ? gimp_procedure_add_string_aux_argument : gimp_procedure_add_string_argument)(
+            p, a.name, a.label, a.blurb, "", flags);
         break;
       case ArgType::Int:
-        gimp_procedure_add_int_argument(p, a.name, a.label, a.blurb, int(a.min), int(a.max),
-                                        int(a.def), G_PARAM_READWRITE);
+        (aux ? gimp_procedure_add_int_aux_argument : gimp_procedure_add_int_argument)(
+            p, a.name, a.label, a.blurb, int(a.min), int(a.max), int(a.def), flags);
         break;
       case ArgType::Double:
-        gimp_procedure_add_double_argument(p, a.name, a.label, a.blurb, a.min, a.max, a.def,
-                                           G_PARAM_READWRITE);
+        (aux ? gimp_procedure_add_double_aux_argument : gimp_procedure_add_double_argument)(
+            p, a.name, a.label, a.blurb, a.min, a.max, a.def, flags);
         break;
       case ArgType::Bool:
-        gimp_procedure_add_boolean_argument(p, a.name, a.label, a.blurb, a.def != 0,
-                                            G_PARAM_READWRITE);
+        (aux ? gimp_procedure_add_boolean_aux_argument : gimp_procedure_add_boolean_argument)(
+            p, a.name, a.label, a.blurb, a.def != 0, flags);
+        break;
+      case ArgType::Layers:
+        gimp_procedure_add_core_object_array_argument(p, a.name, a.label, a.blurb,
+                                                      GIMP_TYPE_DRAWABLE, flags);
+        // The dialog's choosers, one per reference the largest model takes.
+        for (int i = 0; i < int(a.max); ++i) {
+          const std::string name = reference_slot(a, i);
+          const std::string label =
+              i == 0 ? std::string(a.label) : "Reference layer " + std::to_string(i + 1);
+          gimp_procedure_add_drawable_aux_argument(
+              p, name.c_str(), label.c_str(), "A reference layer (any open image)", TRUE, flags);
+        }
         break;
     }
-  }
+  };
+  for (const ArgDecl* a : gimp3_args(d)) add(*a, false);
+  for (const auto& a : d.args)
+    if (a.since == Since::DialogOnly) add(a, true);
   gimp_procedure_add_layer_return_value(p, d.return_name, d.return_name, d.return_blurb, TRUE,
-                                        G_PARAM_READWRITE);
-  return p;
-}
-
-GimpProcedure* make_procedure(GimpPlugIn* plug_in, const gchar* name) {
-  const Proc proc = proc_of(name);
-  if (proc == Proc::Decompose) return make_declared(plug_in, decompose_decl());
-  GimpProcedure* p =
-      gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN, run, nullptr, nullptr);
-  gimp_procedure_set_image_types(p, "RGB*, GRAY*");
-  gimp_procedure_set_sensitivity_mask(p, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
-  switch (proc) {
-    case Proc::Decompose:     // make_declared
-    case Proc::ExpandCanvas:  // not registered yet
-      break;
-    case Proc::Generate:
-      gimp_procedure_set_menu_label(p, "_Generate Layer from Text…");
-      gimp_procedure_set_documentation(
-          p, "Generate a new layer from a text prompt with Qwen-Image",
-          "Generates an image for the prompt at the size of the selection (or the canvas) and adds "
-          "it as a new layer above the active one. Needs the qwen-imaged daemon.",
-          name);
-      break;
-    case Proc::EditSelection:
-      gimp_procedure_set_menu_label(p, "Edit _Selection with Prompt…");
-      gimp_procedure_set_documentation(
-          p, "Repaint the selection from a prompt with Qwen-Image",
-          "Inpaints the selected part of the active layer (with some context around it) and adds "
-          "the result as a new layer masked by the selection; the original layer is untouched.",
-          name);
-      break;
-    case Proc::EditLayer:
-      gimp_procedure_set_menu_label(p, "Edit _Layer with Instruction…");
-      gimp_procedure_set_documentation(
-          p, "Edit the active layer with an instruction",
-          "Applies an instruction edit (Qwen-Image-Edit) to the whole active layer and adds the "
-          "result as a new layer with the same size and offsets.",
-          name);
-      break;
-  }
-  gimp_procedure_add_menu_path(p, kMenu);
-  gimp_procedure_set_attribution(p, kAuthor, kAuthor, "2026");
-
-  // Same order and meaning as the 2.10 procedures (after run-mode, image, drawables).
-  gimp_procedure_add_string_argument(
-      p, "prompt", proc == Proc::EditLayer ? "_Instruction" : "_Prompt",
-      proc == Proc::EditLayer ? "Edit instruction" : "Prompt", "", G_PARAM_READWRITE);
-  gimp_procedure_add_string_argument(p, "negative-prompt", "_Negative prompt",
-                                     "Negative prompt (\"\" for none)", "", G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument(p, "steps", "_Steps", "Denoising steps (1..200)", 1, 200, 30,
-                                  G_PARAM_READWRITE);
-  gimp_procedure_add_double_argument(p, "true-cfg-scale", "True _CFG scale",
-                                     "True CFG scale (active with a negative prompt)", 0.0, 100.0,
-                                     4.0, G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument(p, "seed", "S_eed", "Seed (-1 for random)", -1, G_MAXINT32, -1,
-                                  G_PARAM_READWRITE);
-  if (proc == Proc::EditSelection)
-    gimp_procedure_add_double_argument(p, "strength", "S_trength",
-                                       "How much of the selection is repainted (0..1)", 0.01, 1.0,
-                                       0.9, G_PARAM_READWRITE);
-  gimp_procedure_add_string_argument(
-      p, "model", "_Model", "Model name (\"\" for the daemon's default)", "", G_PARAM_READWRITE);
-  // Dialog-only (not a PDB argument, as in 2.10): several variants, each its own layer.
-  gimp_procedure_add_int_aux_argument(
-      p, "variants", "_Variants", "How many variants (one layer each)", 1, 8, 1, G_PARAM_READWRITE);
-  gimp_procedure_add_layer_return_value(p, "layer", "Layer", "The (first) new layer", TRUE,
                                         G_PARAM_READWRITE);
   return p;
 }
@@ -286,16 +378,13 @@ G_DEFINE_TYPE(QwenPlugIn, qwen_plug_in, GIMP_TYPE_PLUG_IN)
 
 static GList* qwen_query_procedures(GimpPlugIn*) {
   GList* list = nullptr;
-  for (const char* name : {kProcGenerate, kProcEditSelection, kProcEditLayer, kProcDecompose})
-    list = g_list_append(list, g_strdup(name));
+  for (const auto& d : procedure_table()) list = g_list_append(list, g_strdup(d.name));
   return list;
 }
 
 static GimpProcedure* qwen_create_procedure(GimpPlugIn* plug_in, const gchar* name) {
-  if (strcmp(name, kProcGenerate) && strcmp(name, kProcEditSelection) &&
-      strcmp(name, kProcEditLayer) && strcmp(name, kProcDecompose))
-    return nullptr;
-  return make_procedure(plug_in, name);
+  const ProcDecl* d = decl_named(name);
+  return d ? make_procedure(plug_in, *d) : nullptr;
 }
 
 // No translations are shipped: tell GIMP so instead of it looking for a locale folder.

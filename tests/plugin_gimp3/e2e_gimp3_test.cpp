@@ -748,3 +748,54 @@ INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp3
                          [](const ::testing::TestParamInfo<Gimp>& info) {
                            return info.param.series == "3.0" ? "Gimp3_0" : "Gimp3_2";
                          });
+
+// The procedure table's appended arguments on GIMP 3 (issue #17): loras, lightning (and for the
+// edits reference-layers) come after the historic ones with defaults, so the old positional calls
+// above keep working and a script can add them; the LoRAs are recorded in the result's
+// "qwen-image-params" parasite, and a bad LoRA string is refused naming the entry.
+TEST_P(PluginGimp3E2E, AppendedLoraArgumentsRunAndAreRecorded) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  auto args = fake_args();
+  args.push_back("--lora-dir");
+  args.push_back(kSource + "/tests/fixtures/lora-samples");
+  Daemon daemon(env.instance, env.file("daemon.log"), args);
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  auto mark = [&](const std::string& file, const std::string& call) {
+    return " (let ((nl (car " + call + "))) (qw-mark " + q(env.file(file)) +
+           " (caddr (car (gimp-item-get-parasite nl \"qwen-image-params\")))))";
+  };
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r))"
+      "       (r2 (qw-make-image RGB 32 32 32 32 0 0)) (ref (cadr r2)))" +
+      mark("gen.txt",
+           "(plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"a red fox\" \"\" 2"
+           " 4.0 42 \"\" \"kohya_musubi:0.7,diffsynth:-0.3\" TRUE)") +
+      mark("edit.txt",
+           "(plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector l) \"make it night\""
+           " \"\" 2 4.0 1 \"qwen-image-edit-2509-tiny\" \"kohya_musubi\" FALSE (vector ref))") +
+      mark("old.txt",
+           "(plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"a red fox\" \"\" 2"
+           " 4.0 42 \"\")") +
+      " (qw-write-layers img " + q(env.file("layers.txt")) + "))");
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 4u) << out << read_file(env.file("daemon.log"));
+  const std::string gen = read_file(env.file("gen.txt"));
+  EXPECT_NE(gen.find("\nloras=kohya_musubi:0.7,diffsynth:-0.3\nlightning=1"), std::string::npos)
+      << gen << out;
+  const std::string edit = read_file(env.file("edit.txt"));
+  EXPECT_NE(edit.find("pipeline=edit-auto\nmodel=qwen-image-edit-2509-tiny\n"), std::string::npos)
+      << edit;
+  EXPECT_NE(edit.find("\nloras=kohya_musubi:1\nlightning=0"), std::string::npos) << edit;
+  const std::string old = read_file(env.file("old.txt"));
+  EXPECT_NE(old.find("\nloras=\nlightning=0"), std::string::npos) << old;
+
+  out = env.run_console(
+      "(let* ((r (qw-make-image RGB 32 32 32 32 0 0)) (img (car r)) (l (cadr r)))"
+      " (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"x\" \"\" 2 4.0 1 \"\""
+      " \"kohya_musubi:0.5,style:strong\" FALSE)"
+      " (qw-mark " +
+      q(env.file("done.txt")) + " \"done\"))");
+  EXPECT_NE(out.find("LoRA entry 'style:strong'"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(env.file("done.txt")));  // the call failed, the script stopped
+}
