@@ -190,6 +190,17 @@ write_summary() {
       echo
     fi
 
+    if stage_out vae21 | grep -q '^RESULT bench_vae21 '; then
+      echo "## Qwen-Image-2.1 VAE (bench_vae21: random weights, one RGBA image)"
+      echo
+      echo "| device | dtype | size | decode s | decode peak alloc GiB | encode s | encode peak alloc GiB |"
+      echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+      stage_out vae21 | grep '^RESULT bench_vae21 ' | while read -r line; do
+        echo "| $(kv "$line" device) | $(kv "$line" dtype) | $(kv "$line" width)x$(kv "$line" height) | $(kv "$line" decode_s) | $(kv "$line" decode_peak_alloc_gib) | $(kv "$line" encode_s) | $(kv "$line" encode_peak_alloc_gib) |"
+      done
+      echo
+    fi
+
     echo "## SDPA backends (one backend enabled at a time; rel_err against math in float32)"
     echo
     echo "| case | seq | backend | mask | ms (median) | TFLOP/s | rel_err | peak MiB | ok |"
@@ -311,6 +322,13 @@ check_dit() { # the bench printed its RESULT line and the output is finite
   [ "$(kv "$line" finite)" = yes ] || { echo "non-finite output"; return 1; }
 }
 
+check_vae21() { # bench_vae21 printed its RESULT line with a decode time
+  local line
+  line=$(grep '^RESULT bench_vae21 ' "$1" | tail -1)
+  [ -n "$line" ] || { echo "no RESULT line"; return 1; }
+  awk -v s="$(kv "$line" decode_s)" 'BEGIN { exit !(s > 0) }' || { echo "no decode time"; return 1; }
+}
+
 check_formats() { # one finite RESULT line per format
   local n bad
   n=$(grep -c '^RESULT format=' "$1")
@@ -344,6 +362,8 @@ read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention benc
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_lora)
 # bench_transformer21 (Qwen-Image-2.1, issue #15): likewise.
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_transformer21)
+# bench_vae21 (the Qwen-Image-2.1 RGBA VAE): likewise.
+[ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_vae21)
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -487,6 +507,20 @@ if [ $build_only = 0 ]; then
   else
     run_stage qwen21 dit.log 150 --check check_dit -- "$b/bench_transformer21" --device cuda --dtype bfloat16 \
       --sizes 1024,2048 --steps 3 --warmup 1
+  fi
+fi
+# Qwen-Image-2.1 VAE (issue #15, bench_vae21): the released configuration with random weights, bfloat16:
+# decode and encode of one 1024x1024 RGBA image, seconds per call and peak memory
+# (RESULT bench_vae21 ... decode_s= decode_peak_alloc_gib= encode_s= encode_peak_alloc_gib=).
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ] || [ ! -x "$b/bench_vae21" ]; then
+    skip_stage vae21 dit.log "no build"
+  elif [ $dry = 1 ]; then
+    run_stage vae21 dit.log 60 --check check_vae21 -- "$b/bench_vae21" --device cpu --width 64 --height 64 \
+      --encode --repeat 1 --threads 2
+  else
+    run_stage vae21 dit.log 120 --check check_vae21 -- "$b/bench_vae21" --device cuda --dtype bfloat16 \
+      --width 1024 --height 1024 --encode --repeat 3
   fi
 fi
 # Qwen-Image-Layered decompose (issue #16, bench_edit --decompose): the real configuration (plus the Layer3D

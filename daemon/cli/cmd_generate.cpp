@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,22 @@ namespace {
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The default step count of the model folder `dir` for a --daemon job, which must carry one: the
+// reference pipeline's num_inference_steps (Qwen-Image-2.1: 40, a Turbo folder its sample_sigmas'
+// count; the 20B family: 50). 50 when the folder cannot be read (a model named in daemon.conf).
+int folder_default_steps(const std::string& dir) {
+  std::ifstream in(dir + "/model_index.json");
+  if (!in) return 50;
+  try {
+    const auto j = nlohmann::json::parse(in);
+    if (!j.is_object() || j.value("_class_name", std::string()) != "QwenImage21Pipeline") return 50;
+    const auto it = j.find("sample_sigmas");
+    return it != j.end() && it->is_array() && !it->empty() ? int(it->size()) : 40;
+  } catch (const std::exception&) {
+    return 50;
+  }
+}
 
 struct Options {
   qwen::RunParams run;
@@ -66,7 +83,8 @@ void print_decompose_usage(FILE* out) {
                "  --true-cfg-scale C       CFG scale (default 4.0; needs a negative prompt)\n"
                "  --cfg-normalize          rescale the CFG prediction to the conditional one's\n"
                "                           norm (the reference's cfg_normalize)\n"
-               "  --steps S                denoising steps (default 50)\n"
+               "  --steps S                denoising steps (default: the model's, 50; Qwen-Image-2.1\n"
+               "                           40, its Turbo 8)\n"
                "  --seed X                 random seed (default 0)\n"
                "  --num-images K           decompositions per prompt (default 1)\n"
                "  --device, --dtype, --threads, --attention, --memory, --max-sequence-length,\n"
@@ -101,7 +119,8 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "                           true CFG when the scale is > 1\n"
                "  --width W, --height H    output size in pixels, floored to multiples of 16\n"
                "                           (default 1024x1024)\n"
-               "  --steps S                denoising steps (default 50)\n"
+               "  --steps S                denoising steps (default: the model's, 50; Qwen-Image-2.1\n"
+               "                           40, its Turbo 8)\n"
                "  --true-cfg-scale C       CFG scale (default 4.0; needs a negative prompt)\n"
                "  --seed X                 random seed (default 0)\n"
                "  --num-images K           images per prompt (default 1)\n"
@@ -237,6 +256,7 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       o.run.cfg_normalize = true;
     else if (a == "--steps") {
       o.run.steps = parse_int(a, value());
+      if (o.run.steps < 1) throw UsageError("--steps must be at least 1");
       o.steps_given = true;
     } else if (a == "--lora") {
       const auto [file, strength] = qwen::models::parse_lora_argument(value());
@@ -419,7 +439,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     for (const auto& l : o.run.loras)
       if (const auto info = qwen::models::lightning_info(l.path); info.lightning)
         steps = steps ? std::min(*steps, info.steps) : info.steps;
-    if (steps) o.run.steps = *steps;
+    if (steps)
+      o.run.steps = *steps;
+    else  // the model's default: the engine's (0), or the folder's with --daemon
+      o.run.steps = o.daemon ? folder_default_steps(o.engine.model_dir) : 0;
   }
   // With --daemon the job always carries a CFG, so the Lightning defaults (CFG 1, shift 3) travel
   // as the lightning flag: the engine treats a Lightning LoRA and --lightning alike. A LoRA tagged

@@ -29,7 +29,9 @@ void print_usage(FILE* out) {
       "  --batch N                images per job (default 1)\n"
       "  --steps S                denoising steps (default 50)\n"
       "  --no-cfg                 plan without true CFG\n"
-      "  --edit-images N          edit models: condition images (default 1 for edit models)\n"
+      "  --edit-images N          edit models: condition images (default 1 for edit models;\n"
+      "                           Qwen-Image-2.1: references, up to 10)\n"
+      "  --no-kv-cache            Qwen-Image-2.1: plan without the KV cache\n"
       "  --layers N               Qwen-Image-Layered decompose: N layers (N + 2 frames of\n"
       "                           the image size in the sequence; default 4 at 640x640 for\n"
       "                           Layered models)\n"
@@ -103,7 +105,9 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
       } else if (a == "--layers") {
         layers = parse_count(a, value(), 2, 10);
       } else if (a == "--edit-images") {
-        edit_images = parse_count(a, value(), 0, 8);
+        edit_images = parse_count(a, value(), 0, 10);
+      } else if (a == "--no-kv-cache") {
+        job.kv_cache = false;
       } else if (a == "--dtype") {
         dtype = value();
         if (dtype != "bfloat16" && dtype != "bf16" && dtype != "float32" && dtype != "fp32")

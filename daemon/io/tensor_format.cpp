@@ -49,6 +49,13 @@ const char* unsupported_format_description(const std::string& f) {
   if (f == "int4_tensorwise") return "int4 ConvRot, rotated 4-bit weights";
   if (f == "asym_w4a8_int8") return "asymmetric 4-bit weights with int8 activations";
   if (f == "awq_w4a16") return "AWQ 4-bit weights";
+  // Qwen-Image-2.1's repacks (issue #15): qwen_image_2.1_bf16.safetensors is the file to use.
+  if (f == "int8_convrot")
+    return "int8 ConvRot, rotated 8-bit weights (a Qwen-Image-2.1 repack; qwen_image_2.1_bf16 "
+           "is the file to download)";
+  if (f == "w4a8" || f == "w4a8_int8")
+    return "4-bit weights with 8-bit activations (a Qwen-Image-2.1 repack; qwen_image_2.1_bf16 "
+           "is the file to download)";
   return nullptr;
 }
 

@@ -392,16 +392,25 @@ torch::Tensor QwenImage21Transformer2DModelImpl::forward(
   std::vector<Transformer21KVCache::Layer> fresh;
   if (extract) cache->clear();
   const size_t n = blocks_.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (cached) {
-      std::array<torch::Tensor, 2> kv{cache->layers_[i].k, cache->layers_[i].v};
-      target = blocks_[i]->forward({}, target, ctx, &kv, /*cached=*/true, false).second;
-    } else {
-      std::array<torch::Tensor, 2> kv;
-      std::tie(prefix, target) = blocks_[i]->forward(prefix, target, ctx, extract ? &kv : nullptr,
-                                                     /*cached=*/false, /*prefix_output=*/i + 1 < n);
-      if (extract) fresh.push_back({kv[0], kv[1]});
+  BlockHooks* hooks = hooks_.get();
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      if (hooks) hooks->before_block(i);
+      if (cached) {
+        std::array<torch::Tensor, 2> kv{cache->layers_[i].k, cache->layers_[i].v};
+        target = blocks_[i]->forward({}, target, ctx, &kv, /*cached=*/true, false).second;
+      } else {
+        std::array<torch::Tensor, 2> kv;
+        std::tie(prefix, target) =
+            blocks_[i]->forward(prefix, target, ctx, extract ? &kv : nullptr,
+                                /*cached=*/false, /*prefix_output=*/i + 1 < n);
+        if (extract) fresh.push_back({kv[0], kv[1]});
+      }
+      if (hooks) hooks->after_block(i);
     }
+  } catch (...) {
+    if (hooks) hooks->release_all();
+    throw;
   }
   if (extract) {
     cache->layers_ = std::move(fresh);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "models/block_hooks.h"
 #include "models/linear.h"
 #include "models/transformer21_config.h"
 #include "models/transformer21_layout.h"
@@ -206,6 +207,10 @@ class QwenImage21Transformer2DModelImpl : public torch::nn::Module {
                            const torch::Device& device) const;
 
   const Transformer21Config& config() const { return config_; }
+  // Memory modes (issue #13): hooks called around every block of forward() (block streaming,
+  // models/block_stream.h); release_all() when a forward fails part-way. Null: none.
+  void set_block_hooks(std::shared_ptr<BlockHooks> hooks) { hooks_ = std::move(hooks); }
+  BlockHooks* block_hooks() const { return hooks_.get(); }
 
   torch::nn::ModuleList modulation{nullptr};  // [SiLU, Linear(D, 4D)]
   dit21::TimestepProjEmbeddings time_text_embed{nullptr};
@@ -218,6 +223,7 @@ class QwenImage21Transformer2DModelImpl : public torch::nn::Module {
  private:
   Transformer21Config config_;
   std::vector<dit21::TransformerBlock> blocks_;
+  std::shared_ptr<BlockHooks> hooks_;
   std::array<torch::Tensor, 3> inv_freq_;
 };
 TORCH_MODULE(QwenImage21Transformer2DModel);

@@ -513,6 +513,11 @@ bool QwenEngine::prepare_loras(const RunParams& params) {
 }
 
 std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
+  if (params.steps == 0) {  // the model's default: the reference pipelines' 50 steps
+    RunParams defaulted = params;
+    defaulted.steps = 50;
+    return run(defaulted, progress);
+  }
   c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
   // LoRAs and Lightning (issue #14): CFG 1 and shift 3 unless the job set them.
   const bool lightning = prepare_loras(params) || params.lightning;

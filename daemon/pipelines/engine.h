@@ -52,7 +52,7 @@ struct RunParams {
   std::vector<std::string> negative_prompts;  // empty, one (shared) or one per prompt
   int width = 0;                              // 0: the pipeline's default
   int height = 0;
-  int steps = 50;
+  int steps = 50;  // 0: the model's default (50; Qwen-Image-2.1: 40, Turbo: its sigmas' count)
   std::optional<float> true_cfg_scale;  // unset: 4.0 (only active with a negative prompt)
   int64_t seed = 0;
   int num_images_per_prompt = 1;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "io/checkpoint.h"
+#include "models/device_memory.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
 #include "pipelines/geometry.h"
@@ -52,14 +53,14 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   c10::InferenceMode inference;
   const std::string dir = options.model_dir;
   const std::string index_path = dir + "/model_index.json";
-  if (!options.transformer_file.empty() || !options.text_encoder_file.empty() ||
-      !options.vae_file.empty())
-    throw EngineError(dir +
-                      ": component files with a Qwen-Image-2.1 folder are not supported yet; give "
-                      "the diffusers folder alone");
-  if (!options.memory.empty() && options.memory != "auto")
-    throw EngineError("memory mode '" + options.memory +
-                      "' is not supported for Qwen-Image-2.1 models yet; use auto");
+  // Component files (--transformer / --text-encoder / --vae: safetensors single files such as
+  // ComfyUI's qwen_image_2.1_bf16, shard indexes) replace the folder's weights through
+  // io::ModelFolder, as for the 20B models; the folder supplies the rest.
+  io::ModelSources sources;
+  sources.folder = dir;
+  sources.transformer = options.transformer_file;
+  sources.text_encoder = options.text_encoder_file;
+  sources.vae = options.vae_file;
   info_.model_dir = dir;
   info_.model_type = "qwen-image-2.1";
   info_.pipeline_class = kPipelineClass;
@@ -79,9 +80,18 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   info_.device = device_.str();
   info_.dtype = dtype_name(dtype_);
   set_torch_threads(options.threads);
-  info_.memory = device_.is_cpu() ? "cpu: every component resident"
-                                  : "text encoder offloaded after encoding; transformer and VAE "
-                                    "resident";
+  // Memory placement (issue #13's planner and machinery, issue #15 "a 24 GB card in bf16"):
+  // refused before anything is loaded when nothing fits.
+  const io::ModelFolder folder =
+      with_context("model", [&] { return io::ModelFolder::open(sources); });
+  memory_plan_ = with_context(
+      "memory plan", [&] { return plan_engine_memory(folder, options.memory, device_, dtype_); });
+  info_.memory = memory_plan_.summary();
+  if (!memory_plan_.fits)
+    throw EngineError("model '" + dir + "' does not fit on " + device_.str() + ": " +
+                      memory_plan_.advice);
+  if (!device_.is_cpu() || memory_plan_.requested != "auto") log(info_.memory);
+  const bool stream = memory_plan_.transformer == plan::TransformerPlace::Stream;
 
   scheduler_config_ = with_context("scheduler", [&] {
     return SchedulerConfig::from_json_file(dir + "/scheduler/scheduler_config.json");
@@ -107,18 +117,35 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
     return result;
   };
   transformer_ = timed("transformer", [&] {
-    auto w = io::open_component(dir + "/transformer", io::ComponentKind::Transformer);
-    return models::load_transformer21(w, dtype_, device_);
+    auto w = folder.weights("transformer");
+    // Streamed or swapped: loaded on the host, the resident part moved by the placement.
+    const bool on_host = stream || memory_plan_.swap_transformer;
+    auto t = models::load_transformer21(w, dtype_, on_host ? torch::Device(torch::kCPU) : device_);
+    if (stream)
+      t->set_block_hooks(std::make_shared<models::BlockStreamer>(*t, t->transformer_blocks, device_,
+                                                                 memory_plan_.resident_blocks));
+    if (memory_plan_.swap_transformer) {
+      transformer_host_ = std::make_unique<models::HostWeights>(*t, device_, true);
+      transformer_host_->upload();
+      transformer_host_->wait();
+    }
+    return t;
   });
-  vae_ = timed("vae", [&] { return models::load_vae21(dir + "/vae", dtype_, device_); });
-  // Memory (issue #15: a 24 GB card in bf16): on an accelerator the text encoder stays in host
-  // memory and is uploaded for each encode only (placement.h TextEncoderOnDevice), as the 20B
-  // engine's offload mode does.
+  vae_ = timed("vae", [&] { return models::load_vae21(folder.weights("vae"), dtype_, device_); });
+  if (memory_plan_.vae_tiled) {
+    models::VaeTiling tiling = vae_->tiling();
+    tiling.enabled = true;
+    vae_->set_tiling(tiling);
+  }
+  // The text encoder: on the device (gpu), in host memory and uploaded for each encode only
+  // (offload; placement.h TextEncoderOnDevice), or encoding on the CPU (cpu).
   text_encoder_ = timed("text_encoder", [&] {
-    return models::qwen3vl::load_text_encoder(dir + "/text_encoder", dtype_,
-                                              torch::Device(torch::kCPU), /*with_vision=*/true);
+    const bool on_device = memory_plan_.text_encoder == plan::TextEncoderPlace::Gpu;
+    return models::qwen3vl::load_text_encoder(folder.weights("text_encoder"), dtype_,
+                                              on_device ? device_ : torch::Device(torch::kCPU),
+                                              /*with_vision=*/true);
   });
-  if (!device_.is_cpu())
+  if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload)
     text_encoder_host_ = std::make_unique<models::HostWeights>(*text_encoder_, device_, true);
   for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
                                                            text_encoder_.get()}) {
@@ -134,6 +161,57 @@ void Qwen21Engine::log(const std::string& message) const {
     options_.log(message);
   else
     std::fprintf(stderr, "qwen-image: %s\n", message.c_str());
+}
+
+void Qwen21Engine::prepare_loras(const RunParams& params) {
+  std::vector<std::pair<std::string, double>> wanted;
+  for (const auto& l : params.loras) wanted.emplace_back(l.path, l.strength);
+  std::vector<models::LoraSpec> set;
+  for (const auto& [path, strength] : wanted) {
+    std::error_code ec;
+    const auto mtime = fs::last_write_time(path, ec);
+    if (ec) throw EngineError("LoRA file " + path + " cannot be read: " + ec.message());
+    const int64_t stamp = mtime.time_since_epoch().count();
+    auto it = lora_cache_.find(path);
+    if (it == lora_cache_.end() || it->second.mtime != stamp) {
+      auto file = with_context("LoRA", [&] {
+        return std::make_shared<const models::LoraFile>(
+            models::read_lora(path, models::linear_module_names(*transformer_),
+                              models::linear_module_shapes(*transformer_)));
+      });
+      log("LoRA " + path + ": " + models::to_string(file->style) + ", " +
+          std::to_string(file->modules.size()) + " modules, rank " +
+          std::to_string(file->max_rank()));
+      it = lora_cache_.insert_or_assign(path, CachedLora{file, stamp}).first;
+      lora_applied_.clear();  // a changed file: re-apply
+    }
+    set.push_back({it->second.file, strength});
+  }
+  if (wanted == lora_applied_) return;
+  lora_applied_.clear();
+  // Streamed blocks are in host memory now: side branches (never a merged copy, which would stay
+  // where the block's weight is), moved to the device below.
+  const bool stream = memory_plan_.transformer == plan::TransformerPlace::Stream;
+  const bool merge = options_.lora_mode == "merge" && !stream;
+  try {
+    models::apply_loras(*transformer_, set, merge);
+    if (!device_.is_cpu() && !merge) {
+      for (const auto& item : transformer_->named_modules()) {
+        auto* l = dynamic_cast<models::LinearImpl*>(item.value().get());
+        if (!l || l->lora().empty() || l->lora().front().down.device() == device_) continue;
+        std::vector<models::LoraBranch> moved = l->lora();
+        for (auto& b : moved) {
+          b.down = b.down.to(device_);
+          b.up = b.up.to(device_);
+        }
+        l->set_lora(std::move(moved), false);
+      }
+    }
+  } catch (const std::exception& e) {
+    models::clear_loras(*transformer_);
+    throw EngineError(message_of(e));
+  }
+  lora_applied_ = wanted;
 }
 
 std::vector<ImageU8> Qwen21Engine::run(const RunParams& params, const ProgressFn& progress) {
@@ -167,8 +245,6 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
   }
   if (params.mask)
     throw EngineError(model + ": masks are not supported (Qwen-Image-2.1 has no inpaint pipeline)");
-  if (!params.loras.empty())
-    throw EngineError(model + ": LoRAs are not supported on Qwen-Image-2.1 models yet");
   if (params.shift || params.lightning)
     throw EngineError(model +
                       ": --shift / Lightning settings do not apply to Qwen-Image-2.1 (use its "
@@ -177,8 +253,11 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
   if (params.num_images_per_prompt < 1 || params.num_images_per_prompt > 16)
     throw EngineError("num_images_per_prompt must be in [1, 16] (got " +
                       std::to_string(params.num_images_per_prompt) + ")");
-  if (params.steps < 1 || params.steps > 1000)
-    throw EngineError("steps must be in [1, 1000] (got " + std::to_string(params.steps) + ")");
+  // steps 0: the reference's default num_inference_steps (40; a Turbo model's sample_sigmas set
+  // the count whatever is asked).
+  const int steps = params.steps == 0 ? qwen21::kDefaultSteps : params.steps;
+  if (steps < 1 || steps > 1000)
+    throw EngineError("steps must be in [1, 1000] (got " + std::to_string(steps) + ")");
   if (params.width < 0 || params.height < 0 || params.width > 8192 || params.height > 8192)
     throw EngineError("width and height must be in [0, 8192] (0 = the pipeline's default)");
   if (params.output_resolution < 32 || params.output_resolution > 8192)
@@ -196,6 +275,11 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
   std::vector<std::string> negatives;
   if (do_cfg)
     negatives = neg.size() == 1 ? std::vector<std::string>(params.prompts.size(), neg[0]) : neg;
+  if (transformer_host_) {  // back on the device after a job that failed while encoding
+    transformer_host_->upload();
+    transformer_host_->wait();
+  }
+  prepare_loras(params);
 
   // 0-1. sizes and references.
   qwen21::Job21 job;
@@ -205,7 +289,7 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
   });
   job.width = size.width;
   job.height = size.height;
-  job.steps = params.steps;
+  job.steps = steps;
   job.sample_sigmas = sample_sigmas_;
   job.true_cfg_scale = scale;
   job.kv_cache = params.kv_cache;
@@ -232,8 +316,10 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
     job.height = canvases.back().model_h;
   }
 
-  // 2. prompt encoding: the vision tower runs once for the prompt and the negative prompt.
+  // 2. prompt encoding: the vision tower runs once for the prompt and the negative prompt. A
+  // swapped transformer is in host memory meanwhile (memory plan swap_transformer).
   qwen21::Condition21 cond, uncond;
+  if (transformer_host_) transformer_host_->release();
   with_context("text encoder", [&] {
     TextEncoderOnDevice on_device(text_encoder_host_.get());
     std::vector<ImageU8> resized;
@@ -260,6 +346,32 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
     if (do_cfg) uncond = to_cond(negatives);
     return 0;
   });
+
+  if (transformer_host_) {
+    transformer_host_->upload();
+    transformer_host_->wait();
+  }
+  // The KV cache of this job on an accelerator: off (with a log line) when its keys and values
+  // would not fit in the memory the process can still get next to the first step's activations.
+  if (job.kv_cache && !device_.is_cpu()) {
+    int64_t slots = 0;
+    for (bool b : cond.img_mask) slots += b;
+    const auto& tc = transformer_->config();
+    const int64_t prefix = cond.embeds.size(1) + 3 * slots;
+    const int64_t target = (job.width / 16) * (job.height / 16);
+    const int64_t elem = dtype_bytes(dtype_);
+    const int64_t need =
+        2 * tc.num_layers * job.batch * prefix * tc.inner_dim() * elem * (do_cfg ? 2 : 1);
+    const int64_t act = job.batch * (prefix + target) * tc.inner_dim() * 22 * elem;
+    const auto avail = models::device_available_bytes(device_);
+    if (avail && need + act > *avail - *avail / 16) {
+      job.kv_cache = false;
+      log("KV cache off for this job: it needs " + plan::format_gib(need) + " and " +
+          plan::format_gib(*avail) + " is free (" + std::to_string(params.images.size()) +
+          " reference image(s)); every step runs the whole sequence");
+    }
+  }
+  last_kv_cache_ = job.kv_cache;
 
   // 3. reference latents.
   std::vector<torch::Tensor> ref_latents;

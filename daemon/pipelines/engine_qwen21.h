@@ -6,12 +6,15 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "image/vision_processor.h"
+#include "models/block_stream.h"
+#include "models/lora.h"
 #include "models/offload.h"
 #include "models/qwen3vl_text_encoder.h"
 #include "models/transformer21.h"
@@ -19,6 +22,7 @@
 #include "pipelines/engine.h"
 #include "pipelines/pipeline_qwenimage21.h"
 #include "pipelines/scheduler.h"
+#include "plan/memory_plan.h"
 #include "tokenizer/qwen2_tokenizer.h"
 
 namespace qwen::pipelines {
@@ -39,9 +43,21 @@ class Qwen21Engine : public Engine {
   models::AutoencoderKLQwenImage21& vae() { return vae_; }
   const SchedulerConfig& scheduler_config() const { return scheduler_config_; }
   const std::optional<std::vector<float>>& sample_sigmas() const { return sample_sigmas_; }
+  // The memory plan followed (issue #13 machinery; plan/memory_plan.h).
+  const plan::MemoryPlan& memory_plan() const { return memory_plan_; }
+  // The transformer's host copy when the plan swaps it out while the text encoder encodes.
+  const models::HostWeights* transformer_host() const { return transformer_host_.get(); }
+  const models::HostWeights* text_encoder_host() const { return text_encoder_host_.get(); }
+  // Whether the last job ran with the KV cache (off when asked, or when it would not fit).
+  bool last_job_kv_cache() const { return last_kv_cache_; }
+  // The transformer's LoRA state now (tests): the applied (path, strength) list.
+  const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
 
  private:
   void log(const std::string& message) const;
+  // Puts the job's LoRA set on the transformer (issue #14's mechanism, models/lora.h: read once
+  // per file, re-applied only when the set changes, an empty set restores the loaded weights).
+  void prepare_loras(const RunParams& params);
 
   EngineOptions options_;
   ModelInfo info_;
@@ -54,9 +70,23 @@ class Qwen21Engine : public Engine {
   models::qwen3vl::TextEncoder text_encoder_{nullptr};
   std::optional<tokenizer::Qwen2Tokenizer> tokenizer_;
   VisionProcessorConfig processor_;
-  // On an accelerator the text encoder lives in host memory and is on the device only while it
-  // encodes (the pipeline's model_cpu_offload_seq text_encoder -> transformer -> vae).
+  // Memory modes (plan_engine_memory): offload-text / modulation / stream keep the text encoder in
+  // host memory, on the device only while it encodes (the pipeline's model_cpu_offload_seq
+  // text_encoder -> transformer -> vae); cpu-text modes encode on the CPU; stream modes stream
+  // transformer blocks (models::BlockStreamer); swap_transformer puts the transformer in pinned
+  // host memory while the text encoder is on the device.
+  plan::MemoryPlan memory_plan_;
   std::unique_ptr<models::HostWeights> text_encoder_host_;
+  std::unique_ptr<models::HostWeights> transformer_host_;
+  bool last_kv_cache_ = false;
+  // LoRA files read so far (path -> file and the modification time it was read at), and the set
+  // applied now.
+  struct CachedLora {
+    std::shared_ptr<const models::LoraFile> file;
+    int64_t mtime = 0;
+  };
+  std::map<std::string, CachedLora> lora_cache_;
+  std::vector<std::pair<std::string, double>> lora_applied_;
 };
 
 }  // namespace qwen::pipelines

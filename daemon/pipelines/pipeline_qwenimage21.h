@@ -39,6 +39,8 @@
 namespace qwen::pipelines::qwen21 {
 
 inline constexpr int kMaxReferences = 10;
+// QwenImage21Pipeline.__call__'s num_inference_steps default (RunParams.steps 0).
+inline constexpr int kDefaultSteps = 40;
 inline constexpr int kVaeScale = 16;
 
 struct Size21 {

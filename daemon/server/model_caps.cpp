@@ -19,8 +19,8 @@ ipc::ModelCaps caps_of_class(const std::string& cls, const std::string& family) 
     c.max_references = cls == "QwenImageEditPlusPipeline" ? 3 : 1;
   } else if (cls == "QwenImagePipeline") {
     c.known = c.can_generate = c.loras = true;
-  } else if (cls == "QwenImage21Pipeline") {  // issue #15: RGBA, 1-10 references, no LoRAs
-    c.known = c.can_generate = c.can_edit = c.rgba = true;
+  } else if (cls == "QwenImage21Pipeline") {  // issue #15: RGBA, 1-10 references, LoRAs
+    c.known = c.can_generate = c.can_edit = c.rgba = c.loras = true;
     c.max_references = 10;
   }
   return c;
@@ -39,10 +39,10 @@ ipc::ModelCaps caps_of(const ModelInfo& info) {
   c.rgba = info.can_decompose;
   c.loras = c.can_generate;
   if (info.can_edit) c.max_references = info.default_pipeline == PipelineKind::EditPlus ? 3 : 1;
-  if (info.family == "qwen-image-2.1") {  // issue #15: RGBA results, 1-10 references, no LoRAs
+  if (info.family == "qwen-image-2.1") {  // issue #15: RGBA results, 1-10 references, LoRAs
     c.family = info.family;
     c.rgba = true;
-    c.loras = false;
+    c.loras = true;
     if (c.can_edit) c.max_references = 10;
   }
   return c;

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include "qwen_image/protocol.h"
-
 namespace qwen::plugin {
 
 namespace ipc = qwen::ipc;
@@ -77,7 +75,7 @@ void check_reference_limit(const std::vector<Reference>& refs, const ipc::ModelC
                     "Qwen-Image-Edit-2509/2511 (3 pictures in all) or Qwen-Image-2.1 (10) in the "
                     "dialog, or clear the reference layers.");
   const size_t total = refs.size() + 1;
-  size_t limit = size_t(ipc::proto::kMaxImages);
+  size_t limit = size_t(ipc::kMaxJobImages);  // what a version-4 job carries
   std::string why = "a job carries at most " + std::to_string(limit) + " pictures";
   if (caps.known && size_t(caps.max_references) < limit) {
     limit = size_t(caps.max_references);
@@ -93,6 +91,12 @@ void check_reference_limit(const std::vector<Reference>& refs, const ipc::ModelC
                     " pictures, but " + why + ". Remove " + std::to_string(total - limit) +
                     " reference layer" + (total - limit > 1 ? "s" : "") + " (" + extra + ").");
   }
+}
+
+ipc::ModelCaps caps_of_model(const ipc::DaemonStatus& st, const std::string& name) {
+  for (size_t i = 0; i < st.models.size() && i < st.model_caps.size(); ++i)
+    if (st.models[i] == name) return st.model_caps[i];
+  return {};
 }
 
 std::string reference_params(const std::vector<Reference>& refs) {

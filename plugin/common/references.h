@@ -28,6 +28,10 @@ std::vector<Reference> read_references(Host& host, Proc proc, const Settings& s)
 void check_reference_limit(const std::vector<Reference>& refs, const qwen::ipc::ModelCaps& caps,
                            const std::string& model_name);
 
+// The typed capabilities of model `name` in the daemon's status ({} = unknown: not listed, or a
+// daemon older than protocol version 3).
+qwen::ipc::ModelCaps caps_of_model(const qwen::ipc::DaemonStatus& st, const std::string& name);
+
 // Qwen-Image-2.1 (issue #15): RGBA in and out, edits with 1-10 pictures, no inpaint pipeline and
 // no masks. Known from the typed capabilities: the only edit-capable family that is RGBA.
 inline bool is_rgba_editor(const qwen::ipc::ModelCaps& caps) {

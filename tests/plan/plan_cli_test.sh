@@ -35,6 +35,28 @@ out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 2G --memory nope 2>&
 check "unknown mode is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "nope"'
 out="$("$bin" plan --model "$models/does-not-exist" --vram 2G 2>&1)"; rc=$?
 check "missing model names it (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "does-not-exist"'
+# Qwen-Image-2.1 (issue #15) on a folder of the released shapes with no weights (header-only
+# safetensors): a 24 GB card fits in bf16 with the text encoder offloaded, 80 GB all resident, and the
+# KV cache of 10 references is turned off by a plan line at 24 GB.
+q21=$(mktemp -d)
+if python3 "$(dirname "$0")/make_qwen21_header_only.py" "$q21/model"; then
+  out="$("$bin" plan --model "$q21/model" --vram 24GiB --width 1024 --height 1024 2>&1)"; rc=$?
+  check "2.1 fits 24GiB (rc $rc)" '[ $rc -eq 0 ]'
+  check "2.1 24GiB: offload-text" 'echo "$out" | head -1 | grep -q "^memory mode: offload-text (auto)"'
+  check "2.1 24GiB: text encoder offloaded" 'echo "$out" | grep -q "^text_encoder: offload (15.2 GiB BF16"'
+  check "2.1 24GiB: transformer 13.3 GiB, swapped while encoding" 'echo "$out" | grep -q "^transformer: resident (13.3 GiB on the device, BF16; in pinned host memory while the text encoder encodes)"'
+  check "2.1 24GiB: KV cache on" 'echo "$out" | grep -q "^kv_cache: on ("'
+  check "2.1 24GiB: predicted peak last, under 24" 'echo "$out" | tail -1 | grep -Eq "^predicted peak: (1[0-9]|2[0-3])\.[0-9] GiB$"'
+  out="$("$bin" plan --model "$q21/model" --vram 80GiB --width 1024 --height 1024 2>&1)"; rc=$?
+  check "2.1 80GiB: resident (rc $rc)" '[ $rc -eq 0 ] && echo "$out" | head -1 | grep -q "^memory mode: resident (auto)"'
+  out="$("$bin" plan --model "$q21/model" --vram 24GiB --edit-images 10 2>&1)"; rc=$?
+  check "2.1 10 references at 24GiB: fits without the KV cache (rc $rc)" '[ $rc -eq 0 ] && echo "$out" | grep -q "^kv_cache: off (it would need "'
+  out="$("$bin" plan --model "$q21/model" --vram 24GiB --memory resident 2>&1)"; rc=$?
+  check "2.1 resident does not fit 24GiB (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "does not fit"'
+else
+  check "make_qwen21_header_only.py runs" 'false'
+fi
+rm -rf "$q21"
 # --memory on the model commands: a bad name is a usage error naming it; a mode runs.
 tmp=$(mktemp -d)
 out="$("$bin" generate --model "$models/qwen-image-tiny" --memory nope --prompt x --output "$tmp/x.png" 2>&1)"; rc=$?

@@ -4,7 +4,14 @@
 diffusers 0.42.1 pipeline (pipelines/qwenimage21/pipeline_qwenimage21.py) on it, for
 tests/reference/test_reference_qwen21_pipeline.cpp.
 
-    .venv/bin/python tests/reference/gen_qwen21_pipeline.py OUT --seed S [--parts pipeline] [--threads 1]
+    .venv/bin/python tests/reference/gen_qwen21_pipeline.py OUT --seed S [--parts pipeline|model] [--threads 1]
+
+--parts model writes the random tiny model folders only (OUT/model, OUT/model_turbo, OUT/case.json without
+cases): the engine tests that compare the engine with itself (memory modes, LoRAs) load it.
+--parts lora (issue #14 on 2.1): a FRESH random diffusers/PEFT LoRA (OUT/lora_q21.safetensors: rank 1-4, half of
+the transformer's Linear modules, top-level ones included, no alpha metadata = scaling 1) loaded by the real
+`load_lora_weights` + peft with a random strength (`set_adapters`), text to image and an edit with one RGBA
+reference: OUT/qwen21_lora.safetensors <case>_image [B, H, W, 4] levels, case.json cases.lora_t2i / lora_edit.
 
 Cases (each run with use_kv_cache True and False, 2-3 steps, float32 on CPU):
   batch  text to image with 2 prompts of different lengths (padding, prompt_embeds_mask)
@@ -123,6 +130,63 @@ def main():
     turbo = QwenImage21Pipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(scheduler.config), vae=vae,
                                 text_encoder=te, processor=proc, transformer=transformer,
                                 sample_sigmas=turbo_sigmas)
+
+    parts = args.parts.split(",")
+    if "lora" in parts:
+        from safetensors.torch import save_file
+
+        names = [n for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)]
+        chosen = sorted(rng.sample(names, max(1, len(names) // 2)))
+        r = rng.randint(1, 4)
+        sd = {}
+        for n in chosen:
+            m = transformer.get_submodule(n)
+            # The LoRA's term about half the layer's own: A ~ N(0, 1/in), B scaled by W's size.
+            a = torch.randn(r, m.in_features, generator=gen) / m.in_features ** 0.5
+            b = torch.randn(m.out_features, r, generator=gen) * float(m.weight.std()) * (m.in_features / r) ** 0.5 * 0.5
+            sd[f"transformer.{n}.lora_A.weight"] = a.contiguous()
+            sd[f"transformer.{n}.lora_B.weight"] = b.contiguous()
+        lpath = os.path.join(out, "lora_q21.safetensors")
+        save_file(sd, lpath)
+        strength = round(rng.choice([-1, 1]) * rng.uniform(0.6, 1.5), 3)
+        pipe.load_lora_weights(lpath, adapter_name="q21")
+        pipe.set_adapters(["q21"], [strength])
+        w, h = rng.randint(40, 150), rng.randint(40, 150)
+        ref_img = rand_rgba(rng, gen, w, h)
+        ref_path = os.path.join(out, "lora_ref.png")
+        ref_img.save(ref_path)
+        ref_img = Image.open(ref_path)
+        ref_img.load()
+        res = rng.choice([64, 96])
+        cases = {
+            "lora_t2i": dict(prompt=rand_prompt(rng, 2, 8), output_resolution=res, num_inference_steps=2,
+                             seed=rng.randint(0, 10**6)),
+            "lora_edit": dict(prompt=rand_prompt(rng, 2, 8), output_resolution=res, num_inference_steps=2,
+                              seed=rng.randint(0, 10**6), images=["lora_ref.png"]),
+        }
+        d = {}
+        for name, c in cases.items():
+            kw = {k: v for k, v in c.items() if k not in ("images", "seed")}
+            if "images" in c:
+                kw["image"] = [ref_img]
+            res_ = pipe(**kw, generator=torch.Generator().manual_seed(c["seed"]), output_type="pil")
+            d[name + "_image"] = torch.stack([torch.from_numpy(np.array(im)).float() for im in res_.images])
+            c["size"] = list(res_.images[0].size)
+            c["lora"] = dict(file="lora_q21.safetensors", strength=strength, rank=r, modules=len(chosen))
+        save_tensors(d, os.path.join(out, "qwen21_lora.safetensors"))
+        case = dict(seed=seed, cases=cases, config=dict(text_encoder=te_cfg, vae=vcfg, transformer=tcfg),
+                    versions=dict(torch=torch.__version__, transformers=transformers.__version__,
+                                  diffusers=diffusers.__version__))
+        json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
+        print(json.dumps(cases), flush=True)
+        return
+    if "pipeline" not in parts:
+        case = dict(seed=seed, cases={}, turbo_sigmas=turbo_sigmas,
+                    config=dict(text_encoder=te_cfg, vae=vcfg, transformer=tcfg),
+                    versions=dict(torch=torch.__version__, transformers=transformers.__version__,
+                                  diffusers=diffusers.__version__))
+        json.dump(case, open(os.path.join(out, "case.json"), "w"), indent=2)
+        return
 
     # Reference images as PNG files (what the engine reads).
     refs = []

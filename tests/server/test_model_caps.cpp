@@ -42,7 +42,7 @@ TEST(ModelCaps, FromTheLoadedEngine) {
   q21.can_edit = true;
   c = caps_of(q21);
   EXPECT_TRUE(c.rgba && c.can_edit);
-  EXPECT_FALSE(c.loras);
+  EXPECT_TRUE(c.loras);  // issue #14's mechanism serves 2.1 too
   EXPECT_EQ(c.max_references, 10);
 }
 

@@ -1,0 +1,134 @@
+// Memory modes on the Qwen-Image-2.1 engine (issue #15 "Memory", issue #13's machinery): every
+// mode gives the all-resident image bit for bit on a fresh random tiny 2.1 model (CPU: host memory
+// stands in for the device, so the text-encoder offload, the transformer swap around the encode
+// and the block streaming of models/block_stream.h all run), for text to image and for a CFG edit
+// with an RGBA reference, with and without the KV cache. The tiny model comes from the live
+// reference's generator (gen_qwen21_pipeline.py --parts model: the diffusers save_pretrained
+// folder, no reference run).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "models/block_stream.h"
+#include "pipelines/engine.h"
+#include "pipelines/engine_qwen21.h"
+#include "plan/memory_plan.h"
+#include "reference_case.h"
+
+namespace {
+
+std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& memory) {
+  qwen::EngineOptions o;
+  o.model_dir = dir;
+  o.device = "cpu";
+  o.threads = 1;
+  o.memory = memory;
+  o.log = [](const std::string&) {};
+  return qwen::Engine::open(o);
+}
+
+std::vector<qwen::RunParams> jobs() {
+  qwen::RunParams t2i;
+  t2i.prompts = {"a lighthouse at dusk"};
+  t2i.width = 64;
+  t2i.height = 96;
+  t2i.steps = 2;
+  t2i.seed = 11;
+  qwen::RunParams edit;
+  edit.pipeline = qwen::PipelineKind::Edit;
+  edit.prompts = {"make the sky green"};
+  edit.negative_prompts = {"blurry"};
+  edit.true_cfg_scale = 3.0f;
+  edit.output_resolution = 64;
+  edit.steps = 2;
+  edit.seed = 5;
+  qwen::ImageU8 img(48, 40, 4);
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    img.pixels[i] = static_cast<uint8_t>(i % 4 == 3 ? (i / 4) % 3 * 120 : i * 37 % 251);
+  edit.images = {img};
+  qwen::RunParams uncached = edit;
+  uncached.kv_cache = false;
+  return {t2i, edit, uncached};
+}
+
+void expect_same_images(const std::vector<qwen::ImageU8>& a, const std::vector<qwen::ImageU8>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].width, b[i].width);
+    EXPECT_EQ(a[i].height, b[i].height);
+    EXPECT_EQ(a[i].channels, 4);
+    EXPECT_TRUE(a[i].pixels == b[i].pixels) << "image " << i << " differs";
+  }
+}
+
+}  // namespace
+
+TEST(MemoryModes21, EveryModeGivesTheResidentImageBitForBit) {
+  QWEN_REFERENCE_CASE(ref, "model", "", "gen_qwen21_pipeline.py");
+  const std::string dir = ref.model_dir();
+  auto resident = open_engine(dir, "resident");
+  const auto all = jobs();
+  std::vector<std::vector<qwen::ImageU8>> want;
+  for (const auto& j : all) {
+    want.push_back(resident->run(j));
+    ASSERT_FALSE(want.back().empty());
+  }
+  resident.reset();
+  for (const auto& mode : qwen::plan::memory_modes()) {
+    SCOPED_TRACE(mode.name);
+    auto engine = open_engine(dir, mode.name);
+    auto& qe = dynamic_cast<qwen::pipelines::Qwen21Engine&>(*engine);
+    EXPECT_EQ(qe.memory_plan().mode, mode.name);
+    EXPECT_EQ(qe.memory_plan().requested, mode.name);
+    EXPECT_NE(engine->info().memory.find(mode.name), std::string::npos) << engine->info().memory;
+    // Every job twice: the placement is restored after each (weights back where they live).
+    for (int round = 0; round < 2; ++round)
+      for (size_t i = 0; i < all.size(); ++i) {
+        SCOPED_TRACE("job " + std::to_string(i));
+        expect_same_images(engine->run(all[i]), want[i]);
+      }
+    EXPECT_FALSE(qe.last_job_kv_cache());  // the last job asked for none
+    const bool offload = mode.text_encoder == qwen::plan::TextEncoderPlace::Offload;
+    EXPECT_EQ(qe.text_encoder_host() != nullptr, offload);
+    if (offload) {
+      EXPECT_FALSE(qe.text_encoder_host()->on_device());  // released after encoding
+    }
+    auto* hooks = qe.transformer()->block_hooks();
+    if (mode.transformer == qwen::plan::TransformerPlace::Stream) {
+      auto* streamer = dynamic_cast<qwen::models::BlockStreamer*>(hooks);
+      ASSERT_NE(streamer, nullptr);
+      // On the CPU a stream mode streams every block, once per pass.
+      EXPECT_EQ(streamer->streamed_blocks(), qe.transformer()->config().num_layers);
+      EXPECT_GT(streamer->stats().streamed_bytes, 0);
+      EXPECT_EQ(qe.transformer_host(), nullptr);
+    } else {
+      // Qwen-Image-2.1 has no per-block modulation weights: `modulation` keeps it resident.
+      EXPECT_EQ(hooks, nullptr);
+      EXPECT_EQ(qe.memory_plan().transformer, qwen::plan::TransformerPlace::Resident);
+      // The offloaded encoder takes turns with the transformer (the 24 GB plan's swap).
+      EXPECT_EQ(qe.transformer_host() != nullptr, offload);
+      if (offload) {
+        EXPECT_TRUE(qe.transformer_host()->on_device());
+      }
+    }
+  }
+  // Auto on the CPU keeps everything resident; an unknown mode is refused with the names.
+  {
+    auto engine = open_engine(dir, "");
+    auto& qe = dynamic_cast<qwen::pipelines::Qwen21Engine&>(*engine);
+    EXPECT_EQ(qe.memory_plan().mode, "resident");
+    EXPECT_EQ(qe.memory_plan().requested, "auto");
+    EXPECT_EQ(qe.transformer()->block_hooks(), nullptr);
+    EXPECT_EQ(qe.text_encoder_host(), nullptr);
+    expect_same_images(engine->run(all[1]), want[1]);
+    EXPECT_TRUE(qe.last_job_kv_cache());
+  }
+  try {
+    open_engine(dir, "everything-on-the-gpu");
+    FAIL() << "accepted an unknown memory mode";
+  } catch (const qwen::EngineError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("everything-on-the-gpu"), std::string::npos) << m;
+    EXPECT_NE(m.find("stream-cpu-text"), std::string::npos) << m;
+  }
+}
