@@ -2,8 +2,9 @@
 #include <algorithm>
 
 #include "frontend.h"
-#include "preview.h"
 #include "procedures.h"
+#include "references.h"
+#include "preview.h"
 
 namespace qwen::plugin {
 
@@ -100,6 +101,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   if (drawable < 0)
     throw UserError("Qwen-Image: select a layer (not a channel or path) and run it again.");
   if (!*s.prompt) throw UserError("Qwen-Image: the prompt is empty; describe what you want.");
+  // Reference layers (issue #17), checked and read before anything is started.
+  const std::vector<Reference> refs = read_references(host, proc, s);
 
   const Rect canvas = host.canvas(image);
   const Rect layer = host.layer_rect(drawable);
@@ -108,6 +111,7 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   // Work out the region and the inputs before anything is started.
   Rect region;         // image coordinates of the result layer
   Pixels input, mask;  // at region size (edit procedures)
+  Pixels input_rgba;   // edit-selection: the crop with its alpha (Qwen-Image-2.1 takes RGBA)
   Pixels layer_mask;   // edit-selection: feathered selection
   bool whole_layer = false;
   switch (proc) {
@@ -122,8 +126,9 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
             "canvas; select part of the layer or choose another layer.");
       region = er->crop;
       whole_layer = er->whole_layer;
-      input = flatten_alpha(host.read_drawable(
-          drawable, {region.x - layer.x, region.y - layer.y, region.w, region.h}));
+      input_rgba = host.read_drawable(drawable,
+                                      {region.x - layer.x, region.y - layer.y, region.w, region.h});
+      input = flatten_alpha(input_rgba);
       if (whole_layer) {
         mask = Pixels(region.w, region.h, 1, 255);
         layer_mask = mask;
@@ -142,7 +147,7 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     case Proc::ExpandCanvas:  // run_expand
       break;
   }
-  const Size model = model_size_for({region.w, region.h}, config.limits);
+  Size model = model_size_for({region.w, region.h}, config.limits);
 
   host.progress_init("Qwen-Image: connecting to the daemon…");
   ipc::Client client = connect_or_start(host, config);
@@ -181,6 +186,28 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
         }
   }
   const bool edit_model = models.can_edit(model_name);
+  // The model's typed capabilities (issue #17) decide the references and the result's alpha: a
+  // Qwen-Image-2.1 model (issue #15) takes RGBA pictures (its sizes are multiples of 32) and
+  // returns RGBA, which becomes a layer with alpha.
+  ipc::ModelCaps caps;
+  try {
+    caps = caps_of_model(client.status(), model_name);
+  } catch (const ipc::ClientError& e) {
+    throw to_user_error(e, config);
+  }
+  const bool rgba = caps.known && caps.rgba;
+  const bool qwen21 = is_rgba_editor(caps);
+  const bool can_edit = edit_model || (caps.known && caps.can_edit);
+  check_reference_limit(refs, caps, model_name);
+  if (qwen21) {
+    SizeLimits limits = config.limits;
+    limits.multiple = 32;
+    model = model_size_for({region.w, region.h}, limits);
+    req.width = model.w;
+    req.height = model.h;
+  }
+  if (rgba) req.result_format = ipc::PixelFormat::RGBA8;
+  std::vector<Pixels> model_refs;  // the reference layers as sent (RGB; RGBA for 2.1)
   MaskedRepaint masked;
   Pixels model_input;
   switch (proc) {
@@ -188,10 +215,29 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       req.pipeline = "generate";
       break;
     case Proc::EditSelection:
+      if (qwen21 || !refs.empty()) {
+        // Edit-Inpaint (QwenImageEditInpaintPipeline) takes one picture and Qwen-Image-2.1 has no
+        // inpaint pipeline: with reference layers, or with 2.1, the selection's crop is edited
+        // whole (edit / edit-plus, as Edit Layer) and the feathered selection mask on the result
+        // layer limits it to the selection. A model that only generates cannot do that.
+        if (!can_edit)
+          throw UserError(
+              "Qwen-Image: Edit Selection with reference layers needs an edit model "
+              "(Qwen-Image-Edit-2509/2511 or Qwen-Image-2.1), but the model is '" +
+              model_name +
+              "', which only inpaints one picture. Choose an edit model in the dialog, or clear "
+              "the reference layers.");
+        req.pipeline = "edit-auto";
+        req.exact_geometry = false;
+        model_input =
+            qwen21 ? resize_rgba(input_rgba, model.w, model.h) : resize(input, model.w, model.h);
+        req.images = {view_of(model_input)};
+        break;
+      }
       set_masked_repaint(req, input, mask, model, edit_model, masked);
       break;
     case Proc::EditLayer:
-      if (!edit_model)
+      if (!can_edit)
         throw UserError("Qwen-Image: Edit Layer needs an edit model (Qwen-Image-Edit-2509), but " +
                         (model_name.empty() ? std::string("the daemon lists no model")
                                             : "the model is '" + model_name + "'") +
@@ -200,13 +246,21 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
       // The plug-in already hands over the layer at the model size with its aspect ratio and
       // scales the result back itself, so the reference geometry gives the same pixel grid.
       req.exact_geometry = false;
-      model_input = resize(flatten_alpha(input), model.w, model.h);
+      model_input = qwen21 ? resize_rgba(input, model.w, model.h)
+                           : resize(flatten_alpha(input), model.w, model.h);
       req.images = {view_of(model_input)};
       break;
     case Proc::Decompose:     // run_decompose
     case Proc::ExpandCanvas:  // run_expand
       break;
   }
+
+  // The reference layers after the edited picture, in the order given, at their own size (the
+  // pipeline resizes each, as for the CLI's --image); flattened over white unless the model takes
+  // RGBA. edit-auto runs Edit-Plus for several pictures.
+  model_refs.reserve(refs.size());
+  for (const Reference& r : refs) model_refs.push_back(qwen21 ? r.rgba : flatten_alpha(r.rgba));
+  for (const Pixels& p : model_refs) req.images.push_back(view_of(p));
 
   const int variants = std::max(1, int(s.variants));
   // The live preview (issue #17) where the result goes, with its mask / the layer's alpha.
@@ -223,7 +277,8 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     auto images =
         run_job(host, client, req, config, double(v) / variants, 1.0 / variants, &preview);
     if (images.empty()) throw UserError("Qwen-Image: the daemon returned no image.");
-    results.push_back(resize(to_rgb(images.front()), region.w, region.h));
+    results.push_back(rgba ? resize_rgba(to_rgba(images.front()), region.w, region.h)
+                           : resize(to_rgb(images.front()), region.w, region.h));
   }
 
   // The LoRAs as parsed, "name:strength,..." (strengths locale-independent).
@@ -240,14 +295,13 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   for (int v = 0; v < variants; ++v) {
     const std::string name = layer_name(s, v, variants);
     int id = -1;
-    if (proc == Proc::EditLayer)
-      id = host.add_result_layer(image, drawable, name, region, with_alpha_of(results[v], input),
-                                 nullptr);
-    else if (proc == Proc::EditSelection)
-      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]),
-                                 &layer_mask);
-    else
-      id = host.add_result_layer(image, drawable, name, region, opaque_rgba(results[v]), nullptr);
+    // An RGBA result (Qwen-Image-2.1) keeps its own alpha; RGB ones take the edited layer's alpha
+    // (Edit Layer) or are opaque.
+    const Pixels pixels = rgba                      ? results[v]
+                          : proc == Proc::EditLayer ? with_alpha_of(results[v], input)
+                                                    : opaque_rgba(results[v]);
+    id = host.add_result_layer(image, drawable, name, region, pixels,
+                               proc == Proc::EditSelection ? &layer_mask : nullptr);
     // What made it, for reproducing it later (scripts read the "qwen-image-params" parasite).
     std::string params = "pipeline=" + req.pipeline + "\nmodel=" + model_name +
                          "\nseed=" + std::to_string(int64_t(seed) + v) +
@@ -256,6 +310,7 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
                          "\nstrength=" + std::to_string(req.strength) + "\nprompt=" + s.prompt +
                          "\nnegative_prompt=" + s.negative + "\nloras=" + loras_text +
                          "\nlightning=" + (req.lightning ? "1" : "0");
+    params += reference_params(refs);
     host.attach_params(id, params);
     layers.push_back(id);
   }
