@@ -48,10 +48,12 @@ ProgressView progress_view(const ipc::JobProgress& p, const std::string& label) 
   ProgressView v;
   switch (p.phase) {
     case ipc::JobPhase::Queued:
-      v.text = p.queue_position > 0
-                   ? "Qwen-Image: queued behind " + std::to_string(p.queue_position) +
-                         (p.queue_position == 1 ? " job" : " jobs")
-                   : "Qwen-Image: queued";
+      // queue_position counts the waiting jobs (1 = next); a running job is not among them.
+      if (p.queue_position > 1)
+        v.text = "Qwen-Image: queued behind " + std::to_string(p.queue_position - 1) +
+                 (p.queue_position == 2 ? " waiting job" : " waiting jobs");
+      else
+        v.text = "Qwen-Image: queued, next in line";
       break;
     case ipc::JobPhase::LoadingModel:
       v.text = "Qwen-Image: loading the model…";

@@ -117,10 +117,12 @@ std::string dead_owner_tag() {
 TEST(FrontendProgress, EachPhaseHasItsText) {
   ipc::JobProgress p;
   p.phase = ipc::JobPhase::Queued;
+  p.queue_position = 3;  // two jobs wait before it
+  EXPECT_EQ(progress_view(p), (ProgressView{"Qwen-Image: queued behind 2 waiting jobs", -1}));
   p.queue_position = 2;
-  EXPECT_EQ(progress_view(p), (ProgressView{"Qwen-Image: queued behind 2 jobs", -1}));
+  EXPECT_EQ(progress_view(p).text, "Qwen-Image: queued behind 1 waiting job");
   p.queue_position = 1;
-  EXPECT_EQ(progress_view(p).text, "Qwen-Image: queued behind 1 job");
+  EXPECT_EQ(progress_view(p).text, "Qwen-Image: queued, next in line");
   p = {};
   p.phase = ipc::JobPhase::LoadingModel;
   p.fraction = 0.4f;
@@ -367,42 +369,85 @@ TEST_F(FrontendPreviewJob, PreviewIsRemovedWhenTheJobFails) {
 
 // Behind another client's job, the bar says the run is queued, then counts the steps (the
 // daemon's phases, protocol version 4).
-TEST_F(FrontendPreviewJob, ProgressSaysQueuedBehindAnotherJob) {
+TEST_F(FrontendPreviewJob, ProgressSaysQueuedBehindOtherJobs) {
   TempDir dir;
   const std::string instance = unique_name("frontend-preview-queue");
   Daemon daemon(instance, dir.path + "/daemon.log",
                 {"--fake-engine", "--fake-step-ms", "40", "--model", tiny_model()});
   ASSERT_TRUE(daemon.ready(60)) << read_file(dir.path + "/daemon.log");
-  auto other = ipc::Client::connect(instance, 3000);
-  std::thread first([&] {
-    ipc::JobRequest req;
-    req.prompts = {"first"};
-    req.steps = 50;  // 2 s
-    req.width = req.height = 32;
-    other.run(req);
-  });
-  bool busy = false;
-  for (int i = 0; i < 100 && !busy; ++i) {
-    busy = ipc::Client::connect(instance, 3000).status().busy;
-    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Two other clients' jobs: one runs, one waits.
+  auto busy_jobs = [&] {
+    auto st = ipc::Client::connect(instance, 3000).status();
+    return (st.busy ? 1 : 0) + st.queued_jobs;
+  };
+  std::vector<std::thread> others;
+  for (int i = 0; i < 2; ++i) {
+    others.emplace_back([&, i] {
+      auto client = ipc::Client::connect(instance, 3000);
+      ipc::JobRequest req;
+      req.prompts = {"other " + std::to_string(i)};
+      req.steps = 40;  // 1.6 s each
+      req.width = req.height = 32;
+      client.run(req);
+    });
+    for (int k = 0; k < 100 && busy_jobs() < i + 1; ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  const int ahead = busy_jobs();
   PluginConfig config;
   config.instance = instance;
   config.autostart = false;
   config.limits.min_pixels = 0;
   config.limits.max_pixels = 16384;
   Settings s;
-  g_strlcpy(s.prompt, "second", sizeof s.prompt);
+  g_strlcpy(s.prompt, "mine", sizeof s.prompt);
   s.steps = 4;
   s.seed = 1;
   PreviewHost host;
   EXPECT_EQ(run_procedure(host, Proc::Generate, 1, 42, s, config).size(), 1u);
-  first.join();
-  ASSERT_TRUE(busy);
+  for (auto& t : others) t.join();
+  ASSERT_EQ(ahead, 2);
   const auto& t = host.texts;
-  const auto queued = std::find(t.begin(), t.end(), "Qwen-Image: queued behind 1 job");
-  ASSERT_NE(queued, t.end()) << ::testing::PrintToString(t);
-  EXPECT_NE(std::find_if(queued, t.end(),
+  const auto behind = std::find(t.begin(), t.end(), "Qwen-Image: queued behind 1 waiting job");
+  ASSERT_NE(behind, t.end()) << ::testing::PrintToString(t);
+  const auto next = std::find(behind, t.end(), "Qwen-Image: queued, next in line");
+  ASSERT_NE(next, t.end()) << ::testing::PrintToString(t);
+  EXPECT_NE(std::find_if(next, t.end(),
+                         [](const std::string& x) { return x.rfind("Qwen-Image: step ", 0) == 0; }),
+            t.end())
+      << ::testing::PrintToString(t);
+}
+
+// The first job of a lazy daemon loads its model (the real tiny edit model, CPU): the bar says so
+// while it loads, then counts the steps.
+TEST_F(FrontendPreviewJob, ProgressSaysTheModelIsLoading) {
+  TempDir dir;
+  const std::string instance = unique_name("frontend-preview-load");
+  Daemon daemon(instance, dir.path + "/daemon.log",
+                {"--device", "cpu", "--lazy", "--model", tiny_edit_model()});
+  if (!daemon.ready(300)) {
+    const std::string log = read_file(dir.path + "/daemon.log");
+    if (log.find("no inference engine") != std::string::npos)
+      QWEN_E2E_UNAVAILABLE("this qwen-imaged has no inference engine");
+    FAIL() << log;
+  }
+  PluginConfig config;
+  config.instance = instance;
+  config.autostart = false;
+  config.limits.min_pixels = 0;
+  config.limits.max_pixels = 4096;
+  Settings s;
+  g_strlcpy(s.prompt, "make it red", sizeof s.prompt);
+  s.steps = 2;
+  s.seed = 1;
+  PreviewHost host;
+  EXPECT_EQ(run_procedure(host, Proc::EditLayer, 1, 42, s, config).size(), 1u);
+  const auto& t = host.texts;
+  const auto loading = std::find_if(t.begin(), t.end(), [](const std::string& x) {
+    return x.rfind("Qwen-Image: loading the model…", 0) == 0;
+  });
+  ASSERT_NE(loading, t.end()) << ::testing::PrintToString(t);
+  EXPECT_NE(std::find_if(loading, t.end(),
                          [](const std::string& x) { return x.rfind("Qwen-Image: step ", 0) == 0; }),
             t.end())
       << ::testing::PrintToString(t);
