@@ -2,9 +2,9 @@
 #include <algorithm>
 
 #include "frontend.h"
+#include "preview.h"
 #include "procedures.h"
 #include "references.h"
-#include "preview.h"
 
 namespace qwen::plugin {
 

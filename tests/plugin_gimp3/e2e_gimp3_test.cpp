@@ -20,6 +20,7 @@
 
 #include "e2e_util.h"
 #include "geometry.h"
+#include "qwen_image/client.h"
 
 using namespace qwen::plugin;
 using namespace qwen::plugin::test;
@@ -742,6 +743,67 @@ TEST_P(PluginGimp3E2E, KilledPluginsPreviewIsRemovedByTheNextRun) {
   ASSERT_EQ(next.size(), 2u) << read_file(env.file("gimp-output.txt"));
   EXPECT_EQ(next[0].name, "next");
   EXPECT_EQ(next[1].name, "base");
+}
+
+// Reference layers (issue #17): Edit Layer with a reference layer from another open image on the
+// tiny Edit-2509 model (CPU, daemon on the host): the new layer is exactly the picture the daemon
+// returns for the edited layer followed by the reference (the same job sent straight through the
+// client library), as under GIMP 2.10 (PluginReferencesE2E).
+TEST_P(PluginGimp3E2E, EditLayerWithAReferenceLayerFromAnotherImage) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(
+      env.instance, env.file("daemon.log"),
+      {"--device", "cpu", "--dtype", "float32", "--threads", "1", "--model", tiny_edit_model()});
+  ASSERT_TRUE(daemon.ready(300)) << read_file(env.file("daemon.log"));
+  // Arguments: prompt negative steps cfg seed model loras lightning reference-layers.
+  std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 48 48 32 8 6)) (img (car r)) (l (cadr r))"
+      "       (r2 (qw-make-image RGB 40 24 40 24 0 0)) (img2 (car r2)) (ref (cadr r2)))"
+      " (gimp-drawable-invert ref FALSE)"
+      " (qw-save-flat-showing img (list l) (list l) " +
+      q(env.file("target.pnm")) + ") (qw-save-flat img2 " + q(env.file("ref.pnm")) +
+      ")"
+      " (let ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector l)"
+      "   \"put the jacket on the person\" \"\" 2 1.0 5 \"\" \"\" FALSE (vector ref)))))"
+      "  (qw-save-flat-showing img (list l nl) (list nl) " +
+      q(env.file("result.pnm")) + ")) (qw-write-layers img " + q(env.file("layers.txt")) + "))");
+  const auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out << read_file(env.file("daemon.log"));
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{8, 6, 48, 32}));
+  const Pnm target = read_pnm(env.file("target.pnm")), ref = read_pnm(env.file("ref.pnm"));
+  const Pnm result = read_pnm(env.file("result.pnm"));
+  ASSERT_EQ(target.width, 64) << out;
+  ASSERT_EQ(ref.width, 40) << out;
+  ASSERT_EQ(result.width, 64) << out;
+  std::vector<uint8_t> t3, r3;
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 48; ++x)
+      t3.insert(t3.end(), target.px(8 + x, 6 + y), target.px(8 + x, 6 + y) + 3);
+  for (int y = 0; y < 24; ++y)
+    for (int x = 0; x < 40; ++x) r3.insert(r3.end(), ref.px(x, y), ref.px(x, y) + 3);
+  qwen::ipc::JobRequest req;
+  req.pipeline = "edit-auto";
+  req.prompts = {"put the jacket on the person"};
+  req.width = 48;
+  req.height = 32;
+  req.steps = 2;
+  req.true_cfg_scale = 1.0f;
+  req.seed = 5;
+  req.exact_geometry = false;
+  req.result_format = qwen::ipc::PixelFormat::RGB8;
+  req.images = {qwen::ipc::ImageView{48, 32, qwen::ipc::PixelFormat::RGB8, 0, t3.data()},
+                qwen::ipc::ImageView{40, 24, qwen::ipc::PixelFormat::RGB8, 0, r3.data()}};
+  auto client = qwen::ipc::Client::connect(env.instance);
+  const auto images = client.run(req);
+  ASSERT_EQ(images.size(), 1u);
+  ASSERT_EQ(images[0].width, 48);
+  int differ = 0;
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 48; ++x)
+      for (int c = 0; c < 3; ++c)
+        differ += result.px(8 + x, 6 + y)[c] != images[0].bytes[(size_t(y) * 48 + x) * 3 + c];
+  EXPECT_EQ(differ, 0) << "channel values of the layer that differ from the daemon's picture";
 }
 
 INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),
