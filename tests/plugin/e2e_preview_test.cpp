@@ -247,3 +247,39 @@ TEST_F(PluginPreviewE2E, KilledPluginsPreviewIsRemovedByTheNextRun) {
   EXPECT_EQ(next[0].name, "next");
   EXPECT_EQ(next[1].name, "base");
 }
+
+// Edit Selection: the preview covers the crop the result will cover, seen through the selection's
+// feathered mask (transparent outside the ellipse), and the result comes back masked as before.
+TEST_F(PluginPreviewE2E, EditSelectionPreviewShowsThroughTheSelection) {
+  GimpEnv env(test_config());
+  Daemon daemon(env, {"--fake-engine", "--fake-step-ms", "60", "--preview-every", "1", "--model",
+                      tiny_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  const std::string trace = env.file("trace.txt");
+  std::string out = run_traced(
+      env,
+      "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+      " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 16 12 32 24)"
+      " (plug-in-qwen-image-edit-selection RUN-NONINTERACTIVE img l \"a cat\" \"\" 12 4.0 3 0.9"
+      " \"\")"
+      " (qw-write-layers img " +
+          q(env.file("layers.txt")) + "))",
+      trace);
+  const auto t = read_trace(trace);
+  ASSERT_EQ(count_kind(t, "add"), 1u) << read_file(trace) << out;
+  EXPECT_EQ(t[0].f.at("rect"), "0,0,64,48");  // the crop: the selection padded, on the layer
+  size_t updates = 0;
+  for (const auto& l : t)
+    if (l.kind == "update") {
+      ++updates;
+      int r = -1, g = -1, b = -1, a = -1;
+      ASSERT_EQ(std::sscanf(l.f.at("first").c_str(), "%d,%d,%d,%d", &r, &g, &b, &a), 4);
+      EXPECT_EQ(a, 0) << "the corner lies outside the selection";
+    }
+  EXPECT_GE(updates, 1u) << read_file(trace);
+  EXPECT_EQ(count_kind(t, "remove"), 1u) << read_file(trace);
+  auto layers = read_layers(env.file("layers.txt"));
+  ASSERT_EQ(layers.size(), 2u) << out;
+  EXPECT_EQ(layers[0].name, "a cat");
+  EXPECT_TRUE(layers[0].has_mask);
+}
