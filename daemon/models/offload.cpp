@@ -205,19 +205,60 @@ void TransformerPlacement::prefetch(std::vector<HostWeights>& set, size_t index,
   counter += set[index].bytes();
 }
 
+int64_t TransformerPlacement::blocks_on_device() const {
+  int64_t n = 0;
+  for (const auto& b : blocks_) n += b.tensors() > 0 && b.on_device();
+  return n;
+}
+
+size_t TransformerPlacement::first_streamed() const {
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    if (blocks_[i].tensors() > 0) return i;
+  return blocks_.size();
+}
+
+void TransformerPlacement::prefetch_block(size_t index) {
+  if (index >= blocks_.size() || blocks_[index].tensors() == 0 || blocks_[index].on_device())
+    return;
+  prefetch(blocks_, index, stats_.streamed_bytes);
+  ++stats_.prefetched_blocks;
+}
+
+void TransformerPlacement::begin_passes(int64_t passes) {
+  passes_left_ = passes;
+  if (passes > 0) prefetch_block(first_streamed());  // overlaps the job's set-up
+}
+
+void TransformerPlacement::end_passes() {
+  passes_left_ = 0;
+  // A copy made for a pass that did not run (the job was cancelled or failed in between).
+  const size_t first = first_streamed();
+  if (first < blocks_.size()) blocks_[first].release();
+}
+
 void TransformerPlacement::before_block(size_t index) {
   if (index >= blocks_.size() || blocks_[index].tensors() == 0) return;
-  prefetch(blocks_, index, stats_.streamed_bytes);  // not prefetched (the first streamed block)
+  if (!blocks_[index].on_device()) {
+    // Not prefetched (the first streamed block of a pass outside begin_passes()): the copy is
+    // waited for whole.
+    prefetch(blocks_, index, stats_.streamed_bytes);
+    ++stats_.unprefetched_blocks;
+  }
   const auto start = std::chrono::steady_clock::now();
   blocks_[index].wait();
   stats_.wait_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // The next block's copy runs on the side stream while this block computes.
-  prefetch(blocks_, index + 1, stats_.streamed_bytes);
+  prefetch_block(index + 1);
 }
 
 void TransformerPlacement::after_block(size_t index) {
   if (index < blocks_.size() && blocks_[index].tensors() > 0) blocks_[index].release();
+  // The end of a pass: the next pass's first streamed block is copied while the pipeline runs
+  // the scheduler step / the other CFG branch's set-up (wait()ed on the compute stream by its
+  // before_block, so the copy is complete before the block reads it).
+  if (index + 1 == blocks_.size() && passes_left_ > 0 && --passes_left_ > 0)
+    prefetch_block(first_streamed());
 }
 
 std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
@@ -243,6 +284,7 @@ std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
 }
 
 void TransformerPlacement::release_all() {
+  passes_left_ = 0;
   for (auto& b : blocks_) b.release();
   for (auto& m : mods_) m.release();
 }

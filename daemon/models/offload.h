@@ -86,6 +86,11 @@ struct PlacementStats {
   int64_t streamed_bytes = 0;    // block bytes copied to the device
   int64_t modulation_bytes = 0;  // modulation weight bytes copied to the device
   double wait_seconds = 0;       // host time spent waiting for copies (0 when fully overlapped)
+  // Streamed blocks whose copy started ahead of the block (on the side stream, overlapping the
+  // previous block or, for the first streamed block of a pass, the previous pass / the job's
+  // start), and those whose copy the block itself had to start and wait for whole.
+  int64_t prefetched_blocks = 0;
+  int64_t unprefetched_blocks = 0;
 };
 
 class TransformerPlacement : public PlacementHooks {
@@ -101,19 +106,30 @@ class TransformerPlacement : public PlacementHooks {
   std::vector<TimestepModulation> precompute_modulation(
       QwenImageTransformer2DModelImpl& model, const std::vector<torch::Tensor>& timesteps,
       torch::Dtype dtype, const torch::Tensor& additional_t_cond = {}) override;
+  // A job of `passes` transformer passes starts (the denoising loop: steps x 1 or 2 with CFG):
+  // the first streamed block is copied in now, and at the end of each pass but the last, the
+  // first streamed block of the next pass (side stream, event-synchronised by before_block's
+  // wait), so no pass starts by waiting for a whole block copy. end_passes() ends it and lets a
+  // copy that no pass used go (a cancelled or failed job).
+  void begin_passes(int64_t passes);
+  void end_passes();
   // Every host-kept weight back on the host (after a failed job: nothing it copied stays).
   void release_all();
   const PlacementStats& stats() const { return stats_; }
   int64_t streamed_blocks() const;
-  int64_t host_bytes() const;  // weights kept in host memory
+  int64_t host_bytes() const;        // weights kept in host memory
+  int64_t blocks_on_device() const;  // streamed blocks whose device copy is live now
 
  private:
   void prefetch(std::vector<HostWeights>& set, size_t index, int64_t& counter);
+  void prefetch_block(size_t index);  // prefetch() of a streamed block, counted
+  size_t first_streamed() const;      // blocks_.size() when none is streamed
   torch::Device device_;
   std::vector<HostWeights> blocks_;  // streamed blocks (empty entries for resident ones)
   std::vector<HostWeights> mods_;    // per block: img_mod + txt_mod
   std::optional<c10::Stream> side_;
   PlacementStats stats_;
+  int64_t passes_left_ = 0;  // of the job begin_passes() announced, this one included
 };
 
 }  // namespace qwen::models

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "models/attention.h"
+#include "models/offload.h"
 #include "pipelines/engine.h"
 #include "pipelines/latents.h"
 
@@ -46,6 +47,17 @@ torch::Tensor denoise(models::QwenImageTransformer2DModelImpl& transformer,
   std::vector<models::TimestepModulation> precomputed;
   if (auto* hooks = transformer.placement(); hooks && hooks->precomputes_modulation())
     precomputed = hooks->precompute_modulation(transformer, step_t, dtype, r.additional_t_cond);
+
+  // Streamed blocks (issue #13): the first streamed block of every pass is copied in during the
+  // previous pass / now, like every other block during the block before it. The guard lets an
+  // unused copy go when the loop ends early (cancelled, out of memory).
+  struct Passes {
+    models::TransformerPlacement* p;
+    ~Passes() {
+      if (p) p->end_passes();
+    }
+  } passes{dynamic_cast<models::TransformerPlacement*>(transformer.placement())};
+  if (passes.p) passes.p->begin_passes(int64_t(total) * (cfg ? 2 : 1));
 
   // Test hook (issue #13): an allocation failure injected at the start of step N (1-based).
   const char* oom_at = std::getenv("QWEN_TEST_OOM_AT_STEP");

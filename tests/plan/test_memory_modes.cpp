@@ -203,3 +203,45 @@ TEST(MemoryModes, OutOfMemoryDuringAJobLeavesTheEngineServing) {
     EXPECT_NE(std::string(e.what()).find("fewer images per job"), std::string::npos) << e.what();
   }
 }
+
+// Streamed blocks (issue #13): every streamed block's copy starts ahead of it, the first streamed
+// block of each pass included (at the end of the previous pass, or when the job starts), and no
+// copy is left on the device after the job. On the CPU every block streams.
+TEST(MemoryModes, FirstStreamedBlockOfEachPassIsPrefetched) {
+  auto engine = open_engine(qwen::test::tiny_model_dir(), "stream");
+  auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
+  auto* placement =
+      dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
+  ASSERT_NE(placement, nullptr);
+  const int64_t layers = qe.transformer()->config().num_layers;
+  ASSERT_EQ(placement->streamed_blocks(), layers);
+  auto job = t2i_job();  // 2 steps with CFG: 4 passes
+  job.steps = 2;
+  engine->run(job);
+  EXPECT_EQ(placement->stats().unprefetched_blocks, 0);
+  EXPECT_EQ(placement->stats().prefetched_blocks, 4 * layers);  // no copy made for nothing
+  EXPECT_EQ(placement->blocks_on_device(), 0);
+  // Without CFG: 2 passes.
+  job.negative_prompts.clear();
+  job.true_cfg_scale = 1.0f;
+  engine->run(job);
+  EXPECT_EQ(placement->stats().unprefetched_blocks, 0);
+  EXPECT_EQ(placement->stats().prefetched_blocks, 6 * layers);
+  EXPECT_EQ(placement->blocks_on_device(), 0);
+
+  // A forward outside the denoising loop (no begin_passes, e.g. a bench) still works: its first
+  // block is copied by the block itself, counted as a wait.
+  placement->release_all();
+  const auto before = placement->stats();
+  placement->before_block(0);
+  EXPECT_EQ(placement->stats().unprefetched_blocks, before.unprefetched_blocks + 1);
+  EXPECT_EQ(placement->blocks_on_device(), layers > 1 ? 2 : 1);  // block 0 and block 1's prefetch
+  placement->release_all();
+  EXPECT_EQ(placement->blocks_on_device(), 0);
+
+  // A job that fails part-way (injected out of memory at step 2) leaves no block on the device.
+  ::setenv("QWEN_TEST_OOM_AT_STEP", "2", 1);
+  EXPECT_THROW(engine->run(job), qwen::EngineError);
+  ::unsetenv("QWEN_TEST_OOM_AT_STEP");
+  EXPECT_EQ(placement->blocks_on_device(), 0);
+}
