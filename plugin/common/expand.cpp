@@ -20,6 +20,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "preview.h"
+
 namespace qwen::plugin {
 
 namespace ipc = qwen::ipc;
@@ -164,6 +166,9 @@ std::vector<int> run_expand(Host& host, int image, int drawable, const Settings&
     throw UserError(
         "Qwen-Image: the prompt is empty; describe the picture as it should look with the new "
         "area filled in.");
+  // A killed plug-in's leftover preview layer goes, as at the start of every other procedure
+  // (expand shows no preview itself: the new area does not exist before the result is in).
+  remove_stale_previews(host);
   const Rect old_canvas = host.canvas(image);
   const ExpandGeometry g = expand_geometry({old_canvas.w, old_canvas.h}, s.expand_left,
                                            s.expand_top, s.expand_right, s.expand_bottom);

@@ -150,6 +150,34 @@ std::vector<ProcDecl> make_table() {
        },
        "group",
        "The new layer group holding the layers"});
+  // Expand Canvas with Prompt (issue #17; plugin/common/expand.cpp).
+  // Margins: 0..4096 px each, at least one > 0 (validate_margins).
+  auto margin = [](Field f, const char* name, const char* label, const char* blurb) {
+    return ArgDecl{ArgType::Int, f, name, label, blurb, 0, kMaxExpandMargin, 0};
+  };
+  t.push_back(
+      {Proc::ExpandCanvas,
+       kProcExpandCanvas,
+       "E_xpand Canvas with Prompt…",
+       "Qwen-Image: Expand Canvas with Prompt",
+       "Grow the canvas by margins and fill the new area with Qwen-Image",
+       "Enlarges the canvas by the given margins (the layers keep their pixels and move with the "
+       "canvas, as Image > Canvas Size does) and fills only the new area, from the active layer's "
+       "pixels as context: a new layer above the active one, masked to the new area, so every "
+       "existing pixel stays exactly as it was. Uses the inpaint pipeline with Qwen-Image, "
+       "edit-inpaint with Qwen-Image-Edit, and an edit of the expanded picture with "
+       "Qwen-Image-2.1. One undo step; a failing job leaves the image unchanged.",
+       {prompt_arg("_Prompt", "The picture as it should look with the new area filled in"),
+        kNegative, kSteps, kCfg, kSeed,
+        margin(Field::ExpandLeft, "left", "_Left margin (px)", "Left margin in pixels (0..4096)"),
+        margin(Field::ExpandTop, "top", "_Top margin (px)", "Top margin in pixels (0..4096)"),
+        margin(Field::ExpandRight, "right", "_Right margin (px)",
+               "Right margin in pixels (0..4096)"),
+        margin(Field::ExpandBottom, "bottom", "_Bottom margin (px)",
+               "Bottom margin in pixels (0..4096; at least one margin > 0)"),
+        kModel},
+       "layer",
+       "The new layer filling the new area"});
   return t;
 }
 
@@ -275,6 +303,18 @@ void set_field(Settings& s, Field f, double v) {
     case Field::Variants:
       s.variants = gint32(v);
       break;
+    case Field::ExpandLeft:
+      s.expand_left = gint32(v);
+      break;
+    case Field::ExpandTop:
+      s.expand_top = gint32(v);
+      break;
+    case Field::ExpandRight:
+      s.expand_right = gint32(v);
+      break;
+    case Field::ExpandBottom:
+      s.expand_bottom = gint32(v);
+      break;
     default:
       break;
   }
@@ -300,6 +340,14 @@ double number_field(const Settings& s, Field f) {
       return s.lightning ? 1 : 0;
     case Field::Variants:
       return s.variants;
+    case Field::ExpandLeft:
+      return s.expand_left;
+    case Field::ExpandTop:
+      return s.expand_top;
+    case Field::ExpandRight:
+      return s.expand_right;
+    case Field::ExpandBottom:
+      return s.expand_bottom;
     default:
       return 0;
   }
@@ -396,6 +444,8 @@ bool model_suits(Proc proc, const std::string& name, const std::string& dir,
       return model_can_edit(name, dir, caps);
     case Proc::Decompose:
       return caps.known ? caps.can_decompose : true;
+    case Proc::ExpandCanvas:  // inpaint, edit-inpaint, or a Qwen-Image-2.1 edit
+      return caps.known ? caps.can_generate || caps.can_edit : true;
     default:  // Edit Selection: inpaint (text-to-image models) or edit-inpaint (edit models)
       return caps.known ? caps.can_generate || caps.can_edit : true;
   }

@@ -41,7 +41,11 @@ enum class Field {
   Loras,
   Lightning,
   References,
-  Variants
+  Variants,
+  ExpandLeft,  // Expand Canvas margins (issue #17)
+  ExpandTop,
+  ExpandRight,
+  ExpandBottom
 };
 enum class Since { First, Appended, DialogOnly };
 

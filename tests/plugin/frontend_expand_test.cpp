@@ -5,6 +5,8 @@
 // touched before the job succeeded, and a failure after the resize restores the canvas.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include "e2e_util.h"
@@ -322,4 +324,34 @@ TEST_F(FrontendExpand, FailureAfterTheResizeRestoresTheCanvas) {
   EXPECT_EQ(host.events, want);
   EXPECT_EQ(host.canvas_rect, (Rect{0, 0, 64, 48}));
   EXPECT_EQ(host.layer, (Rect{5, 7, 40, 30}));
+}
+
+// A Qwen-Image-2.1 model (the fake engine on a QwenImage21Pipeline folder: RGBA results that keep
+// the input's alpha) has no mask pipeline: the picture goes to an edit as RGBA with the new area
+// transparent, and the result is kept, alpha included, in the new area only.
+TEST(FrontendExpand21, EditOfThePictureWithTheNewAreaTransparent) {
+  if (daemon_binary().empty())
+    QWEN_E2E_UNAVAILABLE("qwen-imaged is not built (plug-in-only build; set QWEN_TEST_DAEMON)");
+  TempDir dir;
+  const std::string q21 = dir.path + "/qwen-image-2.1";
+  std::filesystem::create_directories(q21);
+  std::ofstream(q21 + "/model_index.json") << "{\"_class_name\": \"QwenImage21Pipeline\"}\n";
+  const std::string instance = unique_name("frontend-exp21");
+  Daemon daemon(instance, dir.path + "/daemon.log",
+                {"--fake-engine", "--fake-step-ms", "1", "--model", q21});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(dir.path + "/daemon.log");
+  CanvasHost host;
+  const auto ids =
+      run_expand(host, 1, 42, expand_settings("a beach", 0, 0, 32, 0), config_for(instance));
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_NE(host.last_params.find("pipeline=edit\n"), std::string::npos) << host.last_params;
+  EXPECT_EQ(host.canvas_rect, (Rect{0, 0, 96, 48}));
+  ASSERT_EQ(host.added_rect, (Rect{64, 0, 32, 48}));
+  ASSERT_EQ(host.added.width, 32);
+  for (int y = 0; y < 48; ++y)
+    for (int x = 0; x < 32; ++x) {
+      ASSERT_EQ(*host.added_mask.px(x, y), 255);
+      // The stand-in kept the input's alpha: transparent where the picture had nothing.
+      ASSERT_EQ(host.added.px(x, y)[3], 0) << x << "," << y;
+    }
 }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -596,6 +597,103 @@ TEST_P(PluginGimp3E2E, DecomposeStacksRgbaLayersInAGroupAndRecurses) {
   EXPECT_EQ(compare(src_only, bottom, [](int, int y) { return y >= 490; }).differing, 600 * 110);
 }
 
+// Expand Canvas with Prompt (issue #17), as tests/plugin/e2e_expand_test.cpp does on 2.10 (fake
+// engine: the fill is the picture with its edges stretched outwards): each original layer saved
+// alone before and after is identical at its shifted place, the fill layer alone shows only the
+// new area (its mask hides the old canvas), and a failing job leaves canvas, layers and pixels
+// as they were.
+TEST_P(PluginGimp3E2E, ExpandCanvasKeepsOriginalPixelsAndFillsOnlyTheNewArea) {
+  NEED_DAEMON();
+  Gimp3Env env(GetParam(), test_config());
+  Daemon daemon(env.instance, env.file("daemon.log"),
+                {"--fake-engine", "--fake-step-ms", "2", "--model", tiny_model()});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  auto script = [&](const std::string& tag, const std::string& args) {
+    auto f = [&](const std::string& name) { return q(env.file(tag + name)); };
+    return "(let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (base (cadr r))"
+           "       (top (car (gimp-layer-new img \"top\" 20 10 RGBA-IMAGE 100 LAYER-MODE-NORMAL))))"
+           " (gimp-image-insert-layer img top 0 0)"
+           " (gimp-layer-set-offsets top 30 20)"
+           " (gimp-context-set-foreground '(200 30 30))"
+           " (gimp-drawable-fill top FILL-FOREGROUND)"
+           " (qw-save-flat img " +
+           f("flat-before.pnm") + ") (qw-save-flat-showing img (list base top) (list base) " +
+           f("base-before.pnm") + ") (qw-save-flat-showing img (list base top) (list top) " +
+           f("top-before.pnm") +
+           ")"
+           " (let ((fl (catch -1 (car (plug-in-qwen-image-expand-canvas RUN-NONINTERACTIVE img"
+           "   (vector base) " +
+           args +
+           ")))))"
+           "  (qw-mark " +
+           f("size.txt") +
+           "   (string-append (number->string (car (gimp-image-get-width img))) \"x\""
+           "                  (number->string (car (gimp-image-get-height img)))))"
+           "  (qw-write-layers img " +
+           f("layers.txt") + ") (qw-save-flat img " + f("flat-after.pnm") +
+           ") (qw-save-flat-showing img (list base top) (list base) " + f("base-after.pnm") +
+           ") (qw-save-flat-showing img (list base top) (list top) " + f("top-after.pnm") +
+           ") (if (> fl 0) (qw-save-flat-showing img (list base top fl) (list fl) " +
+           f("fill-only.pnm") + "))))";
+  };
+  auto shifted_differences = [](const Pnm& before, const Pnm& after, int dx, int dy) {
+    int n = 0;
+    for (int y = 0; y < before.height; ++y)
+      for (int x = 0; x < before.width; ++x)
+        n += std::memcmp(before.px(x, y), after.px(x + dx, y + dy), size_t(before.channels)) != 0;
+    return n;
+  };
+  // Left 16, right 32, bottom 8.
+  std::string out =
+      env.run_console(script("ok-", "\"a green meadow\" \"\" 2 4.0 7 16 0 32 8 \"\"") + " " +
+                      script("fail-", "\"fail\" \"\" 2 4.0 7 16 0 32 8 \"\""));
+  EXPECT_EQ(read_file(env.file("ok-size.txt")), "112x56")
+      << out << read_file(env.file("daemon.log"));
+  auto layers = read_layers(env.file("ok-layers.txt"));
+  ASSERT_EQ(layers.size(), 3u) << out;
+  EXPECT_EQ(layers[0].name, "top");
+  EXPECT_EQ((Rect{layers[0].x, layers[0].y, layers[0].w, layers[0].h}), (Rect{46, 20, 20, 10}));
+  EXPECT_EQ(layers[1].name, "Expanded: a green meadow");
+  EXPECT_EQ((Rect{layers[1].x, layers[1].y, layers[1].w, layers[1].h}), (Rect{0, 0, 112, 56}));
+  EXPECT_TRUE(layers[1].has_mask);
+  EXPECT_EQ((Rect{layers[2].x, layers[2].y, layers[2].w, layers[2].h}), (Rect{16, 0, 64, 48}));
+  for (const char* name : {"base", "top", "flat"}) {
+    Pnm before = read_pnm(env.file(std::string("ok-") + name + "-before.pnm"));
+    Pnm after = read_pnm(env.file(std::string("ok-") + name + "-after.pnm"));
+    ASSERT_EQ(before.width, 64) << name << out;
+    ASSERT_EQ(after.width, 112) << name;
+    ASSERT_EQ(after.height, 56) << name;
+    EXPECT_EQ(shifted_differences(before, after, 16, 0), 0) << name;
+  }
+  // The fill alone: the background (220 180 60) over the old canvas, the gradient's stretched
+  // left end (40 80 160) in the left margin.
+  Pnm fill = read_pnm(env.file("ok-fill-only.pnm"));
+  ASSERT_EQ(fill.width, 112) << out;
+  Pnm bg_ref = fill;
+  for (int y = 0; y < 56; ++y)
+    for (int x = 0; x < 112; ++x) {
+      unsigned char* p = &bg_ref.data[(size_t(y) * 112 + x) * 3];
+      const bool old = x >= 16 && x < 80 && y < 48;
+      const int want[3] = {old ? 220 : 40, old ? 180 : 80, old ? 60 : 160};
+      for (int c = 0; c < 3; ++c) p[c] = (unsigned char)want[c];
+    }
+  EXPECT_EQ(
+      compare(fill, bg_ref, [](int x, int y) { return x >= 16 && x < 80 && y < 48; }).differing, 0);
+  EXPECT_LT(compare(fill, bg_ref, [](int x, int y) { return x < 12 && y >= 4 && y < 44; }).mean_abs,
+            6.0);
+  // The failing job: the message, and the image exactly as it was.
+  EXPECT_NE(out.find("failure requested by the prompt"), std::string::npos) << out;
+  EXPECT_EQ(read_file(env.file("fail-size.txt")), "64x48") << out;
+  auto kept = read_layers(env.file("fail-layers.txt"));
+  ASSERT_EQ(kept.size(), 2u) << out;
+  EXPECT_EQ((Rect{kept[1].x, kept[1].y, kept[1].w, kept[1].h}), (Rect{0, 0, 64, 48}));
+  for (const char* name : {"base", "top", "flat"}) {
+    Pnm before = read_pnm(env.file(std::string("fail-") + name + "-before.pnm"));
+    Pnm after = read_pnm(env.file(std::string("fail-") + name + "-after.pnm"));
+    ASSERT_EQ(after.width, 64) << name;
+    EXPECT_EQ(before.data, after.data) << name;
+  }
+}
 // Live preview (issue #17): a 12-step generate into a selection under QWEN_PLUGIN_TRACE (one line
 // per preview event; updates with the pixels read back from the layer through GIMP): the preview
 // layer appears at the result's place holding the daemon's flat previews, and is gone afterwards
