@@ -1,6 +1,7 @@
 // Diffusers pipeline folders and single component checkpoints.
 #include "io/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -199,6 +200,9 @@ ModelFolder ModelFolder::open(const std::string& dir) {
     const json& v = it.value();
     if (!v.is_array()) continue;  // plain pipeline options (e.g. "requires_safety_checker")
     if (v.size() == 2 && v[0].is_null() && v[1].is_null()) continue;  // component left out
+    // A pipeline option that is a list of numbers (QwenImage21Pipeline's Turbo `sample_sigmas`).
+    if (!v.empty() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number(); }))
+      continue;
     if (v.size() != 2 || !v[0].is_string() || !v[1].is_string())
       fail(index_path.string(),
            "entry \"" + it.key() + "\" must be [library, class name], found " + v.dump());

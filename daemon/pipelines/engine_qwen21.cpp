@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -214,6 +215,57 @@ void Qwen21Engine::prepare_loras(const RunParams& params) {
   lora_applied_ = wanted;
 }
 
+const torch::Tensor& Qwen21Engine::preview_map() {
+  if (preview_map_.defined()) return preview_map_;
+  torch::NoGradGuard ng;
+  constexpr int64_t n = 16;  // latent pixels a side: a 256 x 256 decode
+  const int64_t c = vae_->config().z_dim;
+  at::Generator gen = make_generator(21);
+  const auto z = torch::randn({1, n * n, c}, gen, torch::dtype(torch::kFloat32));
+  const auto rgba =
+      qwen21::decode21(*vae_, z.to(device_, dtype_), n * qwen21::kVaeScale, n * qwen21::kVaeScale)
+          .at(0);
+  auto img = torch::from_blob(const_cast<uint8_t*>(rgba.pixels.data()),
+                              {rgba.height, rgba.width, rgba.channels}, torch::kUInt8)
+                 .to(torch::kFloat32)
+                 .permute({2, 0, 1})
+                 .unsqueeze(0) /
+             255.0f;
+  // [n * n, 4]: each latent pixel's 16 x 16 area average, row-major like the packed latents.
+  const auto y = torch::avg_pool2d(img, qwen21::kVaeScale).squeeze(0).flatten(1).t();
+  const auto x = torch::cat({z.squeeze(0), torch::ones({n * n, 1})}, 1);  // [n * n, c + 1]
+  // Ridge-regularised normal equations (x^T x + 1e-3 I) w = x^T y.
+  const auto a = x.t().matmul(x) + 1e-3 * torch::eye(c + 1);
+  preview_map_ = at::linalg_solve(a, x.t().matmul(y));
+  return preview_map_;
+}
+
+ImageU8 Qwen21Engine::preview21(const torch::Tensor& x0, int64_t height, int64_t width) {
+  torch::NoGradGuard ng;
+  const auto& m = preview_map();
+  const int64_t h = height / qwen21::kVaeScale, w = width / qwen21::kVaeScale;
+  const auto z = x0.select(0, 0).to(torch::kCPU, torch::kFloat32);  // [h * w, c]
+  auto rgba = torch::cat({z, torch::ones({z.size(0), 1})}, 1).matmul(m).clamp(0, 1);
+  const auto alpha = rgba.narrow(1, 3, 1);
+  auto rgb = (rgba.narrow(1, 0, 3) * alpha + (1 - alpha)).t().reshape({1, 3, h, w});
+  const int64_t longest = std::max(h, w);
+  if (longest > 256)
+    rgb = torch::nn::functional::interpolate(
+        rgb, torch::nn::functional::InterpolateFuncOptions()
+                 .size(std::vector<int64_t>{std::max<int64_t>(1, h * 256 / longest),
+                                            std::max<int64_t>(1, w * 256 / longest)})
+                 .mode(torch::kArea));
+  const auto u8 = (rgb.squeeze(0) * 255.0f)
+                      .round()
+                      .clamp(0, 255)
+                      .to(torch::kUInt8)
+                      .permute({1, 2, 0})
+                      .contiguous();
+  ImageU8 out(static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)), 3);
+  std::memcpy(out.pixels.data(), u8.data_ptr<uint8_t>(), out.pixels.size());
+  return out;
+}
+
 std::vector<ImageU8> Qwen21Engine::run(const RunParams& params, const ProgressFn& progress) {
   return run_traced(params, progress, nullptr);
 }
@@ -381,10 +433,27 @@ std::vector<ImageU8> Qwen21Engine::run_traced(const RunParams& params, const Pro
 
   // 4-5.
   at::Generator gen = make_generator(params.seed);
+  // Progress, with previews on the steps preview_due() picks (EngineOptions.preview).
+  StepCallback on_step;
+  if (progress) {
+    const bool previews = options_.preview;
+    const int every = options_.preview_every;
+    const int64_t ph = job.height, pw = job.width;
+    on_step = StepCallback(
+        [&, previews, ph, pw](int done, int total, const torch::Tensor&, const torch::Tensor& x0) {
+          ProgressInfo info;
+          info.step = done;
+          info.total = total;
+          if (previews && x0.defined()) info.preview = preview21(x0, ph, pw);
+          return progress(info);
+        },
+        [previews, every](int done, int total) {
+          return previews && preview_due(done, total, every);
+        });
+  }
   auto latents = with_context("denoise", [&] {
     return qwen21::qwen21_denoise(*transformer_, scheduler_config_, job, ref_latents, refs, cond,
-                                  do_cfg ? &uncond : nullptr, gen, dtype_, device_,
-                                  make_step_callback(progress), trace);
+                                  do_cfg ? &uncond : nullptr, gen, dtype_, device_, on_step, trace);
   });
   // 6. RGBA images.
   auto images = with_context(

@@ -55,6 +55,15 @@ class Qwen21Engine : public Engine {
 
  private:
   void log(const std::string& message) const;
+  // ProgressInfo.preview of a 2.1 job (EngineOptions.preview): the x0 estimate's first batch entry
+  // [h*w, 64] through a linear map to RGBA (preview_map(), composited over white), one pixel per
+  // 16x16 image pixels, at most 256 on the long side.
+  ImageU8 preview21(const torch::Tensor& x0, int64_t height, int64_t width);
+  // The map [65, 4] (64 channels + bias -> RGBA in [0, 1]): there are no published latent-to-RGB
+  // factors for the 2.1 VAE, so it is fitted once per engine by least squares to this VAE's decode
+  // of fixed random normalised latents (16 x 16, area-averaged per latent pixel). Colours are
+  // approximate, as the 20B preview's.
+  const torch::Tensor& preview_map();
   // Puts the job's LoRA set on the transformer (issue #14's mechanism, models/lora.h: read once
   // per file, re-applied only when the set changes, an empty set restores the loaded weights).
   void prepare_loras(const RunParams& params);
@@ -79,6 +88,7 @@ class Qwen21Engine : public Engine {
   std::unique_ptr<models::HostWeights> text_encoder_host_;
   std::unique_ptr<models::HostWeights> transformer_host_;
   bool last_kv_cache_ = false;
+  torch::Tensor preview_map_;
   // LoRA files read so far (path -> file and the modification time it was read at), and the set
   // applied now.
   struct CachedLora {

@@ -201,10 +201,15 @@ torch::Tensor qwen21_denoise(models::QwenImage21Transformer2DModelImpl& transfor
       // neg + s * (cond - neg): no renormalisation in 2.1.
       noise_pred = neg + job.true_cfg_scale * (noise_pred - neg);
     }
+    // The flow-matching clean estimate x0 = x_t - sigma_t * v, on the steps that carry a preview
+    // (as the 20B loop, denoise.cpp); the engine maps 2.1's 64 channels to RGB (Qwen21Engine).
+    torch::Tensor x0;
+    if (on_step && on_step.want_x0(i + 1, total))
+      x0 = latents.to(torch::kFloat32) -
+           scheduler.sigmas()[static_cast<size_t>(i)] * noise_pred.to(torch::kFloat32);
     latents = scheduler.step(noise_pred, latents);
     if (trace) trace->denoise.step_latents.push_back(latents.to(torch::kCPU, torch::kFloat32));
-    // No x0 preview: latent_preview() reads 16-channel 2x2-packed latents, not 2.1's.
-    if (on_step && !on_step(i + 1, total, latents, torch::Tensor())) throw CancelledError();
+    if (on_step && !on_step(i + 1, total, latents, x0)) throw CancelledError();
   }
   if (trace) trace->final_latents = latents.to(torch::kCPU, torch::kFloat32);
   return latents;

@@ -170,6 +170,28 @@ TEST(ModelFolder, BrokenFolders) {
     write_file(p / "model_index.json", R"({"_class_name":"X","vae":["diffusers"]})");
   });
   EXPECT_HAS(m, "must be [library, class name]");
+  m = broken([](const fs::path& p) {
+    fs::remove(p / "model_index.json");
+    write_file(p / "model_index.json", R"({"_class_name":"X","vae":["diffusers", 2]})");
+  });
+  EXPECT_HAS(m, "must be [library, class name]");
+  {
+    // A list of numbers is a pipeline option (Qwen-Image-2.1 Turbo's sample_sigmas), not a
+    // component.
+    TempDir tmp;
+    link_copy(kTiny, tmp.path());
+    json index;
+    {
+      std::ifstream in(tmp.path() / "model_index.json");
+      index = json::parse(in);
+    }
+    index["sample_sigmas"] = {1.0, 0.978453, 0.414568};
+    fs::remove(tmp.path() / "model_index.json");
+    write_file(tmp.path() / "model_index.json", index.dump());
+    const auto folder = ModelFolder::open(tmp.str());
+    EXPECT_FALSE(folder.has("sample_sigmas"));
+    EXPECT_TRUE(folder.has("transformer"));
+  }
   m = broken([](const fs::path& p) { fs::remove(p / "transformer/config.json"); });
   EXPECT_HAS(m, "'transformer' has no config.json");
   m = broken([](const fs::path& p) {

@@ -196,3 +196,39 @@ TEST(EngineQwen21, StepsZeroRunsTheReferencesForty) {
   EXPECT_EQ(total, 40);
   EXPECT_EQ(calls, 40);
 }
+
+// Previews (EngineOptions.preview, the daemon's live preview): on the steps preview_due() picks, an
+// RGB image on the 16x latent grid of the x0 estimate; the result is the one without previews.
+TEST(EngineQwen21, PreviewsOnTheDueStepsLeaveTheImageAsItIs) {
+  QWEN_REFERENCE_CASE(ref, "model", "", "gen_qwen21_pipeline.py");
+  auto p = job();
+  p.width = 64;
+  p.height = 96;
+  p.steps = 3;
+  const auto plain = pixels(*open_engine(ref.model_dir()), p);
+  qwen::EngineOptions o;
+  o.model_dir = ref.model_dir();
+  o.device = "cpu";
+  o.threads = 1;
+  o.preview = true;
+  o.preview_every = 2;
+  o.log = [](const std::string&) {};
+  auto engine = qwen::Engine::open(o);
+  std::vector<int> with_preview;
+  std::vector<qwen::ImageU8> previews;
+  const auto images = engine->run(p, [&](const qwen::ProgressInfo& info) {
+    if (!info.preview.pixels.empty()) {
+      with_preview.push_back(info.step);
+      previews.push_back(info.preview);
+    }
+    return true;
+  });
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_EQ(images[0].pixels, plain);
+  EXPECT_EQ(with_preview, (std::vector<int>{1, 3}));  // step 1, every 2nd after it, the last
+  for (const auto& im : previews) {
+    EXPECT_EQ(im.channels, 3);
+    EXPECT_EQ(im.width, 64 / 16);
+    EXPECT_EQ(im.height, 96 / 16);
+  }
+}
