@@ -21,20 +21,25 @@ namespace {
 constexpr const char* kMenu = "<Image>/Filters/Generative/Qwen-Image";
 constexpr const char* kAuthor = "qwen-image-gimp contributors";
 
-// The aux drawable argument behind the dialog's i-th reference layer chooser (0-based).
-std::string reference_slot(const ArgDecl& a, int i) {
-  return std::string(a.name) + "-" + std::to_string(i + 1);
+// GIMP 3 declares a Layers argument ("reference-layers") as one drawable argument per slot,
+// "reference-layer-1" .. "reference-layer-9", each "none" by default: GIMP fills in a NULL
+// drawable for a call that leaves them out, whereas an omitted GimpCoreObjectArray argument is
+// refused by the PDB ("out of range", GIMP 3.0.4 and 3.2.6), which would break the old positional
+// calls. The dialog shows the slots as drawable choosers.
+std::string reference_slot(const ArgDecl&, int i) {
+  return "reference-layer-" + std::to_string(i + 1);
 }
 
-std::vector<int> drawable_ids(GimpProcedureConfig* config, const char* property) {
+std::vector<int> drawable_ids(const ArgDecl& a, GimpProcedureConfig* config) {
   std::vector<int> ids;
-  GValue v = G_VALUE_INIT;
-  g_value_init(&v, GIMP_TYPE_CORE_OBJECT_ARRAY);
-  g_object_get_property(G_OBJECT(config), property, &v);
-  if (auto* objects = static_cast<GObject**>(g_value_get_boxed(&v)))
-    for (GObject** o = objects; *o; ++o)
-      if (GIMP_IS_ITEM(*o)) ids.push_back(gimp_item_get_id(GIMP_ITEM(*o)));
-  g_value_unset(&v);
+  for (int i = 0; i < int(a.max); ++i) {
+    GimpDrawable* d = nullptr;
+    g_object_get(config, reference_slot(a, i).c_str(), &d, nullptr);
+    if (d) {
+      ids.push_back(gimp_item_get_id(GIMP_ITEM(d)));
+      g_object_unref(d);
+    }
+  }
   return ids;
 }
 
@@ -71,7 +76,7 @@ Settings settings_of(const ProcDecl& d, GimpProcedureConfig* config) {
         break;
       }
       case ArgType::Layers:
-        set_layers(s, a.field, drawable_ids(config, a.name));
+        set_layers(s, a.field, drawable_ids(a, config));
         break;
     }
   }
@@ -213,16 +218,6 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   gtk_widget_show(label);
   gtk_box_pack_end(GTK_BOX(content), label, FALSE, FALSE, 6);
 
-  // Reference slots preset from the argument (a script's interactive call, last values).
-  for (const auto& a : decl.args)
-    if (a.type == ArgType::Layers) {
-      const auto ids = drawable_ids(config, a.name);
-      for (int i = 0; i < int(a.max); ++i) {
-        GimpItem* item = i < int(ids.size()) ? gimp_item_get_by_id(ids[i]) : nullptr;
-        g_object_set(config, reference_slot(a, i).c_str(),
-                     item && GIMP_IS_DRAWABLE(item) ? item : nullptr, nullptr);
-      }
-    }
   g_signal_connect(combo, "changed", G_CALLBACK(on_model_changed), &st);
   on_model_changed(GTK_COMBO_BOX(combo), &st);
 
@@ -240,20 +235,9 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
       if (a.field == Field::Lightning && caps.known && !caps.loras)
         g_object_set(config, a.name, FALSE, nullptr);
       if (a.type != ArgType::Layers) continue;
-      std::vector<GObject*> chosen;
-      for (int i = 0; i < reference_slots(decl.proc, caps) && i < int(a.max); ++i) {
-        GimpDrawable* dr = nullptr;
-        g_object_get(config, reference_slot(a, i).c_str(), &dr, nullptr);
-        if (dr) chosen.push_back(G_OBJECT(dr));
-      }
-      chosen.push_back(nullptr);
-      GValue v = G_VALUE_INIT;
-      g_value_init(&v, GIMP_TYPE_CORE_OBJECT_ARRAY);
-      g_value_set_boxed(&v, chosen.data());
-      g_object_set_property(G_OBJECT(config), a.name, &v);
-      g_value_unset(&v);
-      for (GObject* o : chosen)
-        if (o) g_object_unref(o);
+      // Slots the chosen model does not take (hidden) are not sent.
+      for (int i = reference_slots(decl.proc, caps); i < int(a.max); ++i)
+        g_object_set(config, reference_slot(a, i).c_str(), nullptr, nullptr);
     }
   }
   gtk_widget_destroy(dialog);
@@ -342,15 +326,14 @@ GimpProcedure* make_procedure(GimpPlugIn* plug_in, const ProcDecl& d) {
             p, a.name, a.label, a.blurb, a.def != 0, flags);
         break;
       case ArgType::Layers:
-        gimp_procedure_add_core_object_array_argument(p, a.name, a.label, a.blurb,
-                                                      GIMP_TYPE_DRAWABLE, flags);
-        // The dialog's choosers, one per reference the largest model takes.
+        // One drawable per reference the largest model takes ("none" by default).
         for (int i = 0; i < int(a.max); ++i) {
           const std::string name = reference_slot(a, i);
-          const std::string label =
-              i == 0 ? std::string(a.label) : "Reference layer " + std::to_string(i + 1);
-          gimp_procedure_add_drawable_aux_argument(
-              p, name.c_str(), label.c_str(), "A reference layer (any open image)", TRUE, flags);
+          const std::string label = "Reference layer _" + std::to_string(i + 1);
+          const std::string blurb = "Reference layer " + std::to_string(i + 1) +
+                                    " (any open image; none by default): " + a.blurb;
+          (aux ? gimp_procedure_add_drawable_aux_argument : gimp_procedure_add_drawable_argument)(
+              p, name.c_str(), label.c_str(), blurb.c_str(), TRUE, flags);
         }
         break;
     }

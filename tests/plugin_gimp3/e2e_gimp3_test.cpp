@@ -910,7 +910,7 @@ INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp3
                          });
 
 // The procedure table's appended arguments on GIMP 3 (issue #17): loras, lightning (and for the
-// edits reference-layers) come after the historic ones with defaults, so the old positional calls
+// edits reference-layer-1 .. -9) come after the historic ones with defaults, so the old positional calls
 // above keep working and a script can add them; the LoRAs are recorded in the result's
 // "qwen-image-params" parasite, and a bad LoRA string is refused naming the entry.
 TEST_P(PluginGimp3E2E, AppendedLoraArgumentsRunAndAreRecorded) {
@@ -933,7 +933,7 @@ TEST_P(PluginGimp3E2E, AppendedLoraArgumentsRunAndAreRecorded) {
            " 4.0 42 \"\" \"kohya_musubi:0.7,diffsynth:-0.3\" TRUE)") +
       mark("edit.txt",
            "(plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector l) \"make it night\""
-           " \"\" 2 4.0 1 \"qwen-image-edit-2509-tiny\" \"kohya_musubi\" FALSE (vector ref))") +
+           " \"\" 2 4.0 1 \"qwen-image-edit-2509-tiny\" \"kohya_musubi\" FALSE ref)") +
       mark("old.txt",
            "(plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) \"a red fox\" \"\" 2"
            " 4.0 42 \"\")") +
