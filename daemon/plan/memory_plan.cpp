@@ -487,7 +487,7 @@ std::vector<std::string> MemoryPlan::lines(const ModelSizes& m) const {
                 format_gib(budget));
   std::string t = "transformer: " + std::string(to_string(transformer)) + " (" +
                   format_gib(transformer_device_bytes) + " on the device, " + m.transformer.format;
-  if (transformer != TransformerPlace::Resident)
+  if (transformer != TransformerPlace::Resident && !m.qwen21)
     t += "; img_mod/txt_mod " + format_gib(m.modulation_bytes()) +
          " in host memory, outputs precomputed per job " + format_gib(modulation_cache_bytes);
   if (transformer == TransformerPlace::Stream)
