@@ -854,7 +854,7 @@ TEST_P(PluginGimp3E2E, EditLayerWithAReferenceLayerFromAnotherImage) {
       env.instance, env.file("daemon.log"),
       {"--device", "cpu", "--dtype", "float32", "--threads", "1", "--model", tiny_edit_model()});
   ASSERT_TRUE(daemon.ready(300)) << read_file(env.file("daemon.log"));
-  // Arguments: prompt negative steps cfg seed model loras lightning reference-layers.
+  // Arguments: prompt negative steps cfg seed model loras lightning reference-layer-1 (.. -9).
   std::string out = env.run_console(
       "(let* ((r (qw-make-image RGB 64 48 48 32 8 6)) (img (car r)) (l (cadr r))"
       "       (r2 (qw-make-image RGB 40 24 40 24 0 0)) (img2 (car r2)) (ref (cadr r2)))"
@@ -863,7 +863,7 @@ TEST_P(PluginGimp3E2E, EditLayerWithAReferenceLayerFromAnotherImage) {
       q(env.file("target.pnm")) + ") (qw-save-flat img2 " + q(env.file("ref.pnm")) +
       ")"
       " (let ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector l)"
-      "   \"put the jacket on the person\" \"\" 2 1.0 5 \"\" \"\" FALSE (vector ref)))))"
+      "   \"put the jacket on the person\" \"\" 2 1.0 5 \"\" \"\" FALSE ref))))"
       "  (qw-save-flat-showing img (list l nl) (list nl) " +
       q(env.file("result.pnm")) + ")) (qw-write-layers img " + q(env.file("layers.txt")) + "))");
   const auto layers = read_layers(env.file("layers.txt"));
