@@ -106,7 +106,17 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
   } else if (key == "max_queue") {
     if (!parse_int(val, 1, 10000, &c->max_queue)) return "max_queue must be 1..10000";
   } else if (key == "max_resident_models") {
-    if (!parse_int(val, 0, 64, &c->max_resident_models)) return "max_resident_models must be 0..64";
+    if (val == "auto")
+      c->max_resident_models = DaemonConfig::kAutoResident;
+    else if (!parse_int(val, 0, 64, &c->max_resident_models))
+      return "max_resident_models must be auto or 0..64";
+  } else if (key == "vram") {
+    try {
+      c->vram = plan::parse_size(val);
+    } catch (const std::invalid_argument& e) {
+      return std::string("vram: ") + e.what() + " (e.g. vram = 24G)";
+    }
+    if (c->vram <= 0) return "vram must be a size above 0 (e.g. vram = 24G)";
   } else if (key == "preview_every") {
     if (!parse_int(val, 0, 1000, &c->preview_every)) return "preview_every must be 0..1000";
   } else if (key == "max_request_mb") {
@@ -162,7 +172,7 @@ const char* usage_text() {
          "                   [--memory auto|MODE]  (qwen-image plan --list-modes)\n"
          "                   [--lora-dir DIR ...] [--lora-mode side|merge]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
-         "                   [--preview-every N] [--max-resident-models N]\n"
+         "                   [--preview-every N] [--max-resident-models auto|N] [--vram SIZE]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
          "memory.\n"
          "Settings come from ~/.config/qwen-image/daemon.conf (see docs/daemon.md); the command\n"
@@ -223,6 +233,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},
+        {"--vram", "vram"},
         {"--preview-every", "preview_every"},
         {"--fake-step-ms", "fake_step_ms"},
         {"--config", ""}};

@@ -1,6 +1,7 @@
 // Daemon configuration: command line and ~/.config/qwen-image/daemon.conf (see docs/daemon.md).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,14 @@ struct DaemonConfig {
   bool lazy = false;      // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;
-  int max_resident_models = 0;  // 0 = no limit; otherwise least recently used models are unloaded
+  // 0 = no limit; N: least recently used models are unloaded beyond N; kAutoResident ("auto",
+  // the default, issue #13): a model stays loaded next to the others while the planner's
+  // predicted peaks of all of them fit the device memory together, else the least recently used
+  // is unloaded (job.h Models::get; no limit where the device memory is unknown, e.g. the CPU).
+  static constexpr int kAutoResident = -1;
+  int max_resident_models = kAutoResident;
+  // Device memory the daemon plans with, in bytes (`vram = 24G` / --vram; 0 = ask the device).
+  int64_t vram = 0;
   int preview_every = 5;        // steps between previews (0 = none)
   ipc::proto::Limits limits;
   // Test aid (hidden): run a deterministic fake engine instead of loading models.

@@ -3,6 +3,9 @@
 #include <cstring>
 #include <new>
 
+#include "io/checkpoint.h"
+#include "plan/memory_plan.h"
+#include "plan/model_sizes.h"
 #include "qwen_image/pixels.h"
 #include "server/log.h"
 #include "server/lora_resolve.h"
@@ -37,12 +40,115 @@ void finish(Job& j, JobState state, ErrorKind kind, const std::string& msg) {
   publish(j);
 }
 
+namespace {
+std::string gib(int64_t b) { return plan::format_gib(b); }
+DeviceMemoryProbe& device_memory_probe_slot() {
+  static DeviceMemoryProbe probe;
+  return probe;
+}
+}  // namespace
+
 void Models::init(const DaemonConfig& cfg, EngineFactory factory) {
   cfg_ = cfg;
   factory_ = std::move(factory);
-  for (const auto& m : cfg.models) entries_.push_back(Entry{m, nullptr, "configured", 0, {}});
+  for (const auto& m : cfg.models)
+    entries_.push_back(Entry{m, nullptr, "configured", 0, {}, {}, false});
   if (entries_.empty() && cfg.fake_engine)
-    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)", {}, {}, {}, {}}, nullptr, "configured", 0, {}});
+    entries_.push_back(Entry{ModelSpec{"fake", "(fake engine)", {}, {}, {}, {}}, nullptr, "configured", 0, {}, {}, false});
+  device_bytes_.reset();
+  if (cfg.vram > 0)
+    device_bytes_ = cfg.vram;
+  else if (cfg.max_resident_models == DaemonConfig::kAutoResident && device_memory_probe_slot() &&
+           !cfg.fake_engine)
+    device_bytes_ = device_memory_probe_slot()(cfg.device);
+}
+
+void set_device_memory_probe(DeviceMemoryProbe probe) {
+  device_memory_probe_slot() = std::move(probe);
+}
+
+std::optional<int64_t> predicted_peak_bytes(const ModelSpec& spec, const DaemonConfig& cfg,
+                                            int64_t device_bytes) {
+  try {
+    io::ModelSources sources;
+    sources.folder = spec.dir;
+    sources.transformer = spec.transformer;
+    sources.text_encoder = spec.text_encoder;
+    sources.vae = spec.vae;
+    sources.model_type = spec.model_type;
+    const auto folder = io::ModelFolder::open(sources);
+    // The engine's dtype: float32 when asked for, and by default on the CPU; else bfloat16.
+    const bool f32 = cfg.dtype == "float32" || cfg.dtype == "fp32" ||
+                     (cfg.dtype.empty() && cfg.device.rfind("cpu", 0) == 0);
+    const auto sizes = plan::model_sizes(folder, f32 ? 4 : 2);
+    // The job pipelines/placement.cpp plan_engine_memory plans the model for.
+    plan::JobShape job;
+    job.width = job.height = 1328;
+    job.condition_images = sizes.edit ? 1 : 0;
+    if (folder.pipeline_class() == "QwenImageLayeredPipeline") {
+      job.width = job.height = 640;
+      job.frames = 4 + 2;
+    }
+    if (sizes.qwen21) {
+      job.width = job.height = 1024;
+      job.steps = 40;
+    }
+    const std::string mode = cfg.memory.empty() ? "auto" : cfg.memory;
+    return plan::plan_memory(sizes, job, device_bytes, mode).peak;
+  } catch (const std::exception&) {
+    return std::nullopt;  // a model the planner cannot size: its load reports what is wrong
+  }
+}
+
+std::optional<int64_t> Models::peak_of(Entry& e) {
+  if (!e.peak_known && device_bytes_) {
+    e.peak = predicted_peak_bytes(e.spec, cfg_, *device_bytes_);
+    e.peak_known = true;
+  }
+  return e.peak;
+}
+
+std::string Models::make_room_for(int index, std::mutex& mu) {
+  Entry& e = entries_[size_t(index)];
+  const auto need = device_bytes_ ? peak_of(e) : std::nullopt;
+  if (!need) return {};  // the device memory or the model's size is unknown: no limit
+  // Two models resident share one CUDA context and run one job at a time, but each keeps its
+  // weights: the sum of their predicted peaks, the reserve (context, workspaces) counted once,
+  // must stay 3 % under the device memory like one plan (plan/memory_plan.h).
+  const int64_t budget = *device_bytes_ / 100 * 97;
+  for (;;) {
+    int64_t together = *need;
+    std::string with;
+    int lru = -1;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (int(i) == index || !entries_[i].engine) continue;
+      const auto p = peak_of(entries_[i]);
+      if (!p) continue;
+      together += *p - plan::kDeviceReserve;
+      with += (with.empty() ? "" : ", ") + entries_[i].spec.name + " (" + gib(*p) + ")";
+      if (lru < 0 || entries_[i].last_used < entries_[size_t(lru)].last_used) lru = int(i);
+    }
+    if (lru < 0) return {};  // alone (or next to models of unknown size)
+    const std::string sizes = e.spec.name + " (" + gib(*need) + ") and " + with + ": " +
+                              gib(together) + " of " + gib(*device_bytes_) + " device memory";
+    if (together <= budget) {
+      log_info("model " + e.spec.name + " fits next to the loaded model(s): predicted peaks " +
+               sizes + " (max_resident_models = auto)");
+      return "resident together with " + with + " (predicted " + gib(together) + " of " +
+             gib(*device_bytes_) + ")";
+    }
+    const std::string victim = entries_[size_t(lru)].spec.name;
+    std::unique_ptr<Engine> old;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      old = std::move(entries_[size_t(lru)].engine);
+      entries_[size_t(lru)].state = "unloaded: does not fit next to " + e.spec.name +
+                                    " (predicted peaks " + sizes + ")";
+    }
+    old.reset();  // freed before the next check / the load
+    log_info("unloaded model " + victim + ": it does not fit next to " + e.spec.name +
+             " (predicted peaks " + sizes + "; max_resident_models = auto)");
+  }
 }
 
 int Models::find(const std::string& name, std::string* known) const {
@@ -98,6 +204,8 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error, const Loading
       return nullptr;
     }
   }
+  std::string residency;
+  if (cfg_.max_resident_models == DaemonConfig::kAutoResident) residency = make_room_for(index, mu);
   if (cfg_.max_resident_models > 0) {
     for (;;) {
       int loaded = 0, lru = -1;
@@ -163,6 +271,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error, const Loading
     e.state = "loaded";
     // `status` shows the memory plan with the state (issue #13).
     if (!e.engine->info().memory.empty()) e.state += ", " + e.engine->info().memory;
+    if (!residency.empty()) e.state += "; " + residency;
     log_info("model " + e.spec.name + " loaded (" + e.engine->info().device + ", " +
              e.engine->info().dtype + ")");
     return e.engine.get();

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,17 @@
 namespace qwen::server {
 
 using EngineFactory = std::function<std::unique_ptr<Engine>(const EngineOptions&)>;
+
+// Issue #13, two models: the device memory the daemon plans residency with when daemon.conf has
+// no `vram` (qwen-imaged asks the device; nullopt: unknown, e.g. the CPU). Set before Models::init.
+using DeviceMemoryProbe = std::function<std::optional<int64_t>(const std::string& device)>;
+void set_device_memory_probe(DeviceMemoryProbe probe);
+// The planner's predicted peak device bytes of `spec` under `cfg`'s memory mode on a device of
+// `device_bytes` (the job the engine plans for: 1328x1328 with CFG, one condition image for edit
+// models, 4 layers at 640 for Layered, 1024x1024 for Qwen-Image-2.1), from the weight files'
+// headers; nullopt when they cannot be read.
+std::optional<int64_t> predicted_peak_bytes(const ModelSpec& spec, const DaemonConfig& cfg,
+                                            int64_t device_bytes);
 
 // The daemon keeps the client's segment mapped (so its memory stays valid) until the client has
 // released its lock on it: it finished reading the result, cancelled, or died.
@@ -72,7 +84,15 @@ class Models {
     std::string state = "configured";
     int64_t last_used = 0;
     std::string error;  // why the last load failed: not retried on every job (issue #13)
+    std::optional<int64_t> peak;  // predicted peak (max_resident_models = auto)
+    bool peak_known = false;      // peak computed (it may still be nullopt: unknown)
   };
+  // max_resident_models = auto: unloads the least recently used models until `index`'s predicted
+  // peak fits the device next to the ones still loaded; says why in the log and `status`.
+  // Returns the note for the loaded model's state ("resident together with ..."), or "".
+  std::string make_room_for(int index, std::mutex& mu);
+  std::optional<int64_t> peak_of(Entry& e);
+  std::optional<int64_t> device_bytes_;  // cfg.vram, else the probe's answer at init
   std::vector<Entry> entries_;
   EngineFactory factory_;
   DaemonConfig cfg_;
