@@ -181,7 +181,7 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   gtk_widget_show_all(row);
 
   // Every declared argument but the model (the list above) and the reference layers (a drawable
-  // chooser per slot the model has, aux arguments "reference-layers-1".."-9").
+  // chooser per slot the model has: reference-layer-1 .. -9).
   GList* props = nullptr;
   for (const auto& a : decl.args) {
     if (a.field == Field::Model) continue;
