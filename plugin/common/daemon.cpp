@@ -75,6 +75,8 @@ DaemonInfo probe_daemon(const PluginConfig& config) {
     info.device = st.device;
     info.models = st.models;
     info.caps = st.model_caps;
+    info.protocol_version = st.protocol_version;
+    info.loras = st.loras;
   } catch (const ipc::ClientError&) {
   }
   return info;

@@ -139,6 +139,9 @@ struct DaemonInfo {
   std::string device;
   std::vector<std::string> models;         // default first
   std::vector<qwen::ipc::ModelCaps> caps;  // per model, same order
+  // The LoRAs of the daemon's lora_dir (protocol version 4; older daemons list none).
+  int protocol_version = 0;
+  std::vector<qwen::ipc::LoraInfo> loras;
 };
 DaemonInfo probe_daemon(const PluginConfig& config);
 // Connects to the configured instance, starting the daemon first when none answers (and saying so

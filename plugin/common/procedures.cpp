@@ -452,6 +452,13 @@ bool model_suits(Proc proc, const std::string& name, const std::string& dir,
   return true;
 }
 
+bool offer_lightning(const ipc::ModelCaps& caps, const DaemonInfo& daemon) {
+  if (caps.known && !caps.loras) return false;
+  if (daemon.protocol_version < 4) return true;
+  return std::any_of(daemon.loras.begin(), daemon.loras.end(),
+                     [](const ipc::LoraInfo& l) { return l.lightning; });
+}
+
 int reference_slots(Proc proc, const ipc::ModelCaps& caps) {
   if (proc != Proc::EditSelection && proc != Proc::EditLayer) return 0;
   if (!caps.known || !caps.can_edit) return 0;

@@ -118,6 +118,9 @@ bool model_suits(Proc proc, const std::string& name, const std::string& dir,
                  const qwen::ipc::ModelCaps& caps);
 bool model_can_edit(const std::string& name, const std::string& dir,
                     const qwen::ipc::ModelCaps& caps);
+// Whether the dialog offers "Fast (Lightning)": the model takes LoRAs and the daemon has a
+// Lightning LoRA (a daemon older than protocol version 4 does not list its LoRAs: offered).
+bool offer_lightning(const qwen::ipc::ModelCaps& caps, const DaemonInfo& daemon);
 // How many reference layers the model takes besides the edited picture (max_references - 1);
 // unknown caps: 0.
 int reference_slots(Proc proc, const qwen::ipc::ModelCaps& caps);

@@ -31,6 +31,9 @@ struct Row {
 
 struct Dialog {
   Proc proc;
+  const DaemonInfo* daemon = nullptr;
+  GtkWidget* lora_pick = nullptr;  // "Add a LoRA…": the daemon's LoRAs
+  GtkWidget* lora_pick_label = nullptr;
   std::vector<std::string> names;  // model combo entries after the default one
   std::vector<ipc::ModelCaps> caps;
   ipc::ModelCaps default_caps;
@@ -67,9 +70,14 @@ void update_for_model(Dialog* d) {
       m > 0 && size_t(m - 1) < d->caps.size() ? d->caps[m - 1] : d->default_caps;
   for (auto& r : d->rows) {
     if (r.arg->field == Field::Loras || r.arg->field == Field::Lightning) {
-      const bool on = !caps.known || caps.loras;  // unknown caps (old daemon): offer it
+      bool on = !caps.known || caps.loras;  // unknown caps (old daemon): offer it
+      if (r.arg->field == Field::Lightning) on = offer_lightning(caps, *d->daemon);
       show(r.label, on);
       show(r.widget, on);
+      if (r.arg->field == Field::Loras) {
+        show(d->lora_pick, on && !d->daemon->loras.empty());
+        show(d->lora_pick_label, on && !d->daemon->loras.empty());
+      }
     } else if (r.arg->field == Field::References) {
       const int slots = reference_slots(d->proc, caps);
       for (size_t i = 0; i < r.layers.size(); ++i) {
@@ -78,6 +86,20 @@ void update_for_model(Dialog* d) {
       }
     }
   }
+}
+
+// "Add a LoRA…": appends "name:1" to the LoRA text (strengths are edited there).
+void on_lora_picked(GtkComboBox* combo, gpointer entry) {
+  const int i = gtk_combo_box_get_active(combo);
+  if (i <= 0) return;
+  gchar* name = gtk_combo_box_text_get_active_text(GTK_COMBO_BOX_TEXT(combo));
+  std::string n = name ? name : "";
+  g_free(name);
+  if (auto sp = n.find(" (Lightning)"); sp != std::string::npos) n.erase(sp);
+  std::string text = gtk_entry_get_text(GTK_ENTRY(entry));
+  text += (text.empty() ? "" : ",") + n + ":1";
+  gtk_entry_set_text(GTK_ENTRY(entry), text.c_str());
+  gtk_combo_box_set_active(combo, 0);
 }
 
 void on_model_changed(GtkComboBox*, gpointer dialog) {
@@ -123,6 +145,7 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
 
   Dialog d;
   d.proc = proc;
+  d.daemon = &daemon;
   // The models that suit the procedure; the first of them stands for "the daemon's default".
   for (size_t i = 0; i < daemon.models.size(); ++i) {
     const ipc::ModelCaps caps = i < daemon.caps.size() ? daemon.caps[i] : ipc::ModelCaps{};
@@ -233,6 +256,18 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
                                           "\"my-style:0.8,detail:-0.3\" (names from the daemon's "
                                           "lora_dir or absolute paths)");
             attach_wide(t, r.widget, row++);
+            if (a.field == Field::Loras) {  // the daemon's LoRAs to pick from
+              d.lora_pick_label = left_label(t, row, "");
+              d.lora_pick = gtk_combo_box_text_new();
+              gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d.lora_pick), "Add a LoRA…");
+              for (const auto& l : daemon.loras)
+                gtk_combo_box_text_append_text(
+                    GTK_COMBO_BOX_TEXT(d.lora_pick),
+                    (l.name + (l.lightning ? " (Lightning)" : "")).c_str());
+              gtk_combo_box_set_active(GTK_COMBO_BOX(d.lora_pick), 0);
+              g_signal_connect(d.lora_pick, "changed", G_CALLBACK(on_lora_picked), r.widget);
+              attach_wide(t, d.lora_pick, row++);
+            }
             break;
           case ArgType::Bool:
             r.widget = gtk_check_button_new_with_mnemonic(a.label);

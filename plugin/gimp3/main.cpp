@@ -91,6 +91,7 @@ struct DialogState {
   std::vector<std::string> names;  // model combo entries after "daemon's default"
   std::vector<qwen::ipc::ModelCaps> caps;
   qwen::ipc::ModelCaps default_caps;
+  const DaemonInfo* info = nullptr;
 };
 
 void show_property(GimpProcedureDialog* dialog, const std::string& property, bool on) {
@@ -104,8 +105,9 @@ void on_model_changed(GtkComboBox* combo, gpointer data) {
   g_object_set(st->config, "model", m > 0 ? st->names[m - 1].c_str() : "", nullptr);
   const auto caps = m > 0 ? st->caps[m - 1] : st->default_caps;
   for (const auto& a : st->decl->args) {
-    if (a.field == Field::Loras || a.field == Field::Lightning)
-      show_property(st->dialog, a.name, !caps.known || caps.loras);
+    if (a.field == Field::Loras) show_property(st->dialog, a.name, !caps.known || caps.loras);
+    if (a.field == Field::Lightning)
+      show_property(st->dialog, a.name, offer_lightning(caps, *st->info));
     if (a.type == ArgType::Layers)
       for (int i = 0; i < int(a.max); ++i)
         show_property(st->dialog, reference_slot(a, i), i < reference_slots(st->decl->proc, caps));
@@ -135,7 +137,7 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   gimp_ui_init(kBinary3);
   const DaemonInfo info = probe_daemon(plugin_config);
   GtkWidget* dialog = gimp_procedure_dialog_new(procedure, config, decl.title);
-  DialogState st{&decl, GIMP_PROCEDURE_DIALOG(dialog), config, {}, {}, {}};
+  DialogState st{&decl, GIMP_PROCEDURE_DIALOG(dialog), config, {}, {}, {}, &info};
 
   // The model chooser: a list of the daemon's models that suit the procedure (their typed
   // capabilities), "the daemon's default" first; it sets the "model" argument.
@@ -232,7 +234,7 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
       // What the chosen model cannot do is not sent.
       if (a.field == Field::Loras && caps.known && !caps.loras)
         g_object_set(config, a.name, "", nullptr);
-      if (a.field == Field::Lightning && caps.known && !caps.loras)
+      if (a.field == Field::Lightning && !offer_lightning(caps, info))
         g_object_set(config, a.name, FALSE, nullptr);
       if (a.type != ArgType::Layers) continue;
       // Slots the chosen model does not take (hidden) are not sent.
