@@ -21,14 +21,6 @@ bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p,
 bool ends_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 std::string join_some(const std::vector<std::string>& v, size_t max = 12) {
   std::string s;
@@ -327,39 +319,8 @@ LoraFile read_lora(const std::string& path, const std::vector<std::string>& line
   return out;
 }
 
-namespace {
-
-LightningInfo lightning_from(const std::string& path,
-                             const std::map<std::string, std::string>& metadata) {
-  LightningInfo info;
-  const std::string name = lower(base_name(path));
-  bool hit = name.find("lightning") != std::string::npos;
-  for (const auto& [k, v] : metadata)
-    if (lower(v).find("lightning") != std::string::npos) hit = true;
-  info.lightning = hit;
-  // "...-4steps-...", "..._4step...", "4-step"
-  for (int steps : {4, 8}) {
-    const std::string s = std::to_string(steps);
-    for (const std::string& pat : {s + "step", s + "-step", s + "_step"})
-      if (name.find(pat) != std::string::npos) info.steps = steps;
-  }
-  return info;
-}
-
-}  // namespace
-
 LightningInfo lightning_info(const LoraFile& file) {
-  return lightning_from(file.path, file.metadata);
-}
-
-LightningInfo lightning_info(const std::string& path) {
-  std::map<std::string, std::string> metadata;
-  try {
-    metadata = io::SafetensorsFile::open(path)->metadata();
-  } catch (const std::exception&) {
-    // An unreadable file fails later with read_lora's message.
-  }
-  return lightning_from(path, metadata);
+  return io::lightning_from(file.path, file.metadata);
 }
 
 void clear_loras(torch::nn::Module& model) {

@@ -5,16 +5,13 @@
 #include <string>
 #include <utility>
 
+#include "io/lightning.h"
+
 namespace qwen::models {
 
-// Lightning (ModelTC/Qwen-Image-Lightning, lightx2v): recognised by the file name or a metadata
-// value containing "lightning" (any case). steps: 4 or 8 from "4step"/"8step" in the name, else 8.
-struct LightningInfo {
-  bool lightning = false;
-  int steps = 8;
-};
-// From the file name and header alone (no tensor is read).
-LightningInfo lightning_info(const std::string& path);
+// Lightning recognition from the file name and header alone: io/lightning.h, the one rule.
+using io::LightningInfo;
+using io::lightning_info;
 
 // "FILE[:STRENGTH]" (CLI and daemon): the strength is the text after the last ':' when it parses
 // as a finite number, else the whole text is the file and the strength is 1.

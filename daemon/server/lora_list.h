@@ -11,9 +11,8 @@
 
 namespace qwen::server {
 
-// Whether a LoRA file is a Lightning LoRA, from its file name and its safetensors metadata, as
-// daemon/models/lora.cpp lightning_from decides it (one of them containing "lightning", any case;
-// the steps from "4step"/"4-step"/"4_step" (or 8) in the name). Reads only the file's header.
+// A LoRA file's entry: its name and whether it is a Lightning LoRA (io/lightning.h, the rule the
+// engine and the CLI apply; the steps only when the name says 4 or 8). Reads only the header.
 ipc::LoraInfo describe_lora_file(const std::string& path);
 
 // Lists the LoRAs of `dirs`: every regular *.safetensors file, named without the extension (what
