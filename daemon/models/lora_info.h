@@ -10,8 +10,8 @@
 namespace qwen::models {
 
 // Lightning recognition from the file name and header alone: io/lightning.h, the one rule.
-using io::LightningInfo;
 using io::lightning_info;
+using io::LightningInfo;
 
 // "FILE[:STRENGTH]" (CLI and daemon): the strength is the text after the last ':' when it parses
 // as a finite number, else the whole text is the file and the strength is 1.
