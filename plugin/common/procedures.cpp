@@ -440,13 +440,13 @@ bool model_suits(Proc proc, const std::string& name, const std::string& dir,
   switch (proc) {
     case Proc::Generate:
       return caps.known ? caps.can_generate : !is_edit_model(name, dir);
+    case Proc::EditSelection:  // inpaint (text-to-image models) or edit-inpaint (edit models)
+      return caps.known ? caps.can_generate || caps.can_edit : true;
     case Proc::EditLayer:
       return model_can_edit(name, dir, caps);
     case Proc::Decompose:
       return caps.known ? caps.can_decompose : true;
     case Proc::ExpandCanvas:  // inpaint, edit-inpaint, or a Qwen-Image-2.1 edit
-      return caps.known ? caps.can_generate || caps.can_edit : true;
-    default:  // Edit Selection: inpaint (text-to-image models) or edit-inpaint (edit models)
       return caps.known ? caps.can_generate || caps.can_edit : true;
   }
   return true;

@@ -154,7 +154,8 @@ TEST(Engine, RejectsBadParameters) {
   EXPECT_NE(bad([](auto& p) { p.prompts.clear(); }).find("prompt"), std::string::npos);
   EXPECT_NE(bad([](auto& p) { p.width = -5; }).find("width"), std::string::npos);
   EXPECT_NE(bad([](auto& p) { p.height = 100000; }).find("height"), std::string::npos);
-  EXPECT_NE(bad([](auto& p) { p.steps = 0; }).find("steps"), std::string::npos);
+  // steps 0 is the model's default (50 for the 20B family); below that is refused.
+  EXPECT_NE(bad([](auto& p) { p.steps = -1; }).find("steps"), std::string::npos);
   EXPECT_NE(bad([](auto& p) { p.true_cfg_scale = -1.0f; }).find("CFG"), std::string::npos);
   EXPECT_NE(bad([](auto& p) { p.num_images_per_prompt = 0; }).find("images"), std::string::npos);
   EXPECT_NE(bad([](auto& p) {
