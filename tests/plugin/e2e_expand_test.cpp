@@ -19,15 +19,6 @@ using namespace qwen::plugin::test;
 
 namespace {
 
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string test_config() {
   return "min_pixels = 0\nmax_pixels = 16384\nstart_timeout = 60\nautostart = false\n";
 }

@@ -17,15 +17,6 @@ using namespace qwen::plugin::test;
 
 namespace {
 
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string config() { return "min_pixels = 0\nmax_pixels = 16384\nautostart = false\n"; }
 
 // The fake engine with the tiny models and the LoRA samples as its lora_dir.

@@ -18,15 +18,6 @@ using namespace qwen::plugin::test;
 
 namespace {
 
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // What qw-dump-pixels wrote, as RGBA (alpha 255 for RGB layers).
 Pixels read_dump(const std::string& path) {
   std::istringstream in(read_file(path));

@@ -17,15 +17,6 @@ using namespace qwen::plugin::test;
 
 namespace {
 
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // Plug-in config for tests: small model sizes, no autostart unless asked.
 std::string test_config(const std::string& extra = "autostart = false\n") {
   return "min_pixels = 0\nmax_pixels = 16384\nstart_timeout = 60\n" + extra;

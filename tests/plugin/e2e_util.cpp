@@ -300,4 +300,13 @@ bool Daemon::ready(double timeout_s) {
   return false;
 }
 
+std::string q(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 }  // namespace qwen::plugin::test

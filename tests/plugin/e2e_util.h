@@ -31,6 +31,8 @@ std::string tiny_model();
 std::string tiny_edit_model();
 std::string tiny_layered_model();                    // Qwen-Image-Layered (decompose, issue #16)
 std::string unique_name(const std::string& prefix);  // unique across processes and calls
+// A Script-Fu string literal of `s` (quotes and backslashes escaped).
+std::string q(const std::string& s);
 
 // A child process. The destructor kills it (SIGTERM, then SIGKILL) and reaps it.
 class Child {

@@ -60,15 +60,6 @@ std::string chroot_root(const Gimp& g) {
   return r && *r ? r : "/var/cache/qwen-image/" + g.suite + "-gimp3";
 }
 
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // Runs argv with a time limit; returns the exit status (-1 on timeout) and fills `output`.
 int run(const std::vector<std::string>& argv, double timeout_s, std::string& output) {
   TempDir tmp;
