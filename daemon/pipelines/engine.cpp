@@ -473,43 +473,12 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
 }
 
 bool QwenEngine::prepare_loras(const RunParams& params) {
-  std::vector<std::pair<std::string, double>> wanted;
-  for (const auto& l : params.loras) wanted.emplace_back(l.path, l.strength);
-  std::vector<models::LoraSpec> set;
-  bool lightning = false;
-  for (const auto& [path, strength] : wanted) {
-    std::error_code ec;
-    const auto mtime = fs::last_write_time(path, ec);
-    if (ec) throw EngineError("LoRA file " + path + " cannot be read: " + ec.message());
-    const int64_t stamp = mtime.time_since_epoch().count();
-    auto it = lora_cache_.find(path);
-    if (it == lora_cache_.end() || it->second.mtime != stamp) {
-      auto file = with_context("LoRA", [&] {
-        return std::make_shared<const models::LoraFile>(models::read_lora(
-            path, models::linear_module_names(*transformer_),
-            models::linear_module_shapes(*transformer_)));
-      });
-      log("LoRA " + path + ": " + models::to_string(file->style) + ", " +
-          std::to_string(file->modules.size()) + " modules, rank " +
-          std::to_string(file->max_rank()));
-      it = lora_cache_.insert_or_assign(path, CachedLora{file, stamp}).first;
-      if (!lora_applied_.empty()) lora_applied_.clear();  // a changed file: re-apply
-    }
-    set.push_back({it->second.file, strength});
-    lightning = lightning || models::lightning_info(*it->second.file).lightning;
-  }
-  if (wanted != lora_applied_) {
-    lora_applied_.clear();
-    try {
-      models::apply_loras(*transformer_, set, options_.lora_mode == "merge");
-    } catch (const std::exception& e) {
-      models::clear_loras(*transformer_);
-      throw EngineError(message_of(e));
-    }
-    lora_applied_ = wanted;
-    lora_applied_lightning_ = lightning;
-  }
-  return lora_applied_lightning_;
+  return loras_.prepare(
+      params.loras, *transformer_,
+      [&](const std::vector<models::LoraSpec>& set) {
+        models::apply_loras(*transformer_, set, options_.lora_mode == "merge");
+      },
+      [&](const std::string& message) { log(message); });
 }
 
 std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {

@@ -18,6 +18,7 @@
 #include "pipelines/denoise.h"
 #include "pipelines/placement.h"
 #include "pipelines/engine.h"
+#include "pipelines/lora_set.h"
 #include "pipelines/pipeline_layered.h"
 #include "pipelines/prompt_encoding.h"
 #include "pipelines/scheduler.h"
@@ -88,7 +89,9 @@ class QwenEngine : public Engine {
   const ModelInfo& info() const override { return info_; }
   std::vector<ImageU8> run(const RunParams& params, const ProgressFn& progress) override;
   // The transformer's LoRA state now (tests): the applied (path, strength) list.
-  const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
+  const std::vector<std::pair<std::string, double>>& applied_loras() const {
+    return loras_.applied();
+  }
 
   // Throws EngineError when `params.pipeline` does not suit the model: Decompose on a model that
   // is not Qwen-Image-Layered, or another pipeline on a Layered model.
@@ -147,15 +150,8 @@ class QwenEngine : public Engine {
   std::unique_ptr<models::HostWeights> text_encoder_host_;
   // The error of an out-of-memory job: memory released, advice that matches the cause.
   EngineError out_of_memory(const ResolvedParams& p, const std::string& what);
-  // LoRA files read so far (path -> file, with the modification time it was read at) and the set
-  // on the transformer now.
-  struct CachedLora {
-    std::shared_ptr<const models::LoraFile> file;
-    int64_t mtime = 0;
-  };
-  std::map<std::string, CachedLora> lora_cache_;
-  std::vector<std::pair<std::string, double>> lora_applied_;
-  bool lora_applied_lightning_ = false;
+  // The LoRA files read so far and the set on the transformer now.
+  LoraSet loras_;
 };
 
 }  // namespace qwen::pipelines

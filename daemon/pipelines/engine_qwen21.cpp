@@ -165,54 +165,27 @@ void Qwen21Engine::log(const std::string& message) const {
 }
 
 void Qwen21Engine::prepare_loras(const RunParams& params) {
-  std::vector<std::pair<std::string, double>> wanted;
-  for (const auto& l : params.loras) wanted.emplace_back(l.path, l.strength);
-  std::vector<models::LoraSpec> set;
-  for (const auto& [path, strength] : wanted) {
-    std::error_code ec;
-    const auto mtime = fs::last_write_time(path, ec);
-    if (ec) throw EngineError("LoRA file " + path + " cannot be read: " + ec.message());
-    const int64_t stamp = mtime.time_since_epoch().count();
-    auto it = lora_cache_.find(path);
-    if (it == lora_cache_.end() || it->second.mtime != stamp) {
-      auto file = with_context("LoRA", [&] {
-        return std::make_shared<const models::LoraFile>(
-            models::read_lora(path, models::linear_module_names(*transformer_),
-                              models::linear_module_shapes(*transformer_)));
-      });
-      log("LoRA " + path + ": " + models::to_string(file->style) + ", " +
-          std::to_string(file->modules.size()) + " modules, rank " +
-          std::to_string(file->max_rank()));
-      it = lora_cache_.insert_or_assign(path, CachedLora{file, stamp}).first;
-      lora_applied_.clear();  // a changed file: re-apply
-    }
-    set.push_back({it->second.file, strength});
-  }
-  if (wanted == lora_applied_) return;
-  lora_applied_.clear();
   // Streamed blocks are in host memory now: side branches (never a merged copy, which would stay
   // where the block's weight is), moved to the device below.
   const bool stream = memory_plan_.transformer == plan::TransformerPlace::Stream;
   const bool merge = options_.lora_mode == "merge" && !stream;
-  try {
-    models::apply_loras(*transformer_, set, merge);
-    if (!device_.is_cpu() && !merge) {
-      for (const auto& item : transformer_->named_modules()) {
-        auto* l = dynamic_cast<models::LinearImpl*>(item.value().get());
-        if (!l || l->lora().empty() || l->lora().front().down.device() == device_) continue;
-        std::vector<models::LoraBranch> moved = l->lora();
-        for (auto& b : moved) {
-          b.down = b.down.to(device_);
-          b.up = b.up.to(device_);
+  loras_.prepare(
+      params.loras, *transformer_,
+      [&](const std::vector<models::LoraSpec>& set) {
+        models::apply_loras(*transformer_, set, merge);
+        if (device_.is_cpu() || merge) return;
+        for (const auto& item : transformer_->named_modules()) {
+          auto* l = dynamic_cast<models::LinearImpl*>(item.value().get());
+          if (!l || l->lora().empty() || l->lora().front().down.device() == device_) continue;
+          std::vector<models::LoraBranch> moved = l->lora();
+          for (auto& b : moved) {
+            b.down = b.down.to(device_);
+            b.up = b.up.to(device_);
+          }
+          l->set_lora(std::move(moved), false);
         }
-        l->set_lora(std::move(moved), false);
-      }
-    }
-  } catch (const std::exception& e) {
-    models::clear_loras(*transformer_);
-    throw EngineError(message_of(e));
-  }
-  lora_applied_ = wanted;
+      },
+      [&](const std::string& message) { log(message); });
 }
 
 const torch::Tensor& Qwen21Engine::preview_map() {

@@ -20,6 +20,7 @@
 #include "models/transformer21.h"
 #include "models/vae21.h"
 #include "pipelines/engine.h"
+#include "pipelines/lora_set.h"
 #include "pipelines/pipeline_qwenimage21.h"
 #include "pipelines/scheduler.h"
 #include "plan/memory_plan.h"
@@ -51,7 +52,9 @@ class Qwen21Engine : public Engine {
   // Whether the last job ran with the KV cache (off when asked, or when it would not fit).
   bool last_job_kv_cache() const { return last_kv_cache_; }
   // The transformer's LoRA state now (tests): the applied (path, strength) list.
-  const std::vector<std::pair<std::string, double>>& applied_loras() const { return lora_applied_; }
+  const std::vector<std::pair<std::string, double>>& applied_loras() const {
+    return loras_.applied();
+  }
 
  private:
   void log(const std::string& message) const;
@@ -89,14 +92,8 @@ class Qwen21Engine : public Engine {
   std::unique_ptr<models::HostWeights> transformer_host_;
   bool last_kv_cache_ = false;
   torch::Tensor preview_map_;
-  // LoRA files read so far (path -> file and the modification time it was read at), and the set
-  // applied now.
-  struct CachedLora {
-    std::shared_ptr<const models::LoraFile> file;
-    int64_t mtime = 0;
-  };
-  std::map<std::string, CachedLora> lora_cache_;
-  std::vector<std::pair<std::string, double>> lora_applied_;
+  // The LoRA files read so far and the set on the transformer now.
+  LoraSet loras_;
 };
 
 }  // namespace qwen::pipelines
