@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "cli/daemon_client.h"
 #include "harness.h"
@@ -74,7 +76,15 @@ TEST(DaemonMemory, OutOfMemoryDuringAJobLeavesTheDaemonServing) {
   // Still serving, the model still loaded (not unloaded or marked failed), and the next job gives
   // the same image as the engine in-process with the same memory mode.
   ASSERT_EQ(::kill(d.pid(), 0), 0);
-  const auto st = c.status();
+  // The serve loop republishes the status block within ~100 ms of a change; the state written
+  // while this first job loaded the model may still be the one on show.
+  auto st = c.status();
+  for (int i = 0; i < 50 && st.model_states.size() == 1 &&
+                  st.model_states[0].find("\tloading") != std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    st = c.status();
+  }
   ASSERT_EQ(st.model_states.size(), 1u);
   EXPECT_NE(st.model_states[0].find("\tloaded, memory mode stream"), std::string::npos)
       << st.model_states[0];
