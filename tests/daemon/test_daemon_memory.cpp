@@ -169,6 +169,8 @@ TEST(DaemonMemory, TwoModelsStayOrAlternateByTheirPredictedPeaks) {
     else
       EXPECT_EQ(got, first);  // the same images whether the models stay or alternate
     ipc::Client c = ipc::Client::connect(d.instance());
+    // The serve loop republishes the status block within ~100 ms of the last job's state change.
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
     const auto st = c.status();
     ASSERT_EQ(st.model_states.size(), 2u);
     std::ifstream in(log);
