@@ -4,6 +4,9 @@
 // Only what the chosen model can do is offered: the model list holds the models whose
 // capabilities suit the procedure, the LoRA and Lightning rows show only for models that take
 // LoRAs, and as many reference-layer rows as the model takes references besides the edited layer.
+// LoRAs (issue #14): up to three rows "LoRA [the daemon's LoRAs | None] [strength -2..2]" above a
+// text field holding what the rows cannot show; the rows split the `loras` string when the dialog
+// opens and compose it back on OK (plugin/common/lora_rows.h).
 // clang-format off
 #include "plugin.h"  // libgimp/gimp.h must come before gimpui.h
 #include <libgimp/gimpui.h>
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "lora_rows.h"
 #include "procedures.h"
 
 namespace qwen::plugin {
@@ -32,8 +36,8 @@ struct Row {
 struct Dialog {
   Proc proc;
   const DaemonInfo* daemon = nullptr;
-  GtkWidget* lora_pick = nullptr;  // "Add a LoRA…": the daemon's LoRAs
-  GtkWidget* lora_pick_label = nullptr;
+  // The LoRA rows (none when the daemon lists no LoRAs): list index 0 = None, k = loras[k - 1].
+  std::vector<GtkWidget*> lora_labels, lora_lists, lora_strengths;
   std::vector<std::string> names;  // model combo entries after the default one
   std::vector<ipc::ModelCaps> caps;
   ipc::ModelCaps default_caps;
@@ -75,8 +79,16 @@ void update_for_model(Dialog* d) {
       show(r.label, on);
       show(r.widget, on);
       if (r.arg->field == Field::Loras) {
-        show(d->lora_pick, on && !d->daemon->loras.empty());
-        show(d->lora_pick_label, on && !d->daemon->loras.empty());
+        // Row 1, and each further row once the one above (or itself) has a LoRA.
+        bool next = on;
+        for (size_t i = 0; i < d->lora_lists.size(); ++i) {
+          const bool chosen = gtk_combo_box_get_active(GTK_COMBO_BOX(d->lora_lists[i])) > 0;
+          show(d->lora_labels[i], next || (on && chosen));
+          show(d->lora_lists[i], next || (on && chosen));
+          show(d->lora_strengths[i], next || (on && chosen));
+          gtk_widget_set_sensitive(d->lora_strengths[i], chosen);
+          next = on && chosen;
+        }
       }
     } else if (r.arg->field == Field::References) {
       const int slots = reference_slots(d->proc, caps);
@@ -88,27 +100,61 @@ void update_for_model(Dialog* d) {
   }
 }
 
-// "Add a LoRA…": appends "name:1" to the LoRA text (strengths are edited there).
-void on_lora_picked(GtkComboBox* combo, gpointer entry) {
-  const int i = gtk_combo_box_get_active(combo);
-  if (i <= 0) return;
-  gchar* name = gtk_combo_box_text_get_active_text(GTK_COMBO_BOX_TEXT(combo));
-  std::string n = name ? name : "";
-  g_free(name);
-  if (auto sp = n.find(" (Lightning)"); sp != std::string::npos) n.erase(sp);
-  std::string text = gtk_entry_get_text(GTK_ENTRY(entry));
-  text += (text.empty() ? "" : ",") + n + ":1";
-  gtk_entry_set_text(GTK_ENTRY(entry), text.c_str());
-  gtk_combo_box_set_active(combo, 0);
-}
-
 void on_model_changed(GtkComboBox*, gpointer dialog) {
   update_for_model(static_cast<Dialog*>(dialog));
 }
 
+// The loras string of the rows and the text field.
+std::string composed_loras(const Dialog& d, GtkWidget* text) {
+  LoraPick pick;
+  for (size_t i = 0; i < d.lora_lists.size(); ++i) {
+    const int k = gtk_combo_box_get_active(GTK_COMBO_BOX(d.lora_lists[i]));
+    if (k > 0 && size_t(k) <= d.daemon->loras.size())
+      pick.rows.push_back({d.daemon->loras[k - 1].name,
+                           gtk_spin_button_get_value(GTK_SPIN_BUTTON(d.lora_strengths[i]))});
+  }
+  pick.other = gtk_entry_get_text(GTK_ENTRY(text));
+  return compose_loras(pick);
+}
+
+// Test hook: QWEN_IMAGE_GIMP_DIALOG_PICK="name:0.8,other:-0.3" chooses these LoRAs in the first
+// free rows, through the rows' lists, as a user would. False (saying why on stderr) when a name
+// is not in the lists.
+bool pick_loras(Dialog& d, const char* spec) {
+  std::vector<ipc::JobLora> want;
+  if (auto bad = parse_loras(spec, &want); !bad.empty()) {
+    g_printerr("qwen-image dialog test: QWEN_IMAGE_GIMP_DIALOG_PICK: %s\n", bad.c_str());
+    return false;
+  }
+  size_t row = 0;
+  for (const auto& w : want) {
+    while (row < d.lora_lists.size() &&
+           gtk_combo_box_get_active(GTK_COMBO_BOX(d.lora_lists[row])) > 0)
+      ++row;
+    int k = 0;
+    for (size_t i = 0; i < d.daemon->loras.size(); ++i)
+      if (d.daemon->loras[i].name == w.name) k = int(i) + 1;
+    if (row == d.lora_lists.size() || k == 0) {
+      g_printerr("qwen-image dialog test: no LoRA '%s' in the list of a free LoRA row\n",
+                 w.name.c_str());
+      return false;
+    }
+    gtk_combo_box_set_active(GTK_COMBO_BOX(d.lora_lists[row]), k);
+    gtk_spin_button_set_value(GTK_SPIN_BUTTON(d.lora_strengths[row]), w.strength);
+  }
+  return true;
+}
+
 // Test hook: QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered dialog as
-// <folder>/<procedure>.png and cancels it.
+// <folder>/<procedure>.png and cancels it, or with QWEN_IMAGE_GIMP_DIALOG_ACCEPT=1 presses OK;
+// QWEN_IMAGE_GIMP_DIALOG_PICK first chooses LoRAs in the LoRA rows (pick_loras).
 gboolean snapshot_and_close(gpointer dialog) {
+  bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") != nullptr;
+  auto* d = static_cast<Dialog*>(g_object_get_data(G_OBJECT(dialog), "qwen-dialog"));
+  if (const char* pick = std::getenv("QWEN_IMAGE_GIMP_DIALOG_PICK");
+      pick && d && !d->lora_lists.empty() && !pick_loras(*d, pick))
+    ok = false;
+  while (gtk_events_pending()) gtk_main_iteration();  // render what the pick changed
   const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
   const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
   GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
@@ -122,8 +168,12 @@ gboolean snapshot_and_close(gpointer dialog) {
       g_object_unref(pb);
     }
   }
-  gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+  gtk_dialog_response(GTK_DIALOG(dialog), ok ? GTK_RESPONSE_OK : GTK_RESPONSE_CANCEL);
   return FALSE;
+}
+
+void on_lora_chosen(GtkComboBox*, gpointer dialog) {
+  update_for_model(static_cast<Dialog*>(dialog));
 }
 
 }  // namespace
@@ -172,7 +222,7 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   }
 
   GtkWidget* prompt = nullptr;
-  GtkWidget* table = gtk_table_new(int(decl.args.size()) + 10, 3, FALSE);
+  GtkWidget* table = gtk_table_new(int(decl.args.size()) + 10 + kLoraRows, 3, FALSE);
   gtk_table_set_row_spacings(GTK_TABLE(table), 4);
   gtk_table_set_col_spacings(GTK_TABLE(table), 8);
   GtkTable* t = GTK_TABLE(table);
@@ -247,27 +297,53 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
       default:
         switch (a.type) {
           case ArgType::String:
-            r.label = left_label(t, row, with_colon(a.label).c_str());
-            r.widget = gtk_entry_new();
-            gtk_entry_set_text(GTK_ENTRY(r.widget), string_field(s, a.field));
+            if (a.field == Field::Loras && !daemon.loras.empty()) {
+              // The rows of the daemon's LoRAs, then the text for the rest.
+              LoraPick pick;
+              split_loras(string_field(s, a.field), lora_names(daemon.loras), &pick);
+              for (int i = 0; i < kLoraRows; ++i) {
+                const std::string text =
+                    i == 0 ? std::string("_LoRA:") : "LoRA " + std::to_string(i + 1) + ":";
+                GtkWidget* l = left_label(t, row, text.c_str());
+                GtkWidget* c = gtk_combo_box_text_new();
+                gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(c), kLoraNone);
+                int active = 0;
+                for (size_t k = 0; k < daemon.loras.size(); ++k) {
+                  gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(c),
+                                                 lora_choice_label(daemon.loras[k]).c_str());
+                  if (i < int(pick.rows.size()) && pick.rows[i].name == daemon.loras[k].name)
+                    active = int(k) + 1;
+                }
+                gtk_combo_box_set_active(GTK_COMBO_BOX(c), active);
+                GtkWidget* sp = gtk_spin_button_new_with_range(kLoraRowMin, kLoraRowMax, 0.05);
+                gtk_spin_button_set_digits(GTK_SPIN_BUTTON(sp), 2);
+                gtk_spin_button_set_value(GTK_SPIN_BUTTON(sp),
+                                          i < int(pick.rows.size()) ? pick.rows[i].strength : 1.0);
+                gtk_widget_set_tooltip_text(sp, "Strength (negative: the opposite effect)");
+                gtk_label_set_mnemonic_widget(GTK_LABEL(l), c);
+                gtk_table_attach(t, c, 1, 2, row, row + 1, GtkAttachOptions(GTK_EXPAND | GTK_FILL),
+                                 GTK_FILL, 0, 0);
+                gtk_table_attach(t, sp, 2, 3, row, row + 1, GTK_FILL, GTK_FILL, 0, 0);
+                ++row;
+                g_signal_connect(c, "changed", G_CALLBACK(on_lora_chosen), &d);
+                d.lora_labels.push_back(l);
+                d.lora_lists.push_back(c);
+                d.lora_strengths.push_back(sp);
+              }
+              r.label = left_label(t, row, "Other LoRAs:");
+              r.widget = gtk_entry_new();
+              gtk_entry_set_text(GTK_ENTRY(r.widget), pick.other.c_str());
+            } else {
+              r.label = left_label(t, row, with_colon(a.label).c_str());
+              r.widget = gtk_entry_new();
+              gtk_entry_set_text(GTK_ENTRY(r.widget), string_field(s, a.field));
+            }
             if (a.field == Field::Loras)
               gtk_widget_set_tooltip_text(r.widget,
                                           "name:strength, comma-separated, e.g. "
                                           "\"my-style:0.8,detail:-0.3\" (names from the daemon's "
                                           "lora_dir or absolute paths)");
             attach_wide(t, r.widget, row++);
-            if (a.field == Field::Loras) {  // the daemon's LoRAs to pick from
-              d.lora_pick_label = left_label(t, row, "");
-              d.lora_pick = gtk_combo_box_text_new();
-              gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d.lora_pick), "Add a LoRA…");
-              for (const auto& l : daemon.loras)
-                gtk_combo_box_text_append_text(
-                    GTK_COMBO_BOX_TEXT(d.lora_pick),
-                    (l.name + (l.lightning ? " (Lightning)" : "")).c_str());
-              gtk_combo_box_set_active(GTK_COMBO_BOX(d.lora_pick), 0);
-              g_signal_connect(d.lora_pick, "changed", G_CALLBACK(on_lora_picked), r.widget);
-              attach_wide(t, d.lora_pick, row++);
-            }
             break;
           case ArgType::Bool:
             r.widget = gtk_check_button_new_with_mnemonic(a.label);
@@ -326,6 +402,7 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
     g_signal_connect(d.model, "changed", G_CALLBACK(on_model_changed), &d);
   }
   g_object_set_data(G_OBJECT(dialog), "qwen-proc", const_cast<char*>(decl.name));
+  g_object_set_data(G_OBJECT(dialog), "qwen-dialog", &d);
   if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
     g_timeout_add(1500, snapshot_and_close, dialog);
   bool ok = gimp_dialog_run(GIMP_DIALOG(dialog)) == GTK_RESPONSE_OK;
@@ -370,6 +447,9 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
         case Field::Seed:
           s.random_seed = gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(r.extra));
           s.seed = s.random_seed ? -1 : gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(r.widget));
+          break;
+        case Field::Loras:
+          set_field(s, a.field, composed_loras(d, r.widget).c_str());
           break;
         default:
           if (a.type == ArgType::String)

@@ -1,6 +1,7 @@
 // The dialogs in full GIMP under Xvfb: each procedure run interactively shows its dialog, which
 // renders (the plug-in's test hook saves a snapshot and cancels). The snapshots are kept in
-// <build>/plugin-dialogs/ (docs/screenshots/ holds copies for the README).
+// <build>/plugin-dialogs/ (docs/screenshots/ holds copies for the README). The LoRA rows (issue
+// #14) list the daemon's LoRAs and compose the `loras` string the procedure records.
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +13,27 @@
 using namespace qwen::plugin::test;
 namespace fs = std::filesystem;
 
+namespace {
+
+// A lora_dir with a Lightning LoRA (recognised by its file name) and two plain ones.
+std::string make_lora_dir(const GimpEnv& env) {
+  const std::string dir = env.file("loras");
+  const std::string samples = QWEN_PLUGIN_TEST_DIR "/../fixtures/lora-samples/";
+  fs::create_directories(dir);
+  fs::copy_file(samples + "lightx2v.safetensors",
+                dir + "/Qwen-Image-Lightning-8steps-V1.0.safetensors");
+  fs::copy_file(samples + "kohya_musubi.safetensors", dir + "/kohya_musubi.safetensors");
+  fs::copy_file(samples + "aitoolkit.safetensors", dir + "/aitoolkit.safetensors");
+  return dir;
+}
+
+std::vector<std::string> gimp_argv() {
+  return {"/usr/bin/xvfb-run",  "-a", "-s", "-screen 0 1280x1024x24",
+          "/usr/bin/gimp-2.10", "-d", "-f", "-s"};
+}
+
+}  // namespace
+
 TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
   if (plugin_binary().empty()) QWEN_E2E_UNAVAILABLE("the GIMP plug-in is not built");
   if (daemon_binary().empty())
@@ -19,7 +41,8 @@ TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
   if (!fs::exists("/usr/bin/xvfb-run") || !fs::exists("/usr/bin/gimp-2.10"))
     QWEN_E2E_UNAVAILABLE("needs xvfb-run and gimp-2.10");
   GimpEnv env("min_pixels = 0\nmax_pixels = 16384\nautostart = false\n");
-  Daemon daemon(env, {"--fake-engine", "--model", tiny_model(), "--model", tiny_edit_model()});
+  Daemon daemon(env, {"--fake-engine", "--model", tiny_model(), "--model", tiny_edit_model(),
+                      "--lora-dir", make_lora_dir(env)});
   ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
 
   const std::string shots = QWEN_BINARY_DIR "/plugin-dialogs";
@@ -27,8 +50,8 @@ TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
   fs::create_directories(shots);
   auto env_vars = env.env();
   env_vars["QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"] = shots;
-  std::vector<std::string> argv{"/usr/bin/xvfb-run",  "-a", "-s", "-screen 0 1280x1024x24",
-                                "/usr/bin/gimp-2.10", "-d", "-f", "-s"};
+  env_vars["QWEN_IMAGE_GIMP_DIALOG_PICK"] = "kohya_musubi:0.8";  // row 1 of the LoRA rows
+  auto argv = gimp_argv();
   const char* procs[] = {"plug-in-qwen-image-generate", "plug-in-qwen-image-edit-selection",
                          "plug-in-qwen-image-edit-layer", "plug-in-qwen-image-decompose"};
   for (const char* proc : procs) {
@@ -77,4 +100,54 @@ TEST(PluginDialog, RendersInFullGimpUnderXvfb) {
     EXPECT_GT(colours.size(), 16u) << proc;
     g_object_unref(pb);
   }
+}
+
+// The LoRA rows of the 2.10 dialog: the string a script presets is split into the rows (a LoRA
+// the daemon lists) and the text (an absolute path); a LoRA chosen in the next row's list, with
+// a negative strength, is composed into the string the procedure runs with and records in the
+// result's parasite. A name that is not in the daemon's list cannot be chosen.
+TEST(PluginDialog, LoraRowsComposeTheLorasStringTheProcedureRecords) {
+  if (plugin_binary().empty()) QWEN_E2E_UNAVAILABLE("the GIMP plug-in is not built");
+  if (daemon_binary().empty())
+    QWEN_E2E_UNAVAILABLE("qwen-imaged is not built (plug-in-only build)");
+  if (!fs::exists("/usr/bin/xvfb-run") || !fs::exists("/usr/bin/gimp-2.10"))
+    QWEN_E2E_UNAVAILABLE("needs xvfb-run and gimp-2.10");
+  GimpEnv env("min_pixels = 0\nmax_pixels = 16384\nautostart = false\n");
+  Daemon daemon(env, {"--fake-engine", "--fake-step-ms", "5", "--model", tiny_model(), "--lora-dir",
+                      make_lora_dir(env)});
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+  const std::string abs = env.file("loras") + "/aitoolkit.safetensors";
+  auto run = [&](const std::string& pick, const std::string& mark) {
+    auto env_vars = env.env();
+    env_vars["QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"] = env.file("");
+    env_vars["QWEN_IMAGE_GIMP_DIALOG_PICK"] = pick;
+    env_vars["QWEN_IMAGE_GIMP_DIALOG_ACCEPT"] = "1";
+    auto argv = gimp_argv();
+    argv.push_back("-b");
+    argv.push_back("(begin (load \"" QWEN_PLUGIN_TEST_DIR
+                   "/e2e_helpers.scm\")"
+                   " (let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+                   " (let ((nl (car (plug-in-qwen-image-generate2 RUN-INTERACTIVE img l"
+                   " \"a red fox\" \"\" 2 4.0 42 \"\" " +
+                   q("kohya_musubi:0.7," + abs + ":0.5") +
+                   " 0))))"
+                   " (qw-mark " +
+                   q(env.file(mark)) +
+                   " (caddr (car (gimp-item-get-parasite nl \"qwen-image-params\")))))))");
+    argv.push_back("-b");
+    argv.push_back("(gimp-quit 1)");
+    Child gimp(argv, env_vars, env.file(mark + ".out"));
+    EXPECT_NE(gimp.wait(300), -1) << "GIMP did not finish in 300 s";
+    return read_file(env.file(mark + ".out"));
+  };
+  std::string out = run("aitoolkit:-0.3", "params.txt");
+  const std::string params = read_file(env.file("params.txt"));
+  EXPECT_NE(params.find("\nloras=kohya_musubi:0.7,aitoolkit:-0.3," + abs + ":0.5\n"),
+            std::string::npos)
+      << params << out << read_file(env.file("daemon.log"));
+  EXPECT_TRUE(fs::exists(env.file("plug-in-qwen-image-generate.png")));
+
+  out = run("not-in-the-list:1", "none.txt");
+  EXPECT_NE(out.find("no LoRA 'not-in-the-list' in the list"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(env.file("none.txt")));  // cancelled: no layer, no parasite
 }
