@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "e2e_util.h"
 #include "geometry.h"
@@ -221,26 +220,6 @@ TEST_F(PluginDecomposeE2E, WithoutALayeredModelTheErrorSaysWhatToLoad) {
   EXPECT_NE(blank.find("needs a prompt that describes the whole picture"), std::string::npos)
       << blank;
 }
-
-namespace {
-
-// Reads qw-dump-pixels output as RGBA (3-channel layers get alpha 255).
-Pixels read_dump(const std::string& path) {
-  std::istringstream in(read_file(path));
-  int w = 0, h = 0, c = 0;
-  in >> w >> h >> c;
-  if (w <= 0 || h <= 0 || (c != 3 && c != 4)) return {};
-  Pixels p(w, h, 4, 255);
-  for (int i = 0; i < w * h; ++i)
-    for (int k = 0; k < c; ++k) {
-      int v = 0;
-      in >> v;
-      p.data[size_t(i) * 4 + size_t(k)] = uint8_t(v);
-    }
-  return in ? p : Pixels{};
-}
-
-}  // namespace
 
 // The real tiny Qwen-Image-Layered model (CPU): the group's layers are exactly the layers the
 // pipeline returns for the same picture, seed and settings (asked for directly through the

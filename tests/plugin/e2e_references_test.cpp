@@ -7,8 +7,6 @@
 // `qwen-image edit --image target --image ref`), the layer is the CLI's.
 #include <gtest/gtest.h>
 
-#include <sstream>
-
 #include "e2e_util.h"
 #include "geometry.h"
 #include "qwen_image/client.h"
@@ -17,22 +15,6 @@ using namespace qwen::plugin;
 using namespace qwen::plugin::test;
 
 namespace {
-
-// What qw-dump-pixels wrote, as RGBA (alpha 255 for RGB layers).
-Pixels read_dump(const std::string& path) {
-  std::istringstream in(read_file(path));
-  int w = 0, h = 0, c = 0;
-  in >> w >> h >> c;
-  if (w <= 0 || h <= 0 || (c != 3 && c != 4)) return {};
-  Pixels p(w, h, 4, 255);
-  for (int i = 0; i < w * h; ++i)
-    for (int k = 0; k < c; ++k) {
-      int v = 0;
-      in >> v;
-      p.data[size_t(i) * 4 + size_t(k)] = uint8_t(v);
-    }
-  return in ? p : Pixels{};
-}
 
 Pixels rgb_of(const Pixels& rgba) {
   Pixels p(rgba.width, rgba.height, 3);

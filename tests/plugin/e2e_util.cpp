@@ -197,6 +197,27 @@ Pnm read_pnm(const std::string& path) {
     return t;
   };
   std::string magic = token();
+  if (magic == "P7") {  // PAM: "KEY value" lines up to ENDHDR
+    int w = 0, h = 0, depth = 0, maxval = 0;
+    for (std::string key = token(); !key.empty() && key != "ENDHDR"; key = token()) {
+      if (key == "TUPLTYPE") {
+        token();
+        continue;
+      }
+      const int v = std::atoi(token().c_str());
+      if (key == "WIDTH") w = v;
+      if (key == "HEIGHT") h = v;
+      if (key == "DEPTH") depth = v;
+      if (key == "MAXVAL") maxval = v;
+    }
+    ++i;  // the newline after ENDHDR
+    if (maxval != 255 || w <= 0 || h <= 0 || depth < 1 || depth > 4 ||
+        s.size() < i + size_t(w) * h * depth)
+      return p;
+    p.width = w, p.height = h, p.channels = depth;
+    p.data.assign(s.begin() + i, s.begin() + i + size_t(w) * h * depth);
+    return p;
+  }
   if (magic != "P5" && magic != "P6") return p;
   int w = std::atoi(token().c_str()), h = std::atoi(token().c_str());
   int maxval = std::atoi(token().c_str());
@@ -205,6 +226,30 @@ Pnm read_pnm(const std::string& path) {
   if (maxval != 255 || s.size() < i + size_t(w) * h * c) return p;
   p.width = w, p.height = h, p.channels = c;
   p.data.assign(s.begin() + i, s.begin() + i + size_t(w) * h * c);
+  return p;
+}
+
+Pixels read_dump(const std::string& path, int* channels) {
+  std::istringstream in(read_file(path));
+  int w = 0, h = 0, c = 0;
+  in >> w >> h >> c;
+  if (channels) *channels = 0;
+  if (w <= 0 || h <= 0 || c < 1 || c > 4) return {};
+  Pixels p(w, h, 4, 255);
+  for (int i = 0; i < w * h; ++i) {
+    uint8_t* o = &p.data[size_t(i) * 4];
+    for (int k = 0; k < c; ++k) {
+      int v = 0;
+      in >> v;
+      o[k] = uint8_t(v);
+    }
+    if (c <= 2) {  // gray (+ alpha)
+      o[3] = c == 2 ? o[1] : 255;
+      o[1] = o[2] = o[0];
+    }
+  }
+  if (!in) return {};
+  if (channels) *channels = c;
   return p;
 }
 

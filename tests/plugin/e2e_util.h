@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "geometry.h"
+
 // Ends the current test (test body or SetUp) because it cannot run here: a skip on a developer's
 // machine, a failure under CI=true, so that no end-to-end test is silently skipped in CI.
 #define QWEN_E2E_UNAVAILABLE(why)                                    \
@@ -74,7 +76,13 @@ struct Pnm {
   std::vector<unsigned char> data;
   const unsigned char* px(int x, int y) const { return &data[(size_t(y) * width + x) * channels]; }
 };
-Pnm read_pnm(const std::string& path);  // P5 / P6, 8 bit; width 0 when unreadable
+// P5 / P6, and P7 (PAM: GIMP 3's export with alpha, 1-4 channels), 8 bit; width 0 when unreadable
+Pnm read_pnm(const std::string& path);
+
+// What qw-dump-pixels (e2e_helpers.scm) wrote: "w h bpp" then the values. As RGBA (1-channel dumps
+// replicated to RGB, 3-channel ones with alpha 255), with the dump's own channel count in
+// `*channels`; {} when unreadable.
+Pixels read_dump(const std::string& path, int* channels = nullptr);
 
 struct LayerInfo {
   std::string name;

@@ -22,6 +22,9 @@
 #include "e2e_util.h"
 #include "geometry.h"
 #include "qwen_image/client.h"
+#ifdef QWEN_E2E_TEST_PNG
+#include "e2e_qwen21_util.h"
+#endif
 
 using namespace qwen::plugin;
 using namespace qwen::plugin::test;
@@ -893,6 +896,81 @@ TEST_P(PluginGimp3E2E, EditLayerWithAReferenceLayerFromAnotherImage) {
       for (int c = 0; c < 3; ++c)
         differ += result.px(8 + x, 6 + y)[c] != images[0].bytes[(size_t(y) * 48 + x) * 3 + c];
   EXPECT_EQ(differ, 0) << "channel values of the layer that differ from the daemon's picture";
+}
+
+// Qwen-Image-2.1 (issue #15) on a fresh random tiny 2.1 model served by qwen-imaged on the host
+// (CPU): Generate, Edit Layer with an RGBA reference layer and Edit Selection, each compared with
+// what the `qwen-image` CLI writes for the same job, as under GIMP 2.10 (PluginQwen21E2E; the
+// cases and their checks: tests/plugin/e2e_qwen21_util.h).
+#ifdef QWEN_E2E_TEST_PNG
+#define NEED_QWEN21()                                                           \
+  NEED_DAEMON();                                                                \
+  if (auto why = qwen21_unavailable(); !why.empty()) QWEN_E2E_UNAVAILABLE(why); \
+  TinyQwen21 m(GetParam().series == "3.0" ? 7 : 8);                             \
+  ASSERT_FALSE(m.model.empty()) << m.log;                                       \
+  Gimp3Env env(GetParam(), kQwen21Config);                                      \
+  Daemon daemon(env.instance, env.file("daemon.log"), m.daemon_args());         \
+  ASSERT_TRUE(daemon.ready(300)) << read_file(env.file("daemon.log"))
+#define F(name) q(env.file(name))
+#else
+#define NEED_QWEN21() \
+  QWEN_E2E_UNAVAILABLE("built without the daemon's PNG library and CLI (plug-in-only build)")
+#endif
+
+TEST_P(PluginGimp3E2E, Qwen21GenerateGivesALayerWithTheClisAlpha) {
+  NEED_QWEN21();
+#ifdef QWEN_E2E_TEST_PNG
+  const std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 64 64 64 64 0 0)) (img (car r)) (l (cadr r)))"
+      " (let ((nl (car (plug-in-qwen-image-generate RUN-NONINTERACTIVE img (vector l) " +
+      q(kQwen21GeneratePrompt) + " \"\" 2 1.0 5 \"\"))))  (qw-save-drawable nl #f " +
+      F("result.pam") + ")) (qw-write-layers img " + F("layers.txt") + "))");
+  expect_qwen21_generate(m, env.dir.path, ".pam", out);
+#endif
+}
+
+TEST_P(PluginGimp3E2E, Qwen21EditLayerWithAnRgbaReferenceGivesTheClisEditOnTheLayersGrid) {
+  NEED_QWEN21();
+#ifdef QWEN_E2E_TEST_PNG
+  const std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 96 72 77 53 9 11)) (img (car r)) (l (cadr r))"
+      "       (r2 (qw-make-image RGB 40 24 40 24 0 0)) (img2 (car r2)) (ref (cadr r2)))"
+      " (gimp-layer-add-alpha l)"
+      " (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 20 20 15 10)"
+      " (gimp-drawable-edit-clear l) (gimp-selection-none img)"
+      " (gimp-drawable-invert ref FALSE) (gimp-layer-add-alpha ref)"
+      " (gimp-image-select-rectangle img2 CHANNEL-OP-REPLACE 0 0 10 24)"
+      " (gimp-drawable-edit-clear ref) (gimp-selection-none img2)"
+      " (qw-save-drawable l #f " +
+      F("target.pam") + ") (qw-save-drawable ref #f " + F("ref.pam") +
+      ")"
+      " (let ((nl (car (plug-in-qwen-image-edit-layer RUN-NONINTERACTIVE img (vector l) " +
+      q(kQwen21EditLayerPrompt) + " \"\" 2 1.0 5 \"\" \"\" FALSE ref))))" +
+      "  (qw-save-drawable nl #f " + F("result.pam") + ")) (qw-write-layers img " +
+      F("layers.txt") + "))");
+  expect_qwen21_edit_layer(m, env.dir.path, ".pam", out);
+#endif
+}
+
+TEST_P(PluginGimp3E2E, Qwen21EditSelectionMasksTheClisEditOfTheCropToTheSelection) {
+  NEED_QWEN21();
+#ifdef QWEN_E2E_TEST_PNG
+  const std::string out = env.run_console(
+      "(let* ((r (qw-make-image RGB 150 110 140 100 5 4)) (img (car r)) (l (cadr r)))"
+      " (gimp-context-set-antialias FALSE)"
+      " (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 61 41 37 25)"
+      " (qw-save-drawable (car (gimp-image-get-selection img)) #t " +
+      F("selection.pgm") + ") (qw-save-drawable l #f " + F("src-before.pam") +
+      ") (qw-save-flat img " + F("flat-before.pnm") +
+      ")"
+      " (let ((nl (car (plug-in-qwen-image-edit-selection RUN-NONINTERACTIVE img (vector l) " +
+      q(kQwen21EditSelectionPrompt) + " \"\" 2 1.0 5 0.9 \"\"))))" + "  (qw-save-drawable nl #f " +
+      F("result.pam") + ")" + "  (qw-save-drawable (car " + "(gimp-layer-get-mask nl)) #t " +
+      F("mask.pgm") + "))" + " (qw-save-drawable l #f " + F("src-after.pam") +
+      ") (qw-save-flat img " + F("flat-after.pnm") + ") (qw-write-layers img " + F("layers.txt") +
+      "))");
+  expect_qwen21_edit_selection(m, env.dir.path, ".pam", out);
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Gimp, PluginGimp3E2E, ::testing::Values(kGimp30, kGimp32),

@@ -80,3 +80,17 @@
 ; The children of a group, top first, as a list.
 (define (qw-children group)
   (vector->list (car (gimp-item-get-children group))))
+
+; Saves a drawable's own pixels at its size, exactly: a layer without its mask (RGB or RGBA) as
+; PAM (`path` *.pam: GIMP 3's PNG export zeroes the colour of transparent pixels), a layer mask or
+; channel (`gray` #t) as PGM (*.pgm).
+(define (qw-save-drawable d gray path)
+  (let* ((w (car (gimp-drawable-get-width d)))
+         (h (car (gimp-drawable-get-height d)))
+         (one (car (gimp-image-new w h (if gray GRAY RGB))))
+         (copy (car (gimp-layer-new-from-drawable d one))))
+    (gimp-image-insert-layer one copy 0 0)
+    (gimp-layer-set-offsets copy 0 0)
+    (if (> (car (gimp-layer-get-mask copy)) 0) (gimp-layer-remove-mask copy MASK-DISCARD))
+    (gimp-file-save RUN-NONINTERACTIVE one path -1)
+    (gimp-image-delete one)))
