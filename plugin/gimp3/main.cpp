@@ -4,6 +4,14 @@
 // defaults), typed GimpProcedure arguments, remembered values in GimpProcedureConfig and the GTK3
 // procedure dialog built from the same arguments. The work (pixels, daemon, result layers) is
 // the shared plugin/common/ code.
+//
+// LoRAs (issue #14): the dialog adds up to three rows "LoRA [the daemon's LoRAs | None]
+// [Strength -2..2]" above the `loras` argument's text field, which then holds what the rows cannot
+// show ("Other LoRAs"). They are widgets of the dialog, not arguments: the `loras` string stays the
+// one value the procedure takes, remembers and records; the rows split it when the dialog opens
+// and compose it back on OK (plugin/common/lora_rows.h). (Aux arguments with a GimpChoice would
+// need the daemon's LoRA list when the procedure is created, and a remembered choice the daemon
+// no longer lists would be reset.)
 #include <libgimp/gimpui.h>
 
 #include <algorithm>
@@ -11,6 +19,7 @@
 #include <cstring>
 #include <string>
 
+#include "lora_rows.h"
 #include "plugin3.h"
 #include "procedures.h"
 
@@ -92,7 +101,109 @@ struct DialogState {
   std::vector<qwen::ipc::ModelCaps> caps;
   qwen::ipc::ModelCaps default_caps;
   const DaemonInfo* info = nullptr;
+  // The LoRA rows (none when the daemon lists no LoRAs): list index 0 = None, k = loras[k - 1].
+  std::vector<GtkWidget*> lora_rows, lora_lists;
+  std::vector<GtkAdjustment*> lora_strengths;
+  bool loras_on = true;  // the chosen model takes LoRAs
 };
+
+// Row 1, and each further row once the one above (or itself) has a LoRA.
+void update_lora_rows(DialogState* st) {
+  bool next = st->loras_on;
+  for (size_t i = 0; i < st->lora_lists.size(); ++i) {
+    const bool chosen = gtk_combo_box_get_active(GTK_COMBO_BOX(st->lora_lists[i])) > 0;
+    gtk_widget_set_visible(st->lora_rows[i], next || (st->loras_on && chosen));
+    next = st->loras_on && chosen;
+  }
+}
+
+void on_lora_chosen(GtkComboBox* combo, gpointer data) {
+  if (auto* scale = static_cast<GtkWidget*>(g_object_get_data(G_OBJECT(combo), "qwen-strength")))
+    gtk_widget_set_sensitive(scale, gtk_combo_box_get_active(combo) > 0);
+  update_lora_rows(static_cast<DialogState*>(data));
+}
+
+// The rows (after "None" each list holds the daemon's LoRAs) from `pick`; packed into `box` at
+// `position`.
+void add_lora_rows(DialogState* st, const LoraPick& pick, GtkBox* box, int position) {
+  const auto& loras = st->info->loras;
+  for (int i = 0; i < kLoraRows; ++i) {
+    GtkWidget* row = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    const std::string text = i == 0 ? std::string("_LoRA") : "LoRA " + std::to_string(i + 1);
+    GtkWidget* label = gtk_label_new_with_mnemonic(text.c_str());
+    GtkWidget* combo = gtk_combo_box_text_new();
+    gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(combo), kLoraNone);
+    int active = 0;
+    for (size_t k = 0; k < loras.size(); ++k) {
+      gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(combo),
+                                     lora_choice_label(loras[k]).c_str());
+      if (i < int(pick.rows.size()) && pick.rows[i].name == loras[k].name) active = int(k) + 1;
+    }
+    gtk_combo_box_set_active(GTK_COMBO_BOX(combo), active);
+    gtk_label_set_mnemonic_widget(GTK_LABEL(label), combo);
+    GtkAdjustment* adj = gtk_adjustment_new(i < int(pick.rows.size()) ? pick.rows[i].strength : 1.0,
+                                            kLoraRowMin, kLoraRowMax, 0.01, 0.1, 0.0);
+    GtkWidget* scale = gimp_spin_scale_new(adj, "Strength", 2);
+    gtk_widget_set_size_request(scale, 170, -1);
+    gtk_widget_set_tooltip_text(scale, "Strength of the LoRA (negative: the opposite effect)");
+    gtk_widget_set_sensitive(scale, active > 0);
+    g_object_set_data(G_OBJECT(combo), "qwen-strength", scale);
+    gtk_box_pack_start(GTK_BOX(row), label, FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(row), combo, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(row), scale, FALSE, FALSE, 0);
+    gtk_widget_show_all(row);
+    gtk_box_pack_start(box, row, FALSE, FALSE, 0);
+    gtk_box_reorder_child(box, row, position + i);
+    g_signal_connect(combo, "changed", G_CALLBACK(on_lora_chosen), st);
+    st->lora_rows.push_back(row);
+    st->lora_lists.push_back(combo);
+    st->lora_strengths.push_back(adj);
+  }
+}
+
+// The loras string of the rows and the text field (the `loras` argument's value).
+std::string composed_loras(const DialogState& st, const char* property) {
+  LoraPick pick;
+  for (size_t i = 0; i < st.lora_lists.size(); ++i) {
+    const int k = gtk_combo_box_get_active(GTK_COMBO_BOX(st.lora_lists[i]));
+    if (k > 0 && size_t(k) <= st.info->loras.size())
+      pick.rows.push_back(
+          {st.info->loras[k - 1].name, gtk_adjustment_get_value(st.lora_strengths[i])});
+  }
+  gchar* other = nullptr;
+  g_object_get(st.config, property, &other, nullptr);
+  pick.other = other ? other : "";
+  g_free(other);
+  return compose_loras(pick);
+}
+
+// Test hook (as the 2.10 dialog's): QWEN_IMAGE_GIMP_DIALOG_PICK="name:0.8,other:-0.3" chooses
+// these LoRAs in the first free rows, through the rows' lists, as a user would. False (saying why
+// on stderr) when a name is not in the lists.
+bool pick_loras(DialogState& st, const char* spec) {
+  std::vector<qwen::ipc::JobLora> want;
+  if (auto bad = parse_loras(spec, &want); !bad.empty()) {
+    g_printerr("qwen-image dialog test: QWEN_IMAGE_GIMP_DIALOG_PICK: %s\n", bad.c_str());
+    return false;
+  }
+  size_t row = 0;
+  for (const auto& w : want) {
+    while (row < st.lora_lists.size() &&
+           gtk_combo_box_get_active(GTK_COMBO_BOX(st.lora_lists[row])) > 0)
+      ++row;
+    int k = 0;
+    for (size_t i = 0; i < st.info->loras.size(); ++i)
+      if (st.info->loras[i].name == w.name) k = int(i) + 1;
+    if (row == st.lora_lists.size() || k == 0) {
+      g_printerr("qwen-image dialog test: no LoRA '%s' in the list of a free LoRA row\n",
+                 w.name.c_str());
+      return false;
+    }
+    gtk_combo_box_set_active(GTK_COMBO_BOX(st.lora_lists[row]), k);
+    gtk_adjustment_set_value(st.lora_strengths[row], w.strength);
+  }
+  return true;
+}
 
 void show_property(GimpProcedureDialog* dialog, const std::string& property, bool on) {
   if (GtkWidget* w = gimp_procedure_dialog_get_widget(dialog, property.c_str(), G_TYPE_NONE))
@@ -105,7 +216,11 @@ void on_model_changed(GtkComboBox* combo, gpointer data) {
   g_object_set(st->config, "model", m > 0 ? st->names[m - 1].c_str() : "", nullptr);
   const auto caps = m > 0 ? st->caps[m - 1] : st->default_caps;
   for (const auto& a : st->decl->args) {
-    if (a.field == Field::Loras) show_property(st->dialog, a.name, !caps.known || caps.loras);
+    if (a.field == Field::Loras) {
+      st->loras_on = !caps.known || caps.loras;
+      show_property(st->dialog, a.name, st->loras_on);
+      update_lora_rows(st);
+    }
     if (a.field == Field::Lightning)
       show_property(st->dialog, a.name, offer_lightning(caps, *st->info));
     if (a.type == ArgType::Layers)
@@ -115,8 +230,15 @@ void on_model_changed(GtkComboBox* combo, gpointer data) {
 }
 
 // Test hook (as the 2.10 dialog's): QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered
-// dialog as <folder>/gimp3-<procedure>.png and cancels it.
+// dialog as <folder>/gimp3-<procedure>.png and cancels it, or with QWEN_IMAGE_GIMP_DIALOG_ACCEPT=1
+// presses OK; QWEN_IMAGE_GIMP_DIALOG_PICK first chooses LoRAs in the LoRA rows (pick_loras).
 gboolean snapshot_and_close(gpointer dialog) {
+  bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") != nullptr;
+  auto* st = static_cast<DialogState*>(g_object_get_data(G_OBJECT(dialog), "qwen-state"));
+  if (const char* pick = std::getenv("QWEN_IMAGE_GIMP_DIALOG_PICK");
+      pick && st && !st->lora_lists.empty() && !pick_loras(*st, pick))
+    ok = false;
+  while (gtk_events_pending()) gtk_main_iteration();  // render what the pick changed
   const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
   const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
   GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
@@ -128,7 +250,7 @@ gboolean snapshot_and_close(gpointer dialog) {
       g_object_unref(pb);
     }
   }
-  gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+  gtk_dialog_response(GTK_DIALOG(dialog), ok ? GTK_RESPONSE_OK : GTK_RESPONSE_CANCEL);
   return FALSE;
 }
 
@@ -137,7 +259,7 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   gimp_ui_init(kBinary3);
   const DaemonInfo info = probe_daemon(plugin_config);
   GtkWidget* dialog = gimp_procedure_dialog_new(procedure, config, decl.title);
-  DialogState st{&decl, GIMP_PROCEDURE_DIALOG(dialog), config, {}, {}, {}, &info};
+  DialogState st{&decl, GIMP_PROCEDURE_DIALOG(dialog), config, {}, {}, {}, &info, {}, {}, {}, true};
 
   // The model chooser: a list of the daemon's models that suit the procedure (their typed
   // capabilities), "the daemon's default" first; it sets the "model" argument.
@@ -212,6 +334,37 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   } else {
     gtk_box_pack_start(GTK_BOX(content), row, FALSE, FALSE, 6);
   }
+
+  // The LoRA rows go right before the `loras` text field, which keeps what they cannot show.
+  const ArgDecl* loras_arg = nullptr;
+  for (const auto& a : decl.args)
+    if (a.field == Field::Loras) loras_arg = &a;
+  gchar* loras_given = nullptr;
+  if (loras_arg) g_object_get(config, loras_arg->name, &loras_given, nullptr);
+  const std::string loras_text = loras_given ? loras_given : "";
+  g_free(loras_given);
+  GtkWidget* loras_widget = loras_arg
+                                ? gimp_procedure_dialog_get_widget(GIMP_PROCEDURE_DIALOG(dialog),
+                                                                   loras_arg->name, G_TYPE_NONE)
+                                : nullptr;
+  GtkWidget* loras_box = loras_widget ? gtk_widget_get_parent(loras_widget) : nullptr;
+  if (!info.loras.empty() && loras_box && GTK_IS_BOX(loras_box)) {
+    LoraPick pick;
+    split_loras(loras_text, lora_names(info.loras), &pick);
+    g_object_set(config, loras_arg->name, pick.other.c_str(), nullptr);
+    GValue pos = G_VALUE_INIT;
+    g_value_init(&pos, G_TYPE_INT);
+    gtk_container_child_get_property(GTK_CONTAINER(loras_box), loras_widget, "position", &pos);
+    add_lora_rows(&st, pick, GTK_BOX(loras_box), g_value_get_int(&pos));
+    g_value_unset(&pos);
+    if (GIMP_IS_LABELED(loras_widget))
+      gtk_label_set_text_with_mnemonic(
+          GTK_LABEL(gimp_labeled_get_label(GIMP_LABELED(loras_widget))), "Other LoRAs");
+    gtk_widget_set_tooltip_text(loras_widget,
+                                "More LoRAs as name:strength, comma-separated, e.g. "
+                                "\"my-style:0.8,detail:-0.3\" (names from the daemon's lora_dir "
+                                "or absolute paths; strengths -10..10)");
+  }
   std::string status = info.running
                            ? "Daemon: running on " + info.device
                            : "Daemon: not running (it is started when you press OK, if configured)";
@@ -224,9 +377,13 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
   on_model_changed(GTK_COMBO_BOX(combo), &st);
 
   g_object_set_data(G_OBJECT(dialog), "qwen-proc", const_cast<char*>(decl.name));
+  g_object_set_data(G_OBJECT(dialog), "qwen-state", &st);
   if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
     g_timeout_add(2500, snapshot_and_close, dialog);
   const bool ok = gimp_procedure_dialog_run(GIMP_PROCEDURE_DIALOG(dialog));
+  if (loras_arg && !st.lora_lists.empty())  // the one string again (as it was when cancelled)
+    g_object_set(config, loras_arg->name,
+                 ok ? composed_loras(st, loras_arg->name).c_str() : loras_text.c_str(), nullptr);
   if (ok) {
     const int m = gtk_combo_box_get_active(GTK_COMBO_BOX(combo));
     const auto caps = m > 0 ? st.caps[m - 1] : st.default_caps;

@@ -1028,3 +1028,93 @@ TEST_P(PluginGimp3E2E, AppendedLoraArgumentsRunAndAreRecorded) {
   EXPECT_NE(out.find("LoRA entry 'style:strong'"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(env.file("done.txt")));  // the call failed, the script stopped
 }
+
+// The LoRA rows of the GIMP 3 dialog (issue #14), in the full GIMP (gimp-3.x in the chroot, on a
+// host Xvfb): the `loras` string a script passes is split into the rows (a LoRA the daemon lists)
+// and the "Other LoRAs" text (an absolute path); a LoRA chosen in the next row's list, with a
+// negative strength (the plug-in's QWEN_IMAGE_GIMP_DIALOG_PICK test hook, which then presses OK),
+// is composed into the one string the procedure runs with and records in the result's parasite.
+// A name that is not in the daemon's list cannot be chosen (the dialog is cancelled).
+TEST_P(PluginGimp3E2E, DialogLoraRowsComposeTheLorasStringTheProcedureRecords) {
+  NEED_DAEMON();
+  if (!fs::exists("/usr/bin/Xvfb")) QWEN_E2E_UNAVAILABLE("needs Xvfb (apt-get install xvfb)");
+  const std::string gui = "/usr/bin/gimp-" + GetParam().series;
+  if (!fs::exists(chroot_root(GetParam()) + gui))
+    QWEN_E2E_UNAVAILABLE("no " + gui + " in " + chroot_root(GetParam()));
+  Gimp3Env env(GetParam(), test_config());
+  const std::string loras = env.file("loras");
+  const std::string samples = kSource + "/tests/fixtures/lora-samples/";
+  fs::create_directories(loras);
+  fs::copy_file(samples + "lightx2v.safetensors",
+                loras + "/Qwen-Image-Lightning-8steps-V1.0.safetensors");
+  fs::copy_file(samples + "kohya_musubi.safetensors", loras + "/kohya_musubi.safetensors");
+  fs::copy_file(samples + "aitoolkit.safetensors", loras + "/aitoolkit.safetensors");
+  auto args = fake_args();
+  args.push_back("--lora-dir");
+  args.push_back(loras);
+  Daemon daemon(env.instance, env.file("daemon.log"), args);
+  ASSERT_TRUE(daemon.ready(60)) << read_file(env.file("daemon.log"));
+
+  int n = 90;
+  while (fs::exists("/tmp/.X" + std::to_string(n) + "-lock") ||
+         fs::exists("/tmp/.X11-unix/X" + std::to_string(n)))
+    ++n;
+  const std::string display = ":" + std::to_string(n);
+  Child xvfb({"/usr/bin/Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"}, {},
+             env.file("xvfb.log"));
+  for (int i = 0; i < 100 && !fs::exists("/tmp/.X11-unix/X" + std::to_string(n)); ++i)
+    usleep(100000);
+  ASSERT_TRUE(fs::exists("/tmp/.X11-unix/X" + std::to_string(n)))
+      << read_file(env.file("xvfb.log"));
+
+  const std::string abs = loras + "/aitoolkit.safetensors";
+  auto run_dialog = [&](const std::string& pick, const std::string& mark) {
+    const std::string script =
+        "(begin (load " + q(kHere + "/e2e_helpers3.scm") +
+        ") (let* ((r (qw-make-image RGB 64 48 64 48 0 0)) (img (car r)) (l (cadr r)))"
+        " (let ((nl (car (plug-in-qwen-image-generate RUN-INTERACTIVE img (vector l)"
+        " \"a red fox\" \"\" 2 4.0 42 \"\" " +
+        q("kohya_musubi:0.7," + abs + ":0.5") + " FALSE)))) (qw-mark " + q(env.file(mark)) +
+        " (caddr (car (gimp-item-get-parasite nl \"qwen-image-params\")))))))";
+    std::string out;
+    const int rc = run({"/bin/bash",
+                        kHere + "/in_chroot.sh",
+                        chroot_root(GetParam()),
+                        env.dir.path,
+                        kSource,
+                        "/tmp/.X11-unix",
+                        "--",
+                        "env",
+                        "HOME=" + env.dir.path,
+                        "GIMP3_DIRECTORY=" + env.dir.path + "/profile",
+                        "QWEN_IMAGE_GIMP_CONFIG=" + env.file("qwen-image.conf"),
+                        "QWEN_IMAGE_INSTANCE=" + env.instance,
+                        "XDG_CACHE_HOME=" + env.dir.path + "/cache",
+                        "DISPLAY=" + display,
+                        "QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=" + env.dir.path,
+                        "QWEN_IMAGE_GIMP_DIALOG_PICK=" + pick,
+                        "QWEN_IMAGE_GIMP_DIALOG_ACCEPT=1",
+                        gui,
+                        "-d",
+                        "-f",
+                        "-s",
+                        "--batch-interpreter=plug-in-script-fu-eval",
+                        "-b",
+                        script,
+                        "-b",
+                        "(gimp-quit 1)"},
+                       300, out);
+    if (rc == -1) out += "\nTEST: GIMP TIMED OUT\n";
+    return out;
+  };
+  std::string out = run_dialog("aitoolkit:-0.3", "params.txt");
+  const std::string params = read_file(env.file("params.txt"));
+  EXPECT_NE(params.find("\nloras=kohya_musubi:0.7,aitoolkit:-0.3," + abs + ":0.5\n"),
+            std::string::npos)
+      << params << out << read_file(env.file("daemon.log"));
+  EXPECT_TRUE(fs::exists(env.file("gimp3-plug-in-qwen-image-generate.png"))) << out;
+
+  out = run_dialog("not-in-the-list:1", "none.txt");
+  EXPECT_NE(out.find("no LoRA 'not-in-the-list' in the list"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(env.file("none.txt")));  // cancelled: no layer, no parasite
+}
