@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -32,22 +31,6 @@ namespace {
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-// The default step count of the model folder `dir` for a --daemon job, which must carry one: the
-// reference pipeline's num_inference_steps (Qwen-Image-2.1: 40, a Turbo folder its sample_sigmas'
-// count; the 20B family: 50). 50 when the folder cannot be read (a model named in daemon.conf).
-int folder_default_steps(const std::string& dir) {
-  std::ifstream in(dir + "/model_index.json");
-  if (!in) return 50;
-  try {
-    const auto j = nlohmann::json::parse(in);
-    if (!j.is_object() || j.value("_class_name", std::string()) != "QwenImage21Pipeline") return 50;
-    const auto it = j.find("sample_sigmas");
-    return it != j.end() && it->is_array() && !it->empty() ? int(it->size()) : 40;
-  } catch (const std::exception&) {
-    return 50;
-  }
-}
 
 struct Options {
   qwen::RunParams run;
@@ -431,26 +414,11 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--lora-mode is the daemon's setting with --daemon (lora_mode in daemon.conf "
         "or qwen-imaged --lora-mode); drop it here");
-  // Lightning (a LoRA named or tagged so, or --lightning): 4 or 8 steps unless --steps was given;
-  // CFG 1 and shift 3 are the engine's defaults for such jobs.
-  if (!o.steps_given) {
-    std::optional<int> steps;
-    if (o.run.lightning) steps = 8;
-    for (const auto& l : o.run.loras)
-      if (const auto info = qwen::models::lightning_info(l.path); info.lightning)
-        steps = steps ? std::min(*steps, info.steps) : info.steps;
-    if (steps)
-      o.run.steps = *steps;
-    else  // the model's default: the engine's (0), or the folder's with --daemon
-      o.run.steps = o.daemon ? folder_default_steps(o.engine.model_dir) : 0;
-  }
-  // With --daemon the job always carries a CFG, so the Lightning defaults (CFG 1, shift 3) travel
-  // as the lightning flag: the engine treats a Lightning LoRA and --lightning alike. A LoRA tagged
-  // Lightning only in the metadata of a lora_dir file the CLI cannot read: give
-  // --true-cfg-scale 1 --shift 3 (or --lightning).
-  if (o.daemon)
-    for (const auto& l : o.run.loras)
-      if (qwen::models::lightning_info(l.path).lightning) o.run.lightning = true;
+  // Without --steps / --true-cfg-scale / --shift the engine picks them, in-process and through the
+  // daemon alike (protocol version 5 sends "the model's default"): the model's own, or 4 or 8
+  // steps, CFG 1 and shift 3 for a Lightning LoRA (by name or metadata, also one of the daemon's
+  // lora_dir) or --lightning (QwenEngine::run).
+  if (!o.steps_given) o.run.steps = 0;
   return o;
 }
 

@@ -44,8 +44,10 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   r.negative_prompts = p.negative_prompts;
   r.width = p.width;
   r.height = p.height;
+  // Steps 0 and an unset CFG / shift travel as "the model's default" (protocol version 5): the
+  // daemon's engine applies the in-process defaults, Lightning's included (QwenEngine::run).
   r.steps = p.steps;
-  r.true_cfg_scale = p.true_cfg_scale.value_or(4.0f);
+  r.true_cfg_scale = p.true_cfg_scale.value_or(ipc::kModelDefaultTrueCfgScale);
   r.seed = p.seed;
   r.num_images_per_prompt = p.num_images_per_prompt;
   r.strength = p.strength;
@@ -69,9 +71,6 @@ std::vector<ImageU8> run_via_daemon(const RunParams& p, const std::string& insta
   r.output_resolution = p.output_resolution;
   if (p.shift) r.shift = float(*p.shift);
   r.lightning = p.lightning;
-  // The engine's Lightning CFG default (1 when no CFG was given) decided here, since the job
-  // always carries a CFG (cmd_generate sets `lightning` for a Lightning LoRA with --daemon).
-  if (!p.true_cfg_scale && p.lightning) r.true_cfg_scale = 1.0f;
   const bool decompose = r.pipeline == "decompose";
   if (decompose) {
     // Qwen-Image-Layered (issue #16): the resolution bucket sets the size; RGBA layers come back.

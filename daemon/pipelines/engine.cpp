@@ -472,7 +472,7 @@ std::vector<ImageU8> QwenEngine::run_img2img(const ResolvedParams& p, const RunP
   return decode(latents, p.height, p.width);
 }
 
-bool QwenEngine::prepare_loras(const RunParams& params) {
+models::LightningInfo QwenEngine::prepare_loras(const RunParams& params) {
   return loras_.prepare(
       params.loras, *transformer_,
       [&](const std::vector<models::LoraSpec>& set) {
@@ -482,24 +482,24 @@ bool QwenEngine::prepare_loras(const RunParams& params) {
 }
 
 std::vector<ImageU8> QwenEngine::run(const RunParams& params, const ProgressFn& progress) {
-  if (params.steps == 0) {  // the model's default: the reference pipelines' 50 steps
-    RunParams defaulted = params;
-    defaulted.steps = 50;
-    return run(defaulted, progress);
-  }
   c10::InferenceMode inference;  // the daemon's jobs and the CLI's runs all enter here
-  // LoRAs and Lightning (issue #14): CFG 1 and shift 3 unless the job set them.
-  const bool lightning = prepare_loras(params) || params.lightning;
+  // The values a job leaves to the model (issue #14), the one rule for the CLI in-process, the CLI
+  // with --daemon and the daemon's jobs (protocol version 5 carries "the model's default"): with a
+  // Lightning LoRA (by name or metadata, io/lightning.h) or the lightning flag, steps 0 is 4 or 8
+  // (the fewest a Lightning LoRA's name says, else 8), CFG 1 and shift 3; otherwise steps 0 is the
+  // reference pipelines' num_inference_steps (50), CFG 4 (resolve_params) and the model's
+  // scheduler. Values the job set stay.
+  const models::LightningInfo loras = prepare_loras(params);
+  const bool lightning = loras.lightning || params.lightning;
   RunParams adjusted;
   const RunParams* job = &params;
   std::optional<double> shift = params.shift;
-  if (lightning) {
-    if (!shift) shift = 3.0;
-    if (!params.true_cfg_scale) {
-      adjusted = params;
-      adjusted.true_cfg_scale = 1.0f;
-      job = &adjusted;
-    }
+  if (lightning && !shift) shift = 3.0;
+  if (params.steps == 0 || (lightning && !params.true_cfg_scale)) {
+    adjusted = params;
+    if (adjusted.steps == 0) adjusted.steps = lightning ? loras.steps : 50;
+    if (lightning && !adjusted.true_cfg_scale) adjusted.true_cfg_scale = 1.0f;
+    job = &adjusted;
   }
   if (shift && !(std::isfinite(*shift) && *shift > 0))
     throw EngineError("shift must be a positive number (got " + std::to_string(*shift) + ")");

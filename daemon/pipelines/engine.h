@@ -52,8 +52,9 @@ struct RunParams {
   std::vector<std::string> negative_prompts;  // empty, one (shared) or one per prompt
   int width = 0;                              // 0: the pipeline's default
   int height = 0;
-  int steps = 50;  // 0: the model's default (50; Qwen-Image-2.1: 40, Turbo: its sigmas' count)
-  std::optional<float> true_cfg_scale;  // unset: 4.0 (only active with a negative prompt)
+  // 0: the model's default (50; Qwen-Image-2.1: 40, Turbo: its sigmas' count; Lightning: 4 or 8)
+  int steps = 50;
+  std::optional<float> true_cfg_scale;  // unset: 4 (2.1, Lightning: 1); CFG needs a negative prompt
   int64_t seed = 0;
   int num_images_per_prompt = 1;
   float strength = 0.6f;        // img2img / inpaint / edit-inpaint
@@ -73,7 +74,7 @@ struct RunParams {
   // scheduler: base_shift = max_shift = ln 3, shift_terminal unset). Unset: the model's scheduler.
   std::optional<double> shift;
   // Lightning defaults even without a recognised Lightning LoRA (merged Lightning checkpoints):
-  // CFG 1 and shift 3 unless set. Steps are the caller's (the CLI picks 4 or 8).
+  // steps 0 -> 8 (a Lightning LoRA's name can say 4), CFG 1 and shift 3 unless set.
   bool lightning = false;
   // Decompose (QwenImageLayeredPipeline, issue #16): the number of RGBA layers to produce (2-10),
   // the reference's `resolution` bucket (640 or 1024: the condition and output area is

@@ -127,8 +127,9 @@ class QwenEngine : public Engine {
   std::vector<ImageU8> decode(const torch::Tensor& latents, int64_t height, int64_t width);
 
   // Puts the job's LoRA set on the transformer (read once per file and kept; the set is only
-  // re-applied when it changes; an empty set clears it). Returns whether a Lightning LoRA is in it.
-  bool prepare_loras(const RunParams& params);
+  // re-applied when it changes; an empty set clears it). Returns what it says about Lightning
+  // (LoraSet::prepare).
+  models::LightningInfo prepare_loras(const RunParams& params);
 
   void log(const std::string& message) const;
   // Runs load() (which loads `component`) under a models::LoadMeter; records and logs the rate.

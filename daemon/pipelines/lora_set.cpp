@@ -1,5 +1,6 @@
 #include "pipelines/lora_set.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "pipelines/engine_impl.h"
@@ -8,12 +9,13 @@ namespace fs = std::filesystem;
 
 namespace qwen::pipelines {
 
-bool LoraSet::prepare(const std::vector<RunParams::Lora>& loras, torch::nn::Module& transformer,
-                      const Apply& apply, const Log& log) {
+models::LightningInfo LoraSet::prepare(const std::vector<RunParams::Lora>& loras,
+                                       torch::nn::Module& transformer, const Apply& apply,
+                                       const Log& log) {
   std::vector<std::pair<std::string, double>> wanted;
   for (const auto& l : loras) wanted.emplace_back(l.path, l.strength);
   std::vector<models::LoraSpec> set;
-  bool lightning = false;
+  models::LightningInfo lightning;
   for (const auto& [path, strength] : wanted) {
     std::error_code ec;
     const auto mtime = fs::last_write_time(path, ec);
@@ -33,7 +35,10 @@ bool LoraSet::prepare(const std::vector<RunParams::Lora>& loras, torch::nn::Modu
       applied_.clear();  // a changed file: re-apply
     }
     set.push_back({it->second.file, strength});
-    lightning = lightning || models::lightning_info(*it->second.file).lightning;
+    if (const auto li = models::lightning_info(*it->second.file); li.lightning) {
+      lightning.steps = lightning.lightning ? std::min(lightning.steps, li.steps) : li.steps;
+      lightning.lightning = true;
+    }
   }
   if (wanted != applied_) {
     applied_.clear();

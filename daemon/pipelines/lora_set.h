@@ -26,10 +26,11 @@ class LoraSet {
   using Log = std::function<void(const std::string&)>;
 
   // Reads the job's LoRA files (cached) and calls `apply` when the set differs from the one
-  // applied. Throws EngineError naming the file. Returns whether the applied set holds a
-  // Lightning LoRA (by name or metadata, io/lightning.h).
-  bool prepare(const std::vector<RunParams::Lora>& loras, torch::nn::Module& transformer,
-               const Apply& apply, const Log& log);
+  // applied. Throws EngineError naming the file. Returns what the applied set says about Lightning
+  // (io/lightning.h, by name or metadata): `lightning` when it holds a Lightning LoRA, `steps` the
+  // fewest steps one of them stands for (4 or 8; 8 without one).
+  models::LightningInfo prepare(const std::vector<RunParams::Lora>& loras,
+                                torch::nn::Module& transformer, const Apply& apply, const Log& log);
   // The set on the transformer now: (path, strength) in job order.
   const std::vector<std::pair<std::string, double>>& applied() const { return applied_; }
 
@@ -40,7 +41,7 @@ class LoraSet {
   };
   std::map<std::string, Cached> cache_;
   std::vector<std::pair<std::string, double>> applied_;
-  bool applied_lightning_ = false;
+  models::LightningInfo applied_lightning_;
 };
 
 }  // namespace qwen::pipelines

@@ -60,11 +60,12 @@ class FakeEngine : public Engine {
   std::vector<ImageU8> run(const RunParams& p, const ProgressFn& progress) override {
     for (const auto& s : p.prompts)
       if (s == "fail") throw EngineError("fake engine: failure requested by the prompt");
-    for (int step = 1; step <= p.steps; ++step) {
+    const int steps = p.steps > 0 ? p.steps : 50;  // 0: the model's default, as QwenEngine
+    for (int step = 1; step <= steps; ++step) {
       if (step_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms_));
       ProgressInfo info;
       info.step = step;
-      info.total = p.steps;
+      info.total = steps;
       if (step % 2 == 0) {
         info.preview.width = 300;  // larger than a preview: the daemon scales it down
         info.preview.height = 200;

@@ -378,6 +378,8 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     p.negative_prompts = j.req.negative_prompts;
     p.width = j.req.width;
     p.height = j.req.height;
+    // Steps 0 and an unset CFG / shift (protocol version 5) leave them to the engine, which applies
+    // the model's defaults or a Lightning LoRA's (QwenEngine::run), as for the CLI in-process.
     p.steps = j.req.steps;
     p.true_cfg_scale = j.req.true_cfg_scale;
     p.seed = j.req.seed;
@@ -419,6 +421,11 @@ void run_job(Job& j, Models& models, std::mutex& mu, const DaemonConfig& cfg,
     phase(ipc::JobPhase::EncodingPrompt);
     int last_preview = -1000000;
     auto progress = [&](const ProgressInfo& info) {
+      // A job leaving its steps to the model learns them here: max_steps holds for them too.
+      if (info.total > cfg.limits.max_steps)
+        throw EngineError("the model's default of " + std::to_string(info.total) +
+                          " steps is more than this daemon's max_steps (" +
+                          std::to_string(cfg.limits.max_steps) + "): give the job a step count");
       atom(h->step).store(info.step);
       atom(h->total).store(info.total);
       if (phases) {

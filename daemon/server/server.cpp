@@ -203,7 +203,9 @@ struct Server::State {
       queue.push_back(j);
     }
     log_info("queued job " + std::to_string(id) + " from pid " + std::to_string(pid) + ": " +
-             j->req.pipeline + ", " + std::to_string(j->req.steps) + " steps");
+             j->req.pipeline + ", " +
+             (j->req.steps ? std::to_string(j->req.steps) : std::string("the model's default")) +
+             " steps");
     update_positions();
     cv.notify_all();
   }

@@ -175,17 +175,24 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   if (int64_t(h.width) * h.height > kMaxOutputPixels)
     return "requested size " + std::to_string(h.width) + "x" + std::to_string(h.height) +
            " is larger than " + std::to_string(kMaxOutputPixels >> 20) + " megapixels";
-  if (h.steps < 1 || h.steps > max_steps)
-    return "steps must be 1.." + std::to_string(max_steps) + ", got " + std::to_string(h.steps);
+  // Version 5: steps 0 and true_cfg_scale -1 leave them to the model (limits.h); an older client
+  // never sends them, and its values are taken as before.
+  const bool model_defaults = pre.version >= 5;
+  const bool default_steps = model_defaults && h.steps == kModelDefaultSteps;
+  if (!default_steps && (h.steps < 1 || h.steps > max_steps))
+    return "steps must be 1.." + std::to_string(max_steps) + ", got " + std::to_string(h.steps) +
+           (model_defaults ? " (0 = the model's default)" : "");
   if (h.num_images_per_prompt < 1 || h.num_images_per_prompt > lim.max_images_per_prompt)
     return "num_images_per_prompt must be 1.." + std::to_string(lim.max_images_per_prompt) +
            ", got " + std::to_string(h.num_images_per_prompt);
   if (h.max_sequence_length < 1 || h.max_sequence_length > max_seq)
     return "max_sequence_length must be 1.." + std::to_string(max_seq) + ", got " +
            std::to_string(h.max_sequence_length);
-  if (!std::isfinite(h.true_cfg_scale) || h.true_cfg_scale < 0.0f ||
-      h.true_cfg_scale > kMaxTrueCfgScale)
-    return "true_cfg_scale must be a number in 0.." + std::to_string(int(kMaxTrueCfgScale));
+  const bool default_cfg = model_defaults && h.true_cfg_scale == kModelDefaultTrueCfgScale;
+  if (!default_cfg && (!std::isfinite(h.true_cfg_scale) || h.true_cfg_scale < 0.0f ||
+                       h.true_cfg_scale > kMaxTrueCfgScale))
+    return "true_cfg_scale must be a number in 0.." + std::to_string(int(kMaxTrueCfgScale)) +
+           (model_defaults ? " (-1 = the model's default)" : "");
   if (!std::isfinite(h.strength) || h.strength < 0.0f || h.strength > 1.0f)
     return "strength must be a number in 0..1";
   if (h.exact_geometry > 1) return "exact_geometry must be 0 or 1";
@@ -323,7 +330,7 @@ std::string validate_job(const void* segment, size_t size, const Limits& lim, Re
   r.steps = h.steps;
   r.num_images_per_prompt = h.num_images_per_prompt;
   r.max_sequence_length = h.max_sequence_length;
-  r.true_cfg_scale = h.true_cfg_scale;
+  if (!default_cfg) r.true_cfg_scale = h.true_cfg_scale;
   r.strength = h.strength;
   r.exact_geometry = h.exact_geometry != 0;
   r.seed = h.seed;

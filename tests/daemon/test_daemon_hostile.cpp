@@ -120,3 +120,24 @@ TEST(DaemonHostile, Version3ClientJobsStillRun) {
   });
   EXPECT_EQ(state, JobState::Done) << msg;
 }
+
+// A version-4 client (protocol version 5 only gave steps 0 and true_cfg_scale -1 the meaning "the
+// model's default", with the same header): its jobs run, and 0 / -1 are refused as before.
+TEST(DaemonHostile, Version4ClientJobsStillRun) {
+  Daemon d(unique_instance("v4"));
+  auto v4 = [](JobHeader* h) { h->prefix.version = 4; };
+  auto [state, msg] = submit_raw(d.instance(), 502, v4);
+  EXPECT_EQ(state, JobState::Done) << msg;
+  auto [zero, zero_msg] = submit_raw(d.instance(), 503, [&](JobHeader* h) {
+    v4(h);
+    h->steps = 0;
+  });
+  EXPECT_EQ(zero, JobState::Rejected);
+  EXPECT_NE(zero_msg.find("steps must be 1..1000, got 0"), std::string::npos) << zero_msg;
+  // The same job as version 5: the model's default (the fake engine's 50 steps).
+  auto [dflt, dflt_msg] = submit_raw(d.instance(), 504, [](JobHeader* h) {
+    h->steps = 0;
+    h->true_cfg_scale = -1.0f;
+  });
+  EXPECT_EQ(dflt, JobState::Done) << dflt_msg;
+}

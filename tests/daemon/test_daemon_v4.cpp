@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "qwen_image/client.h"
+#include "qwen_image/protocol.h"
 #include "server/lora_list.h"
 #include "server/server.h"
 
@@ -46,11 +47,12 @@ class RecordingEngine : public Engine {
       std::lock_guard<std::mutex> lk(rec_->mu);
       rec_->runs.push_back(p);
     }
-    for (int s = 1; s <= p.steps; ++s) {
+    const int steps = p.steps > 0 ? p.steps : 50;  // 0 (protocol version 5): the model's default
+    for (int s = 1; s <= steps; ++s) {
       std::this_thread::sleep_for(std::chrono::milliseconds(30));
       ProgressInfo i;
       i.step = s;
-      i.total = p.steps;
+      i.total = steps;
       if (progress && !progress(i)) throw CancelledError();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // "decoding"
@@ -272,7 +274,7 @@ TEST(DaemonV4, StatusListsTheLorasAndUnknownLorasAreRejected) {
     InProcessDaemon d(cfg);
     Client c = Client::connect(d.instance());
     const DaemonStatus st = c.status();
-    EXPECT_EQ(st.protocol_version, 4);
+    EXPECT_EQ(st.protocol_version, int(ipc::proto::kProtocolVersion));
     ASSERT_EQ(st.loras.size(), 3u);
     EXPECT_EQ(st.loras_left_out, 0);
     EXPECT_EQ(st.loras[0].name, "Qwen-Image-Lightning-8steps-V1.0");
@@ -299,4 +301,49 @@ TEST(DaemonV4, StatusListsTheLorasAndUnknownLorasAreRejected) {
     EXPECT_EQ(d.runs()[0].loras[0].path, (dir / "style.safetensors").string());
   }
   fs::remove_all(dir);
+}
+
+// Protocol version 5: steps 0, true_cfg_scale -1 and no shift reach the engine as "the model's
+// default" (steps 0, CFG and shift unset), for the engine's one rule to resolve (QwenEngine::run);
+// explicit values arrive as sent. A configured max_steps also bounds a default the engine picks:
+// the job fails at its first step, naming both.
+TEST(DaemonV5, ModelDefaultsReachTheEngineUnresolved) {
+  server::DaemonConfig cfg = lazy_config();
+  cfg.limits.max_steps = 30;
+  InProcessDaemon d(cfg);
+  Client c = Client::connect(d.instance());
+  JobRequest r = small_generate();
+  r.steps = kModelDefaultSteps;
+  r.true_cfg_scale = kModelDefaultTrueCfgScale;
+  try {
+    c.run(r);
+    ADD_FAILURE() << "a default of 50 steps ran under max_steps 30";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.kind, ClientError::Kind::JobFailed) << e.what();
+    EXPECT_NE(std::string(e.what()).find("default of 50 steps is more than this daemon's "
+                                         "max_steps (30)"),
+              std::string::npos)
+        << e.what();
+  }
+  r.steps = 20;
+  EXPECT_EQ(c.run(r).size(), 1u);
+  r.steps = 7;
+  r.true_cfg_scale = 2.5f;
+  r.shift = 3.0f;
+  r.lightning = true;
+  EXPECT_EQ(c.run(r).size(), 1u);
+  const auto runs = d.runs();
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].steps, 0);
+  EXPECT_FALSE(runs[0].true_cfg_scale.has_value());
+  EXPECT_FALSE(runs[0].shift.has_value());
+  EXPECT_FALSE(runs[0].lightning);
+  EXPECT_EQ(runs[1].steps, 20);
+  EXPECT_FALSE(runs[1].true_cfg_scale.has_value());
+  EXPECT_EQ(runs[2].steps, 7);
+  ASSERT_TRUE(runs[2].true_cfg_scale.has_value());
+  EXPECT_EQ(*runs[2].true_cfg_scale, 2.5f);
+  ASSERT_TRUE(runs[2].shift.has_value());
+  EXPECT_EQ(*runs[2].shift, 3.0);
+  EXPECT_TRUE(runs[2].lightning);
 }

@@ -4,12 +4,16 @@
 // more than 10 references and a 2.1-incapable pipeline are refused by name.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <utility>
 
 #include "cli_harness.h"
 #include "harness.h"  // tests/daemon: a qwen-imaged for the --daemon run
 #include "image/png.h"
+#include "qwen_image/client.h"
 #include "reference_case.h"
 
 namespace fs = std::filesystem;
@@ -113,6 +117,73 @@ TEST(CliQwen21, GenerateAndEditWriteTheReferencesRgbaPngs) {
       EXPECT_EQ(via.pixels, local.pixels) << (kv ? "with" : "without") << " the KV cache";
     }
   }
+}
+
+// Without --steps the job leaves its steps to the model (protocol version 5), in-process and
+// through qwen-imaged alike: the reference's 40 steps, and a Turbo folder's sample_sigmas count
+// (model_index.json); the daemon's progress reports that total and the PNG is the in-process
+// one; --steps stays what it says.
+TEST(CliQwen21, DaemonRunsTheModelsDefaultStepsWhenNoneAreGiven) {
+  QWEN_REFERENCE_CASE(ref, "model", "", "gen_qwen21_pipeline.py");
+  // A Turbo twin: the same components, three sample_sigmas.
+  const fs::path turbo = fs::path(tmp("turbo_model"));
+  fs::remove_all(turbo);
+  fs::create_directories(turbo);
+  for (const auto& e : fs::directory_iterator(ref.model_dir()))
+    if (e.path().filename() != "model_index.json")
+      fs::create_symlink(e.path(), turbo / e.path().filename());
+  nlohmann::json index;
+  std::ifstream(ref.model_dir() + "/model_index.json") >> index;
+  index["sample_sigmas"] = {1.0, 0.95418, 0.704534};
+  std::ofstream(turbo / "model_index.json") << index.dump();
+
+  qwen::test::Daemon d(QWEN_IMAGED, qwen::test::unique_instance("q21-steps"),
+                       {"--model", "base=" + ref.model_dir(), "--model", "turbo=" + turbo.string(),
+                        "--device", "cpu", "--dtype", "float32", "--threads", "1", "--lazy"});
+  const std::string job = " --threads 1 --prompt 'a paper boat' --width 32 --height 32 --seed 3";
+  struct Case {
+    std::string name, dir, steps_arg;
+    int steps;
+  };
+  const Case cases[] = {{"base", ref.model_dir(), "", 40},
+                        {"turbo", turbo.string(), "", 3},
+                        {"base", ref.model_dir(), " --steps 2", 2}};
+  for (const auto& c : cases) {
+    const std::string total = "/" + std::to_string(c.steps) + "  ";  // "step k/N  0.1 s/step"
+    const auto in = tmp("steps_" + c.name + std::to_string(c.steps) + "_in.png");
+    const auto via = tmp("steps_" + c.name + std::to_string(c.steps) + "_via.png");
+    Result r = run("generate --model " + c.dir + " --device cpu --dtype float32" + job +
+                   c.steps_arg + " --output " + in);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("step " + std::to_string(c.steps) + total), std::string::npos)
+        << r.output;
+    r = run("generate --daemon --instance " + d.instance() + " --model " + c.name + job +
+            c.steps_arg + " --output " + via);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find(total), std::string::npos) << c.name << ": " << r.output;
+    const auto a = qwen::read_png(in), b = qwen::read_png(via);
+    EXPECT_EQ(a.channels, 4);
+    EXPECT_EQ(b.channels, 4);
+    EXPECT_EQ(a.pixels, b.pixels) << c.name << c.steps_arg;
+  }
+  // Through the client library: steps kModelDefaultSteps, CFG kModelDefaultTrueCfgScale.
+  qwen::ipc::Client client = qwen::ipc::Client::connect(d.instance());
+  for (const auto& [model, steps] : {std::pair<std::string, int>{"base", 40}, {"turbo", 3}}) {
+    qwen::ipc::JobRequest req;
+    req.model = model;
+    req.prompts = {"a paper boat"};
+    req.width = req.height = 32;
+    req.steps = qwen::ipc::kModelDefaultSteps;
+    req.true_cfg_scale = qwen::ipc::kModelDefaultTrueCfgScale;
+    int seen = 0;
+    client.run(req, [&](const qwen::ipc::JobProgress& p) {
+      if (p.phase == qwen::ipc::JobPhase::Denoising || p.phase == qwen::ipc::JobPhase::Decoding)
+        seen = std::max(seen, p.total);
+      return true;
+    });
+    EXPECT_EQ(seen, steps) << model;
+  }
+  fs::remove_all(turbo);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // LoRAs and Lightning through the engine (issue #14) on the tiny model: a job without LoRAs after
 // jobs with LoRAs is bit-identical to the first no-LoRA job (side branch and merged), changing the
-// set keeps the loaded weights, Lightning defaults (CFG 1, shift 3) and --shift.
+// set keeps the loaded weights, Lightning defaults (4 or 8 steps, CFG 1, shift 3) and --shift.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
 
 #include "common/fixtures.h"
 #include "pipelines/engine.h"
@@ -122,4 +124,49 @@ TEST(EngineLora, LightningDefaults) {
   auto bad = job();
   bad.shift = -1.0;
   EXPECT_THROW(engine->run(bad), qwen::EngineError);
+}
+
+// Steps 0 (the CLI without --steps, a daemon job with the model's default) is the one rule's:
+// a Lightning LoRA's 4 or 8 (its name, else 8; the fewest of several), 8 for the lightning flag
+// alone, else the model's 50; a step count the job gives stays.
+TEST(EngineLora, StepsZeroTakesLightningsOrTheModelsCount) {
+  auto engine = open_tiny();
+  const std::string dir = ::testing::TempDir();
+  const std::string four = dir + "/Qwen-Image-Lightning-4steps-V1.0.safetensors";
+  const std::string eight = dir + "/Qwen-Image-Lightning-8steps-V1.1.safetensors";
+  const std::string plain = dir + "/qwen-lightning-distill.safetensors";  // no step count named
+  for (const auto& f : {four, eight, plain})
+    std::filesystem::copy_file(samples("lightx2v.safetensors"), f,
+                               std::filesystem::copy_options::overwrite_existing);
+  auto total = [&](const std::vector<std::string>& loras, bool flag, int steps) {
+    auto p = job();
+    p.steps = steps;
+    p.lightning = flag;
+    for (const auto& l : loras) p.loras.push_back({l, 1.0});
+    int seen = 0;
+    engine->run(p, [&](const qwen::ProgressInfo& info) {
+      seen = info.total;
+      return true;
+    });
+    return seen;
+  };
+  EXPECT_EQ(total({four}, false, 0), 4);
+  EXPECT_EQ(total({eight}, false, 0), 8);
+  EXPECT_EQ(total({plain}, false, 0), 8);
+  EXPECT_EQ(total({eight, four}, false, 0), 4);
+  EXPECT_EQ(total({}, true, 0), 8);
+  EXPECT_EQ(total({four}, true, 0), 4);
+  EXPECT_EQ(total({samples("kohya_musubi.safetensors")}, false, 0), 50);  // not Lightning
+  EXPECT_EQ(total({four}, false, 3), 3);
+  EXPECT_EQ(total({}, true, 2), 2);
+  // Steps 0 with a Lightning LoRA is the same image as 4 steps, CFG 1 and shift 3 spelled out.
+  auto defaults = job();
+  defaults.steps = 0;
+  defaults.loras = {{four, 1.0}};
+  auto spelled = defaults;
+  spelled.steps = 4;
+  spelled.true_cfg_scale = 1.0f;
+  spelled.shift = 3.0;
+  EXPECT_EQ(pixels(*engine, defaults), pixels(*engine, spelled));
+  for (const auto& f : {four, eight, plain}) std::filesystem::remove(f);
 }

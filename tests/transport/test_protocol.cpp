@@ -100,7 +100,7 @@ TEST(Protocol, HostileFieldsGetSpecificErrors) {
   const Case cases[] = {
       {"out of range", [](JobHeader* h) { h->width = 1 << 20; }},
       {"out of range", [](JobHeader* h) { h->height = -5; }},
-      {"steps must be", [](JobHeader* h) { h->steps = 0; }},
+      {"steps must be", [](JobHeader* h) { h->steps = -1; }},
       {"unknown pipeline", [](JobHeader* h) { std::strcpy(h->pipeline, "rm -rf"); }},
       {"not NUL-terminated", [](JobHeader* h) { std::memset(h->pipeline, 'a', 32); }},
       {"strength", [](JobHeader* h) { h->strength = NAN; }},
@@ -513,7 +513,8 @@ TEST(Protocol, Version3JobsAreStillAccepted) {
   EXPECT_EQ(job_header_size(2), kJobHeaderV2Size);
   EXPECT_EQ(job_header_size(3), kJobHeaderV3Size);
   EXPECT_EQ(job_header_size(4), sizeof(JobHeader));
-  EXPECT_EQ(job_header_size(5), 0u);
+  EXPECT_EQ(job_header_size(5), sizeof(JobHeader));  // version 5: the same layout
+  EXPECT_EQ(job_header_size(6), 0u);
 }
 
 // Qwen-Image-2.1's kv_cache and output_resolution travel in the version-4 section.
@@ -576,6 +577,87 @@ TEST(Protocol, EngineLimitsAreCheckedAtSubmission) {
             std::string::npos);
 }
 
+// ---- protocol version 5: the model's defaults ----
+
+// Steps 0 and true_cfg_scale -1 (limits.h) say "the model's default" (the engine then applies the
+// model's or a Lightning LoRA's values); shift 0 already did. Explicit values travel as they are.
+TEST(Protocol, Version5CarriesTheModelsDefaults) {
+  EXPECT_EQ(kProtocolVersion, 5u);
+  JobRequest req;
+  req.prompts = {"a fox"};
+  req.loras = {{"Qwen-Image-Lightning-4steps-V1.0", 1.0f}};
+  req.steps = kModelDefaultSteps;
+  req.true_cfg_scale = kModelDefaultTrueCfgScale;
+  Encoded e = encode(req);
+  EXPECT_EQ(e.h()->prefix.version, 5u);
+  EXPECT_EQ(e.h()->steps, 0);
+  EXPECT_EQ(e.h()->true_cfg_scale, -1.0f);
+  EXPECT_EQ(e.h()->shift, 0.0f);
+  Request r;
+  ErrorKind k;
+  ASSERT_EQ(validate(e, &r, &k), "");
+  EXPECT_EQ(k, ErrorKind::None);
+  EXPECT_EQ(r.steps, 0);
+  EXPECT_FALSE(r.true_cfg_scale.has_value());
+  EXPECT_FALSE(r.shift.has_value());
+  EXPECT_FALSE(r.lightning);
+  // Explicit values are kept, CFG 0 and 1 included.
+  for (float cfg : {0.0f, 1.0f, 4.0f}) {
+    req.steps = 7;
+    req.true_cfg_scale = cfg;
+    req.shift = 2.5f;
+    Encoded x = encode(req);
+    ASSERT_EQ(validate(x, &r), "");
+    EXPECT_EQ(r.steps, 7);
+    ASSERT_TRUE(r.true_cfg_scale.has_value());
+    EXPECT_EQ(*r.true_cfg_scale, cfg);
+    ASSERT_TRUE(r.shift.has_value());
+    EXPECT_EQ(*r.shift, 2.5f);
+  }
+  // Only -1 means the default; other negative values are refused with the range.
+  e.h()->true_cfg_scale = -0.5f;
+  EXPECT_EQ(validate(e), "true_cfg_scale must be a number in 0..100 (-1 = the model's default)");
+  e.h()->true_cfg_scale = -1.0f;
+  e.h()->steps = -1;
+  EXPECT_EQ(validate(e), "steps must be 1..1000, got -1 (0 = the model's default)");
+}
+
+// A version-4 client (the same header as version 5) keeps its meaning: its steps and CFG are
+// always explicit, and 0 / -1 are refused as a version-4 daemon refused them.
+TEST(Protocol, Version4JobsAreStillAccepted) {
+  JobRequest req = edit_request(9);
+  req.steps = 12;
+  req.true_cfg_scale = 2.0f;
+  Encoded e = encode(req);
+  e.h()->prefix.version = 4;
+  Request r;
+  ErrorKind k;
+  ASSERT_EQ(validate(e, &r, &k), "");
+  EXPECT_EQ(r.version, 4u);
+  EXPECT_EQ(r.steps, 12);
+  ASSERT_TRUE(r.true_cfg_scale.has_value());
+  EXPECT_EQ(*r.true_cfg_scale, 2.0f);
+  EXPECT_EQ(r.images.size(), 9u);
+  e.h()->steps = 0;
+  EXPECT_EQ(validate(e, &r, &k), "steps must be 1..1000, got 0");
+  EXPECT_EQ(k, ErrorKind::Rejected);
+  e.h()->steps = 12;
+  e.h()->true_cfg_scale = -1.0f;
+  EXPECT_EQ(validate(e), "true_cfg_scale must be a number in 0..100");
+  // Versions 2 and 3 alike.
+  for (uint32_t v : {2u, 3u}) {
+    Encoded old = encode(inpaint_request());
+    old.h()->prefix.version = v;
+    old.h()->prefix.header_size = uint32_t(job_header_size(v));
+    ASSERT_EQ(validate(old, &r), "") << v;
+    EXPECT_EQ(r.steps, 20);
+    ASSERT_TRUE(r.true_cfg_scale.has_value());
+    EXPECT_EQ(*r.true_cfg_scale, 4.0f);
+    old.h()->steps = 0;
+    EXPECT_EQ(validate(old), "steps must be 1..1000, got 0") << v;
+  }
+}
+
 // Issue #14: the LoRA section after the capability section; older readers see the same models.
 TEST(Protocol, ModelListCarriesTheLorasAfterTheCapabilities) {
   std::vector<ModelEntry> models(1);
@@ -592,7 +674,7 @@ TEST(Protocol, ModelListCarriesTheLorasAfterTheCapabilities) {
   auto m = decode_models(buf, sizeof buf, &version, &back, &left_out);
   ASSERT_EQ(m.size(), 1u);
   EXPECT_TRUE(m[0].caps.known && m[0].caps.can_generate);
-  EXPECT_EQ(version, 4);
+  EXPECT_EQ(version, int(kProtocolVersion));
   ASSERT_EQ(back.size(), 3u);
   EXPECT_EQ(left_out, 0);
   EXPECT_EQ(back[0].name, "style");

@@ -78,8 +78,8 @@ struct JobRequest {
   std::vector<std::string> negative_prompts;
   int width = 0;  // 0 = pipeline default
   int height = 0;
-  int steps = 50;
-  float true_cfg_scale = 4.0f;
+  int steps = 50;               // kModelDefaultSteps (0): the model's default (Lightning: 4/8)
+  float true_cfg_scale = 4.0f;  // kModelDefaultTrueCfgScale (-1): the model's (Lightning: 1)
   int64_t seed = 0;
   int num_images_per_prompt = 1;
   float strength = 0.6f;
@@ -89,8 +89,11 @@ struct JobRequest {
   PixelFormat result_format = PixelFormat::RGBA8;  // RGBA8, RGB8, RGBA_F32 or RGB_F32 (alpha = 1)
   int max_sequence_length = 512;
   std::vector<JobLora> loras;  // at most 8, strengths finite in [-10, 10]
-  std::optional<float> shift;  // fixed time shift mu = ln shift, in (0, 100]
-  bool lightning = false;      // Lightning defaults (CFG 1, shift 3); steps stay the client's
+  std::optional<float> shift;  // fixed time shift mu = ln shift, in (0, 100]; unset: the model's
+                               // (Lightning: 3)
+  // Lightning defaults for the values left to the model (steps 8, CFG 1, shift 3) without a LoRA
+  // the daemon recognises as Lightning (merged Lightning checkpoints); explicit values stay.
+  bool lightning = false;
   // Decompose only (protocol version 3): RGBA layers per picture (kMinLayers..kMaxLayers), the
   // reference's resolution bucket (640 or 1024; the output's area at the input's aspect ratio) and
   // cfg_normalize. width/height must stay 0: the resolution sets the size.

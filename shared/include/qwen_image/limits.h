@@ -13,6 +13,13 @@ namespace qwen::ipc {
 inline constexpr int kMaxSequenceLength = 1024;
 // Denoising steps.
 inline constexpr int kMaxSteps = 1000;
+// "The model's default" for a job's steps and true_cfg_scale (protocol version 5; shift: unset):
+// the engine then runs what it runs without --steps / --true-cfg-scale, the model's values (50
+// steps and CFG 4; Qwen-Image-2.1: 40 steps, its Turbo the count of its sigmas, and no CFG) or,
+// with a Lightning LoRA (by name or metadata) or the lightning flag, Lightning's 4 or 8 steps and
+// CFG 1 (daemon/pipelines/engine.cpp QwenEngine::run, the one rule for the CLI and the daemon).
+inline constexpr int kModelDefaultSteps = 0;
+inline constexpr float kModelDefaultTrueCfgScale = -1.0f;
 // Output size asked for: 0 = the pipeline's default, else kMinOutputSide..kMaxOutputSide pixels a
 // side and at most kMaxOutputPixels in all.
 inline constexpr int kMinOutputSide = 16;

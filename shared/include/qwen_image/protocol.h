@@ -28,10 +28,13 @@ constexpr uint32_t kMagicResult = 0x52494D51;   // "QMIR"
 // The job format's version, which clients write into their job segments. 2: LoRAs, shift and
 // lightning in JobHeader; 3: decompose (layers, resolution, cfg_normalize appended to JobHeader);
 // 4: more input images (kMaxJobImages), kv_cache and output_resolution (Qwen-Image-2.1), the job's
-// phase and model-load progress, all appended to JobHeader.
-// The daemon still takes version-2 and version-3 job segments (their header ends before the later
-// fields, which then take their defaults), so older plug-ins keep working with a newer daemon.
-constexpr uint32_t kProtocolVersion = 4;
+// phase and model-load progress, all appended to JobHeader; 5: the model's defaults (steps
+// kModelDefaultSteps = 0 and true_cfg_scale kModelDefaultTrueCfgScale = -1, limits.h, which
+// older versions refuse; shift 0 as before), same header layout as version 4.
+// The daemon still takes version-2, 3 and 4 job segments (a version-2/3 header ends before the
+// later fields, which then take their defaults; a version-4 job's steps and CFG keep their
+// meaning), so older plug-ins keep working with a newer daemon.
+constexpr uint32_t kProtocolVersion = 5;
 constexpr uint32_t kOldestJobVersion = 2;
 // The control block and the result segments have not changed since version 2; they keep that
 // number so that version-2 clients still attach. The daemon's job version travels in the status
@@ -110,10 +113,10 @@ struct JobHeader {
   char model[256];
   int32_t width;
   int32_t height;
-  int32_t steps;
+  int32_t steps;  // version 5: kModelDefaultSteps (0) = the model's default
   int32_t num_images_per_prompt;
   int32_t max_sequence_length;
-  float true_cfg_scale;
+  float true_cfg_scale;  // version 5: kModelDefaultTrueCfgScale (-1) = the model's default
   float strength;
   uint32_t exact_geometry;
   int64_t seed;
@@ -171,11 +174,12 @@ static_assert(kJobHeaderV2Size == 1920, "the version-2 job header layout must no
 constexpr size_t kJobHeaderV3Size = offsetof(JobHeader, kv_cache);
 static_assert(kJobHeaderV3Size == 1936, "the version-3 job header layout must not change");
 // The header size a job segment of `version` has (0 for a version the daemon does not take).
+// Version 5 changed what steps / true_cfg_scale may say, not the layout.
 constexpr size_t job_header_size(uint32_t version) {
-  return version == 2                  ? kJobHeaderV2Size
-         : version == 3                ? kJobHeaderV3Size
-         : version == kProtocolVersion ? sizeof(JobHeader)
-                                       : 0;
+  return version == 2                                  ? kJobHeaderV2Size
+         : version == 3                                ? kJobHeaderV3Size
+         : version == 4 || version == kProtocolVersion ? sizeof(JobHeader)
+                                                       : 0;
 }
 
 struct ResultHeader {
@@ -241,8 +245,10 @@ struct Request {
   std::string model;
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
+  // steps 0 (version 5): the model's default, resolved by the engine.
   int width = 0, height = 0, steps = 0, num_images_per_prompt = 1, max_sequence_length = 512;
-  float true_cfg_scale = 4.0f, strength = 0.6f;
+  float strength = 0.6f;
+  std::optional<float> true_cfg_scale;  // unset (version 5): the model's default
   bool exact_geometry = true;
   int64_t seed = 0;
   PixelFormat result_format = PixelFormat::RGBA8;
