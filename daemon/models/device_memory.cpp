@@ -32,4 +32,29 @@ std::optional<int64_t> device_available_bytes(const torch::Device& device) {
 #endif
 }
 
+bool pins_host_memory(const torch::Device& device) { return !device.is_cpu(); }
+
+torch::Tensor host_buffer(int64_t bytes, const torch::Device& device) {
+  bytes = std::max<int64_t>(bytes, 0);
+  const auto u8 = torch::TensorOptions().dtype(torch::kUInt8);
+  if (!pins_host_memory(device)) return torch::empty({bytes}, u8);
+#ifdef QWEN_DEVICE_MEMORY_CUDA
+  if (device.is_cuda() && bytes > 0) {
+    // cudaHostAlloc of the exact size (torch's pinned allocator would round it up to a power of
+    // two); torch sees it as pinned (is_pinned() asks the driver).
+    void* p = nullptr;
+    const cudaError_t err = cudaHostAlloc(&p, static_cast<size_t>(bytes), cudaHostAllocDefault);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "cannot allocate ", bytes / double(1 << 30),
+                       " GiB of page-locked host memory: ", cudaGetErrorString(err),
+                       " (free host memory, or choose a memory mode that keeps less on the host)");
+    }
+    return torch::from_blob(
+        p, {bytes}, [](void* q) { cudaFreeHost(q); }, u8);
+  }
+#endif
+  return torch::empty({bytes}, u8.pinned_memory(true));
+}
+
 }  // namespace qwen::models

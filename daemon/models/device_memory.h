@@ -13,4 +13,11 @@ namespace qwen::models {
 // in builds against a libtorch without CUDA, or when the driver cannot be asked.
 std::optional<int64_t> device_available_bytes(const torch::Device& device);
 
+// Host memory that weights are copied to `device` from (memory modes, issue #13): page-locked
+// when `device` is an accelerator (asynchronous copies on a side stream need it), plain host
+// memory on the CPU, where it stands in (the same code runs in tests). Exactly `bytes` (torch's
+// pinned caching allocator rounds every block up to a power of two: up to twice the weights).
+bool pins_host_memory(const torch::Device& device);
+torch::Tensor host_buffer(int64_t bytes, const torch::Device& device);  // uint8 [bytes]
+
 }  // namespace qwen::models

@@ -6,6 +6,8 @@
 
 #include <chrono>
 
+#include "models/block_stream.h"
+#include "models/device_memory.h"
 #include "models/linear.h"
 
 namespace qwen::models {
@@ -42,18 +44,20 @@ std::vector<std::pair<std::string, torch::Tensor>> tensors_of(torch::nn::Module&
   return out;
 }
 
-torch::Tensor host_copy(const torch::Tensor& t, bool pin) {
-  // A second handle on the same memory: the module's handle is re-pointed by set_data, this one
-  // keeps the host tensor.
-  if (t.is_cpu() && !pin) return t.detach();
-  auto host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(pin));
-  host.copy_(t);
-  return host;
+// Whether `t` may serve as the host copy as it is: in host memory, page-locked when `pin`.
+bool adoptable(const torch::Tensor& t, bool pin) { return t.is_cpu() && (!pin || t.is_pinned()); }
+
+int64_t aligned_bytes(const torch::Tensor& t) {
+  return t.defined() ? (t.numel() * static_cast<int64_t>(t.element_size()) + 63) / 64 * 64 : 0;
 }
 
-// A copy of `q` with its storage in host memory.
-QuantizedWeight host_quantized(const QuantizedWeight& q) {
-  return q.device().is_cpu() ? q : q.to(torch::kCPU);
+// A copy of `t` in `buffer` (uint8, host) at `offset`, which advances by its aligned bytes.
+torch::Tensor copy_into(const torch::Tensor& t, const torch::Tensor& buffer, int64_t& offset) {
+  const int64_t n = t.numel() * static_cast<int64_t>(t.element_size());
+  torch::Tensor host = buffer.narrow(0, offset, n).view(t.scalar_type()).view(t.sizes());
+  host.copy_(t);
+  offset += aligned_bytes(t);
+  return host;
 }
 
 }  // namespace
@@ -62,21 +66,59 @@ HostWeights::HostWeights(torch::nn::Module& module, torch::Device device, bool p
                          const Take& take)
     : device_(device) {
   torch::NoGradGuard no_grad;
-  const bool pinned = pin && !device.is_cpu();
-  for (auto& [name, t] : tensors_of(module, take)) {
+  const bool pinned = pin && pins_host_memory(device);
+  const auto named = tensors_of(module, take);
+  std::vector<LinearImpl*> quantized;
+  for (const auto& [prefix, l] : linears(module))
+    if (l->quantized() && (!take || take(prefix + "weight"))) quantized.push_back(l);
+  // What is not in host memory of the right kind yet is copied into one exact-size buffer
+  // (page-locked for an accelerator); the rest is adopted as it is (a HostLoad's tensors, or on
+  // the CPU the loaded tensors themselves).
+  int64_t need = 0;
+  for (const auto& [name, t] : named)
+    if (!adoptable(t, pinned)) need += aligned_bytes(t);
+  for (LinearImpl* l : quantized) {
+    const QuantizedWeight& q = *l->quantized();
+    for (const torch::Tensor* t : {&q.storage(), &q.scale(), &q.input_scale()})
+      if (t->defined() && !adoptable(*t, pinned)) need += aligned_bytes(*t);
+  }
+  torch::Tensor buffer;
+  if (need > 0)
+    buffer = pinned ? host_buffer(need, device)
+                    : torch::empty({need}, torch::TensorOptions().dtype(torch::kUInt8));
+  int64_t offset = 0;
+  auto host_of = [&](const torch::Tensor& t) {
+    // Adopted: a second handle on the same memory (the module's handle is re-pointed by
+    // set_data, this one keeps the host tensor).
+    if (!t.defined()) return t;
+    if (adoptable(t, pinned)) return t.detach();
+    copied_bytes_ += t.numel() * static_cast<int64_t>(t.element_size());
+    return copy_into(t, buffer, offset);
+  };
+  for (auto& [name, t] : named) {
     Entry e;
     e.param = t;
-    e.host = host_copy(t, pinned);
+    e.host = host_of(t);
     if (e.host.data_ptr() != t.data_ptr()) e.param.set_data(e.host);
     bytes_ += e.host.numel() * e.host.element_size();
     entries_.push_back(std::move(e));
   }
-  for (const auto& [prefix, l] : linears(module)) {
-    const QuantizedWeight* q = l->quantized();
-    if (!q || (take && !take(prefix + "weight"))) continue;
+  for (LinearImpl* l : quantized) {
+    const QuantizedWeight& q = *l->quantized();
     QEntry e;
     e.linear = l;
-    e.host = host_quantized(*q);
+    switch (q.kind()) {
+      case QuantizedWeight::Kind::Dense:
+        e.host = QuantizedWeight::dense(host_of(q.storage()));
+        break;
+      case QuantizedWeight::Kind::Fp8:
+        e.host = QuantizedWeight::fp8(host_of(q.storage()), host_of(q.scale()),
+                                      host_of(q.input_scale()));
+        break;
+      case QuantizedWeight::Kind::Ggml:
+        e.host = QuantizedWeight::ggml(host_of(q.storage()), q.ggml_type(), q.shape());
+        break;
+    }
     l->set_quantized(e.host);
     bytes_ += e.host.storage_bytes();
     quantized_.push_back(std::move(e));
@@ -155,6 +197,17 @@ bool is_modulation(const std::string& name) {
 }
 }  // namespace
 
+bool TransformerPlacement::host_tensor(const std::string& name, bool stream,
+                                       int64_t resident_blocks) {
+  // "transformer_blocks.N.rest"
+  const std::string p = "transformer_blocks.";
+  if (name.rfind(p, 0) != 0) return false;
+  const size_t dot = name.find('.', p.size());
+  if (dot == std::string::npos) return false;
+  if (is_modulation(name.substr(dot + 1))) return true;
+  return stream && BlockStreamer::streamed_name(name, "transformer_blocks", resident_blocks);
+}
+
 TransformerPlacement::TransformerPlacement(QwenImageTransformer2DModelImpl& model,
                                            torch::Device device, bool stream,
                                            int64_t resident_blocks, bool pin)
@@ -163,103 +216,51 @@ TransformerPlacement::TransformerPlacement(QwenImageTransformer2DModelImpl& mode
   const int64_t layers = static_cast<int64_t>(blocks.size());
   resident_blocks = stream ? std::clamp<int64_t>(resident_blocks, 0, layers) : layers;
   // Host first (what goes there leaves the device), then everything else to the device.
-  for (int64_t i = 0; i < layers; ++i) {
-    auto& block = *blocks[i];
-    mods_.emplace_back(block, device, pin, is_modulation);
-    if (i >= resident_blocks)
-      blocks_.emplace_back(block, device, pin,
-                           [](const std::string& n) { return !is_modulation(n); });
-    else
-      blocks_.emplace_back();
-  }
+  for (int64_t i = 0; i < layers; ++i) mods_.emplace_back(*blocks[i], device, pin, is_modulation);
+  blocks_ = std::make_unique<BlockStreamer>(model.transformer_blocks, device, resident_blocks, pin,
+                                            [](const std::string& n) { return !is_modulation(n); });
   move_tensors(model, device, [&](const std::string& name) {
-    // "transformer_blocks.N.rest"
-    const std::string p = "transformer_blocks.";
-    if (name.rfind(p, 0) != 0) return true;
-    const size_t dot = name.find('.', p.size());
-    const int64_t b = std::stoll(name.substr(p.size(), dot - p.size()));
-    const std::string rest = name.substr(dot + 1);
-    return !is_modulation(rest) && b < resident_blocks;
+    return !host_tensor(name, stream, resident_blocks);
   });
   if (!device.is_cpu())
     side_ = c10::impl::getDeviceGuardImpl(device.type())
                 ->getStreamFromGlobalPool(device, /*isHighPriority=*/false);
 }
 
-int64_t TransformerPlacement::streamed_blocks() const {
-  int64_t n = 0;
-  for (const auto& b : blocks_) n += b.tensors() > 0;
-  return n;
+TransformerPlacement::~TransformerPlacement() = default;
+
+PlacementStats TransformerPlacement::stats() const {
+  PlacementStats s = blocks_->stats();
+  s.modulation_bytes = modulation_bytes_;
+  return s;
 }
 
+int64_t TransformerPlacement::streamed_blocks() const { return blocks_->streamed_blocks(); }
+
 int64_t TransformerPlacement::host_bytes() const {
-  int64_t n = 0;
-  for (const auto& b : blocks_) n += b.bytes();
+  int64_t n = blocks_->host_bytes();
   for (const auto& m : mods_) n += m.bytes();
   return n;
 }
 
-void TransformerPlacement::prefetch(std::vector<HostWeights>& set, size_t index, int64_t& counter) {
-  if (index >= set.size() || set[index].tensors() == 0 || set[index].on_device()) return;
-  set[index].upload(side_);
-  counter += set[index].bytes();
-}
-
-int64_t TransformerPlacement::blocks_on_device() const {
-  int64_t n = 0;
-  for (const auto& b : blocks_) n += b.tensors() > 0 && b.on_device();
+int64_t TransformerPlacement::copied_host_bytes() const {
+  int64_t n = blocks_->copied_host_bytes();
+  for (const auto& m : mods_) n += m.copied_bytes();
   return n;
 }
 
-size_t TransformerPlacement::first_streamed() const {
-  for (size_t i = 0; i < blocks_.size(); ++i)
-    if (blocks_[i].tensors() > 0) return i;
-  return blocks_.size();
+int64_t TransformerPlacement::blocks_on_device() const { return blocks_->blocks_on_device(); }
+
+void TransformerPlacement::prefetch_mod(size_t index) {
+  if (index >= mods_.size() || mods_[index].tensors() == 0 || mods_[index].on_device()) return;
+  mods_[index].upload(side_);
+  modulation_bytes_ += mods_[index].bytes();
 }
 
-void TransformerPlacement::prefetch_block(size_t index) {
-  if (index >= blocks_.size() || blocks_[index].tensors() == 0 || blocks_[index].on_device())
-    return;
-  prefetch(blocks_, index, stats_.streamed_bytes);
-  ++stats_.prefetched_blocks;
-}
-
-void TransformerPlacement::begin_passes(int64_t passes) {
-  passes_left_ = passes;
-  if (passes > 0) prefetch_block(first_streamed());  // overlaps the job's set-up
-}
-
-void TransformerPlacement::end_passes() {
-  passes_left_ = 0;
-  // A copy made for a pass that did not run (the job was cancelled or failed in between).
-  const size_t first = first_streamed();
-  if (first < blocks_.size()) blocks_[first].release();
-}
-
-void TransformerPlacement::before_block(size_t index) {
-  if (index >= blocks_.size() || blocks_[index].tensors() == 0) return;
-  if (!blocks_[index].on_device()) {
-    // Not prefetched (the first streamed block of a pass outside begin_passes()): the copy is
-    // waited for whole.
-    prefetch(blocks_, index, stats_.streamed_bytes);
-    ++stats_.unprefetched_blocks;
-  }
-  const auto start = std::chrono::steady_clock::now();
-  blocks_[index].wait();
-  stats_.wait_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // The next block's copy runs on the side stream while this block computes.
-  prefetch_block(index + 1);
-}
-
-void TransformerPlacement::after_block(size_t index) {
-  if (index < blocks_.size() && blocks_[index].tensors() > 0) blocks_[index].release();
-  // The end of a pass: the next pass's first streamed block is copied while the pipeline runs
-  // the scheduler step / the other CFG branch's set-up (wait()ed on the compute stream by its
-  // before_block, so the copy is complete before the block reads it).
-  if (index + 1 == blocks_.size() && passes_left_ > 0 && --passes_left_ > 0)
-    prefetch_block(first_streamed());
-}
+void TransformerPlacement::begin_passes(int64_t passes) { blocks_->begin_passes(passes); }
+void TransformerPlacement::end_passes() { blocks_->end_passes(); }
+void TransformerPlacement::before_block(size_t index) { blocks_->before_block(index); }
+void TransformerPlacement::after_block(size_t index) { blocks_->after_block(index); }
 
 std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
     QwenImageTransformer2DModelImpl& model, const std::vector<torch::Tensor>& timesteps,
@@ -272,9 +273,9 @@ std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
             mods_[b].release();
             return;
           }
-          prefetch(mods_, b, stats_.modulation_bytes);
+          prefetch_mod(b);
           mods_[b].wait();
-          prefetch(mods_, b + 1, stats_.modulation_bytes);
+          prefetch_mod(b + 1);
         },
         additional_t_cond);
   } catch (...) {
@@ -284,8 +285,7 @@ std::vector<TimestepModulation> TransformerPlacement::precompute_modulation(
 }
 
 void TransformerPlacement::release_all() {
-  passes_left_ = 0;
-  for (auto& b : blocks_) b.release();
+  blocks_->release_all();
   for (auto& m : mods_) m.release();
 }
 

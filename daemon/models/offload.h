@@ -39,8 +39,11 @@ class HostWeights {
   HostWeights() = default;
   // Takes the tensors of `module` whose names (module.named_parameters() style, e.g.
   // "attn.to_q.weight") `take` accepts (every one when empty), copies them to host memory
-  // (page-locked when `pin` and the device is an accelerator; on the CPU they are kept as they
-  // are) and points the module at the host copies: whatever was on the device is freed.
+  // (page-locked when `pin` and the device is an accelerator, in one exact-size host_buffer of
+  // models/device_memory.h; on the CPU they are kept as they are) and points the module at the
+  // host copies: whatever was on the device is freed. Tensors already in host memory of the
+  // right kind (page-locked for an accelerator: what a HostLoad of models/weights.h loaded) are
+  // adopted as they are, without a copy.
   HostWeights(torch::nn::Module& module, torch::Device device, bool pin,
               const std::function<bool(const std::string&)>& take = {});
   HostWeights(HostWeights&&) = default;
@@ -56,6 +59,8 @@ class HostWeights {
   void release();
   bool on_device() const { return on_device_; }
   int64_t bytes() const { return bytes_; }
+  // Of bytes(), those the constructor had to copy into host memory (0 when all were adopted).
+  int64_t copied_bytes() const { return copied_bytes_; }
   size_t tensors() const { return entries_.size() + quantized_.size(); }
 
  private:
@@ -74,6 +79,7 @@ class HostWeights {
   std::optional<c10::Event> ready_;
   bool on_device_ = false;
   int64_t bytes_ = 0;
+  int64_t copied_bytes_ = 0;
 };
 
 // Moves every tensor of `module` that `take` accepts (parameters, buffers, quantised Linear
@@ -93,13 +99,19 @@ struct PlacementStats {
   int64_t unprefetched_blocks = 0;
 };
 
+class BlockStreamer;
+
 class TransformerPlacement : public PlacementHooks {
  public:
-  // `model` is loaded (on the CPU, or on `device`); afterwards the modulation weights of every
-  // block (and, with `stream`, blocks [resident_blocks, L)) are in host memory and everything
-  // else on `device`.
+  // `model` is loaded (on the CPU, or on `device`, or placed by a HostLoad (models/weights.h)
+  // with host_tensor()); afterwards the modulation weights of every block (and, with `stream`,
+  // blocks [resident_blocks, L)) are in host memory and everything else on `device`.
   TransformerPlacement(QwenImageTransformer2DModelImpl& model, torch::Device device, bool stream,
                        int64_t resident_blocks, bool pin = true);
+  ~TransformerPlacement() override;
+  // Whether the placement keeps the tensor `name` of the model (named_parameters() style) in host
+  // memory: what the engine gives HostLoad so that those load straight into (pinned) host memory.
+  static bool host_tensor(const std::string& name, bool stream, int64_t resident_blocks);
   void before_block(size_t index) override;
   void after_block(size_t index) override;
   bool precomputes_modulation() const override { return true; }
@@ -115,21 +127,19 @@ class TransformerPlacement : public PlacementHooks {
   void end_passes();
   // Every host-kept weight back on the host (after a failed job: nothing it copied stays).
   void release_all();
-  const PlacementStats& stats() const { return stats_; }
+  PlacementStats stats() const;  // the streamer's and the modulation's
   int64_t streamed_blocks() const;
-  int64_t host_bytes() const;        // weights kept in host memory
-  int64_t blocks_on_device() const;  // streamed blocks whose device copy is live now
+  int64_t host_bytes() const;         // weights kept in host memory
+  int64_t copied_host_bytes() const;  // of which HostWeights had to copy (0: the load put them)
+  int64_t blocks_on_device() const;   // streamed blocks whose device copy is live now
 
  private:
-  void prefetch(std::vector<HostWeights>& set, size_t index, int64_t& counter);
-  void prefetch_block(size_t index);  // prefetch() of a streamed block, counted
-  size_t first_streamed() const;      // blocks_.size() when none is streamed
+  void prefetch_mod(size_t index);
   torch::Device device_;
-  std::vector<HostWeights> blocks_;  // streamed blocks (empty entries for resident ones)
-  std::vector<HostWeights> mods_;    // per block: img_mod + txt_mod
+  std::unique_ptr<BlockStreamer> blocks_;  // the streamed blocks (models/block_stream.h)
+  std::vector<HostWeights> mods_;          // per block: img_mod + txt_mod
   std::optional<c10::Stream> side_;
-  PlacementStats stats_;
-  int64_t passes_left_ = 0;  // of the job begin_passes() announced, this one included
+  int64_t modulation_bytes_ = 0;
 };
 
 }  // namespace qwen::models

@@ -95,6 +95,19 @@ void parallel_copy(uint8_t* dst, const uint8_t* src, int64_t n) {
 }
 
 thread_local LoadMeter* t_meter = nullptr;
+thread_local const HostLoad* t_host_load = nullptr;
+
+// File order: the mapping is read front to back, each file once.
+std::vector<size_t> file_order(const std::vector<StagedTensor>& items) {
+  std::vector<size_t> order(items.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const auto &ra = *items[a].ref, &rb = *items[b].ref;
+    if (ra.file != rb.file) return std::less<>()(ra.file.get(), rb.file.get());
+    return ra.info->begin < rb.info->begin;
+  });
+  return order;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -109,6 +122,7 @@ void LoadMeter::add(const LoadReport& r) {
   for (LoadMeter* m = t_meter; m; m = m->outer_) {
     m->bytes_ += r.bytes;
     m->staged_ += r.staged;
+    m->host_ += r.host;
     m->seconds_ += r.seconds;
   }
 }
@@ -122,21 +136,20 @@ std::string LoadMeter::summary(const torch::Device& device) const {
   else
     std::snprintf(buf, sizeof buf, "%.2f GB in %.2f s (%.2f GB/s, %s)", bytes_ / 1e9, seconds_,
                   gb_per_s(), device.is_cpu() ? "mapped from the files" : "copies");
-  return buf;
+  std::string out = buf;
+  if (host_ > 0) {
+    std::snprintf(buf, sizeof buf, "; %.2f GB of it into %s host memory", host_ / 1e9,
+                  pins_host_memory(device) ? "page-locked" : "plain");
+    out += buf;
+  }
+  return out;
 }
 
 std::vector<torch::Tensor> load_staged(const std::vector<StagedTensor>& items, torch::Device device,
                                        const StagingOptions& options) {
   for (const auto& it : items) check_ref(*it.ref);
   std::vector<torch::Tensor> out(items.size());
-  // File order: the mapping is read front to back, each file once.
-  std::vector<size_t> order(items.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const auto &ra = *items[a].ref, &rb = *items[b].ref;
-    if (ra.file != rb.file) return std::less<>()(ra.file.get(), rb.file.get());
-    return ra.info->begin < rb.info->begin;
-  });
+  const std::vector<size_t> order = file_order(items);
   const bool async = !device.is_cpu();
   const int64_t cap = std::max<int64_t>(1, options.buffer_bytes);
   std::array<torch::Tensor, 2> staging;
@@ -219,6 +232,91 @@ std::vector<torch::Tensor> load_staged(const std::vector<StagedTensor>& items, t
     finished.synchronize();
   }
   return out;
+}
+
+std::vector<torch::Tensor> load_to_host(const std::vector<StagedTensor>& items,
+                                        const torch::Device& device) {
+  for (const auto& it : items) check_ref(*it.ref);
+  // One buffer for all of them, each tensor at a 64-byte aligned offset.
+  constexpr int64_t kAlign = 64;
+  std::vector<int64_t> offset(items.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    offset[i] = total;
+    int64_t numel = 1;
+    for (const int64_t d : items[i].ref->info->shape) numel *= d;
+    total += (numel * static_cast<int64_t>(c10::elementSize(items[i].dtype)) + kAlign - 1) /
+             kAlign * kAlign;
+  }
+  const torch::Tensor buffer = host_buffer(total, device);
+  std::vector<torch::Tensor> out(items.size());
+  const std::vector<size_t> order = file_order(items);
+  auto read_ahead = [&](size_t k) {
+    if (k < order.size()) items[order[k]].ref->file->will_need(*items[order[k]].ref->info);
+  };
+  read_ahead(0);
+  for (size_t k = 0; k < order.size(); ++k) {
+    read_ahead(k + 1);
+    const size_t i = order[k];
+    const io::TensorRef& ref = *items[i].ref;
+    const io::TensorInfo& info = *ref.info;
+    int64_t numel = 1;
+    for (const int64_t d : info.shape) numel *= d;
+    const int64_t n = numel * static_cast<int64_t>(c10::elementSize(items[i].dtype));
+    torch::Tensor dst =
+        buffer.narrow(0, offset[i], n).view(items[i].dtype).view(info.shape);  // shares `buffer`
+    if (info.end > info.begin) {
+      if (torch_dtype(info.dtype) == items[i].dtype)
+        parallel_copy(static_cast<uint8_t*>(dst.data_ptr()), ref.file->data(info),
+                      static_cast<int64_t>(info.end - info.begin));
+      else  // converted on the way (torch's parallel copy kernel), from the mapping itself
+        dst.copy_(aligned(ref) ? map_view(ref) : host_copy(ref));
+    }
+    out[i] = dst;
+  }
+  return out;
+}
+
+HostLoad::HostLoad(torch::Device device, std::function<bool(const std::string&)> host)
+    : device_(device), host_(std::move(host)), outer_(t_host_load) {
+  t_host_load = this;
+}
+HostLoad::~HostLoad() { t_host_load = outer_; }
+const HostLoad* HostLoad::current() { return t_host_load; }
+
+void load_placed(const std::vector<PlacedTarget>& targets, const std::string& component,
+                 const std::string& source, LoadReport& report) {
+  const HostLoad* scope = HostLoad::current();
+  const torch::Device device = scope->device();
+  std::vector<StagedTensor> host_items, device_items;
+  std::vector<torch::Tensor*> host_targets, device_targets;
+  for (const auto& t : targets) {
+    const int64_t n = static_cast<int64_t>(t.ref->info->end - t.ref->info->begin);
+    if (scope->host(t.name)) {
+      host_items.push_back({t.ref, t.dtype});
+      host_targets.push_back(t.tensor);
+      report.host += n;
+    } else if (!device.is_cpu()) {
+      device_items.push_back({t.ref, t.dtype});
+      device_targets.push_back(t.tensor);
+      report.staged += n;
+    } else {
+      t.tensor->set_data(to_tensor(*t.ref, t.dtype, device));  // the mapping itself when it can
+    }
+  }
+  try {
+    if (!host_items.empty()) {
+      const auto host = load_to_host(host_items, device);
+      for (size_t i = 0; i < host.size(); ++i) host_targets[i]->set_data(host[i]);
+    }
+    if (!device_items.empty()) {
+      const auto dev = load_staged(device_items, device);
+      for (size_t i = 0; i < dev.size(); ++i) device_targets[i]->set_data(dev[i]);
+    }
+  } catch (const c10::Error& e) {
+    throw io::CheckpointError(component + " (" + source + "): cannot load the tensors for " +
+                              device.str() + ": " + e.what_without_backtrace());
+  }
 }
 
 torch::Tensor to_tensor_raw(const io::TensorRef& ref) {
@@ -308,7 +406,13 @@ LoadReport load_module(torch::nn::Module& module, const io::TensorStore& store,
   };
   for (auto& [name, target] : targets)
     report.bytes += static_cast<int64_t>(target.ref->info->end - target.ref->info->begin);
-  if (!device.is_cpu()) {
+  if (HostLoad::current() && device.is_cpu()) {
+    // A placement's load (HostLoad): host tensors into host memory, the rest onto the device.
+    std::vector<PlacedTarget> placed;
+    for (auto& [name, target] : targets)
+      placed.push_back({name, &target.tensor, target.ref, want_of(target.tensor)});
+    load_placed(placed, component, store.source(), report);
+  } else if (!device.is_cpu()) {
     std::vector<StagedTensor> items;
     for (auto& [name, target] : targets) items.push_back({target.ref, want_of(target.tensor)});
     std::vector<torch::Tensor> loaded;

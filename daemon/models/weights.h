@@ -5,11 +5,13 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "models/device_memory.h"
 
 namespace qwen::models {
 
@@ -18,6 +20,7 @@ struct LoadReport {
   std::vector<std::string> unexpected;  // checkpoint tensors the module does not have
   int64_t bytes = 0;                    // checkpoint bytes (as stored) moved into the module
   int64_t staged = 0;                   // of which through the staged device copies (load_staged)
+  int64_t host = 0;                     // of which straight into host memory (HostLoad)
   double seconds = 0;                   // wall time of moving them (until resident on the device)
 };
 
@@ -32,6 +35,7 @@ class LoadMeter {
   LoadMeter& operator=(const LoadMeter&) = delete;
   int64_t bytes() const { return bytes_; }
   int64_t staged_bytes() const { return staged_; }
+  int64_t host_bytes() const { return host_; }
   double seconds() const { return seconds_; }
   double gb_per_s() const { return seconds_ > 0 ? bytes_ / seconds_ / 1e9 : 0.0; }
   // "40.86 GB in 10.21 s (4.00 GB/s, pinned double-buffered copies to cuda:0)" style.
@@ -39,7 +43,7 @@ class LoadMeter {
   static void add(const LoadReport& report);  // what load_module() calls
 
  private:
-  int64_t bytes_ = 0, staged_ = 0;
+  int64_t bytes_ = 0, staged_ = 0, host_ = 0;
   double seconds_ = 0;
   LoadMeter* outer_;
 };
@@ -62,6 +66,49 @@ struct StagedTensor {
 };
 std::vector<torch::Tensor> load_staged(const std::vector<StagedTensor>& items, torch::Device device,
                                        const StagingOptions& options = {});
+
+// Loading of weights that live in host memory and go to `device` only while used (a streamed
+// transformer block, an offloaded text encoder): in file order, each tensor from the file mapping
+// straight into one host_buffer() (models/device_memory.h) for all of them (page-locked for an
+// accelerator), in `dtype` (converted on the way when stored otherwise): one pass, no pageable
+// copy first, no second host copy. The tensors are views of that buffer.
+std::vector<torch::Tensor> load_to_host(const std::vector<StagedTensor>& items,
+                                        const torch::Device& device);
+
+// A placement's load (issue #13): while a HostLoad lives on this thread, load_module(..., device
+// = CPU) loads for a placement on `device`: the plain tensors whose names (the module's, e.g.
+// "transformer_blocks.7.attn.to_q.weight") `host` accepts (every one when empty) go to host
+// memory with load_to_host(), the others straight to `device` (load_staged on an accelerator, the
+// file mapping on the CPU), where the placement would move them. models::HostWeights adopts such
+// host tensors as they are. Quantised weights stay as load_module keeps them on the CPU
+// (HostWeights pins them in one copy). The innermost scope applies.
+class HostLoad {
+ public:
+  explicit HostLoad(torch::Device device, std::function<bool(const std::string&)> host = {});
+  ~HostLoad();
+  HostLoad(const HostLoad&) = delete;
+  HostLoad& operator=(const HostLoad&) = delete;
+  static const HostLoad* current();
+  const torch::Device& device() const { return device_; }
+  bool host(const std::string& name) const { return !host_ || host_(name); }
+
+ private:
+  torch::Device device_;
+  std::function<bool(const std::string&)> host_;
+  const HostLoad* outer_;
+};
+
+// Loads the plain (not quantised) `targets` of a placed load (HostLoad::current(), non-null) and
+// points each at its tensor: one load_to_host() for the host ones, one load_staged() for the
+// device ones; adds the bytes to `report` (staged / host). Used by both load_module()s.
+struct PlacedTarget {
+  std::string name;
+  torch::Tensor* tensor;
+  const io::TensorRef* ref;
+  torch::Dtype dtype;
+};
+void load_placed(const std::vector<PlacedTarget>& targets, const std::string& component,
+                 const std::string& source, LoadReport& report);
 
 // Copies (or, when dtype/device allow, maps without a second host copy) every parameter of `module`
 // from `store`. Shape mismatches and missing tensors throw io::CheckpointError naming the

@@ -77,6 +77,20 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
 
   torch::NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();
+  // A placement's load (HostLoad, models/weights.h): the plain tensors now, each where it lives
+  // (host memory or the placement's device); the rest below as on the CPU.
+  std::set<std::string> placed_names;
+  if (HostLoad::current() && device.is_cpu()) {
+    std::vector<PlacedTarget> placed;
+    for (auto& [name, tensor, f] : targets) {
+      if (f->quantized()) continue;
+      placed.push_back(
+          {name, &tensor, &f->ref,
+           torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type()});
+      placed_names.insert(name);
+    }
+    load_placed(placed, component, weights.source, report);
+  }
   // Plain tensors bound for an accelerator: all at once through the staged copies (load_staged),
   // exactly the TensorStore path.
   std::vector<StagedTensor> staged;
@@ -106,7 +120,8 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
         torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type();
     try {
       if (!f->quantized()) {
-        if (device.is_cpu()) tensor.set_data(to_tensor(f->ref, want, device));  // zero-copy
+        if (device.is_cpu() && !placed_names.count(name))
+          tensor.set_data(to_tensor(f->ref, want, device));  // zero-copy
         continue;
       }
       QuantizedWeight q = QuantizedWeight::from_format(*f);

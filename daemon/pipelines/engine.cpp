@@ -271,6 +271,14 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
                                                          weights.source + " (configuration)");
     // Parameters start uninitialized (models/linear.h): nothing is allocated until loaded.
     models::QwenImageTransformer2DModel t(cfg);
+    // What the placement keeps in host memory loads straight into (pinned) host memory, the rest
+    // onto the device (models::HostLoad), so that the placement below copies nothing.
+    const bool stream = memory_plan_.transformer == plan::TransformerPlace::Stream;
+    std::optional<models::HostLoad> placed;
+    if (!transformer_resident)
+      placed.emplace(device_, [stream, resident = memory_plan_.resident_blocks](const auto& n) {
+        return models::TransformerPlacement::host_tensor(n, stream, resident);
+      });
     // Placements other than resident load on the host and move only their resident part.
     models::load_module(*t, weights, "transformer", dtype_,
                         transformer_resident ? device_ : torch::Device(torch::kCPU));
@@ -312,6 +320,9 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
                         [&] { return models::load_vae(model.weights("vae"), dtype_, device_); });
   text_encoder_ = load_component("text_encoder", [&] {
     const bool on_device = memory_plan_.text_encoder == plan::TextEncoderPlace::Gpu;
+    // Offloaded: straight into (pinned) host memory, which HostWeights adopts.
+    std::optional<models::HostLoad> placed;
+    if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload) placed.emplace(device_);
     return models::qwenvl::load_text_encoder(model.weights("text_encoder"), dtype_,
                                              on_device ? device_ : torch::Device(torch::kCPU),
                                              /*with_vision=*/info_.can_edit);

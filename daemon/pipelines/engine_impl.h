@@ -110,6 +110,8 @@ class QwenEngine : public Engine {
   torch::Device device() const { return device_; }
   torch::Dtype dtype() const { return dtype_; }
   const plan::MemoryPlan& memory_plan() const { return memory_plan_; }
+  // The offloaded text encoder's host weights (null unless the plan offloads it).
+  const models::HostWeights* text_encoder_host() const { return text_encoder_host_.get(); }
 
  private:
   // run() after the LoRA set and the job's scheduler are in place.

@@ -119,6 +119,15 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   };
   transformer_ = timed("transformer", [&] {
     auto w = folder.weights("transformer");
+    // What stays in host memory (streamed blocks; all of it when swapped) loads straight into
+    // (pinned) host memory, the rest onto the device (models::HostLoad): nothing is copied again.
+    std::optional<models::HostLoad> placed;
+    if (memory_plan_.swap_transformer)
+      placed.emplace(device_);
+    else if (stream)
+      placed.emplace(device_, [resident = memory_plan_.resident_blocks](const std::string& n) {
+        return models::BlockStreamer::streamed_name(n, "transformer_blocks", resident);
+      });
     // Streamed or swapped: loaded on the host, the resident part moved by the placement.
     const bool on_host = stream || memory_plan_.swap_transformer;
     auto t = models::load_transformer21(w, dtype_, on_host ? torch::Device(torch::kCPU) : device_);
@@ -142,6 +151,9 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   // (offload; placement.h TextEncoderOnDevice), or encoding on the CPU (cpu).
   text_encoder_ = timed("text_encoder", [&] {
     const bool on_device = memory_plan_.text_encoder == plan::TextEncoderPlace::Gpu;
+    // Offloaded: straight into (pinned) host memory, which HostWeights adopts.
+    std::optional<models::HostLoad> placed;
+    if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload) placed.emplace(device_);
     return models::qwen3vl::load_text_encoder(folder.weights("text_encoder"), dtype_,
                                               on_device ? device_ : torch::Device(torch::kCPU),
                                               /*with_vision=*/true);

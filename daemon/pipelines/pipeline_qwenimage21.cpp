@@ -183,6 +183,9 @@ torch::Tensor qwen21_denoise(models::QwenImage21Transformer2DModelImpl& transfor
   // 5. the loop.
   const auto& timesteps = scheduler.timesteps();
   const int total = static_cast<int>(timesteps.size());
+  // Streamed blocks (issue #13, models/block_stream.h): the first streamed block of every pass
+  // is copied in during the previous pass / now; an unused copy goes when the loop ends early.
+  models::BlockPasses passes(transformer.block_hooks(), int64_t(total) * (uncond ? 2 : 1));
   for (int i = 0; i < total; ++i) {
     auto input = cond_images.defined() ? torch::cat({cond_images, latents}, 1) : latents;
     // t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.

@@ -393,3 +393,62 @@ TEST(Weights, LoadRateIsMetered) {
   EXPECT_NE(outer.summary(torch::kCPU).find("mapped from the files"), std::string::npos)
       << outer.summary(torch::kCPU);
 }
+
+// A placement's load (HostLoad, issue #13): the tensors it names go from the file into one host
+// buffer (plain host memory on the CPU, standing in for page-locked memory), converted on the
+// way, with the values of a plain load; the others are loaded as without it (on the CPU: the
+// mapping itself); the report and the meters count the host bytes. Outside the scope nothing is
+// placed.
+TEST(Weights, HostLoadPutsTheNamedTensorsInOneHostBuffer) {
+  for (const char* stored : {"F32", "BF16"}) {
+    SCOPED_TRACE(stored);
+    StoreFile f(net_tensors(stored));
+    auto is_host = [](const std::string& n) { return n.rfind("blocks.1.", 0) == 0; };
+    int64_t host_stored = 0;
+    for (const auto& name : f.store.names())
+      if (is_host(name))
+        host_stored += int64_t(f.store.find(name)->info->end - f.store.find(name)->info->begin);
+    Net want;
+    load_module(want, f.store, "net", torch::kFloat32, torch::kCPU);
+    Net net;
+    qwen::models::LoadMeter meter;
+    qwen::models::LoadReport report;
+    {
+      qwen::models::HostLoad placed(torch::kCPU, is_host);
+      ASSERT_EQ(qwen::models::HostLoad::current(), &placed);
+      report = load_module(net, f.store, "net", torch::kFloat32, torch::kCPU);
+    }
+    EXPECT_EQ(qwen::models::HostLoad::current(), nullptr);
+    EXPECT_EQ(report.host, host_stored);
+    EXPECT_EQ(meter.host_bytes(), host_stored);
+    EXPECT_EQ(report.staged, 0);
+    const auto wanted = want.named_parameters();
+    const void* buffer = nullptr;
+    int placed_tensors = 0;
+    auto check = [&](const std::string& name, const torch::Tensor& t, const torch::Tensor& w) {
+      SCOPED_TRACE(name);
+      EXPECT_TRUE(torch::equal(t, w));
+      EXPECT_EQ(t.scalar_type(), w.scalar_type());
+      const qwen::io::TensorRef* ref = f.store.find(name);
+      const auto* mapped = static_cast<const uint8_t*>(ref->file->data(*ref->info));
+      const bool in_mapping =
+          t.data_ptr() == static_cast<const void*>(mapped);  // the zero-copy CPU load
+      if (!is_host(name)) {
+        if (std::string(stored) == "F32") {
+          EXPECT_TRUE(in_mapping);
+        }
+        return;
+      }
+      ++placed_tensors;
+      EXPECT_FALSE(in_mapping);
+      // One buffer for all of them: the same storage.
+      if (!buffer) buffer = t.storage().data();
+      EXPECT_EQ(t.storage().data(), buffer);
+    };
+    for (const auto& p : net.named_parameters()) check(p.key(), p.value(), wanted[p.key()]);
+    const auto wanted_buffers = want.named_buffers();
+    for (const auto& b : net.named_buffers())
+      if (f.store.find(b.key())) check(b.key(), b.value(), wanted_buffers[b.key()]);
+    EXPECT_EQ(placed_tensors, 4);  // blocks.1.{proj.weight, proj.bias, scale, steps}
+  }
+}

@@ -132,3 +132,53 @@ TEST(MemoryModes21, EveryModeGivesTheResidentImageBitForBit) {
     EXPECT_NE(m.find("stream-cpu-text"), std::string::npos) << m;
   }
 }
+
+// Streamed blocks of the 2.1 transformer (models/block_stream.h, the same streamer as the 20B
+// one's): every streamed block's copy starts ahead of it, the first streamed block of each pass
+// included (at the end of the previous pass, or when the loop starts), exactly passes x blocks
+// copies, and no copy is left on the device after a job, a cancelled job or a forward outside the
+// loop. The streamed blocks were loaded straight into host memory (models::HostLoad): the
+// streamer copied none. On the CPU every block streams.
+TEST(MemoryModes21, FirstStreamedBlockOfEachPassIsPrefetched) {
+  QWEN_REFERENCE_CASE(ref, "model", "", "gen_qwen21_pipeline.py");
+  auto engine = open_engine(ref.model_dir(), "stream");
+  auto& qe = dynamic_cast<qwen::pipelines::Qwen21Engine&>(*engine);
+  auto* streamer = dynamic_cast<qwen::models::BlockStreamer*>(qe.transformer()->block_hooks());
+  ASSERT_NE(streamer, nullptr);
+  const int64_t layers = qe.transformer()->config().num_layers;
+  ASSERT_EQ(streamer->streamed_blocks(), layers);
+  EXPECT_GT(streamer->host_bytes(), 0);
+  EXPECT_EQ(streamer->copied_host_bytes(), 0);
+  // The offloaded text encoder too.
+  ASSERT_NE(qe.text_encoder_host(), nullptr);
+  EXPECT_EQ(qe.text_encoder_host()->copied_bytes(), 0);
+
+  const auto all = jobs();
+  int64_t passes = 0;
+  for (const auto& [job, job_passes] : {std::pair{all[0], 2},     // 2 steps, no CFG
+                                        std::pair{all[1], 4},     // 2 steps, CFG, KV cache
+                                        std::pair{all[2], 4}}) {  // 2 steps, CFG, no cache
+    engine->run(job);
+    passes += job_passes;
+    EXPECT_EQ(streamer->stats().unprefetched_blocks, 0);
+    EXPECT_EQ(streamer->stats().prefetched_blocks, passes * layers);  // no copy for nothing
+    EXPECT_EQ(streamer->blocks_on_device(), 0);
+  }
+
+  // Cancelled after the first step: the next pass's first block was already copied in; the
+  // loop's end lets it go.
+  auto cancelled = all[1];
+  EXPECT_THROW(engine->run(cancelled, [](const qwen::ProgressInfo&) { return false; }),
+               qwen::CancelledError);
+  EXPECT_EQ(streamer->blocks_on_device(), 0);
+  EXPECT_EQ(streamer->stats().unprefetched_blocks, 0);
+
+  // A forward outside the denoising loop (no begin_passes, e.g. a bench) still works: its first
+  // block is copied by the block itself, counted as a wait.
+  const auto before = streamer->stats();
+  streamer->before_block(0);
+  EXPECT_EQ(streamer->stats().unprefetched_blocks, before.unprefetched_blocks + 1);
+  EXPECT_EQ(streamer->blocks_on_device(), layers > 1 ? 2 : 1);  // block 0 and block 1's prefetch
+  streamer->release_all();
+  EXPECT_EQ(streamer->blocks_on_device(), 0);
+}
