@@ -4,7 +4,8 @@
 # the plug-in's test hook (QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT) saves each rendered dialog as
 # gimp3-<procedure>.png and cancels it. A fake-engine qwen-imaged on the host serves the tiny
 # text-to-image, Edit-2509 and Layered models and a LoRA folder with a Lightning LoRA, so that the
-# model lists and the caps-driven rows (LoRAs, Fast (Lightning), reference layers) show.
+# model lists and the caps-driven rows (LoRAs, Fast (Lightning), reference layers) show; the
+# LoRA rows get kohya_musubi at 0.8 in row 1 (the QWEN_IMAGE_GIMP_DIALOG_PICK test hook).
 #
 # Usage (root: chroot, mount namespaces): docs/screenshots/take_gimp3_screenshots.sh [OUT_DIR]
 #   OUT_DIR             where the PNGs go (default: docs/screenshots)
@@ -81,6 +82,7 @@ timeout 300 bash "$SRC/tests/plugin_gimp3/in_chroot.sh" "$ROOT" "$W" /tmp/.X11-u
   env HOME="$W" GIMP3_DIRECTORY="$W/profile" XDG_CACHE_HOME="$W/cache" DISPLAY=":$n" \
   QWEN_IMAGE_GIMP_CONFIG="$W/qwen-image.conf" QWEN_IMAGE_INSTANCE="$INSTANCE" \
   QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT="$W/shots" \
+  QWEN_IMAGE_GIMP_DIALOG_PICK="kohya_musubi:0.8" \
   gimp-3.2 -d -f -s --batch-interpreter=plug-in-script-fu-eval \
   -b "$(call plug-in-qwen-image-generate "$S \"\"")" \
   -b "$(call plug-in-qwen-image-edit-selection "\"a red apple on the table\" \"blurry\" 30 4.0 -1 0.9 \"qwen-image-edit-2509-tiny\"")" \

@@ -148,13 +148,18 @@ bool pick_loras(Dialog& d, const char* spec) {
 // Test hook: QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered dialog as
 // <folder>/<procedure>.png and cancels it, or with QWEN_IMAGE_GIMP_DIALOG_ACCEPT=1 presses OK;
 // QWEN_IMAGE_GIMP_DIALOG_PICK first chooses LoRAs in the LoRA rows (pick_loras).
-gboolean snapshot_and_close(gpointer dialog) {
-  bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") != nullptr;
+// The pick, a while before the snapshot so that the dialog has rendered it.
+gboolean pick_hook(gpointer dialog) {
   auto* d = static_cast<Dialog*>(g_object_get_data(G_OBJECT(dialog), "qwen-dialog"));
   if (const char* pick = std::getenv("QWEN_IMAGE_GIMP_DIALOG_PICK");
       pick && d && !d->lora_lists.empty() && !pick_loras(*d, pick))
-    ok = false;
-  while (gtk_events_pending()) gtk_main_iteration();  // render what the pick changed
+    g_object_set_data(G_OBJECT(dialog), "qwen-pick-failed", dialog);
+  return FALSE;
+}
+
+gboolean snapshot_and_close(gpointer dialog) {
+  const bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") &&
+                  !g_object_get_data(G_OBJECT(dialog), "qwen-pick-failed");
   const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
   const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
   GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
@@ -403,8 +408,10 @@ bool run_dialog(Proc proc, Settings& s, const DaemonInfo& daemon, const PluginCo
   }
   g_object_set_data(G_OBJECT(dialog), "qwen-proc", const_cast<char*>(decl.name));
   g_object_set_data(G_OBJECT(dialog), "qwen-dialog", &d);
-  if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
+  if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT")) {
+    g_timeout_add(750, pick_hook, dialog);
     g_timeout_add(1500, snapshot_and_close, dialog);
+  }
   bool ok = gimp_dialog_run(GIMP_DIALOG(dialog)) == GTK_RESPONSE_OK;
   if (ok) {
     for (const auto& r : d.rows) {

@@ -124,13 +124,18 @@ void on_lora_chosen(GtkComboBox* combo, gpointer data) {
 }
 
 // The rows (after "None" each list holds the daemon's LoRAs) from `pick`; packed into `box` at
-// `position`.
-void add_lora_rows(DialogState* st, const LoraPick& pick, GtkBox* box, int position) {
+// `position`, their labels as wide as `align` (the dialog's label column).
+void add_lora_rows(DialogState* st, const LoraPick& pick, GtkBox* box, int position,
+                   GtkWidget* align) {
   const auto& loras = st->info->loras;
+  GtkSizeGroup* labels = gtk_size_group_new(GTK_SIZE_GROUP_HORIZONTAL);
+  if (align) gtk_size_group_add_widget(labels, align);
   for (int i = 0; i < kLoraRows; ++i) {
     GtkWidget* row = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
     const std::string text = i == 0 ? std::string("_LoRA") : "LoRA " + std::to_string(i + 1);
     GtkWidget* label = gtk_label_new_with_mnemonic(text.c_str());
+    gtk_label_set_xalign(GTK_LABEL(label), 0.0);
+    gtk_size_group_add_widget(labels, label);
     GtkWidget* combo = gtk_combo_box_text_new();
     gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(combo), kLoraNone);
     int active = 0;
@@ -159,6 +164,7 @@ void add_lora_rows(DialogState* st, const LoraPick& pick, GtkBox* box, int posit
     st->lora_lists.push_back(combo);
     st->lora_strengths.push_back(adj);
   }
+  g_object_unref(labels);  // the widgets keep it
 }
 
 // The loras string of the rows and the text field (the `loras` argument's value).
@@ -232,13 +238,18 @@ void on_model_changed(GtkComboBox* combo, gpointer data) {
 // Test hook (as the 2.10 dialog's): QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT=<folder> saves the rendered
 // dialog as <folder>/gimp3-<procedure>.png and cancels it, or with QWEN_IMAGE_GIMP_DIALOG_ACCEPT=1
 // presses OK; QWEN_IMAGE_GIMP_DIALOG_PICK first chooses LoRAs in the LoRA rows (pick_loras).
-gboolean snapshot_and_close(gpointer dialog) {
-  bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") != nullptr;
+// The pick, a while before the snapshot so that the dialog has rendered it.
+gboolean pick_hook(gpointer dialog) {
   auto* st = static_cast<DialogState*>(g_object_get_data(G_OBJECT(dialog), "qwen-state"));
   if (const char* pick = std::getenv("QWEN_IMAGE_GIMP_DIALOG_PICK");
       pick && st && !st->lora_lists.empty() && !pick_loras(*st, pick))
-    ok = false;
-  while (gtk_events_pending()) gtk_main_iteration();  // render what the pick changed
+    g_object_set_data(G_OBJECT(dialog), "qwen-pick-failed", dialog);
+  return FALSE;
+}
+
+gboolean snapshot_and_close(gpointer dialog) {
+  const bool ok = std::getenv("QWEN_IMAGE_GIMP_DIALOG_ACCEPT") &&
+                  !g_object_get_data(G_OBJECT(dialog), "qwen-pick-failed");
   const char* dir = std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT");
   const char* proc = static_cast<const char*>(g_object_get_data(G_OBJECT(dialog), "qwen-proc"));
   GdkWindow* window = gtk_widget_get_window(GTK_WIDGET(dialog));
@@ -355,11 +366,12 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
     GValue pos = G_VALUE_INIT;
     g_value_init(&pos, G_TYPE_INT);
     gtk_container_child_get_property(GTK_CONTAINER(loras_box), loras_widget, "position", &pos);
-    add_lora_rows(&st, pick, GTK_BOX(loras_box), g_value_get_int(&pos));
+    GtkWidget* other_label = GIMP_IS_LABELED(loras_widget)
+                                 ? gimp_labeled_get_label(GIMP_LABELED(loras_widget))
+                                 : nullptr;
+    add_lora_rows(&st, pick, GTK_BOX(loras_box), g_value_get_int(&pos), other_label);
     g_value_unset(&pos);
-    if (GIMP_IS_LABELED(loras_widget))
-      gtk_label_set_text_with_mnemonic(
-          GTK_LABEL(gimp_labeled_get_label(GIMP_LABELED(loras_widget))), "Other LoRAs");
+    if (other_label) gtk_label_set_text_with_mnemonic(GTK_LABEL(other_label), "Other LoRAs");
     gtk_widget_set_tooltip_text(loras_widget,
                                 "More LoRAs as name:strength, comma-separated, e.g. "
                                 "\"my-style:0.8,detail:-0.3\" (names from the daemon's lora_dir "
@@ -378,8 +390,10 @@ bool run_dialog(GimpProcedure* procedure, const ProcDecl& decl, GimpProcedureCon
 
   g_object_set_data(G_OBJECT(dialog), "qwen-proc", const_cast<char*>(decl.name));
   g_object_set_data(G_OBJECT(dialog), "qwen-state", &st);
-  if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT"))
+  if (std::getenv("QWEN_IMAGE_GIMP_DIALOG_SNAPSHOT")) {
+    g_timeout_add(1250, pick_hook, dialog);
     g_timeout_add(2500, snapshot_and_close, dialog);
+  }
   const bool ok = gimp_procedure_dialog_run(GIMP_PROCEDURE_DIALOG(dialog));
   if (loras_arg && !st.lora_lists.empty())  // the one string again (as it was when cancelled)
     g_object_set(config, loras_arg->name,
