@@ -11,7 +11,8 @@
 //
 //   bench_transformer21 [--device cpu|cuda] [--dtype float32|bfloat16] [--sizes 1024,2048]
 //                       [--steps N] [--warmup N] [--txt-len T] [--cond N] [--cfg] [--reduced]
-//                       [--layers L] [--heads H] [--threads T]
+//                       [--layers L] [--heads H] [--threads T] [--weights dense|fp8]
+//                       [--fp8-matmul auto|on|off]
 //
 // Per size: `uncached` = every step runs the whole sequence (`--no-kv-cache`); `kv cache` = step 0
 // fills the cache (timed on its own), the timed steps run the target tokens only. TFLOP/s counts
@@ -39,6 +40,9 @@ struct Args {
   std::vector<int> sizes{1024, 2048};
   int steps = 3, warmup = 1, txt_len = 128, cond = 0, threads = 0, layers = 0, heads = 0;
   bool cfg = false, reduced = false;
+  // Weights (issues #13/#15): dense in the compute dtype or fp8 e4m3 with a per-tensor scale
+  // (bench_util.h quantize_linears_fp8); --fp8-matmul as the engines' fp8_matmul.
+  std::string weights = "dense", fp8_matmul = "auto";
 };
 
 void usage() {
@@ -47,6 +51,7 @@ void usage() {
       "usage: bench_transformer21 [--device cpu|cuda] [--dtype float32|bfloat16]\n"
       "         [--sizes 1024,2048] [--steps N] [--warmup N] [--txt-len T] [--cond N]\n"
       "         [--cfg] [--reduced] [--layers L] [--heads H] [--threads T]\n"
+      "         [--weights dense|fp8] [--fp8-matmul auto|on|off]\n"
       "  default: the real 7.1B configuration (32 layers, 32 heads x 128), square images of\n"
       "  each size, text to image (no CFG, the 2.1 default); --cond N adds N condition\n"
       "  images of the target's size (an edit); --reduced: 2 layers x 4 heads (CPUs).\n");
@@ -84,6 +89,10 @@ bool parse(int argc, char** argv, Args& a) {
       a.layers = std::atoi(value().c_str());
     } else if (k == "--heads") {
       a.heads = std::atoi(value().c_str());
+    } else if (k == "--weights") {
+      a.weights = value();
+    } else if (k == "--fp8-matmul") {
+      a.fp8_matmul = value();
     } else if (k == "--cfg") {
       a.cfg = true;
     } else if (k == "--reduced") {
@@ -95,7 +104,9 @@ bool parse(int argc, char** argv, Args& a) {
   for (int s : a.sizes)
     if (s < 32 || s % 32 != 0) return false;
   return !a.sizes.empty() && a.steps >= 1 && a.warmup >= 0 && a.txt_len >= 1 && a.cond >= 0 &&
-         (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16");
+         (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16") &&
+         qwen::bench::valid_weights_arg(a.weights) &&
+         qwen::bench::valid_fp8_matmul_arg(a.fp8_matmul);
 }
 
 double seconds_since(Clock::time_point t) {
@@ -140,6 +151,12 @@ int main(int argc, char** argv) {
       p.value().normal_(0.0, 0.02);
   }
   model->eval();
+  if (a.weights == "fp8") {
+    const int64_t n = qwen::bench::quantize_linears_fp8(*model);
+    std::printf("weights: fp8 e4m3 with a per-tensor scale (%lld Linear layers, %.2f GB)\n",
+                (long long)n, qwen::models::quantized_weight_bytes(*model) / 1e9);
+  }
+  const bool fp8_on = qwen::bench::apply_fp8_matmul(a.fp8_matmul, device, *model);
   sync();
   std::printf("config: %lld layers, %lld heads x %lld (%.2f B parameters), %s %s\n",
               (long long)cfg.num_layers, (long long)cfg.num_attention_heads,
@@ -241,12 +258,13 @@ int main(int argc, char** argv) {
         "RESULT s_per_step=%.4f s_per_step_uncached=%.4f extract_s=%.4f tflops=%.2f "
         "tflops_uncached=%.2f peak_alloc_gib=%.2f peak_reserved_gib=%.2f "
         "peak_alloc_uncached_gib=%.2f cache_gib=%.3f image40_s=%.2f image40_uncached_s=%.2f "
-        "size=%d cond=%d cfg=%d finite=%s\n",
+        "size=%d cond=%d cfg=%d finite=%s weights=%s fp8_matmul=%s\n",
         cached_s, uncached_s, extract_s, flops_cached / cached_s / 1e12,
         flops_uncached / uncached_s / 1e12, peak_cached ? peak_cached->allocated_gib : -1.0,
         peak_cached ? peak_cached->reserved_gib : -1.0,
         peak_uncached ? peak_uncached->allocated_gib : -1.0, cache_gib, image40, image40_uncached,
-        size, a.cond, a.cfg ? 1 : 0, finite ? "yes" : "no");
+        size, a.cond, a.cfg ? 1 : 0, finite ? "yes" : "no", a.weights.c_str(),
+        fp8_on ? "on" : "off");
     std::fflush(stdout);
   }
   return 0;

@@ -13,6 +13,9 @@
 #include <string>
 #include <thread>
 
+#include "models/fp8_matmul.h"
+#include "models/linear.h"
+#include "models/quant.h"
 #include "models/transformer.h"
 
 namespace qwen::bench {
@@ -134,6 +137,41 @@ inline qwen::models::QwenImageTransformer2DModel random_transformer(
   }
   model->eval();
   return model;
+}
+
+// `--weights fp8`: every Linear weight of `module` quantised to float8 e4m3fn with a per-tensor
+// scale amax / 448 (the layout of ComfyUI's scaled fp8 files and of quantise-on-load) and kept
+// quantised on its device (LinearImpl::set_quantized), layer by layer so that only one float32
+// copy of a weight exists at a time. Returns the number of layers quantised.
+inline int64_t quantize_linears_fp8(torch::nn::Module& module) {
+  torch::NoGradGuard ng;
+  int64_t n = 0;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    auto* l = dynamic_cast<qwen::models::LinearImpl*>(m.get());
+    if (!l || l->quantized() || l->weight.dim() != 2) continue;
+    const auto w = l->weight.to(torch::kFloat32);
+    const auto scale = (w.abs().max() / 448.0).clamp_min(1e-12).reshape({});
+    l->set_quantized(
+        qwen::models::QuantizedWeight::fp8((w / scale).to(torch::kFloat8_e4m3fn), scale));
+    ++n;
+  }
+  return n;
+}
+
+// `--weights dense|fp8` (dense: the compute dtype) and `--fp8-matmul auto|on|off`: whether the
+// values are known.
+inline bool valid_weights_arg(const std::string& w) { return w == "dense" || w == "fp8"; }
+inline bool valid_fp8_matmul_arg(const std::string& m) {
+  return m == "auto" || m == "on" || m == "off";
+}
+
+// Applies --fp8-matmul to `module` as the engines do (models/fp8_matmul.h) and prints their line.
+inline bool apply_fp8_matmul(const std::string& mode, const torch::Device& device,
+                             torch::nn::Module& module) {
+  const auto applied = qwen::models::apply_fp8_matmul(qwen::models::parse_fp8_matmul_mode(mode),
+                                                      device, {{"transformer", &module}});
+  std::printf("%s\n", applied.line.c_str());
+  return applied.on && applied.layers > 0;
 }
 
 }  // namespace qwen::bench

@@ -38,6 +38,10 @@ struct Args {
   // --resident-blocks N kept on the device, default 0).
   std::string memory = "resident";
   int resident_blocks = 0;
+  // Weights (issues #13/#15): dense in the compute dtype, or fp8 e4m3 with a per-tensor scale
+  // (bench_util.h quantize_linears_fp8); --fp8-matmul as the engines' fp8_matmul.
+  std::string weights = "dense";
+  std::string fp8_matmul = "auto";
 };
 
 void usage(bool edit) {
@@ -48,6 +52,7 @@ void usage(bool edit) {
       "         [--steps N] [--warmup N] [--txt-len T] [--no-cfg]%s\n"
       "         [--reduced] [--layers L] [--heads H] [--threads T]\n"
       "         [--memory resident|modulation|stream] [--resident-blocks N]%s\n"
+      "         [--weights dense|fp8] [--fp8-matmul auto|on|off]\n"
       "  default: the real 20.4B configuration (60 layers, 24 heads x 128), 1024x1024%s;\n"
       "  --reduced: 2 layers x 8 heads (for CPUs); --layers/--heads override.\n",
       edit ? "bench_edit" : "bench_transformer", edit ? " [--cond-width W] [--cond-height H]" : "",
@@ -104,6 +109,10 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
       a.memory = argv[++i];
     else if (k == "--resident-blocks")
       a.resident_blocks = next();
+    else if (k == "--weights" && i + 1 < argc)
+      a.weights = argv[++i];
+    else if (k == "--fp8-matmul" && i + 1 < argc)
+      a.fp8_matmul = argv[++i];
     else
       return false;
   }
@@ -114,7 +123,8 @@ bool parse(int argc, char** argv, bool edit, Args& a) {
          a.steps >= 1 && a.txt_len >= 1 && a.warmup >= 0 &&
          (a.dtype.empty() || a.dtype == "float32" || a.dtype == "bfloat16") &&
          (a.memory == "resident" || a.memory == "modulation" || a.memory == "stream") &&
-         a.resident_blocks >= 0 && (a.decompose == 0 || (a.decompose >= 2 && a.decompose <= 10));
+         a.resident_blocks >= 0 && (a.decompose == 0 || (a.decompose >= 2 && a.decompose <= 10)) &&
+         valid_weights_arg(a.weights) && valid_fp8_matmul_arg(a.fp8_matmul);
 }
 
 }  // namespace
@@ -155,6 +165,12 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   // (models::TransformerPlacement: pinned host copies), as the engine does after loading.
   const bool placed = a.memory != "resident";
   auto model = qwen::bench::random_transformer(cfg, device, dtype);
+  if (a.weights == "fp8") {
+    const int64_t n = qwen::bench::quantize_linears_fp8(*model);
+    std::printf("weights: fp8 e4m3 with a per-tensor scale (%lld Linear layers, %.2f GB)\n",
+                (long long)n, qwen::models::quantized_weight_bytes(*model) / 1e9);
+  }
+  const bool fp8_on = qwen::bench::apply_fp8_matmul(a.fp8_matmul, device, *model);
   std::shared_ptr<qwen::models::TransformerPlacement> placement;
   if (placed) {
     placement = std::make_shared<qwen::models::TransformerPlacement>(
@@ -292,9 +308,10 @@ int run_dit_bench(int argc, char** argv, bool edit) {
   std::printf(
       "RESULT s_per_step=%.4f tflops=%.2f peak_alloc_gib=%.2f peak_reserved_gib=%.2f "
       "peak_rss_gib=%.2f outside_loop_s=%.2f weights_s=%.2f warmup_s=%.2f finite=%s memory=%s "
-      "streamed_gb_per_step=%.2f stream_gbps=%.2f precompute_s=%.2f\n",
+      "streamed_gb_per_step=%.2f stream_gbps=%.2f precompute_s=%.2f weights=%s fp8_matmul=%s\n",
       per_step, flops / per_step / 1e12, peak_alloc, peak_reserved, rss, outside_s, build_s, warm_s,
-      finite ? "yes" : "no", a.memory.c_str(), streamed_gb_per_step, stream_gbps, precompute_s);
+      finite ? "yes" : "no", a.memory.c_str(), streamed_gb_per_step, stream_gbps, precompute_s,
+      a.weights.c_str(), fp8_on ? "on" : "off");
   return 0;
 }
 

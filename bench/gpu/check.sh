@@ -18,6 +18,11 @@
 #              goldens)
 #   decompose  Qwen-Image-Layered (bench_edit --decompose 4): the real configuration at 640x640
 #              with 4 layers (6 frames, 9,600 image tokens), true CFG: s/step, peak memory
+#   fp8_matmul fp8 e4m3 weights (random, per-tensor scale) dequantised per call vs multiplied on
+#              fp8 tensor cores (--fp8-matmul off / on): the 20B transformer at 1328x1328 with
+#              CFG and Qwen-Image-2.1 at 1024x1024: s/step, TFLOP/s, image estimates
+#   quantize   `qwen-image plan` with and without --quantize fp8 on header-only folders of the released
+#              20B / 2.1 shapes; on the device the tiny model generated on CUDA with --quantize fp8
 # Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
 # run ends in time; the summary ($OUT/summary.md: a table of every number) is rewritten after each
 # stage and at exit, whatever failed. Logs: $OUT/{env,build,fixtures,attention,dit}.log (6 files
@@ -190,6 +195,23 @@ write_summary() {
       echo
     fi
 
+    if stage_out fp8_matmul | grep -q '^RESULT s_per_step='; then
+      echo "## fp8 matmul (fp8 e4m3 weights: dequantised per call vs fp8 tensor cores, --fp8-matmul off / on)"
+      echo
+      echo "| model | size | fp8 matmul | s/step | TFLOP/s | peak alloc GiB | image s (20B: 50 steps CFG; 2.1: 40 steps KV cache) | finite |"
+      echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |"
+      stage_out fp8_matmul | grep '^RESULT s_per_step=' | while read -r line; do
+        if [ -n "$(kv "$line" image40_s)" ]; then
+          echo "| 2.1 | $(kv "$line" size)² | $(kv "$line" fp8_matmul) | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(kv "$line" image40_s) | $(kv "$line" finite) |"
+        else
+          echo "| 20B | 1328² | $(kv "$line" fp8_matmul) | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(awk -v s="$(kv "$line" s_per_step)" 'BEGIN {printf "%.2f", 50 * s}') | $(kv "$line" finite) |"
+        fi
+      done
+      echo
+      echo "Targets (issues #13/#15, H100): 20B 1328² 50 steps with CFG <= 10 s; 2.1 1024² 40 steps <= 2.5 s."
+      echo
+    fi
+
     if stage_out vae21 | grep -q '^RESULT bench_vae21 '; then
       echo "## Qwen-Image-2.1 VAE (bench_vae21: random weights, one RGBA image)"
       echo
@@ -320,6 +342,14 @@ check_dit() { # the bench printed its RESULT line and the output is finite
   line=$(grep '^RESULT s_per_step=' "$1" | tail -1)
   [ -n "$line" ] || { echo "no RESULT line"; return 1; }
   [ "$(kv "$line" finite)" = yes ] || { echo "non-finite output"; return 1; }
+}
+
+check_fp8() { # four finite RESULT lines (20B and 2.1, off and on), the "on" ones really on
+  local n
+  n=$(grep -c '^RESULT s_per_step=.* weights=fp8 ' "$1")
+  [ "$n" = 4 ] || { echo "$n of 4 RESULT lines"; return 1; }
+  grep '^RESULT s_per_step=' "$1" | grep -q 'finite=no' && { echo "non-finite output"; return 1; }
+  [ "$(grep -c '^RESULT s_per_step=.* fp8_matmul=on' "$1")" = 2 ] || { echo "fp8 matmul not on"; return 1; }
 }
 
 check_vae21() { # bench_vae21 printed its RESULT line with a decode time
@@ -507,6 +537,26 @@ if [ $build_only = 0 ]; then
   else
     run_stage qwen21 dit.log 150 --check check_dit -- "$b/bench_transformer21" --device cuda --dtype bfloat16 \
       --sizes 1024,2048 --steps 3 --warmup 1
+  fi
+fi
+# fp8 matmul (issues #13/#15, --fp8-matmul): fp8 e4m3 weights (bench --weights fp8: random, per-tensor
+# scale) dequantised per call (off) and multiplied on fp8 tensor cores (on), the 20B transformer at
+# 1328x1328 with CFG and Qwen-Image-2.1 at 1024x1024 (RESULT ... weights=fp8 fp8_matmul=off|on).
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ] || [ ! -x "$b/bench_transformer21" ]; then
+    skip_stage fp8_matmul dit.log "no build"
+  else
+    if [ $dry = 1 ]; then
+      f20=(--device cpu --dtype float32 --reduced --layers 1 --heads 2 --txt-len 16 --steps 1 --warmup 1 --threads 2 --width 64 --height 64)
+      f21=(--device cpu --dtype float32 --reduced --layers 1 --heads 2 --txt-len 16 --sizes 64 --steps 1 --warmup 1 --threads 2)
+    else
+      f20=(--device cuda --dtype bfloat16 --steps 3 --warmup 1 --width 1328 --height 1328)
+      f21=(--device cuda --dtype bfloat16 --sizes 1024 --steps 3 --warmup 1)
+    fi
+    run_stage fp8_matmul dit.log 240 --check check_fp8 -- bash -c "set -e; for m in off on; do
+        '$b/bench_transformer' ${f20[*]} --weights fp8 --fp8-matmul \$m
+        '$b/bench_transformer21' ${f21[*]} --weights fp8 --fp8-matmul \$m
+      done"
   fi
 fi
 # Qwen-Image-2.1 VAE (issue #15, bench_vae21): the released configuration with random weights, bfloat16:

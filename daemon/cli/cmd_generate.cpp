@@ -71,7 +71,8 @@ void print_decompose_usage(FILE* out) {
                "  --seed X                 random seed (default 0)\n"
                "  --num-images K           decompositions per prompt (default 1)\n"
                "  --device, --dtype, --threads, --attention, --memory, --max-sequence-length,\n"
-               "  --lora, --lora-mode, --shift, --lightning: as for `qwen-image generate`\n"
+               "  --lora, --lora-mode, --fp8-matmul, --shift, --lightning: as for `qwen-image\n"
+               "  generate`\n"
                "  --output OUT.png         layers go to OUT-0.png, OUT-1.png, ...\n"
                "  --daemon                 run through qwen-imaged instead of in-process\n"
                "  --instance NAME          daemon instance (default $QWEN_IMAGE_INSTANCE or "
@@ -121,6 +122,9 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "                           negative subtracts); repeat for several. With\n"
                "                           --daemon a bare NAME is looked up in its lora_dir\n"
                "  --lora-mode side|merge   side branch (default) or merged working copy\n"
+               "  --fp8-matmul auto|on|off fp8 weights multiply on fp8 tensor cores (inputs\n"
+               "                           rounded to fp8 per token); auto (default): on a\n"
+               "                           CUDA GPU of compute capability >= 8.9\n"
                "  --shift S                fixed time shift mu = ln S (Lightning: 3)\n"
                "  --lightning              Lightning defaults without a Lightning LoRA (merged\n"
                "                           checkpoints): 8 steps, CFG 1, shift 3 unless set.\n"
@@ -250,6 +254,11 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
       if (v != "side" && v != "merge")
         throw UsageError("--lora-mode must be 'side' or 'merge', got '" + v + "'");
       o.engine.lora_mode = v;
+    } else if (a == "--fp8-matmul") {  // issues #13/#15: models/fp8_matmul.h
+      const std::string v = value();
+      if (v != "auto" && v != "on" && v != "off")
+        throw UsageError("--fp8-matmul must be auto, on or off, got '" + v + "'");
+      o.engine.fp8_matmul = v;
     } else if (a == "--shift") {
       const float v = parse_float(a, value());
       if (!(v > 0)) throw UsageError("--shift must be a positive number");
@@ -410,6 +419,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     }
   }
   if (o.engine.threads < 0) throw UsageError("--threads must be >= 0");
+  if (o.daemon && !o.engine.fp8_matmul.empty())
+    throw UsageError(
+        "--fp8-matmul is the daemon's setting with --daemon (fp8_matmul in daemon.conf "
+        "or qwen-imaged --fp8-matmul); drop it here");
   if (o.daemon && !o.engine.lora_mode.empty())
     throw UsageError(
         "--lora-mode is the daemon's setting with --daemon (lora_mode in daemon.conf "

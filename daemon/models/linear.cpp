@@ -11,7 +11,8 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   if (merged_.defined()) return at::linear(x, merged_, bias);
-  auto y = qweight_ ? quantized_linear(x, *qweight_, bias) : at::linear(x, weight, bias);
+  auto y =
+      qweight_ ? quantized_linear(x, *qweight_, bias, fp8_matmul_) : at::linear(x, weight, bias);
   // peft/tuners/lora/layer.py Linear.forward: result = result + lora_B(lora_A(x)) * scaling.
   for (const auto& b : lora_) y = y + at::linear(at::linear(x, b.down), b.up) * b.scale;
   return y;

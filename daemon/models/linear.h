@@ -40,6 +40,12 @@ class LinearImpl : public torch::nn::Module {
   void set_quantized(QuantizedWeight w);
   // The quantised weight, or null for a plain one.
   const QuantizedWeight* quantized() const { return qweight_.get(); }
+  // fp8 tensor-core matmul for an fp8 e4m3 weight (models/quant.h fp8_linear; set for a whole
+  // model by models/fp8_matmul.h set_fp8_matmul). Off by default; kept across set_quantized() and
+  // to(), so placements that swap the weight's copy keep it. Weights it does not suit are
+  // dequantised as before.
+  void set_fp8_matmul(bool on) { fp8_matmul_ = on; }
+  bool fp8_matmul() const { return fp8_matmul_; }
 
   // Module::to also moves the quantised bytes; a dtype never casts them (only `bias` and the
   // placeholder follow it).
@@ -64,6 +70,7 @@ class LinearImpl : public torch::nn::Module {
   std::shared_ptr<const QuantizedWeight> qweight_;
   std::vector<LoraBranch> lora_;
   torch::Tensor merged_;
+  bool fp8_matmul_ = false;
 };
 TORCH_MODULE(Linear);
 

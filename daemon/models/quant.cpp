@@ -1,6 +1,10 @@
 // Quantised weights kept as stored and dequantised per use.
 #include "models/quant.h"
 
+#include <atomic>
+#include <cstdio>
+#include <optional>
+
 #include "models/dequant.h"
 #include "models/weights.h"
 
@@ -148,8 +152,73 @@ QuantizedWeight QuantizedWeight::to(torch::Device device, bool non_blocking) con
   return q;
 }
 
+namespace {
+
+std::atomic<int64_t> g_fp8_matmuls{0};
+// Set when a device refused _scaled_mm (a driver or build without the fp8 kernels): reported once,
+// then every call takes the dequantised path.
+std::atomic<bool> g_fp8_refused{false};
+
+constexpr double kE4m3Max = 448.0;  // torch.finfo(torch.float8_e4m3fn).max
+// Smallest activation scale: a row of zeros (or of values below 448 * 1e-12) still divides by a
+// finite number (torchao's float8 EPS).
+constexpr double kMinScale = 1e-12;
+
+}  // namespace
+
+bool fp8_matmul_applies(const torch::Tensor& x, const QuantizedWeight& w) {
+  if (w.kind() != QuantizedWeight::Kind::Fp8) return false;
+  const torch::Tensor& s = w.storage();
+  if (s.scalar_type() != torch::kFloat8_e4m3fn || s.dim() != 2 || !s.is_contiguous()) return false;
+  const int64_t n = s.size(0), k = s.size(1);
+  if (n == 0 || k == 0 || n % 16 != 0 || k % 16 != 0) return false;
+  if (w.scale().defined() && w.scale().numel() != 1) return false;
+  if (!x.defined() || x.dim() < 1 || x.size(-1) != k || x.numel() == 0) return false;
+  const auto dt = x.scalar_type();
+  if (x.is_cuda()) return dt == torch::kBFloat16;  // row-wise scaled_mm writes bfloat16 only
+  return x.is_cpu() && (dt == torch::kFloat32 || dt == torch::kBFloat16);
+}
+
+torch::Tensor fp8_linear(const torch::Tensor& x, const QuantizedWeight& w,
+                         const torch::Tensor& bias) {
+  const QuantizedWeight on_x = w.device() == x.device() ? w : w.to(x.device());
+  const torch::Tensor& wq = on_x.storage();  // [N, K] row-major: wq.t() is column-major
+  const int64_t n = wq.size(0), k = wq.size(1);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
+  // Per-row dynamic activation scale (see quant.h for why not ComfyUI's static one).
+  const torch::Tensor x2 = x.reshape({-1, k}).to(torch::kFloat32);
+  const torch::Tensor scale_a =
+      x2.abs().amax({1}, /*keepdim=*/true).div_(kE4m3Max).clamp_min_(kMinScale);
+  const torch::Tensor xq = (x2 / scale_a).clamp_(-kE4m3Max, kE4m3Max).to(torch::kFloat8_e4m3fn);
+  const torch::Tensor scale_b =
+      on_x.scale().defined() ? on_x.scale().to(f32).reshape({1, 1}).expand({1, n}).contiguous()
+                             : torch::ones({1, n}, f32);
+  std::optional<torch::Tensor> b;
+  if (bias.defined()) b = bias.scalar_type() == x.scalar_type() ? bias : bias.to(x.scalar_type());
+  torch::Tensor y = at::_scaled_mm(xq, wq.t(), scale_a, scale_b, b, /*scale_result=*/{},
+                                   x.scalar_type(), /*use_fast_accum=*/false);
+  g_fp8_matmuls.fetch_add(1, std::memory_order_relaxed);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  return y.view(shape);
+}
+
+int64_t fp8_matmul_count() { return g_fp8_matmuls.load(std::memory_order_relaxed); }
+
 torch::Tensor quantized_linear(const torch::Tensor& x, const QuantizedWeight& w,
-                               const torch::Tensor& bias) {
+                               const torch::Tensor& bias, bool fp8_matmul) {
+  if (fp8_matmul && !g_fp8_refused.load(std::memory_order_relaxed) && fp8_matmul_applies(x, w)) {
+    try {
+      return fp8_linear(x, w, bias);
+    } catch (const c10::Error& e) {
+      // ComfyUI's fp8_linear handler does the same (logs and falls back to dequantising).
+      if (!g_fp8_refused.exchange(true))
+        std::fprintf(stderr,
+                     "fp8 matmul: at::_scaled_mm refused (%s); using dequantised weights from now "
+                     "on\n",
+                     e.what_without_backtrace());
+    }
+  }
   const torch::Tensor weight = w.dequantize(x.scalar_type(), x.device());
   if (!bias.defined()) return at::linear(x, weight);
   return at::linear(x, weight,

@@ -62,9 +62,34 @@ class QuantizedWeight {
   torch::Tensor storage_, scale_, input_scale_;
 };
 
-// y = x W^T + b with W dequantised for this call in x's dtype on x's device.
+// y = x W^T + b with W dequantised for this call in x's dtype on x's device. With `fp8_matmul`
+// and a weight fp8_matmul_applies() accepts, the product is fp8_linear() instead; everything else
+// (e5m2, GGUF, dense, shapes or dtypes the kernels refuse) takes the dequantised path, unchanged.
 torch::Tensor quantized_linear(const torch::Tensor& x, const QuantizedWeight& w,
-                               const torch::Tensor& bias = {});
+                               const torch::Tensor& bias = {}, bool fp8_matmul = false);
+
+// fp8 tensor-core matmul (issues #13/#15; models/fp8_matmul.h chooses when it is on).
+// Whether fp8_linear() can compute x W^T: W is Kind::Fp8 with float8_e4m3fn storage, 2-D
+// [N, K] row-major with N and K multiples of 16 (cuBLASLt's fp8 alignment), at most one scale
+// value, x has K columns and is float32 or bfloat16 (bfloat16 only on CUDA, where row-wise scaling
+// writes bfloat16) and is not empty.
+bool fp8_matmul_applies(const torch::Tensor& x, const QuantizedWeight& w);
+// y = x W^T + b by at::_scaled_mm on float8_e4m3fn operands (x flattened to [M, K]). Mirrors
+// ComfyUI's comfy/ops.py fp8_linear + comfy/quant_ops.py fp8_linear (weight kept in fp8, W^T
+// passed column-major, the weight's per-tensor scale as scale_b, the bias and out_dtype = x's
+// dtype handed to _scaled_mm). Deviation: ComfyUI clamps x to +-448 and casts it with scale 1 (or
+// a checkpoint's static input_scale); we quantise x dynamically per row (per token): scale_a[m] =
+// max(amax_k |x[m, k]|, tiny) / 448 in float32, x / scale_a rounded to e4m3, so no activation is
+// ever clipped and each token uses the whole e4m3 range. A checkpoint's input_scale is therefore
+// not used (a static per-tensor scale clips outliers that the dynamic one keeps). The weight
+// scale is expanded to [1, N] (row-wise scaling: cuBLASLt/CUTLASS need both scales row-wise).
+// Precondition: fp8_matmul_applies(x, w). The only numerical change from the dequantised path
+// is x rounded to e4m3 (3 mantissa bits: relative error <= 2^-4 per element) and the fp8
+// kernel's accumulation order.
+torch::Tensor fp8_linear(const torch::Tensor& x, const QuantizedWeight& w,
+                         const torch::Tensor& bias = {});
+// Products fp8_linear() has computed in this process (a test hook: proves the path is taken).
+int64_t fp8_matmul_count();
 
 // A Linear (models/linear.h) whose weight stays quantised: same forward, same `bias` parameter
 // name. The storage and scales are registered as buffers ("weight_storage", "weight_scale",

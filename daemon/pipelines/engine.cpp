@@ -13,6 +13,7 @@
 
 #include "io/checkpoint.h"
 #include "models/attention.h"
+#include "models/fp8_matmul.h"
 #include "models/linear.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
@@ -209,6 +210,14 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       throw EngineError(e.what());
     }
   }
+  // fp8 tensor-core matmuls (models/fp8_matmul.h): checked now, applied once the weights are in.
+  const models::Fp8MatmulMode fp8_mode = [&] {
+    try {
+      return models::parse_fp8_matmul_mode(options.fp8_matmul);
+    } catch (const std::invalid_argument& e) {
+      throw EngineError(e.what());
+    }
+  }();
   const io::ModelFolder model = with_context("model", [&] { return io::ModelFolder::open(sources); });
   info_.model_dir = sources.label();
   info_.model_type = model.model_type();
@@ -329,6 +338,18 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   });
   if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload)
     text_encoder_host_ = std::make_unique<models::HostWeights>(*text_encoder_, device_, true);
+  {
+    // The transformer, and the text encoder unless it computes on the CPU (auto's reasons hold
+    // for the engine's device only; "on" forces both).
+    std::vector<std::pair<std::string, torch::nn::Module*>> fp8_modules{
+        {"transformer", transformer_.get()}};
+    if (fp8_mode == models::Fp8MatmulMode::On ||
+        memory_plan_.text_encoder != plan::TextEncoderPlace::Cpu)
+      fp8_modules.emplace_back("text_encoder", text_encoder_.get());
+    const auto fp8 = models::apply_fp8_matmul(fp8_mode, device_, fp8_modules);
+    if (device_.is_cuda() || fp8_mode != models::Fp8MatmulMode::Auto || fp8.layers > 0)
+      log(fp8.line);
+  }
   for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
                                                            text_encoder_.get()}) {
     for (const auto& p : m->parameters()) {

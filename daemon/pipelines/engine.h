@@ -123,6 +123,11 @@ struct EngineOptions {
   // Edit models: the Qwen2-VL image processor to reproduce, "torchvision" (what diffusers'
   // from_pretrained gives; default when empty) or "pil" (transformers' Qwen2VLImageProcessorPil).
   std::string vision_processor;
+  // fp8 tensor-core matmuls for fp8 (e4m3) weights (issues #13/#15, models/fp8_matmul.h): "auto"
+  // (when empty: on on a CUDA device of compute capability >= 8.9), "on" or "off". On, each such
+  // layer quantises its input to fp8 per token and multiplies with at::_scaled_mm instead of
+  // dequantising the weight (images differ slightly from the dequantised path).
+  std::string fp8_matmul;
   // CUDA attention kernel: "auto" (a start-up self-check times cuDNN, flash and memory-efficient
   // attention and takes the fastest that agrees with float32 math), "cudnn", "flash", "efficient"
   // or "math"; empty = $QWEN_SDPA_BACKEND, else auto. Ignored on the CPU.

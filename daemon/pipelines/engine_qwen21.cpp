@@ -11,6 +11,7 @@
 
 #include "io/checkpoint.h"
 #include "models/device_memory.h"
+#include "models/fp8_matmul.h"
 #include "models/weights.h"
 #include "pipelines/engine_impl.h"
 #include "pipelines/geometry.h"
@@ -54,6 +55,14 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   c10::InferenceMode inference;
   const std::string dir = options.model_dir;
   const std::string index_path = dir + "/model_index.json";
+  // fp8 tensor-core matmuls (models/fp8_matmul.h): checked now, applied once the weights are in.
+  const models::Fp8MatmulMode fp8_mode = [&] {
+    try {
+      return models::parse_fp8_matmul_mode(options.fp8_matmul);
+    } catch (const std::invalid_argument& e) {
+      throw EngineError(e.what());
+    }
+  }();
   // Component files (--transformer / --text-encoder / --vae: safetensors single files such as
   // ComfyUI's qwen_image_2.1_bf16, shard indexes) replace the folder's weights through
   // io::ModelFolder, as for the 20B models; the folder supplies the rest.
@@ -160,6 +169,17 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   });
   if (memory_plan_.text_encoder == plan::TextEncoderPlace::Offload)
     text_encoder_host_ = std::make_unique<models::HostWeights>(*text_encoder_, device_, true);
+  {
+    // As QwenEngine: the transformer, and the text encoder unless it computes on the CPU.
+    std::vector<std::pair<std::string, torch::nn::Module*>> fp8_modules{
+        {"transformer", transformer_.get()}};
+    if (fp8_mode == models::Fp8MatmulMode::On ||
+        memory_plan_.text_encoder != plan::TextEncoderPlace::Cpu)
+      fp8_modules.emplace_back("text_encoder", text_encoder_.get());
+    const auto fp8 = models::apply_fp8_matmul(fp8_mode, device_, fp8_modules);
+    if (device_.is_cuda() || fp8_mode != models::Fp8MatmulMode::Auto || fp8.layers > 0)
+      log(fp8.line);
+  }
   for (auto* m : std::initializer_list<torch::nn::Module*>{transformer_.get(), vae_.get(),
                                                            text_encoder_.get()}) {
     for (const auto& p : m->parameters()) {

@@ -99,6 +99,10 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
   } else if (key == "lora_mode") {
     if (val != "side" && val != "merge") return "lora_mode must be side or merge";
     c->lora_mode = val;
+  } else if (key == "fp8_matmul") {  // EngineOptions::fp8_matmul (models/fp8_matmul.h)
+    if (val != "auto" && val != "on" && val != "off")
+      return "fp8_matmul must be auto, on or off, got '" + val + "'";
+    c->fp8_matmul = val;
   } else if (key == "lazy") {
     if (!parse_bool(val, &c->lazy)) return "lazy must be true or false";
   } else if (key == "log") {
@@ -173,6 +177,7 @@ const char* usage_text() {
          "                   [--lora-dir DIR ...] [--lora-mode side|merge]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models auto|N] [--vram SIZE]\n"
+         "                   [--fp8-matmul auto|on|off]\n"
          "Serves Qwen-Image jobs to the GIMP plug-in and `qwen-image --daemon` over shared "
          "memory.\n"
          "Settings come from ~/.config/qwen-image/daemon.conf (see docs/daemon.md); the command\n"
@@ -230,6 +235,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--memory", "memory"},
         {"--lora-dir", "lora_dir"},
         {"--lora-mode", "lora_mode"},
+        {"--fp8-matmul", "fp8_matmul"},
         {"--log", "log"},
         {"--max-queue", "max_queue"},
         {"--max-resident-models", "max_resident_models"},

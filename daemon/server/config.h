@@ -36,6 +36,9 @@ struct DaemonConfig {
   // them, in order (`lora_dir = DIR`, repeatable; --lora-dir DIR).
   std::vector<std::string> lora_dirs;
   std::string lora_mode;  // "" / "side" or "merge" (EngineOptions::lora_mode)
+  // fp8 tensor-core matmuls for fp8 weights: "" / "auto", "on" or "off"
+  // (EngineOptions::fp8_matmul).
+  std::string fp8_matmul;
   bool lazy = false;      // load models on first use instead of at start
   std::string log_file;
   int max_queue = 32;

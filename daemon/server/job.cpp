@@ -244,6 +244,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error, const Loading
   o.sdpa_backend = cfg_.attention;
   o.memory = cfg_.memory;
   o.lora_mode = cfg_.lora_mode;
+  o.fp8_matmul = cfg_.fp8_matmul;
   o.preview = cfg_.preview_every > 0;
   o.preview_every = cfg_.preview_every;  // the engine then builds only the previews published below
   const std::string name = e.spec.name;

@@ -104,3 +104,20 @@ TEST(DaemonConfig, LoraDirsAndMode) {
   ::unlink(conf.c_str());
   EXPECT_NE(e.find("lora_mode must be side or merge"), std::string::npos) << e;
 }
+
+// fp8 tensor-core matmuls (issues #13/#15): `fp8_matmul` / --fp8-matmul, the value checked.
+TEST(DaemonConfig, Fp8Matmul) {
+  const std::string conf = write_conf(
+      "model = /data/Qwen-Image\n"
+      "fp8_matmul = off\n");
+  DaemonConfig cfg;
+  ASSERT_EQ(parse({"--config", conf}, &cfg), "");
+  EXPECT_EQ(cfg.fp8_matmul, "off");
+  DaemonConfig cli;
+  ASSERT_EQ(parse({"--config", conf, "--fp8-matmul", "on"}, &cli), "");
+  EXPECT_EQ(cli.fp8_matmul, "on");
+  DaemonConfig bad;
+  const std::string e = parse({"--config", conf, "--fp8-matmul", "fast"}, &bad);
+  ::unlink(conf.c_str());
+  EXPECT_NE(e.find("fp8_matmul must be auto, on or off, got 'fast'"), std::string::npos) << e;
+}
