@@ -116,7 +116,12 @@ found:
   for (auto& [from, k] : names) {
     if (!prefix.empty() && starts_with(k, prefix)) k = k.substr(prefix.size());
     if (starts_with(k, "model.language_model.") || starts_with(k, "model.visual.")) continue;
-    if (starts_with(k, "visual."))
+    // ComfyUI's Llama2_ (comfy/text_encoders/llama.py) holds the lm_head itself, so a state dict of
+    // its Qwen3VL (comfy/text_encoders/qwen3vl.py: `model` = Llama2_, `visual`) names it
+    // `model.lm_head.*`; transformers' checkpoints keep it at the top.
+    if (starts_with(k, "model.lm_head."))
+      k = k.substr(6);
+    else if (starts_with(k, "visual."))
       k = "model." + k;
     else if (starts_with(k, "model."))
       k = "model.language_model." + k.substr(6);

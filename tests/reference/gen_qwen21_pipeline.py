@@ -43,27 +43,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from gen_qwen21 import randomize as randomize_vae  # noqa: E402
 from gen_qwen21 import vae_config  # noqa: E402
-from gen_qwen21_text_encoder import CHAT_TEMPLATE, build_text_encoder, make_config, rand_rgba  # noqa: E402
+from gen_qwen21_text_encoder import build_processor as build_te_processor  # noqa: E402
+from gen_qwen21_text_encoder import build_text_encoder, make_config, rand_rgba  # noqa: E402
 from gen_qwen21_transformer import rand_axes  # noqa: E402
 from gen_qwen21_transformer import randomize as randomize_transformer  # noqa: E402
-from gen_random import FIXTURE_MODEL, rand_image, rand_prompt, save_tensors  # noqa: E402
+from gen_random import rand_image, rand_prompt, save_tensors  # noqa: E402
 
 
 def build_processor(out_dir):
     """Qwen3-VL's processor with a small min_pixels, so the tiny reference images keep their size in the text
     encoder (one <|image_pad|> per 2x2 latent tokens, as at the released sizes)."""
-    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
-
-    tok = Qwen2TokenizerFast.from_pretrained(os.path.join(FIXTURE_MODEL, "tokenizer"))
-    ip = Qwen2VLImageProcessor(size={"shortest_edge": 1024, "longest_edge": 16777216}, patch_size=16,
-                               temporal_patch_size=2, merge_size=2, image_mean=[0.5, 0.5, 0.5],
-                               image_std=[0.5, 0.5, 0.5])
-    proc = Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=Qwen3VLVideoProcessor(),
-                            chat_template=CHAT_TEMPLATE)
-    proc.save_pretrained(out_dir)
-    ip.to_json_file(os.path.join(out_dir, "preprocessor_config.json"))
-    return proc
+    return build_te_processor(out_dir, min_pixels=1024)
 
 
 @torch.no_grad()

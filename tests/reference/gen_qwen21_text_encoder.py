@@ -27,11 +27,18 @@ OUT/qwen21_text_encoder.safetensors
       tower's merged embeds and deepstack features, hidden_states as above, and encode_prompt's outputs.
 
 comfy_file part: a second random model whose shape-invisible settings are those of the released Qwen3-VL (head_dim
-128, M-RoPE [24, 20, 20], rope_theta 5e6, 16 vision heads, vision depth 24 or 27 with its DeepStack layers), written
-only as a ComfyUI-layout single file OUT/qwen3vl_comfy.safetensors (comfy/text_encoders/qwen3vl.py's module tree:
-`model.*` for the language model, `visual.*`, plus lm_head), plain or fp8 scaled (legacy scale_weight or
-comfy_quant; case.json comfy_format; the reference then runs the dequantised weights), and OUT/comfy_file.safetensors: a left-padded text batch
-and one image prompt (input_ids, attention_mask, pixel_values, image_grid_thw, hidden_states as above).
+128, interleaved M-RoPE [24, 20, 20] so that every section is non-trivial, rope_theta 5e6, 16 vision heads, vision
+depth 24 or 27 with its DeepStack layers), written as a ComfyUI-layout single file OUT/qwen3vl_comfy.safetensors
+(comfy/text_encoders/qwen3vl.py's module tree: `model.*` for the language model (comfy's Llama2_), `visual.*`, and
+the unused lm_head as transformers' `lm_head.weight` or as `model.lm_head.weight` where comfy's Llama2_ keeps it;
+case.json comfy_lm_head), plain or fp8 scaled (legacy scale_weight or comfy_quant; case.json comfy_format; the
+reference then runs the dequantised weights), AND as the folder OUT/comfy_model/{text_encoder,processor} holding the
+weights the reference ran. OUT/comfy_file.safetensors: a left-padded text batch (input_ids, attention_mask,
+hidden_states as above) and an edit prompt batch with 2 non-square reference images (OUT/comfy_image_<i>.png, one
+RGBA) through encode_prompt (the 2.1 template): the vl_* tensors of the images part, plus what the same reference
+gives with the M-RoPE sections NOT interleaved (vl_chunked_*: Qwen2-VL's contiguous [t | h | w] split) and with the
+image tokens' h/w positions ignored (vl_t_only_*): the last hidden state before the final norm and prompt_embeds,
+to show that the comparison would catch either mistake.
 
 gguf_file part: the same kind of model's language model alone as a llama.cpp-named GGUF (arch qwen3vl, Q8_0 / Q4_K /
 Q6_K / Q5_0 with F16 / F32 where llama.cpp keeps them), OUT/qwen3vl_text.gguf, and OUT/gguf_file.safetensors: a
@@ -55,6 +62,9 @@ sys.path.insert(0, HERE)
 from gen_random import FIXTURE_MODEL, rand_image, rand_prompt, randomize, save_tensors  # noqa: E402
 
 SYS_PROMPT = "Comprehend and analyze the provided prompt."
+# QwenImage21Pipeline.prompt_template_t2i (the raw template string the pipeline formats).
+T2I_TEMPLATE = ("<|im_start|>system\n" + SYS_PROMPT + "<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n"
+                "<|im_start|>assistant\n")
 # Enough of Qwen3-VL's chat template for what the pipeline asks of it (the system message, to count drop_idx).
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -66,7 +76,8 @@ CHAT_TEMPLATE = (
 def make_config(rng):
     heads = rng.choice([2, 4])
     kv = rng.choice([d for d in (1, 2, 4) if heads % d == 0])
-    head_dim = rng.choice([8, 16])
+    # Up to 64 wide, so that the M-RoPE sections are several frequency pairs each (8: [2, 1, 1]).
+    head_dim = rng.choice([8, 16, 32, 64])
     hidden = rng.choice([32, 48, 64])
     half = head_dim // 2
     # Interleaved M-RoPE: H takes indices 1, 4, ... < 3 * h, W 2, 5, ... < 3 * w, T the rest.
@@ -128,13 +139,15 @@ def build_text_encoder(cfg, gen, out_dir, layout):
     return te
 
 
-def build_processor(out_dir):
+def build_processor(out_dir, min_pixels=65536):
+    """Qwen3VLProcessor with the fixture tokenizer and Qwen3-VL's image processor settings; `min_pixels` 65536 as
+    released (gen_qwen21_pipeline.py passes a smaller one so its tiny images keep their size)."""
     from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
     tok = Qwen2TokenizerFast.from_pretrained(os.path.join(FIXTURE_MODEL, "tokenizer"))
     # Qwen/Qwen3-VL-8B-Instruct preprocessor_config.json values.
-    ip = Qwen2VLImageProcessor(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
+    ip = Qwen2VLImageProcessor(size={"shortest_edge": min_pixels, "longest_edge": 16777216}, patch_size=16,
                                temporal_patch_size=2, merge_size=2, image_mean=[0.5, 0.5, 0.5],
                                image_std=[0.5, 0.5, 0.5])
     proc = Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=Qwen3VLVideoProcessor(),
@@ -179,6 +192,31 @@ def run_encoder(te, probe, inputs):
     assert len(probe.inputs) == n, len(probe.inputs)
     return dict(position_ids=probe.pos, hidden_states=torch.stack(probe.inputs),
                 last_hidden_state=o.hidden_states[-1])
+
+
+class Recomposition:
+    """Replaces the text rotary embedding's interleaved M-RoPE recomposition for a sensitivity check: "chunked" =
+    Qwen2-VL's contiguous [t | h | w] sections, "t_only" = every frequency from the t axis (the image tokens' h / w
+    positions ignored)."""
+
+    def __init__(self, te, mode):
+        self.rot, self.mode = te.model.language_model.rotary_emb, mode
+
+    def __enter__(self):
+        sec = list(self.rot.mrope_section)
+        sec[0] = self.rot.inv_freq.numel() - sec[1] - sec[2]  # t takes the rest, as in the interleaved layout
+
+        def chunked(freq):
+            f = torch.cat([p[i] for i, p in enumerate(freq.split(sec, dim=-1))], dim=-1)
+            return torch.cat((f, f), dim=-1)
+
+        def t_only(freq):
+            return torch.cat((freq[0], freq[0]), dim=-1)
+
+        self.rot.recomposition_frequencies = chunked if self.mode == "chunked" else t_only
+
+    def __exit__(self, *exc):
+        del self.rot.recomposition_frequencies
 
 
 def encode(pipe, prompts, images):
@@ -275,6 +313,20 @@ def text_encoder_part(rng, gen, layout, out, mdir, case):
         img.save(os.path.join(out, names[-1]))
         images.append(img)
     vprompts = [rand_prompt(rng, 1, 8) for _ in range(rng.randint(1, 2))]
+    d.update(image_case(pipe, proc, te, probe, vprompts, images))
+    probe.remove()
+    case["parts"]["images"] = dict(prompts=vprompts, images=names,
+                                   sizes=[list(im.size) for im in images], modes=[im.mode for im in images],
+                                   image_processor=type(proc.image_processor).__name__)
+    save_tensors(d, os.path.join(out, "qwen21_text_encoder.safetensors"))
+    print(json.dumps(case["config"]), flush=True)
+
+
+def image_case(pipe, proc, te, probe, prompts, images, perturb=()):
+    """encode_prompt of `prompts` with every image, and the same processor inputs run piecewise: the vl_* tensors
+    (processor outputs, vision embeds, DeepStack features, positions, hidden states, encode_prompt's outputs). For
+    each Recomposition mode in `perturb`, vl_<mode>_last_hidden (the input of the final norm) and
+    vl_<mode>_prompt_embeds."""
     # The processor call of _get_qwen_prompt_embeds, captured to run the model piecewise.
     calls = []
     orig = type(proc).__call__
@@ -286,24 +338,23 @@ def text_encoder_part(rng, gen, layout, out, mdir, case):
 
     type(proc).__call__ = capture
     try:
-        enc = encode(pipe, vprompts, images)
+        enc = encode(pipe, prompts, images)
     finally:
         type(proc).__call__ = orig
     vi = calls[-1]
     r = run_encoder(te, probe, dict(vi))
     vis = te.model.visual(vi["pixel_values"], grid_thw=vi["image_grid_thw"])
-    d.update(vl_input_ids=vi["input_ids"], vl_attention_mask=vi["attention_mask"],
+    d = dict(vl_input_ids=vi["input_ids"], vl_attention_mask=vi["attention_mask"],
              vl_pixel_values=vi["pixel_values"], vl_image_grid_thw=vi["image_grid_thw"],
              vl_image_embeds=vis.pooler_output, **{"vl_" + k: v for k, v in r.items()},
              **{"vl_" + k: v for k, v in enc.items()})
     for i, f in enumerate(vis.deepstack_features):
         d[f"vl_deepstack_{i}"] = f
-    probe.remove()
-    case["parts"]["images"] = dict(prompts=vprompts, images=names,
-                                   sizes=[list(im.size) for im in images], modes=[im.mode for im in images],
-                                   image_processor=type(proc.image_processor).__name__)
-    save_tensors(d, os.path.join(out, "qwen21_text_encoder.safetensors"))
-    print(json.dumps(case["config"]), flush=True)
+    for mode in perturb:
+        with Recomposition(te, mode):
+            d[f"vl_{mode}_last_hidden"] = run_encoder(te, probe, dict(vi))["hidden_states"][-1]
+            d[f"vl_{mode}_prompt_embeds"] = encode(pipe, prompts, images)["prompt_embeds"]
+    return d
 
 
 def gguf_file_part(rng, gen, out, case):
@@ -341,8 +392,7 @@ def gguf_file_part(rng, gen, out, case):
     proc = build_processor(os.path.join(out, "gguf_model", "processor"))
     probe = Probe(te)
     prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 6, 12), rand_prompt(rng, 2, 8)]
-    template = ("<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n<|im_start|>user\n{}"
-                "<|im_end|>\n<|im_start|>assistant\n")
+    template = T2I_TEMPLATE
     mi = proc(text=[template.format(p) for p in prompts], padding=True, padding_side="left", return_tensors="pt")
     r = run_encoder(te, probe, dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"]))
     probe.remove()
@@ -353,24 +403,35 @@ def gguf_file_part(rng, gen, out, case):
 
 
 def comfy_file_part(rng, gen, out, case):
+    from diffusers import QwenImage21Pipeline
+    from safetensors.torch import load_file, save_file
+
     cfg = make_config(rng)
     t, v = cfg["text"], cfg["vision"]
+    # The released encoder's shape-invisible settings (a single file cannot tell others): 64 frequency pairs, h and
+    # w 20 each, interleaved, so the vision tokens' t / h / w positions all reach the attention.
     t.update(head_dim=128, mrope_section=[24, 20, 20], rope_theta=5000000.0)
     depth = rng.choice([24, 27])
     v.update(depth=depth, num_heads=16, hidden_size=64,
              deepstack_visual_indexes=[8, 16, 24] if depth == 27 else [5, 11, 17])
     case["comfy_config"] = cfg
-    tdir = os.path.join(out, "comfy_model", "text_encoder")
+    mdir = os.path.join(out, "comfy_model")
+    tdir = os.path.join(mdir, "text_encoder")
     te = build_text_encoder(cfg, gen, tdir, "checkpoint")
-    from safetensors.torch import load_file, save_file
 
     sd = load_file(os.path.join(tdir, "model.safetensors"))
+    # comfy/text_encoders/qwen3vl.py: Qwen3VL.model = Llama2_ (the language model), Qwen3VL.visual = the vision tower;
+    # comfy's Llama2_ holds the lm_head itself (model.lm_head), transformers' checkpoints keep it at the top.
+    lm_head = rng.choice(["lm_head.weight", "model.lm_head.weight"])
+    case["comfy_lm_head"] = lm_head
     comfy = {}
     for k, x in sd.items():
         if k.startswith("model.language_model."):
             k = "model." + k[len("model.language_model."):]
         elif k.startswith("model.visual."):
             k = "visual." + k[len("model.visual."):]
+        elif k == "lm_head.weight":
+            k = lm_head
         comfy[k] = x
     path = os.path.join(out, "qwen3vl_comfy.safetensors")
     fmt = rng.choice(["plain", "fp8_scaled/legacy", "fp8_scaled/comfy_quant"])
@@ -379,7 +440,7 @@ def comfy_file_part(rng, gen, out, case):
         save_file(comfy, path)
     else:
         # Comfy-Org's *_fp8_scaled layout: the language model's Linear weights float8_e4m3fn with a scale, the
-        # rest BF16; the reference runs with the file's dequantised weights.
+        # rest BF16; the reference (and the folder) run with the file's dequantised weights.
         import quant_formats as qf
 
         deq, _ = qf.fp8_scaled(comfy, path, fmt.split("/")[1],
@@ -388,29 +449,36 @@ def comfy_file_part(rng, gen, out, case):
         for k, x in deq.items():
             if k.startswith("visual."):
                 k = "model." + k
+            elif k == lm_head:
+                k = "lm_head.weight"
             elif k.startswith("model."):
                 k = "model.language_model." + k[len("model."):]
             back[k] = x
         missing, unexpected = te.load_state_dict(back, strict=False)
         assert not unexpected and not [m for m in missing if not m.startswith("lm_head")], (missing, unexpected)
-    proc = build_processor(os.path.join(out, "comfy_model", "processor"))
+        save_file({k: x.contiguous() for k, x in te.state_dict().items()}, os.path.join(tdir, "model.safetensors"),
+                  metadata={"format": "pt"})
+    proc = build_processor(os.path.join(mdir, "processor"))
+    pipe = QwenImage21Pipeline(scheduler=None, vae=None, text_encoder=te, processor=proc, transformer=None)
     probe = Probe(te)
     prompts = [rand_prompt(rng, 1, 3), rand_prompt(rng, 6, 12)]
-    template = ("<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n<|im_start|>user\n{}"
-                "<|im_end|>\n<|im_start|>assistant\n")
-    mi = proc(text=[template.format(p) for p in prompts], padding=True, padding_side="left", return_tensors="pt")
+    mi = proc(text=[T2I_TEMPLATE.format(p) for p in prompts], padding=True, padding_side="left", return_tensors="pt")
     r = run_encoder(te, probe, dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"]))
     d = dict(input_ids=mi["input_ids"], attention_mask=mi["attention_mask"], hidden_states=r["hidden_states"])
-    img = rand_image(rng, gen, 256, 256)
-    vi = proc(text=[template.format("<image1><|vision_start|><|image_pad|><|vision_end|>" + prompts[0])],
-              images=[img], padding=True, padding_side="left", return_tensors="pt")
-    r = run_encoder(te, probe, dict(vi))
+    # Two non-square references (one RGBA) of different shapes: their h / w positions differ from t and from each
+    # other's (grids 16 x 20 and 20 x 16 patches, i.e. 8 x 10 and 10 x 8 vision tokens).
+    images, names = [], []
+    for i, (w, h) in enumerate([(320, 256), (256, 320)]):
+        img = rand_rgba(rng, gen, w, h) if i == 1 else rand_image(rng, gen, w, h)
+        names.append(f"comfy_image_{i}.png")
+        img.save(os.path.join(out, names[-1]))
+        images.append(img)
+    vprompts = [rand_prompt(rng, 1, 8), rand_prompt(rng, 4, 10)]
+    d.update(image_case(pipe, proc, te, probe, vprompts, images, perturb=("chunked", "t_only")))
     probe.remove()
-    d.update(vl_input_ids=vi["input_ids"], vl_attention_mask=vi["attention_mask"], vl_pixel_values=vi["pixel_values"],
-             vl_image_grid_thw=vi["image_grid_thw"], vl_hidden_states=r["hidden_states"])
+    case["parts"]["comfy_file"] = dict(prompts=vprompts, images=names)
     save_tensors(d, os.path.join(out, "comfy_file.safetensors"))
-    shutil.rmtree(os.path.join(out, "comfy_model"))
-    print("comfy_file", json.dumps(cfg), flush=True)
+    print("comfy_file", fmt, lm_head, json.dumps(cfg), flush=True)
 
 
 if __name__ == "__main__":
