@@ -166,6 +166,13 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
   if (auto bad = parse_loras(s.loras, &req.loras); !bad.empty())
     throw UserError("Qwen-Image: " + bad);
   req.lightning = s.lightning;
+  if (req.lightning) {
+    // "Fast (Lightning)" means the Lightning LoRA's sampling (frontend.h: 4/8 steps, CFG 1,
+    // shift 3): the dialog's steps and CFG are left to the daemon, which applies the one rule
+    // (QwenEngine::run, protocol version 5), instead of running the slider's 30 steps with CFG.
+    req.steps = ipc::kModelDefaultSteps;
+    req.true_cfg_scale = ipc::kModelDefaultTrueCfgScale;
+  }
 
   std::string model_name = s.model;
   Models models;
@@ -305,8 +312,9 @@ std::vector<int> run_procedure(Host& host, Proc proc, int image, int drawable, c
     // What made it, for reproducing it later (scripts read the "qwen-image-params" parasite).
     std::string params = "pipeline=" + req.pipeline + "\nmodel=" + model_name +
                          "\nseed=" + std::to_string(int64_t(seed) + v) +
-                         "\nsteps=" + std::to_string(req.steps) +
-                         "\ntrue_cfg_scale=" + std::to_string(req.true_cfg_scale) +
+                         "\nsteps=" + (req.lightning ? "default" : std::to_string(req.steps)) +
+                         "\ntrue_cfg_scale=" +
+                         (req.lightning ? "default" : std::to_string(req.true_cfg_scale)) +
                          "\nstrength=" + std::to_string(req.strength) + "\nprompt=" + s.prompt +
                          "\nnegative_prompt=" + s.negative + "\nloras=" + loras_text +
                          "\nlightning=" + (req.lightning ? "1" : "0");

@@ -77,6 +77,9 @@ TEST_F(PluginProcedures, SecondProceduresTakeLorasAndRecordThem) {
   const std::string sel = read_file(env.file("sel.txt"));
   EXPECT_NE(sel.find("\nloras=kohya_musubi:1\n"), std::string::npos) << sel;
   EXPECT_NE(sel.find("\nlightning=1"), std::string::npos) << sel;
+  // "Fast (Lightning)" leaves steps and CFG to the daemon's Lightning rule, not the 2 given.
+  EXPECT_NE(sel.find("\nsteps=default\ntrue_cfg_scale=default\n"), std::string::npos) << sel;
+  EXPECT_NE(gen.find("\nsteps=2\n"), std::string::npos) << gen;
   const std::string edit = read_file(env.file("edit.txt"));
   EXPECT_NE(edit.find("pipeline=edit-auto\nmodel=qwen-image-edit-2509-tiny\n"), std::string::npos)
       << edit;
