@@ -204,7 +204,7 @@ write_summary() {
         if [ -n "$(kv "$line" image40_s)" ]; then
           echo "| 2.1 | $(kv "$line" size)² | $(kv "$line" fp8_matmul) | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(kv "$line" image40_s) | $(kv "$line" finite) |"
         else
-          echo "| 20B | 1328² | $(kv "$line" fp8_matmul) | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(awk -v s="$(kv "$line" s_per_step)" 'BEGIN {printf "%.2f", 50 * s}') | $(kv "$line" finite) |"
+          echo "| 20B | $(stage_out fp8_matmul | sed -n 's/^image \([0-9]*x[0-9]*\) .*/\1/p' | head -1) | $(kv "$line" fp8_matmul) | $(kv "$line" s_per_step) | $(kv "$line" tflops) | $(kv "$line" peak_alloc_gib) | $(awk -v s="$(kv "$line" s_per_step)" 'BEGIN {printf "%.2f", 50 * s}') | $(kv "$line" finite) |"
         fi
       done
       echo
