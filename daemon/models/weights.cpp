@@ -5,6 +5,8 @@
 #include <c10/core/Event.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -107,6 +109,17 @@ std::vector<size_t> file_order(const std::vector<StagedTensor>& items) {
     return ra.info->begin < rb.info->begin;
   });
   return order;
+}
+
+// Lets the process's pages of the mapping under [p, p + n) go (the whole pages inside it):
+// after a tensor's bytes were copied into host memory, the process does not also hold the file's
+// pages, so its peak stays one copy of the weights. The mapping is private and these bytes were
+// only read: a later read faults them in again from the page cache / the file, unchanged.
+void release_mapped(const uint8_t* p, int64_t n) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n)) / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -271,6 +284,7 @@ std::vector<torch::Tensor> load_to_host(const std::vector<StagedTensor>& items,
                       static_cast<int64_t>(info.end - info.begin));
       else  // converted on the way (torch's parallel copy kernel), from the mapping itself
         dst.copy_(aligned(ref) ? map_view(ref) : host_copy(ref));
+      release_mapped(ref.file->data(info), static_cast<int64_t>(info.end - info.begin));
     }
     out[i] = dst;
   }
