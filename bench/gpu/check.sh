@@ -223,6 +223,18 @@ write_summary() {
       echo
     fi
 
+    if stage_out quantize | grep -q '^RESULT plan='; then
+      echo "## Quantise-on-load (--quantize fp8): qwen-image plan on the released shapes"
+      echo
+      echo "| model | card | size | quantize | fits | mode | predicted peak GiB |"
+      echo "| --- | ---: | ---: | --- | --- | --- | ---: |"
+      stage_out quantize | grep '^RESULT plan=' | while read -r line; do
+        echo "| $(kv "$line" plan) | $(kv "$line" vram) | $(kv "$line" size)² | $(kv "$line" quantize) | $(kv "$line" fits) | $(kv "$line" mode) | $(kv "$line" peak_gib) |"
+      done
+      stage_out quantize | grep -q '^RESULT quantize_cuda=ok' && { echo; echo "The tiny model ran on CUDA with --quantize fp8."; }
+      echo
+    fi
+
     echo "## SDPA backends (one backend enabled at a time; rel_err against math in float32)"
     echo
     echo "| case | seq | backend | mask | ms (median) | TFLOP/s | rel_err | peak MiB | ok |"
@@ -394,6 +406,9 @@ read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention benc
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_transformer21)
 # bench_vae21 (the Qwen-Image-2.1 RGBA VAE): likewise.
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_vae21)
+# qwen-image (the CLI, for the quantize stage's plans and --quantize fp8 run): device builds only
+# (the dry run looks for the bench targets in bench/; it uses the tree's daemon/cli/qwen-image).
+[ $dry = 1 ] || [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(qwen-image)
 run_stage env env.log 60 -- bash -c "$(declare -f env_report); dry=$dry repo='$repo' env_report"
 
 built=0
@@ -585,6 +600,46 @@ if [ $build_only = 0 ]; then
   else
     run_stage decompose dit.log 150 --check check_dit -- "$b/bench_edit" --device cuda --dtype bfloat16 \
       --steps 3 --warmup 1 --width 640 --height 640 --decompose 4
+  fi
+fi
+# Quantise-on-load (--quantize fp8, docs/memory.md): `qwen-image plan` on header-only folders of the
+# released shapes (tests/plan/make_qwen_image_header_only.py, make_qwen21_header_only.py: no weights) with
+# and without --quantize fp8, the 20B model at 1328x1328 and Qwen-Image-2.1 at 1024x1024, 24 and 16 GiB
+# (RESULT plan= ... peak_gib=); on the device also the tiny fixture model generated on CUDA with
+# --quantize fp8 (the host quantisation and the fp8 upload; RESULT quantize_cuda=).
+quantize_check() {
+  set -e
+  local q20=$work/q20 q21=$work/q21 rc model dir side vram q mode peak
+  python3 "$repo/tests/plan/make_qwen_image_header_only.py" "$q20"
+  python3 "$repo/tests/plan/make_qwen21_header_only.py" "$q21"
+  for spec in "qwen-image $q20 1328" "qwen-image-2.1 $q21 1024"; do
+    read -r model dir side <<<"$spec"
+    for vram in 24GiB 16GiB; do
+      for q in none fp8; do
+        echo "\$ qwen-image plan --model <$model> --vram $vram --width $side --height $side --quantize $q"
+        rc=0
+        "$qi" plan --model "$dir" --vram $vram --width $side --height $side --quantize $q >"$work/plan.txt" 2>&1 || rc=$?
+        cat "$work/plan.txt"
+        [ $rc -le 1 ] || exit $rc
+        mode=$(sed -n 's/^memory mode: \([^ ]*\).*/\1/p' "$work/plan.txt" | head -1)
+        peak=$(sed -n 's/^predicted peak: \([0-9.]*\) GiB$/\1/p' "$work/plan.txt" | head -1)
+        echo "RESULT plan=$model vram=$vram size=$side quantize=$q fits=$((1 - rc)) mode=${mode:-none} peak_gib=${peak:-n/a}"
+      done
+    done
+  done
+  rm -rf "$q20" "$q21"
+  if [ "$dry" = 0 ]; then
+    "$qi" generate --model "$repo/tests/fixtures/qwen-tiny/models/qwen-image-tiny" --device cuda --quantize fp8 \
+      --prompt "a red fox" --width 64 --height 64 --steps 2 --output "$work/quantize_fp8.png"
+    echo "RESULT quantize_cuda=ok"
+  fi
+}
+if [ $build_only = 0 ]; then
+  qi=$build_dir/daemon/cli/qwen-image
+  if [ $built = 0 ] || [ ! -x "$qi" ]; then
+    skip_stage quantize dit.log "no qwen-image build"
+  else
+    run_stage quantize dit.log 90 -- bash -c "$(declare -f quantize_check); dry=$dry repo='$repo' work='$work' qi='$qi'; quantize_check"
   fi
 fi
 exit 0 # finish() sets the exit code from the stages

@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "image/png.h"
+#include "io/quantize_on_load.h"
 #include "models/lora_info.h"
 #include "pipelines/engine.h"
 #include "plan/memory_plan.h"
@@ -70,7 +71,8 @@ void print_decompose_usage(FILE* out) {
                "                           40, its Turbo 8)\n"
                "  --seed X                 random seed (default 0)\n"
                "  --num-images K           decompositions per prompt (default 1)\n"
-               "  --device, --dtype, --threads, --attention, --memory, --max-sequence-length,\n"
+               "  --device, --dtype, --threads, --attention, --memory, --quantize,\n"
+               "  --max-sequence-length,\n"
                "  --lora, --lora-mode, --fp8-matmul, --shift, --lightning: as for `qwen-image\n"
                "  generate`\n"
                "  --output OUT.png         layers go to OUT-0.png, OUT-1.png, ...\n"
@@ -118,6 +120,9 @@ void print_usage(FILE* out, qwen::PipelineKind kind) {
                "  --memory MODE            auto (default) or a mode of `qwen-image plan\n"
                "                           --list-modes`: where the text encoder and the\n"
                "                           transformer live (docs/memory.md)\n"
+               "  --quantize none|fp8      fp8: quantise the transformer's block weights to fp8\n"
+               "                           as they load (half the memory of bf16 files; files\n"
+               "                           stored fp8 / GGUF stay as they are; docs/memory.md)\n"
                "  --lora FILE[:STRENGTH]   a LoRA on the transformer (strength default 1,\n"
                "                           negative subtracts); repeat for several. With\n"
                "                           --daemon a bare NAME is looked up in its lora_dir\n"
@@ -286,6 +291,14 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
                          "'");
       o.engine.sdpa_backend = v;
     }
+    else if (a == "--quantize") {  // quantise-on-load: io/quantize_on_load.h
+      o.engine.quantize = value();
+      try {
+        qwen::io::parse_quantize_mode(o.engine.quantize);
+      } catch (const std::invalid_argument& e) {
+        throw UsageError("--quantize: " + std::string(e.what()));
+      }
+    }
     else if (a == "--memory") {  // issue #13: plan/memory_plan.h
       o.engine.memory = value();
       try {
@@ -354,6 +367,10 @@ std::optional<Options> parse(int argc, char** argv, qwen::PipelineKind kind) {
     throw UsageError(
         "--vision-processor applies to an in-process model; with --daemon, set vision_processor "
         "in the daemon's config (docs/daemon.md)");
+  if (o.daemon && !o.engine.quantize.empty())
+    throw UsageError(
+        "--quantize applies to an in-process model; with --daemon, set quantize in the daemon's "
+        "config (docs/daemon.md)");
   if (o.daemon && !o.engine.memory.empty())
     throw UsageError(
         "--memory applies to an in-process model; with --daemon, set memory in the daemon's "

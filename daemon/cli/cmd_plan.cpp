@@ -37,6 +37,7 @@ void print_usage(FILE* out) {
       "                           Layered models)\n"
       "  --dtype bfloat16|float32 compute dtype (default bfloat16)\n"
       "  --memory MODE            evaluate a named mode instead of auto\n"
+      "  --quantize none|fp8      plan the transformer quantised to fp8 as it loads\n"
       "  --list-modes             print the mode names, one per line\n");
 }
 
@@ -61,6 +62,7 @@ int64_t parse_count(const std::string& opt, const std::string& v, int64_t lo, in
 int qwen::cli::cmd_plan(int argc, char** argv) {
   io::ModelSources sources;
   std::string vram, mode = "auto", dtype = "bfloat16";
+  io::QuantizeMode quantize = io::QuantizeMode::None;
   plan::JobShape job;
   int64_t edit_images = -1;
   int64_t layers = -1;
@@ -112,6 +114,12 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
         dtype = value();
         if (dtype != "bfloat16" && dtype != "bf16" && dtype != "float32" && dtype != "fp32")
           throw UsageError("unknown dtype '" + dtype + "' (expected bfloat16 or float32)");
+      } else if (a == "--quantize") {
+        try {
+          quantize = io::parse_quantize_mode(value());
+        } catch (const std::invalid_argument& e) {
+          throw UsageError("--quantize: " + std::string(e.what()));
+        }
       } else if (a == "--memory") {
         mode = value();
         plan::check_memory_mode(mode);
@@ -131,7 +139,7 @@ int qwen::cli::cmd_plan(int argc, char** argv) {
     const int64_t budget = plan::parse_size(vram);
     const auto folder = io::ModelFolder::open(sources);
     const int64_t dtype_bytes = (dtype == "float32" || dtype == "fp32") ? 4 : 2;
-    const auto sizes = plan::model_sizes(folder, dtype_bytes);
+    const auto sizes = plan::model_sizes(folder, dtype_bytes, quantize);
     job.condition_images = edit_images >= 0 ? edit_images : (sizes.edit ? 1 : 0);
     // Decompose (issue #16): layers + 2 frames; a Layered model defaults to 4 layers at 640x640.
     const bool layered = folder.pipeline_class() == "QwenImageLayeredPipeline";

@@ -438,9 +438,10 @@ Transformer21Config transformer21_config(const io::ComponentWeights& weights) {
 }
 
 QwenImage21Transformer2DModel load_transformer21(const io::ComponentWeights& weights,
-                                                 torch::Dtype dtype, torch::Device device) {
+                                                 torch::Dtype dtype, torch::Device device,
+                                                 io::QuantizeMode quantize) {
   QwenImage21Transformer2DModel model(transformer21_config(weights));
-  load_module(*model, weights, "transformer", dtype, device);
+  load_module(*model, weights, "transformer", dtype, device, {}, quantize);
   model->eval();
   return model;
 }

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "io/quantize_on_load.h"
 #include "models/block_hooks.h"
 #include "models/linear.h"
 #include "models/transformer21_config.h"
@@ -232,8 +233,10 @@ TORCH_MODULE(QwenImage21Transformer2DModel);
 // ModelFolder::weights): its config (config.json, or derived from the shapes of a single file),
 // with fused_mlp from the tensor names. Throws std::runtime_error naming the source.
 Transformer21Config transformer21_config(const io::ComponentWeights& weights);
-// Builds and loads a 2.1 transformer from an opened component, in `dtype` on `device`, eval mode.
+// Builds and loads a 2.1 transformer from an opened component, in `dtype` on `device`, eval mode;
+// `quantize` as models::load_module (quantise-on-load, models/quantize.h).
 QwenImage21Transformer2DModel load_transformer21(const io::ComponentWeights& weights,
-                                                 torch::Dtype dtype, torch::Device device);
+                                                 torch::Dtype dtype, torch::Device device,
+                                                 io::QuantizeMode quantize = io::QuantizeMode::None);
 
 }  // namespace qwen::models

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "io/quantize_on_load.h"
 #include "io/safetensors.h"
 #include "models/device_memory.h"
 
@@ -133,10 +134,14 @@ LoadReport load_module(torch::nn::Module& module, const io::TensorStore& store,
 // another device) that the Linear dequantises per forward (LinearImpl::set_quantized). Any other
 // quantised tensor (1-D norms / biases, convolutions, embedding tables) is dequantised at load in
 // float32 and converted to `dtype`, as ComfyUI-GGUF does for small tensors. Shapes are checked
-// against the logical (dequantised) shapes.
+// against the logical (dequantised) shapes. `quantize` = Fp8 (quantise-on-load, models/quantize.h):
+// the plain floating-point 2-D Linear weights io::quantize_on_load_selects picks are read on the
+// host, quantised there (quantize_fp8) and kept as fp8 QuantizedWeights; only their fp8 bytes go
+// to `device` (the device never holds them in bf16).
 LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& weights,
                        const std::string& component, torch::Dtype dtype, torch::Device device,
-                       const std::vector<std::string>& ignore_unexpected = {});
+                       const std::vector<std::string>& ignore_unexpected = {},
+                       io::QuantizeMode quantize = io::QuantizeMode::None);
 
 // One tensor from the store, converted to `dtype` on `device` (F32/F16/BF16/F8*/I64/I32/U8/BOOL).
 torch::Tensor to_tensor(const io::TensorRef& ref, torch::Dtype dtype,

@@ -6,13 +6,15 @@
 
 #include "models/linear.h"
 #include "models/quant.h"
+#include "models/quantize.h"
 #include "models/weights.h"
 
 namespace qwen::models {
 
 LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& weights,
                        const std::string& component, torch::Dtype dtype, torch::Device device,
-                       const std::vector<std::string>& ignore_unexpected) {
+                       const std::vector<std::string>& ignore_unexpected,
+                       io::QuantizeMode quantize) {
   const io::FileFormat& format = weights.format;
   LoadReport report;
   std::vector<std::string> mismatches;
@@ -75,6 +77,15 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
     throw io::CheckpointError(msg.str());
   }
 
+  // Quantise-on-load (models/quantize.h): plain floating-point weights of Linears that the rule
+  // picks; quantised on the host below, never staged in the compute dtype.
+  auto quantized_on_load = [&](const std::string& name, const io::TensorFormat& f) {
+    return quantize == io::QuantizeMode::Fp8 && !f.quantized() && linears.count(name) &&
+           io::quantize_on_load_selects(name, f.shape) &&
+           (f.ref.info->dtype == io::DType::F32 || f.ref.info->dtype == io::DType::F16 ||
+            f.ref.info->dtype == io::DType::BF16 || f.ref.info->dtype == io::DType::F64);
+  };
+
   torch::NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();
   // A placement's load (HostLoad, models/weights.h): the plain tensors now, each where it lives
@@ -83,7 +94,7 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
   if (HostLoad::current() && device.is_cpu()) {
     std::vector<PlacedTarget> placed;
     for (auto& [name, tensor, f] : targets) {
-      if (f->quantized()) continue;
+      if (f->quantized() || quantized_on_load(name, *f)) continue;
       placed.push_back(
           {name, &tensor, &f->ref,
            torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type()});
@@ -97,7 +108,7 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
   std::vector<torch::Tensor*> staged_targets;
   for (auto& [name, tensor, f] : targets) {
     report.bytes += static_cast<int64_t>(f->stored_bytes());
-    if (!device.is_cpu() && !f->quantized()) {
+    if (!device.is_cpu() && !f->quantized() && !quantized_on_load(name, *f)) {
       staged.push_back(
           {&f->ref, torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type()});
       staged_targets.push_back(&tensor);
@@ -119,6 +130,11 @@ LoadReport load_module(torch::nn::Module& module, const io::ComponentWeights& we
     const torch::Dtype want =
         torch::isFloatingType(tensor.scalar_type()) ? dtype : tensor.scalar_type();
     try {
+      if (quantized_on_load(name, *f)) {
+        QuantizedWeight q = quantize_fp8(to_tensor(f->ref, torch::kFloat32));  // on the host
+        linears.at(name)->set_quantized(device.is_cpu() ? std::move(q) : q.to(device));
+        continue;
+      }
       if (!f->quantized()) {
         if (device.is_cpu() && !placed_names.count(name))
           tensor.set_data(to_tensor(f->ref, want, device));  // zero-copy

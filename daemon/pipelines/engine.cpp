@@ -200,6 +200,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
     throw EngineError("no model given (a model folder, or --transformer, --text-encoder and --vae files)");
   if (!options.lora_mode.empty() && options.lora_mode != "side" && options.lora_mode != "merge")
     throw EngineError("lora_mode '" + options.lora_mode + "' is not one of side, merge");
+  const io::QuantizeMode quantize = engine_quantize_mode(options.quantize);
   // Which Qwen2-VL image processor the edit pipelines reproduce (image/vision_processor.h): the
   // torchvision one a diffusers from_pretrained gives (default), or the PIL one.
   VisionBackend vision_backend = VisionBackend::Torchvision;
@@ -252,7 +253,8 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
   set_torch_threads(options.threads);
   // Memory placement (issue #13): refused before anything is loaded when nothing fits.
   memory_plan_ = with_context(
-      "memory plan", [&] { return plan_engine_memory(model, options.memory, device_, dtype_); });
+      "memory plan",
+      [&] { return plan_engine_memory(model, options.memory, device_, dtype_, quantize); });
   info_.memory = memory_plan_.summary();
   if (!memory_plan_.fits)
     throw EngineError("model '" + info_.model_dir + "' does not fit on " + device_.str() + ": " +
@@ -290,7 +292,7 @@ QwenEngine::QwenEngine(const EngineOptions& options) : options_(options) {
       });
     // Placements other than resident load on the host and move only their resident part.
     models::load_module(*t, weights, "transformer", dtype_,
-                        transformer_resident ? device_ : torch::Device(torch::kCPU));
+                        transformer_resident ? device_ : torch::Device(torch::kCPU), {}, quantize);
     t->eval();
     if (!transformer_resident)
       t->set_placement(std::make_shared<models::TransformerPlacement>(

@@ -139,6 +139,11 @@ struct EngineOptions {
   // branch, no extra weight memory, any base format) or "merge" (a merged working copy of every
   // adapted plain or dequantised weight).
   std::string lora_mode;
+  // Quantise-on-load (models/quantize.h, io/quantize_on_load.h): "none" (when empty) or "fp8":
+  // the transformer's block Linear weights stored plain (bf16 / f32) are quantised to float8
+  // e4m3fn with a per-tensor scale as they are loaded (fp8 memory from the released bf16 files);
+  // weights stored quantised (fp8, GGUF) stay as stored. The planner counts them at 1 byte each.
+  std::string quantize;
   // Receives the engine's information lines (attention backend, load rates); empty = stderr.
   std::function<void(const std::string&)> log;
   // Called as each weight component starts loading (the daemon's "loading model" job phase):

@@ -94,8 +94,10 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
   // refused before anything is loaded when nothing fits.
   const io::ModelFolder folder =
       with_context("model", [&] { return io::ModelFolder::open(sources); });
-  memory_plan_ = with_context(
-      "memory plan", [&] { return plan_engine_memory(folder, options.memory, device_, dtype_); });
+  const io::QuantizeMode quantize = engine_quantize_mode(options.quantize);
+  memory_plan_ = with_context("memory plan", [&] {
+    return plan_engine_memory(folder, options.memory, device_, dtype_, quantize);
+  });
   info_.memory = memory_plan_.summary();
   if (!memory_plan_.fits)
     throw EngineError("model '" + dir + "' does not fit on " + device_.str() + ": " +
@@ -139,7 +141,8 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
       });
     // Streamed or swapped: loaded on the host, the resident part moved by the placement.
     const bool on_host = stream || memory_plan_.swap_transformer;
-    auto t = models::load_transformer21(w, dtype_, on_host ? torch::Device(torch::kCPU) : device_);
+    auto t = models::load_transformer21(w, dtype_, on_host ? torch::Device(torch::kCPU) : device_,
+                                        quantize);
     if (stream)
       t->set_block_hooks(std::make_shared<models::BlockStreamer>(*t, t->transformer_blocks, device_,
                                                                  memory_plan_.resident_blocks));
@@ -186,6 +189,7 @@ Qwen21Engine::Qwen21Engine(const EngineOptions& options) : options_(options) {
       info_.parameters += p.numel();
       info_.bytes += p.numel() * dtype_bytes(p.scalar_type());
     }
+    info_.bytes += models::quantized_weight_bytes(*m);  // weights kept quantised (models/linear.h)
   }
 }
 

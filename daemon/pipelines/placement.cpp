@@ -10,13 +10,15 @@
 namespace qwen::pipelines {
 
 plan::MemoryPlan plan_engine_memory(const io::ModelFolder& model, const std::string& mode,
-                                    torch::Device device, torch::Dtype dtype) {
+                                    torch::Device device, torch::Dtype dtype,
+                                    io::QuantizeMode quantize) {
   try {
     plan::check_memory_mode(mode);
   } catch (const std::invalid_argument& e) {
     throw EngineError(e.what());
   }
-  const auto sizes = plan::model_sizes(model, static_cast<int64_t>(c10::elementSize(dtype)));
+  const auto sizes =
+      plan::model_sizes(model, static_cast<int64_t>(c10::elementSize(dtype)), quantize);
   plan::JobShape job;
   job.width = job.height = 1328;
   job.condition_images = sizes.edit ? 1 : 0;
@@ -55,6 +57,14 @@ plan::MemoryPlan plan_engine_memory(const io::ModelFolder& model, const std::str
     throw EngineError("cannot ask " + device.str() +
                       " how much memory is free (driver); pass a named --memory mode");
   return plan::plan_memory(sizes, job, *available, named ? mode : "auto");
+}
+
+io::QuantizeMode engine_quantize_mode(const std::string& quantize) {
+  try {
+    return io::parse_quantize_mode(quantize);
+  } catch (const std::invalid_argument& e) {
+    throw EngineError(e.what());
+  }
 }
 
 TextEncoderOnDevice::TextEncoderOnDevice(models::HostWeights* weights) : weights_(weights) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/checkpoint.h"
+#include "io/quantize_on_load.h"
 #include "models/offload.h"
 #include "plan/memory_plan.h"
 
@@ -19,8 +20,12 @@ namespace qwen::pipelines {
 // everything resident, a named mode applies its most thorough form (host memory stands in for
 // the device; stream modes stream every block), so the machinery runs in tests. Throws
 // EngineError for an unknown mode.
+// `quantize`: EngineOptions::quantize, the transformer's sizes as quantised on load.
 plan::MemoryPlan plan_engine_memory(const io::ModelFolder& model, const std::string& mode,
-                                    torch::Device device, torch::Dtype dtype);
+                                    torch::Device device, torch::Dtype dtype,
+                                    io::QuantizeMode quantize = io::QuantizeMode::None);
+// EngineOptions::quantize ("" = none); throws EngineError naming the value and the accepted ones.
+io::QuantizeMode engine_quantize_mode(const std::string& quantize);
 
 // Keeps an offloaded text encoder (models::HostWeights; null = nothing to do) on the device while
 // alive; released (back to host memory) when it goes out of scope, also on errors.

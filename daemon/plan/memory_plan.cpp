@@ -1,5 +1,7 @@
 #include "plan/memory_plan.h"
 
+#include "plan/model_sizes.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -435,6 +437,22 @@ std::string advise(const ModelSizes& m, const JobShape& job, int64_t budget,
       return out + "; --memory auto fits (mode " + a.mode + ", predicted peak " +
              format_gib(a.peak) + ")";
   }
+  // Quantise-on-load (`--quantize fp8`, plan/model_sizes.h quantize_on_load): the files the user
+  // has, in fp8 memory. Named first when it fits, next to the file / format that would.
+  std::string quantized;
+  if (!m.quantize_fp8) {
+    ModelSizes q = m;
+    q.transformer = quantize_on_load(m.transformer, io::QuantizeMode::Fp8);
+    q.quantize_fp8 = true;
+    if (q.transformer.bytes() < m.transformer.bytes()) {
+      const MemoryPlan p = choose(q, job, budget, failed.requested);
+      if (p.fits)
+        quantized = "; --quantize fp8 (the transformer's block weights quantised to fp8 as they "
+                    "load, " +
+                    format_gib(q.transformer.bytes()) + ", no other download) would fit" +
+                    in_mode + " (mode " + p.mode + ", predicted peak " + format_gib(p.peak) + ")";
+    }
+  }
   const double bits = bits_per_linear_weight(m.transformer);
   for (const auto& f : kFormats) {
     if (f.bits >= bits - 0.01) continue;
@@ -442,10 +460,12 @@ std::string advise(const ModelSizes& m, const JobShape& job, int64_t budget,
     alt.transformer = reformat(m.transformer, f.bits, f.name);
     const MemoryPlan p = choose(alt, job, budget, failed.requested);
     if (p.fits)
-      return out + "; the transformer as " + f.name + " (" + format_gib(alt.transformer.bytes()) +
-             ", " + f.example + ") would fit" + in_mode + " (mode " + p.mode + ", predicted peak " +
+      return out + quantized + (quantized.empty() ? "; " : "; or ") + "the transformer as " +
+             f.name + " (" + format_gib(alt.transformer.bytes()) + ", " + f.example +
+             ") would fit" + in_mode + " (mode " + p.mode + ", predicted peak " +
              format_gib(p.peak) + "): pass it with --transformer FILE";
   }
+  if (!quantized.empty()) return out + quantized;
   if (job.width * job.height > 1024 * 1024) {
     JobShape small = job;
     small.width = small.height = 1024;

@@ -66,6 +66,9 @@ struct ModelSizes {
   // and values kept for the whole job by the KV cache, and a Qwen3-VL text encoder whose sequence
   // holds 1,024 image slots per 1024x1024 reference.
   bool qwen21 = false;
+  // The transformer's sizes are those of quantise-on-load to fp8 (`--quantize fp8`,
+  // plan/model_sizes.h quantize_on_load): the advice then does not suggest it again.
+  bool quantize_fp8 = false;
 
   int64_t modulation_bytes() const;  // img_mod + txt_mod of every block
   int64_t block_bytes() const;       // the largest block without its modulation

@@ -56,7 +56,28 @@ ComponentSize component_size(const io::ComponentWeights& weights, int64_t dtype_
   return c;
 }
 
-ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes) {
+ComponentSize quantize_on_load(const ComponentSize& c, io::QuantizeMode quantize) {
+  if (quantize == io::QuantizeMode::None) return c;
+  ComponentSize out = c;
+  int64_t fp8 = 0, total = 0;
+  static const char* kPlain[] = {"BF16", "F16", "F32", "F64"};
+  for (auto& t : out.tensors) {
+    const bool plain = std::any_of(std::begin(kPlain), std::end(kPlain),
+                                   [&](const char* s) { return t.storage == s; });
+    // TensorSize keeps no shape; `linear` is "2-D .weight" (component_size).
+    if (plain && t.linear && io::quantize_on_load_selects(t.name, {t.numel, 1})) {
+      t.bytes = t.numel + 4;
+      t.storage = "F8_E4M3*scale";
+      fp8 += t.bytes;
+    }
+    total += t.bytes;
+  }
+  if (fp8 * 2 > total) out.format = "F8_E4M3*scale (quantised at load)";
+  return out;
+}
+
+ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes,
+                       io::QuantizeMode quantize) {
   ModelSizes m;
   m.dtype_bytes = dtype_bytes;
   const std::string& cls = model.pipeline_class();
@@ -66,7 +87,8 @@ ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes) {
   if (m.qwen21) m.edit = true;
 
   const auto tw = model.weights("transformer");
-  m.transformer = component_size(tw, dtype_bytes);
+  m.transformer = quantize_on_load(component_size(tw, dtype_bytes), quantize);
+  m.quantize_fp8 = quantize == io::QuantizeMode::Fp8;
   const auto& tc = tw.config;
   const int64_t heads = tc.value("num_attention_heads", int64_t(24));
   const int64_t head_dim = tc.value("attention_head_dim", int64_t(128));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "io/quantize_on_load.h"
 #include "plan/memory_plan.h"
 
 namespace qwen::plan {
@@ -19,9 +20,18 @@ namespace qwen::plan {
 ComponentSize component_size(const io::ComponentWeights& weights, int64_t dtype_bytes,
                              const std::vector<std::string>& ignore = {});
 
+// The transformer `c` as quantise-on-load leaves it on the device (`--quantize fp8`,
+// models/quantize.h): every plain floating-point Linear weight io::quantize_on_load_selects picks
+// (the transformer blocks' Linears) at 1 byte per element plus its 4-byte float32 scale, storage
+// "F8_E4M3*scale"; tensors stored quantised and all others unchanged. The format becomes
+// "F8_E4M3*scale (quantised at load)" when those bytes are the largest share. None: `c` as is.
+ComponentSize quantize_on_load(const ComponentSize& c, io::QuantizeMode quantize);
+
 // The three weight components of `model` (text encoder without lm_head, and without its vision
 // tower unless the model edits), the transformer's shape and the edit / zero_cond_t flags.
-// Throws io::CheckpointError like ModelFolder::weights().
-ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes = 2);
+// Throws io::CheckpointError like ModelFolder::weights(). `quantize`: the engine's
+// EngineOptions::quantize (the transformer as quantize_on_load gives it; sets quantize_fp8).
+ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes = 2,
+                       io::QuantizeMode quantize = io::QuantizeMode::None);
 
 }  // namespace qwen::plan

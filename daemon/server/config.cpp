@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "io/quantize_on_load.h"
 #include "plan/memory_plan.h"
 #include "qwen_image/shm.h"
 
@@ -93,6 +94,13 @@ std::string apply(const std::string& key, const std::string& val, DaemonConfig* 
       return e.what();
     }
     c->memory = val;
+  } else if (key == "quantize") {
+    try {
+      io::parse_quantize_mode(val);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    c->quantize = val;
   } else if (key == "lora_dir") {
     if (val.empty()) return "lora_dir needs a folder";
     c->lora_dirs.push_back(std::filesystem::absolute(val).lexically_normal().string());
@@ -174,6 +182,7 @@ const char* usage_text() {
          "                   [--vision-processor torchvision|pil]\n"
          "                   [--attention auto|cudnn|flash|efficient|math]\n"
          "                   [--memory auto|MODE]  (qwen-image plan --list-modes)\n"
+         "                   [--quantize none|fp8]\n"
          "                   [--lora-dir DIR ...] [--lora-mode side|merge]\n"
          "                   [--log FILE] [--config FILE | --no-config] [--max-queue N]\n"
          "                   [--preview-every N] [--max-resident-models auto|N] [--vram SIZE]\n"
@@ -233,6 +242,7 @@ std::string parse_args(int argc, char** argv, DaemonConfig* cfg) {
         {"--vision-processor", "vision_processor"},
         {"--attention", "attention"},
         {"--memory", "memory"},
+        {"--quantize", "quantize"},
         {"--lora-dir", "lora_dir"},
         {"--lora-mode", "lora_mode"},
         {"--fp8-matmul", "fp8_matmul"},

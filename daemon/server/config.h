@@ -32,6 +32,8 @@ struct DaemonConfig {
   // Memory mode (issue #13): "" / "auto" or a `qwen-image plan --list-modes` name
   // (EngineOptions::memory).
   std::string memory;
+  // Quantise-on-load: "" / "none" or "fp8" (EngineOptions::quantize, io/quantize_on_load.h).
+  std::string quantize;
   // LoRA folders (issue #14): a job's bare LoRA name is looked up as NAME or NAME.safetensors in
   // them, in order (`lora_dir = DIR`, repeatable; --lora-dir DIR).
   std::vector<std::string> lora_dirs;

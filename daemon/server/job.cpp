@@ -80,7 +80,8 @@ std::optional<int64_t> predicted_peak_bytes(const ModelSpec& spec, const DaemonC
     // The engine's dtype: float32 when asked for, and by default on the CPU; else bfloat16.
     const bool f32 = cfg.dtype == "float32" || cfg.dtype == "fp32" ||
                      (cfg.dtype.empty() && cfg.device.rfind("cpu", 0) == 0);
-    const auto sizes = plan::model_sizes(folder, f32 ? 4 : 2);
+    const auto sizes =
+        plan::model_sizes(folder, f32 ? 4 : 2, io::parse_quantize_mode(cfg.quantize));
     // The job pipelines/placement.cpp plan_engine_memory plans the model for.
     plan::JobShape job;
     job.width = job.height = 1328;
@@ -243,6 +244,7 @@ Engine* Models::get(int index, std::mutex& mu, std::string* error, const Loading
   o.vision_processor = cfg_.vision_processor;
   o.sdpa_backend = cfg_.attention;
   o.memory = cfg_.memory;
+  o.quantize = cfg_.quantize;
   o.lora_mode = cfg_.lora_mode;
   o.fp8_matmul = cfg_.fp8_matmul;
   o.preview = cfg_.preview_every > 0;

@@ -33,6 +33,11 @@ out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 24X 2>&1)"; rc=$?
 check "bad --vram names the value (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "24X"'
 out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 2G --memory nope 2>&1)"; rc=$?
 check "unknown mode is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "nope"'
+# Quantise-on-load: the transformer line says so; a bad value is a usage error naming it.
+out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 4G --quantize fp8 2>&1)"; rc=$?
+check "--quantize fp8 (rc $rc)" '[ $rc -eq 0 ] && echo "$out" | grep -q "^transformer: resident (.*F8_E4M3\*scale (quantised at load)"'
+out="$("$bin" plan --model "$models/qwen-image-tiny" --vram 4G --quantize fp4 2>&1)"; rc=$?
+check "unknown --quantize is a usage error (rc $rc)" '[ $rc -eq 2 ] && echo "$out" | grep -q "fp4"'
 out="$("$bin" plan --model "$models/does-not-exist" --vram 2G 2>&1)"; rc=$?
 check "missing model names it (rc $rc)" '[ $rc -eq 1 ] && echo "$out" | grep -q "does-not-exist"'
 # Qwen-Image-2.1 (issue #15) on a folder of the released shapes with no weights (header-only

@@ -116,6 +116,78 @@ TEST(MemoryPlan, TableOfCardsFormatsAndSizes) {
   }
 }
 
+// Quantise-on-load (`--quantize fp8`, plan/model_sizes.h quantize_on_load) of the released bf16
+// transformer: its block Linears at 1 byte per element plus a scale, the small top-level layers in
+// bf16 (the fp8 files of kTable also quantise txt_in, the time embedder and norm_out: 40 MB more).
+namespace {
+ModelSizes quantized_on_load(ModelSizes m) {
+  m.transformer = quantize_on_load(m.transformer, qwen::io::QuantizeMode::Fp8);
+  m.quantize_fp8 = true;
+  return m;
+}
+
+struct QuantRow {
+  int gib;
+  int side;
+  const char* mode;
+  int64_t resident_blocks;
+  double peak_gib;
+};
+const QuantRow kQuantizeFp8Table[] = {
+    {80, 1024, "resident", 60, 35.3},        {80, 1328, "resident", 60, 36.8},
+    {48, 1024, "resident", 60, 35.3},        {48, 1328, "resident", 60, 36.8},
+    {24, 1024, "stream", 41, 23.1},          {24, 1328, "stream", 41, 23.1},
+    {16, 1024, "stream-cpu-text", 58, 15.4}, {16, 1328, "cpu-text", 60, 15.1},
+    {12, 1024, "stream-cpu-text", 40, 11.6}, {12, 1328, "stream-cpu-text", 41, 11.5},
+};
+}  // namespace
+
+TEST(MemoryPlan, QuantizeFp8OnLoadTable) {
+  const auto bf16 = qwen::plan::testing::qwen_image(Storage::Bf16);
+  const auto m = quantized_on_load(bf16);
+  const auto file = qwen::plan::testing::qwen_image(Storage::Fp8);
+  // 20.4 GB of fp8 block weights + scales; the top-level layers stay bf16.
+  EXPECT_NEAR(m.transformer.bytes() / 1e9, 20.5, 0.1);
+  EXPECT_GT(m.transformer.bytes(), file.transformer.bytes());
+  EXPECT_LT(m.transformer.bytes() - file.transformer.bytes(), 50 * 1000 * 1000);
+  EXPECT_EQ(m.modulation_bytes(), file.modulation_bytes());
+  EXPECT_EQ(m.transformer.format, "F8_E4M3*scale (quantised at load)");
+  for (const auto& r : kQuantizeFp8Table) {
+    SCOPED_TRACE(std::to_string(r.gib) + " GiB, --quantize fp8, " + std::to_string(r.side) + "^2");
+    const int64_t budget = int64_t(r.gib) * kGiB;
+    const auto p = plan_memory(m, job(r.side), budget);
+    EXPECT_TRUE(p.fits) << p.advice;
+    EXPECT_EQ(p.mode, r.mode);
+    EXPECT_EQ(p.resident_blocks, r.resident_blocks);
+    EXPECT_NEAR(double(p.peak) / kGiB, r.peak_gib, 0.051);
+    EXPECT_LE(p.peak, budget);
+    // Never more than the bf16 files need, and within 0.1 GiB of the fp8 file's plan.
+    // Never slower than the bf16 files' plan, and the fp8 file's plan within 0.1 GiB.
+    EXPECT_LE(p.cost_seconds, plan_memory(bf16, job(r.side), budget).cost_seconds);
+    EXPECT_NEAR(double(p.peak) / kGiB, double(plan_memory(file, job(r.side), budget).peak) / kGiB,
+                0.1);
+  }
+}
+
+TEST(MemoryPlan, NothingFitsNamesQuantizeFp8WhenItWould) {
+  const auto bf16 = qwen::plan::testing::qwen_image(Storage::Bf16);
+  const int64_t budget = 3 * kGiB;  // bf16 does not fit (3.1 GiB), --quantize fp8 does (2.8)
+  const auto p = plan_memory(bf16, job(1328), budget);
+  EXPECT_FALSE(p.fits);
+  EXPECT_NE(p.advice.find("--quantize fp8 ("), std::string::npos) << p.advice;
+  EXPECT_NE(p.advice.find("; or the transformer as "), std::string::npos) << p.advice;
+  const auto q = plan_memory(quantized_on_load(bf16), job(1328), budget);
+  EXPECT_TRUE(q.fits) << q.advice;
+  EXPECT_NE(p.advice.find("predicted peak " + format_gib(q.peak)), std::string::npos) << p.advice;
+  // Already quantised on load, or a file stored fp8: not suggested again.
+  const auto smaller = budget - kGiB;
+  for (const auto& m : {quantized_on_load(bf16), qwen::plan::testing::qwen_image(Storage::Fp8)}) {
+    const auto r = plan_memory(m, job(1328), smaller);
+    EXPECT_FALSE(r.fits);
+    EXPECT_EQ(r.advice.find("--quantize"), std::string::npos) << r.advice;
+  }
+}
+
 TEST(MemoryPlan, IssueTargetsFit) {
   // A 24 GB card runs Qwen-Image (bf16 or fp8) at 1328^2; a 16 GB card runs it at all.
   for (Storage s : {Storage::Bf16, Storage::Fp8}) {
@@ -322,6 +394,40 @@ TEST(MemoryPlan21, TwentyFourGigabytesFitWithTheTextEncoderOffloaded) {
   EXPECT_GT(s.resident_blocks, 0);
   EXPECT_LT(s.resident_blocks, 32);
   EXPECT_EQ(s.lines(m)[1].find("img_mod"), std::string::npos);  // no such weights in 2.1
+}
+
+// Qwen-Image-2.1's bf16 DiT quantised on load: 24 and 16 GB cards at 1024^2 with one reference
+// and CFG (the engine's planned job).
+TEST(MemoryPlan21, QuantizeFp8OnLoad) {
+  const auto bf16 = qwen::plan::testing::qwen_image21(Storage::Bf16);
+  const auto m = quantized_on_load(bf16);
+  EXPECT_NEAR(m.transformer.bytes() / 1e9, 7.25, 0.01);  // from 14.2 GB
+  struct Row {
+    int gib;
+    int64_t refs;
+    bool cfg;
+    const char* mode;
+    int64_t resident_blocks;
+    bool swap;
+    double peak_gib;
+  };
+  // 24 GB: the 7.25 GB DiT and the 16.3 GB text encoder still do not fit together (the swap
+  // stays); 16 GB: the DiT stays resident, the text encoder encodes on the CPU.
+  for (const Row& r : {Row{24, 0, false, "offload-text", 32, true, 16.7},
+                       Row{24, 1, true, "offload-text", 32, true, 18.5},
+                       Row{16, 0, false, "cpu-text", 32, false, 10.1},
+                       Row{16, 1, true, "cpu-text", 32, false, 14.4}}) {
+    SCOPED_TRACE(std::to_string(r.gib) + " GiB, references " + std::to_string(r.refs) +
+                 (r.cfg ? ", CFG" : ""));
+    const auto p = plan_memory(m, job21(r.refs, r.cfg), int64_t(r.gib) * kGiB);
+    EXPECT_TRUE(p.fits) << p.advice;
+    EXPECT_EQ(p.mode, r.mode);
+    EXPECT_EQ(p.resident_blocks, r.resident_blocks);
+    EXPECT_EQ(p.swap_transformer, r.swap);
+    EXPECT_NEAR(double(p.peak) / kGiB, r.peak_gib, 0.051);
+    EXPECT_LE(p.cost_seconds,
+              plan_memory(bf16, job21(r.refs, r.cfg), int64_t(r.gib) * kGiB).cost_seconds);
+  }
 }
 
 TEST(MemoryPlan21, EightyGigabytesRunEverythingResident) {
