@@ -23,6 +23,8 @@
 #              CFG and Qwen-Image-2.1 at 1024x1024: s/step, TFLOP/s, image estimates
 #   quantize   `qwen-image plan` with and without --quantize fp8 on header-only folders of the released
 #              20B / 2.1 shapes; on the device the tiny model generated on CUDA with --quantize fp8
+#   load       bench_load: 8 real-shape 20B blocks loaded for streaming straight into page-locked host
+#              memory vs loaded then copied (load s, host GB, copied GB: 0 expected, peak host memory)
 # Every stage has its own timeout, cut to what is left of --budget (default 450 s), so the whole
 # run ends in time; the summary ($OUT/summary.md: a table of every number) is rewritten after each
 # stage and at exit, whatever failed. Logs: $OUT/{env,build,fixtures,attention,dit}.log (6 files
@@ -223,6 +225,17 @@ write_summary() {
       echo
     fi
 
+    if stage_out load | grep -q '^RESULT memory='; then
+      echo "## Loading a streamed transformer (bench_load: real-shape blocks, bf16 file)"
+      echo
+      echo "| path | load s | placement s | host GB | copied GB | peak host GiB |"
+      echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+      stage_out load | grep '^RESULT memory=' | while read -r line; do
+        echo "| $(kv "$line" path) | $(kv "$line" load_s) | $(kv "$line" place_s) | $(kv "$line" host_gb) | $(kv "$line" copied_gb) | $(kv "$line" peak_gib) |"
+      done
+      echo
+    fi
+
     if stage_out quantize | grep -q '^RESULT plan='; then
       echo "## Quantise-on-load (--quantize fp8): qwen-image plan on the released shapes"
       echo
@@ -406,6 +419,8 @@ read -r -a targets <<<"${QWEN_CHECK_TARGETS:-bench_fixtures bench_attention benc
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_transformer21)
 # bench_vae21 (the Qwen-Image-2.1 RGBA VAE): likewise.
 [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_vae21)
+# bench_load (placed weights loaded into page-locked host memory): likewise.
+[ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(bench_load)
 # qwen-image (the CLI, for the quantize stage's plans and --quantize fp8 run): device builds only
 # (the dry run looks for the bench targets in bench/; it uses the tree's daemon/cli/qwen-image).
 [ $dry = 1 ] || [ -n "${QWEN_CHECK_TARGETS:-}" ] || targets+=(qwen-image)
@@ -640,6 +655,26 @@ if [ $build_only = 0 ]; then
     skip_stage quantize dit.log "no qwen-image build"
   else
     run_stage quantize dit.log 90 -- bash -c "$(declare -f quantize_check); dry=$dry repo='$repo' work='$work' qi='$qi'; quantize_check"
+  fi
+fi
+# Loading a placed transformer (issue #13, bench_load): real-shape 20B blocks (bf16 file) loaded for the
+# streamed placement straight into one page-locked host buffer (--path host, models::HostLoad: the
+# engine's way) and the old way (--path plain: loaded, then copied by the placement): load seconds,
+# host GB held, GB the placement still copied (0 when the pinned buffer is taken over), peak host
+# memory (RESULT memory= path= load_s= place_s= host_gb= copied_gb= peak_gib=).
+check_load() { # both paths printed a RESULT line; the host path copied nothing
+  [ "$(grep -c '^RESULT memory=' "$1")" = 2 ] || { echo "not 2 RESULT lines"; return 1; }
+  awk '/^RESULT memory=.* path=host /' "$1" | grep -q ' copied_gb=0.000 ' ||
+    { echo "the host path copied weights again"; return 1; }
+}
+if [ $build_only = 0 ]; then
+  if [ $built = 0 ] || [ ! -x "$b/bench_load" ]; then
+    skip_stage load dit.log "no build"
+  else
+    if [ $dry = 1 ]; then ld=(--device cpu --layers 1); else ld=(--device cuda --layers 8); fi
+    run_stage load dit.log 120 --check check_load -- bash -c "set -e; for p in host plain; do
+        '$b/bench_load' ${ld[*]} --memory stream --dtype bfloat16 --path \$p --file '$work/bench_load.safetensors'
+      done"
   fi
 fi
 exit 0 # finish() sets the exit code from the stages
