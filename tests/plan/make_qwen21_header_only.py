@@ -93,8 +93,11 @@ def text_encoder_shapes():
         lin(p + "mlp.linear_fc1", v, vi, True)
         lin(p + "mlp.linear_fc2", vi, v, True)
     for m in ("merger", "deepstack_merger_list.0", "deepstack_merger_list.1", "deepstack_merger_list.2"):
-        out.append((f"model.visual.{m}.norm.weight", [4 * v]))
-        out.append((f"model.visual.{m}.norm.bias", [4 * v]))
+        # Qwen3VLVisionPatchMerger: the main merger normalises before the 2x2 shuffle (hidden_size),
+        # the DeepStack mergers after it (use_postshuffle_norm: 4 * hidden_size).
+        n = v if m == "merger" else 4 * v
+        out.append((f"model.visual.{m}.norm.weight", [n]))
+        out.append((f"model.visual.{m}.norm.bias", [n]))
         lin(f"model.visual.{m}.linear_fc1", 4 * v, 4 * v, True)
         lin(f"model.visual.{m}.linear_fc2", 4 * v, h, True)
     out.append(("lm_head.weight", [vocab, h]))
