@@ -17,6 +17,10 @@ namespace qwen::models {
 std::optional<int64_t> device_available_bytes(const torch::Device& device) {
   if (!device.is_cuda()) return std::nullopt;
 #ifdef QWEN_DEVICE_MEMORY_CUDA
+  // Torch's CUDA state first: getDeviceStats below checks that the caching allocator was set up
+  // (torch.cuda.memory_stats initialises CUDA the same way); the planner can ask before any CUDA
+  // tensor exists.
+  at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
   const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
   c10::DeviceGuard guard(torch::Device(torch::kCUDA, index));
   size_t free = 0, total = 0;
@@ -41,7 +45,13 @@ torch::Tensor host_buffer(int64_t bytes, const torch::Device& device) {
 #ifdef QWEN_DEVICE_MEMORY_CUDA
   if (device.is_cuda() && bytes > 0) {
     // cudaHostAlloc of the exact size (torch's pinned allocator would round it up to a power of
-    // two); torch sees it as pinned (is_pinned() asks the driver).
+    // two); torch sees it as pinned (is_pinned() asks the driver) only once torch's CUDA state is
+    // initialised ("if the device is not initialized, no pointer can be pinned", ATen/Context.h),
+    // and a load that puts every tensor on the host (Qwen-Image-2.1's swap) makes no CUDA tensor
+    // first: without this, HostWeights would copy the whole buffer into a second pinned one. The
+    // guard keeps the allocation's context on the model's device, not on GPU 0.
+    at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
+    c10::DeviceGuard guard(device);
     void* p = nullptr;
     const cudaError_t err = cudaHostAlloc(&p, static_cast<size_t>(bytes), cudaHostAllocDefault);
     if (err != cudaSuccess) {
