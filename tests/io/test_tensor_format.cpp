@@ -285,7 +285,9 @@ TEST(TensorFormatErrors, OtherFormatsNameTheFormatAndWhatToDownload) {
                         "transformer_blocks.0.attn.to_v' is stored in the '" + fmt + "' format");
     EXPECT_HAS(msg, "download the bf16, fp8");
     // Qwen-Image-2.1's int8_convrot / w4a8 repacks name the file to get instead.
-    if (fmt == "int8_convrot" || fmt == "w4a8") EXPECT_HAS(msg, "qwen_image_2.1_bf16");
+    if (fmt == "int8_convrot" || fmt == "w4a8") {
+      EXPECT_HAS(msg, "qwen_image_2.1_bf16");
+    }
   }
   Written unknown(sample_tensors(kMixed, [&](StTensor& t) {
     if (t.name == key) {
