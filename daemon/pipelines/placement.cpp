@@ -19,22 +19,7 @@ plan::MemoryPlan plan_engine_memory(const io::ModelFolder& model, const std::str
   }
   const auto sizes =
       plan::model_sizes(model, static_cast<int64_t>(c10::elementSize(dtype)), quantize);
-  plan::JobShape job;
-  job.width = job.height = 1328;
-  job.condition_images = sizes.edit ? 1 : 0;
-  if (model.pipeline_class() == "QwenImageLayeredPipeline") {
-    // Decompose's recommended job (issue #16): 4 layers at resolution 640, i.e. 6 frames of
-    // 640 x 640 (9,600 image tokens); larger jobs get the out-of-memory advice.
-    job.width = job.height = 640;
-    job.frames = 4 + 2;
-  }
-  if (sizes.qwen21) {
-    // Qwen-Image-2.1 (issue #15): its default 1024 x 1024 output with one 1024 x 1024 reference
-    // and CFG; the 40 steps do not change the peak. Jobs with more references check the KV cache
-    // against the free memory when they start (Qwen21Engine).
-    job.width = job.height = 1024;
-    job.steps = 40;
-  }
+  const plan::JobShape job = plan::planned_job(model, sizes);
   const bool named = !mode.empty() && mode != "auto";
   if (device.is_cpu()) {
     plan::MemoryPlan p = plan::plan_memory(sizes, job, std::numeric_limits<int64_t>::max() / 4,

@@ -109,4 +109,19 @@ ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes,
   return m;
 }
 
+JobShape planned_job(const io::ModelFolder& model, const ModelSizes& sizes) {
+  JobShape job;
+  job.width = job.height = 1328;
+  job.condition_images = sizes.edit ? 1 : 0;
+  if (model.pipeline_class() == "QwenImageLayeredPipeline") {
+    job.width = job.height = 640;
+    job.frames = 4 + 2;
+  }
+  if (sizes.qwen21) {
+    job.width = job.height = 1024;
+    job.steps = 40;
+  }
+  return job;
+}
+
 }  // namespace qwen::plan

@@ -34,4 +34,13 @@ ComponentSize quantize_on_load(const ComponentSize& c, io::QuantizeMode quantize
 ModelSizes model_sizes(const io::ModelFolder& model, int64_t dtype_bytes = 2,
                        io::QuantizeMode quantize = io::QuantizeMode::None);
 
+// The job a model is planned for when it loads (the engine's plan, pipelines/placement.cpp, and
+// the daemon's predicted peaks, server/job.cpp): the 20B models' 1328 x 1328 image with CFG (one
+// condition image for edit models); Qwen-Image-Layered's recommended decompose (issue #16: 4 layers
+// at resolution 640, i.e. 6 frames of 640 x 640, 9,600 image tokens); Qwen-Image-2.1's default
+// 1024 x 1024 output with one 1024 x 1024 reference and CFG (issue #15; the 40 steps do not change
+// the peak). Larger jobs get the out-of-memory advice or, for 2.1's references, a KV cache check
+// when they start (Qwen21Engine).
+JobShape planned_job(const io::ModelFolder& model, const ModelSizes& sizes);
+
 }  // namespace qwen::plan

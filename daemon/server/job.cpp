@@ -82,18 +82,8 @@ std::optional<int64_t> predicted_peak_bytes(const ModelSpec& spec, const DaemonC
                      (cfg.dtype.empty() && cfg.device.rfind("cpu", 0) == 0);
     const auto sizes =
         plan::model_sizes(folder, f32 ? 4 : 2, io::parse_quantize_mode(cfg.quantize));
-    // The job pipelines/placement.cpp plan_engine_memory plans the model for.
-    plan::JobShape job;
-    job.width = job.height = 1328;
-    job.condition_images = sizes.edit ? 1 : 0;
-    if (folder.pipeline_class() == "QwenImageLayeredPipeline") {
-      job.width = job.height = 640;
-      job.frames = 4 + 2;
-    }
-    if (sizes.qwen21) {
-      job.width = job.height = 1024;
-      job.steps = 40;
-    }
+    // The job the engine plans the model for (pipelines/placement.cpp plan_engine_memory).
+    const plan::JobShape job = plan::planned_job(folder, sizes);
     const std::string mode = cfg.memory.empty() ? "auto" : cfg.memory;
     return plan::plan_memory(sizes, job, device_bytes, mode).peak;
   } catch (const std::exception&) {
