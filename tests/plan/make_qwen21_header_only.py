@@ -29,6 +29,19 @@ def header_only(path, shapes):
     os.truncate(path, 8 + len(text) + offset)
 
 
+def write_folder(root, files):
+    """A diffusers folder under `root`: each relative path gets a JSON file (a dict) or a header-only
+    safetensors file (a list of (name, shape)); shared by make_qwen_image_header_only.py."""
+    for rel, content in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if isinstance(content, dict):
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(content, f, indent=2)
+        else:
+            header_only(path, content)
+
+
 def transformer_shapes():
     d, out = 4096, []
 
@@ -105,35 +118,29 @@ def text_encoder_shapes():
 
 
 def main():
-    root = sys.argv[1]
-    for c in ("transformer", "text_encoder", "vae", "scheduler"):
-        os.makedirs(os.path.join(root, c), exist_ok=True)
-
-    def dump(rel, obj):
-        with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-
-    dump("model_index.json", {
-        "_class_name": "QwenImage21Pipeline",
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "Qwen3VLForConditionalGeneration"],
-        "transformer": ["diffusers", "QwenImage21Transformer2DModel"],
-        "vae": ["diffusers", "AutoencoderKLQwenImage21"]})
-    dump("transformer/config.json", {
-        "_class_name": "QwenImage21Transformer2DModel", "num_layers": 32, "attention_head_dim": 128,
-        "num_attention_heads": 32, "context_in_dim": 4096, "in_channels": 64, "mlp_ratio": 3, "patch_size": 1})
-    header_only(os.path.join(root, "transformer/diffusion_pytorch_model.safetensors"), transformer_shapes())
-    dump("text_encoder/config.json", {
-        "architectures": ["Qwen3VLForConditionalGeneration"], "model_type": "qwen3_vl",
-        "text_config": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
-                        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-                        "vocab_size": 151936},
-        "vision_config": {"depth": 27, "hidden_size": 1152, "out_hidden_size": 4096}})
-    header_only(os.path.join(root, "text_encoder/model.safetensors"), text_encoder_shapes())
-    dump("vae/config.json", {"_class_name": "AutoencoderKLQwenImage21"})
-    header_only(os.path.join(root, "vae/diffusion_pytorch_model.safetensors"),
-                [("encoder.conv_in.weight", [96, 4, 3, 3, 3]), ("decoder.conv_out.weight", [4, 96, 3, 3, 3])])
-    dump("scheduler/scheduler_config.json", {"_class_name": "FlowMatchEulerDiscreteScheduler"})
+    write_folder(sys.argv[1], {
+        "model_index.json": {
+            "_class_name": "QwenImage21Pipeline",
+            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "Qwen3VLForConditionalGeneration"],
+            "transformer": ["diffusers", "QwenImage21Transformer2DModel"],
+            "vae": ["diffusers", "AutoencoderKLQwenImage21"]},
+        "transformer/config.json": {
+            "_class_name": "QwenImage21Transformer2DModel", "num_layers": 32, "attention_head_dim": 128,
+            "num_attention_heads": 32, "context_in_dim": 4096, "in_channels": 64, "mlp_ratio": 3,
+            "patch_size": 1},
+        "transformer/diffusion_pytorch_model.safetensors": transformer_shapes(),
+        "text_encoder/config.json": {
+            "architectures": ["Qwen3VLForConditionalGeneration"], "model_type": "qwen3_vl",
+            "text_config": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+                            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+                            "vocab_size": 151936},
+            "vision_config": {"depth": 27, "hidden_size": 1152, "out_hidden_size": 4096}},
+        "text_encoder/model.safetensors": text_encoder_shapes(),
+        "vae/config.json": {"_class_name": "AutoencoderKLQwenImage21"},
+        "vae/diffusion_pytorch_model.safetensors": [("encoder.conv_in.weight", [96, 4, 3, 3, 3]),
+                                                    ("decoder.conv_out.weight", [4, 96, 3, 3, 3])],
+        "scheduler/scheduler_config.json": {"_class_name": "FlowMatchEulerDiscreteScheduler"}})
 
 
 if __name__ == "__main__":

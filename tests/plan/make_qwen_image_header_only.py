@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A Qwen-Image (20B) diffusers folder with the released tensor shapes and no weights: every safetensors file
-has the real header and a hole for its data (make_qwen21_header_only.py's header_only), so `qwen-image plan`
+has the real header and a hole for its data (make_qwen21_header_only.py's write_folder), so `qwen-image plan`
 reads the real sizes without the 57 GB download. Standard library only. The shapes are tests/plan/real_sizes.h's
 (QwenImageTransformer2DModel, 60 blocks, 20,430,401,088 parameters; Qwen2.5-VL-7B with its lm_head, which the
 planner leaves out, without the vision tower, as a text-to-image model loads it; the VAE's 126,892,531
@@ -8,12 +8,11 @@ parameters as two tensors).
 
     python3 tests/plan/make_qwen_image_header_only.py OUT_DIR
 """
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_qwen21_header_only import header_only  # noqa: E402
+from make_qwen21_header_only import write_folder  # noqa: E402
 
 
 def transformer_shapes():
@@ -70,34 +69,27 @@ def text_encoder_shapes():
 
 
 def main():
-    root = sys.argv[1]
-    for c in ("transformer", "text_encoder", "vae", "scheduler"):
-        os.makedirs(os.path.join(root, c), exist_ok=True)
-
-    def dump(rel, obj):
-        with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-
-    dump("model_index.json", {
-        "_class_name": "QwenImagePipeline",
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
-        "transformer": ["diffusers", "QwenImageTransformer2DModel"],
-        "vae": ["diffusers", "AutoencoderKLQwenImage"]})
-    dump("transformer/config.json", {
-        "_class_name": "QwenImageTransformer2DModel", "num_layers": 60, "attention_head_dim": 128,
-        "num_attention_heads": 24, "joint_attention_dim": 3584, "in_channels": 64, "out_channels": 16,
-        "patch_size": 2, "axes_dims_rope": [16, 56, 56]})
-    header_only(os.path.join(root, "transformer/diffusion_pytorch_model.safetensors"), transformer_shapes())
-    dump("text_encoder/config.json", {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
-        "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-        "num_key_value_heads": 4, "vocab_size": 152064})
-    header_only(os.path.join(root, "text_encoder/model.safetensors"), text_encoder_shapes())
-    dump("vae/config.json", {"_class_name": "AutoencoderKLQwenImage"})
-    header_only(os.path.join(root, "vae/diffusion_pytorch_model.safetensors"),
-                [("encoder.all", [54000000]), ("decoder.all", [126892531 - 54000000])])
-    dump("scheduler/scheduler_config.json", {"_class_name": "FlowMatchEulerDiscreteScheduler"})
+    write_folder(sys.argv[1], {
+        "model_index.json": {
+            "_class_name": "QwenImagePipeline",
+            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+            "transformer": ["diffusers", "QwenImageTransformer2DModel"],
+            "vae": ["diffusers", "AutoencoderKLQwenImage"]},
+        "transformer/config.json": {
+            "_class_name": "QwenImageTransformer2DModel", "num_layers": 60, "attention_head_dim": 128,
+            "num_attention_heads": 24, "joint_attention_dim": 3584, "in_channels": 64, "out_channels": 16,
+            "patch_size": 2, "axes_dims_rope": [16, 56, 56]},
+        "transformer/diffusion_pytorch_model.safetensors": transformer_shapes(),
+        "text_encoder/config.json": {
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+            "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+            "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064},
+        "text_encoder/model.safetensors": text_encoder_shapes(),
+        "vae/config.json": {"_class_name": "AutoencoderKLQwenImage"},
+        "vae/diffusion_pytorch_model.safetensors": [("encoder.all", [54000000]),
+                                                    ("decoder.all", [126892531 - 54000000])],
+        "scheduler/scheduler_config.json": {"_class_name": "FlowMatchEulerDiscreteScheduler"}})
 
 
 if __name__ == "__main__":
