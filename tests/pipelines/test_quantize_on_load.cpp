@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "common/engine_cases.h"
 #include "common/fixtures.h"
 #include "io/checkpoint.h"
 #include "io/quantize_on_load.h"
@@ -177,37 +178,15 @@ class Fp8File {
 std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& quantize,
                                           const std::string& transformer_file = "",
                                           const std::string& memory = "") {
-  qwen::EngineOptions o;
-  o.model_dir = dir;
+  qwen::EngineOptions o = qwen::test::cpu_engine_options(dir, 2);
   o.transformer_file = transformer_file;
-  o.device = "cpu";
-  o.threads = 2;
   o.quantize = quantize;
   o.memory = memory;
-  o.log = [](const std::string&) {};
   return qwen::Engine::open(o);
 }
 
-qwen::RunParams t2i_job() {
-  qwen::RunParams p;
-  p.prompts = {"a red fox in the snow"};
-  p.negative_prompts = {" "};
-  p.width = 48;
-  p.height = 32;
-  p.steps = 2;
-  p.seed = 7;
-  return p;
-}
-
-void expect_same_images(const std::vector<qwen::ImageU8>& a, const std::vector<qwen::ImageU8>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].width, b[i].width);
-    EXPECT_EQ(a[i].height, b[i].height);
-    EXPECT_TRUE(a[i].pixels == b[i].pixels) << "image " << i << " differs";
-  }
-}
+using qwen::test::expect_same_images;
+using qwen::test::tiny_t2i_job;
 
 // Every Linear of `a` and `b` by name: the quantised ones hold the same fp8 bytes and scale;
 // returns how many are quantised, and checks that exactly the rule's picks are.
@@ -283,23 +262,23 @@ TEST(QuantizeOnLoad, TinyModelGivesTheImageOfTheFp8FileAndHoldsFp8Bytes) {
             qwen::models::resident_bytes(*f.transformer()));
   EXPECT_EQ(plain->info().bytes - quantised->info().bytes, saving);
   // (b) the same image, bit for bit.
-  const auto want = from_file->run(t2i_job());
-  expect_same_images(quantised->run(t2i_job()), want);
+  const auto want = from_file->run(tiny_t2i_job());
+  expect_same_images(quantised->run(tiny_t2i_job()), want);
   // A file stored quantised stays as stored under --quantize fp8.
   auto both = open_engine(dir, "fp8", file.path());
-  expect_same_images(both->run(t2i_job()), want);
+  expect_same_images(both->run(tiny_t2i_job()), want);
 }
 
 TEST(QuantizeOnLoad, StreamingStreamsFp8BytesAndGivesTheResidentImage) {
   const std::string dir = qwen::test::tiny_model_dir();
   auto resident = open_engine(dir, "fp8", "", "resident");
-  const auto want = resident->run(t2i_job());
+  const auto want = resident->run(tiny_t2i_job());
   resident.reset();
   auto plain_stream = open_engine(dir, "", "", "stream");
   auto stream = open_engine(dir, "fp8", "", "stream");
   auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*stream);
   auto& pe = dynamic_cast<qwen::pipelines::QwenEngine&>(*plain_stream);
-  expect_same_images(stream->run(t2i_job()), want);
+  expect_same_images(stream->run(tiny_t2i_job()), want);
   auto* qp = dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
   auto* pp = dynamic_cast<qwen::models::TransformerPlacement*>(pe.transformer()->placement());
   ASSERT_NE(qp, nullptr);

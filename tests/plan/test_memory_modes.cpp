@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "common/engine_cases.h"
 #include "common/fixtures.h"
 #include "models/linear.h"
 #include "models/offload.h"
@@ -16,25 +17,13 @@
 
 namespace {
 
-std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& memory) {
-  qwen::EngineOptions o;
-  o.model_dir = dir;
-  o.device = "cpu";
-  o.threads = 2;
-  o.memory = memory;
-  o.log = [](const std::string&) {};
-  return qwen::Engine::open(o);
-}
+using qwen::test::expect_same_images;
+using qwen::test::tiny_t2i_job;
 
-qwen::RunParams t2i_job() {
-  qwen::RunParams p;
-  p.prompts = {"a red fox in the snow"};
-  p.negative_prompts = {" "};
-  p.width = 48;
-  p.height = 32;
-  p.steps = 2;
-  p.seed = 7;
-  return p;
+std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& memory) {
+  qwen::EngineOptions o = qwen::test::cpu_engine_options(dir, 2);
+  o.memory = memory;
+  return qwen::Engine::open(o);
 }
 
 qwen::RunParams edit_job() {
@@ -50,15 +39,6 @@ qwen::RunParams edit_job() {
   return p;
 }
 
-void expect_same_images(const std::vector<qwen::ImageU8>& a, const std::vector<qwen::ImageU8>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].width, b[i].width);
-    EXPECT_EQ(a[i].height, b[i].height);
-    EXPECT_TRUE(a[i].pixels == b[i].pixels) << "image " << i << " differs";
-  }
-}
-
 }  // namespace
 
 TEST(MemoryModes, EveryModeGivesTheResidentImageBitForBit) {
@@ -70,7 +50,7 @@ TEST(MemoryModes, EveryModeGivesTheResidentImageBitForBit) {
   // Every mode on text to image; on an edit model (vision tower in the text encoder, condition
   // latents) the two that move the most: text encoder offload and block streaming.
   for (const auto& c :
-       {Case{qwen::test::tiny_model_dir(), t2i_job(), {}},
+       {Case{qwen::test::tiny_model_dir(), tiny_t2i_job(), {}},
         Case{qwen::test::tiny_edit_model_dir(), edit_job(), {"offload-text", "stream-cpu-text"}}}) {
     SCOPED_TRACE(c.dir);
     auto resident = open_engine(c.dir, "resident");
@@ -115,12 +95,12 @@ TEST(MemoryModes, ModulationIsComputedOncePerJobNotPerStep) {
   auto* placement =
       dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
   ASSERT_NE(placement, nullptr);
-  engine->run(t2i_job());
+  engine->run(tiny_t2i_job());
   // The modulation weights crossed to the device once for the whole job (3 steps, CFG).
   const int64_t once = placement->stats().modulation_bytes;
   EXPECT_EQ(once, placement->host_bytes());
   EXPECT_EQ(qe.transformer()->modulation_computations(), 0);  // forward() never computed it
-  engine->run(t2i_job());
+  engine->run(tiny_t2i_job());
   EXPECT_EQ(placement->stats().modulation_bytes, 2 * once);
 }
 
@@ -173,10 +153,10 @@ TEST(HostWeights, UploadPointsAtCopiesAndReleaseRestores) {
 TEST(MemoryModes, OutOfMemoryDuringAJobLeavesTheEngineServing) {
   auto engine = open_engine(qwen::test::tiny_model_dir(), "stream");
   auto& qe = dynamic_cast<qwen::pipelines::QwenEngine&>(*engine);
-  const auto want = engine->run(t2i_job());
+  const auto want = engine->run(tiny_t2i_job());
   ::setenv("QWEN_TEST_OOM_AT_STEP", "2", 1);
   try {
-    engine->run(t2i_job());
+    engine->run(tiny_t2i_job());
     ::unsetenv("QWEN_TEST_OOM_AT_STEP");
     FAIL() << "the injected allocation failure did not surface";
   } catch (const qwen::EngineError& e) {
@@ -188,11 +168,11 @@ TEST(MemoryModes, OutOfMemoryDuringAJobLeavesTheEngineServing) {
     EXPECT_NE(m.find("qwen-image plan"), std::string::npos) << m;
   }
   // Nothing of the failed job stays on the "device": the next job gives the same image.
-  expect_same_images(engine->run(t2i_job()), want);
+  expect_same_images(engine->run(tiny_t2i_job()), want);
   auto* placement = dynamic_cast<qwen::models::TransformerPlacement*>(qe.transformer()->placement());
   ASSERT_NE(placement, nullptr);
   // A job larger than the plan's 1328x1328 single image is told to shrink.
-  auto big = t2i_job();
+  auto big = tiny_t2i_job();
   big.num_images_per_prompt = 2;
   ::setenv("QWEN_TEST_OOM_AT_STEP", "1", 1);
   try {
@@ -216,7 +196,7 @@ TEST(MemoryModes, FirstStreamedBlockOfEachPassIsPrefetched) {
   ASSERT_NE(placement, nullptr);
   const int64_t layers = qe.transformer()->config().num_layers;
   ASSERT_EQ(placement->streamed_blocks(), layers);
-  auto job = t2i_job();  // 2 steps with CFG: 4 passes
+  auto job = tiny_t2i_job();  // 2 steps with CFG: 4 passes
   job.steps = 2;
   engine->run(job);
   EXPECT_EQ(placement->stats().unprefetched_blocks, 0);
@@ -305,6 +285,6 @@ TEST(MemoryModes, PlacedWeightsLoadStraightIntoHostMemory) {
     EXPECT_EQ(host_tensors > 0, offload || placed);
     // The images are the resident ones (EveryModeGivesTheResidentImageBitForBit); one job here
     // proves the adopted weights serve.
-    EXPECT_FALSE(engine->run(t2i_job()).empty());
+    EXPECT_FALSE(engine->run(tiny_t2i_job()).empty());
   }
 }

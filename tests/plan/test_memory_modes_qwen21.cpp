@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "common/engine_cases.h"
 #include "models/block_stream.h"
 #include "pipelines/engine.h"
 #include "pipelines/engine_qwen21.h"
@@ -18,12 +19,8 @@
 namespace {
 
 std::unique_ptr<qwen::Engine> open_engine(const std::string& dir, const std::string& memory) {
-  qwen::EngineOptions o;
-  o.model_dir = dir;
-  o.device = "cpu";
-  o.threads = 1;
+  qwen::EngineOptions o = qwen::test::cpu_engine_options(dir, 1);
   o.memory = memory;
-  o.log = [](const std::string&) {};
   return qwen::Engine::open(o);
 }
 
@@ -51,14 +48,10 @@ std::vector<qwen::RunParams> jobs() {
   return {t2i, edit, uncached};
 }
 
+// Every 2.1 result is RGBA.
 void expect_same_images(const std::vector<qwen::ImageU8>& a, const std::vector<qwen::ImageU8>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].width, b[i].width);
-    EXPECT_EQ(a[i].height, b[i].height);
-    EXPECT_EQ(a[i].channels, 4);
-    EXPECT_TRUE(a[i].pixels == b[i].pixels) << "image " << i << " differs";
-  }
+  qwen::test::expect_same_images(a, b);
+  for (const auto& image : a) EXPECT_EQ(image.channels, 4);
 }
 
 }  // namespace
